@@ -1,0 +1,144 @@
+//! Progress of long queries: rows scanned, rows/s, elapsed and ETA.
+//!
+//! Progress is read from the running physical plan itself: the leaves' live
+//! `output_rows` metrics give rows scanned, and their statistics (parquet
+//! footers) give the total, so every statement, `COPY` included, reports
+//! without any cooperation from the functions it runs.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::Result;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// How to show progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// Nothing.
+    Off,
+    /// A bar on a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// A line on stderr every few seconds (logs, CI).
+    Plain,
+}
+
+/// Nothing is shown for statements quicker than this.
+const SHOW_AFTER: Duration = Duration::from_secs(1);
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+fn leaves(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn ExecutionPlan>>) {
+    if plan.children().is_empty() {
+        out.push(Arc::clone(plan));
+    }
+    for c in plan.children() {
+        leaves(c, out);
+    }
+}
+
+/// Rows the plan's sources have produced so far.
+pub fn scanned_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    let mut ls = Vec::new();
+    leaves(plan, &mut ls);
+    ls.iter().filter_map(|l| l.metrics().and_then(|m| m.output_rows())).sum()
+}
+
+/// Rows the plan's sources will produce, when their statistics say.
+pub fn total_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
+    let mut ls = Vec::new();
+    leaves(plan, &mut ls);
+    ls.iter().map(|l| l.partition_statistics(None).ok().and_then(|s| s.num_rows.get_value().copied())).sum()
+}
+
+/// One plain progress line.
+pub fn plain_line(rows: usize, total: Option<usize>, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let rate = rows as f64 / secs;
+    match total {
+        Some(t) if t > 0 => {
+            let eta = if rate > 0.0 { format!("{:.0}s", t.saturating_sub(rows) as f64 / rate) } else { "?".into() };
+            format!("lakecap: {rows}/{t} rows ({:.0}%), {rate:.0} rows/s, {secs:.0}s elapsed, ETA {eta}", 100.0 * rows as f64 / t as f64)
+        }
+        _ => format!("lakecap: {rows} rows, {rate:.0} rows/s, {secs:.0}s elapsed"),
+    }
+}
+
+/// Runs `plan` to completion, showing progress per `mode`.
+pub async fn collect_with_progress(
+    plan: Arc<dyn ExecutionPlan>,
+    task_ctx: Arc<TaskContext>,
+    mode: ProgressMode,
+) -> Result<Vec<RecordBatch>> {
+    if mode == ProgressMode::Off {
+        return collect(plan, task_ctx).await;
+    }
+    let tty = mode == ProgressMode::Auto && std::io::stderr().is_terminal();
+    let watched = Arc::clone(&plan);
+    let ticker = tokio::spawn(async move {
+        let start = Instant::now();
+        let total = total_rows(&watched);
+        tokio::time::sleep(SHOW_AFTER).await;
+        if tty {
+            let bar = match total {
+                Some(t) => ProgressBar::new(t as u64),
+                None => ProgressBar::new_spinner(),
+            };
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  {elapsed}  ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            loop {
+                bar.set_position(scanned_rows(&watched) as u64);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        } else {
+            loop {
+                eprintln!("{}", plain_line(scanned_rows(&watched), total, start.elapsed()));
+                tokio::time::sleep(PLAIN_EVERY).await;
+            }
+        }
+    });
+    let result = collect(plan, task_ctx).await;
+    // Aborting drops the bar, which clears it from the terminal.
+    ticker.abort();
+    let _ = ticker.await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    #[test]
+    fn plain_line_has_rate_and_eta() {
+        let l = plain_line(500, Some(2000), Duration::from_secs(10));
+        assert_eq!(l, "lakecap: 500/2000 rows (25%), 50 rows/s, 10s elapsed, ETA 30s");
+        assert_eq!(plain_line(7, None, Duration::from_secs(1)), "lakecap: 7 rows, 7 rows/s, 1s elapsed");
+    }
+
+    #[tokio::test]
+    async fn counts_rows_scanned_from_plan_metrics() {
+        let ctx = SessionContext::new();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        ctx.sql(&format!("COPY (SELECT * FROM generate_series(1, 5000) t(x)) TO '{}' STORED AS PARQUET", path.display()))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let df = ctx.read_parquet(path.to_str().unwrap(), Default::default()).await.unwrap();
+        let df = df.filter(datafusion::prelude::col("x").gt(datafusion::prelude::lit(4000))).unwrap();
+        let plan = df.create_physical_plan().await.unwrap();
+        assert_eq!(total_rows(&plan), Some(5000));
+        let out = collect_with_progress(Arc::clone(&plan), ctx.task_ctx(), ProgressMode::Plain).await.unwrap();
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 1000);
+        assert_eq!(scanned_rows(&plan), 5000);
+    }
+}

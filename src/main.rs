@@ -1,0 +1,113 @@
+//! The `lakecap` command line.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lakecap::output::Format;
+use lakecap::{Engine, EngineOptions, ProgressMode};
+
+#[derive(Parser)]
+#[command(name = "lakecap", version, about = "Curate image-caption lakes with SQL: dedup, filter, recaption, fuse")]
+struct Cli {
+    /// Options file (default: ./lakecap.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Never show progress.
+    #[arg(long, global = true)]
+    no_progress: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct OutputArgs {
+    /// Result format.
+    #[arg(long, short, value_enum, default_value = "table")]
+    format: Format,
+    /// Write query results to this file instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Script variable for ${NAME} placeholders, as NAME=VALUE (repeatable).
+    #[arg(long = "define", short = 'D', value_parser = cli::parse_define)]
+    defines: Vec<(String, String)>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run SQL given on the command line (one or more statements).
+    Sql {
+        sql: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Run a SQL file: many statements, SET, CREATE EXTERNAL TABLE, COPY ... TO.
+    Run {
+        file: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Interactive SQL shell with history.
+    Shell {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Write a realistic demo lake (real photos, generated images, known defects).
+    SampleLake {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 240)]
+        rows: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// The main job on the embedded default: sample lake -> sql/demo.sql -> curated parquet + summary.
+    Demo {
+        /// Lake to curate; made with sample-lake if missing.
+        #[arg(long, default_value = "sample_lake")]
+        lake: PathBuf,
+        /// Where the curated parquet goes.
+        #[arg(long, default_value = "out/curated")]
+        out: PathBuf,
+        /// Rows of the sample lake, when it is made.
+        #[arg(long, default_value_t = 240)]
+        rows: usize,
+    },
+    /// List lakecap's functions and options with their documentation.
+    Functions,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let progress = if cli.no_progress { ProgressMode::Off } else { ProgressMode::Auto };
+    let engine = || Engine::with_options(EngineOptions { config_file: cli.config.clone(), progress, ..Default::default() });
+    match cli.cmd {
+        Cmd::Sql { sql, out } => cli::run_sql(&engine()?, &sql, &out.defines, out.format, out.output.as_deref()).await,
+        Cmd::Run { file, out } => {
+            let sql = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            cli::run_sql(&engine()?, &sql, &out.defines, out.format, out.output.as_deref()).await
+        }
+        Cmd::Shell { out } => cli::shell::run(&engine()?, &out.defines, out.format).await,
+        Cmd::SampleLake { dir, rows, seed } => cli::demo::sample_lake(&dir, rows, seed),
+        Cmd::Demo { lake, out, rows } => cli::demo::run(&engine()?, &lake, &out, rows).await,
+        Cmd::Functions => cli::print_functions(&engine()?).await,
+    }
+}

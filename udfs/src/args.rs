@@ -1,0 +1,144 @@
+//! Argument handling shared by every function: plan-time coercion with clear
+//! errors, per-row access to the plain and view Arrow types, and the per-row
+//! error policy (`lakecap.on_error`).
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::logical_expr::ScalarFunctionArgs;
+use lakecap_models::image::{DecodeLimits, ImageError};
+
+use crate::diagnostics::Diagnostics;
+use crate::options::{LakecapOptions, OnError};
+
+/// What an argument must be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arg {
+    /// Encoded image bytes: Binary, LargeBinary, BinaryView.
+    Image,
+    /// Text: any string type, or binary checked per row for valid UTF-8.
+    Text,
+    /// Any integer, as Int64.
+    Integer,
+    /// A 64-bit hash: UInt64, or Int64 reinterpreted bit for bit.
+    Hash,
+}
+
+/// Coerces `types` to what `func(names...)` accepts, or explains what is wrong.
+pub(crate) fn coerce(func: &str, params: &[(&str, Arg)], types: &[DataType]) -> Result<Vec<DataType>> {
+    let usage = || format!("{func}({})", params.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+    if types.len() != params.len() {
+        return plan_err!("{} takes {} argument(s), got {}", usage(), params.len(), types.len());
+    }
+    params
+        .iter()
+        .zip(types)
+        .map(|(&(name, arg), t)| {
+            use DataType::*;
+            let ok = match (arg, t) {
+                (Arg::Image, Binary | LargeBinary | BinaryView) => Some(t.clone()),
+                (Arg::Image, FixedSizeBinary(_) | Null) => Some(Binary),
+                (Arg::Text, Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView) => Some(t.clone()),
+                (Arg::Text, Null) => Some(Utf8),
+                (Arg::Integer, t) if t.is_integer() || t.is_null() => Some(Int64),
+                (Arg::Hash, UInt64 | Int64) => Some(t.clone()),
+                (Arg::Hash, Null) => Some(UInt64),
+                (Arg::Hash, t) if t.is_integer() => Some(Int64),
+                _ => None,
+            };
+            match ok {
+                Some(t) => Ok(t),
+                None => {
+                    let want = match arg {
+                        Arg::Image => "image bytes (a binary column)",
+                        Arg::Text => "text (a string column)",
+                        Arg::Integer => "an integer",
+                        Arg::Hash => "a 64-bit hash (UInt64 or Int64)",
+                    };
+                    plan_err!("{}: argument `{name}` must be {want}, got {t}", usage())
+                }
+            }
+        })
+        .collect()
+}
+
+/// Per-row byte slices of a binary or string array.
+pub(crate) fn bytes_rows(a: &dyn Array) -> Result<Vec<Option<&[u8]>>> {
+    Ok(match a.data_type() {
+        DataType::Binary => a.as_binary::<i32>().iter().collect(),
+        DataType::LargeBinary => a.as_binary::<i64>().iter().collect(),
+        DataType::BinaryView => a.as_binary_view().iter().collect(),
+        DataType::Utf8 => a.as_string::<i32>().iter().map(|s| s.map(str::as_bytes)).collect(),
+        DataType::LargeUtf8 => a.as_string::<i64>().iter().map(|s| s.map(str::as_bytes)).collect(),
+        DataType::Utf8View => a.as_string_view().iter().map(|s| s.map(str::as_bytes)).collect(),
+        other => return exec_err!("expected binary or string values, got {other}"),
+    })
+}
+
+/// A row a function could not process.
+pub(crate) struct RowFailure {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl From<ImageError> for RowFailure {
+    fn from(e: ImageError) -> Self {
+        RowFailure { kind: e.kind(), message: e.to_string() }
+    }
+}
+
+/// One invocation's view of the options, the column it reads and where to report.
+pub(crate) struct Rows<'a> {
+    func: &'static str,
+    column: String,
+    pub options: LakecapOptions,
+    diag: &'a Diagnostics,
+}
+
+impl<'a> Rows<'a> {
+    /// `column` indexes the argument whose values can fail (named in messages).
+    pub fn new(func: &'static str, args: &ScalarFunctionArgs, column: usize, diag: &'a Diagnostics) -> Self {
+        let column = args.arg_fields.get(column).map(|f| f.name().clone()).unwrap_or_default();
+        Rows { func, column, options: LakecapOptions::from_config(&args.config_options), diag }
+    }
+
+    pub fn limits(&self) -> DecodeLimits {
+        self.options.decode_limits()
+    }
+
+    /// Applies `lakecap.on_error` to one row's outcome.
+    pub fn row<T>(&self, row: usize, outcome: Result<T, RowFailure>) -> Result<Option<T>> {
+        match outcome {
+            Ok(v) => Ok(Some(v)),
+            Err(f) => {
+                let message = || format!("{}({}): row {row} of the batch: {}", self.func, self.column, f.message);
+                match self.options.on_error {
+                    OnError::Fail => {
+                        exec_err!("{} (SET lakecap.on_error = 'null' to get NULL and a warning instead)", message())
+                    }
+                    OnError::Null => {
+                        self.diag.warn(self.func, &self.column, f.kind, message);
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Maps every non-NULL image of `col` through `f`; NULL stays NULL.
+    pub fn map_images<T>(&self, col: &dyn Array, f: impl Fn(&[u8]) -> Result<T, ImageError>) -> Result<Vec<Option<T>>> {
+        bytes_rows(col)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, bytes)| match bytes {
+                None => Ok(None),
+                Some(b) => self.row(i, f(b).map_err(RowFailure::from)),
+            })
+            .collect()
+    }
+}
+
+/// Evaluates the arguments to arrays of `args.number_rows`.
+pub(crate) fn arrays(args: &ScalarFunctionArgs) -> Result<Vec<ArrayRef>> {
+    datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)
+}

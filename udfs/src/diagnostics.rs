@@ -1,0 +1,99 @@
+//! Counted warnings for rows that functions could not process.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+/// One kind of warning and how often it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarningCount {
+    pub function: String,
+    pub column: String,
+    /// Short category, e.g. `truncated`, `not an image`, `invalid utf-8`.
+    pub kind: String,
+    pub count: u64,
+    /// The first full message of this kind (names the row).
+    pub example: String,
+}
+
+/// Per-session warning counters, shared by every function of a session.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    counts: Mutex<BTreeMap<(String, String, String), (u64, String)>>,
+}
+
+impl Diagnostics {
+    /// Records one row that yielded NULL instead of a value.
+    pub fn warn(&self, function: &str, column: &str, kind: &str, message: impl FnOnce() -> String) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = counts
+            .entry((function.to_string(), column.to_string(), kind.to_string()))
+            .or_insert_with(|| (0, message()));
+        entry.0 += 1;
+    }
+
+    /// All warnings so far, sorted by function, column, kind.
+    pub fn snapshot(&self) -> Vec<WarningCount> {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts
+            .iter()
+            .map(|((function, column, kind), (count, example))| WarningCount {
+                function: function.clone(),
+                column: column.clone(),
+                kind: kind.clone(),
+                count: *count,
+                example: example.clone(),
+            })
+            .collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).values().map(|(c, _)| c).sum()
+    }
+
+    /// Returns and clears the warnings (e.g. after each statement of a script).
+    pub fn take(&self) -> Vec<WarningCount> {
+        let out = self.snapshot();
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        out
+    }
+}
+
+/// The diagnostics a function reports into. DataFusion requires functions to be
+/// `Eq + Hash`; two handles are equal when they share one session's counters.
+#[derive(Debug, Clone)]
+pub struct DiagHandle(pub Arc<Diagnostics>);
+
+impl PartialEq for DiagHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DiagHandle {}
+
+impl Hash for DiagHandle {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_kind_and_keeps_first_example() {
+        let d = Diagnostics::default();
+        d.warn("phash", "img", "truncated", || "row 3: truncated png".into());
+        d.warn("phash", "img", "truncated", || "row 9: truncated png".into());
+        d.warn("phash", "img", "not an image", || "row 4".into());
+        assert_eq!(d.total(), 3);
+        let s = d.take();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].kind, "truncated");
+        assert_eq!(s[1].count, 2);
+        assert_eq!(s[1].example, "row 3: truncated png");
+        assert_eq!(d.total(), 0);
+    }
+}

@@ -1,0 +1,189 @@
+//! `near_duplicates(table, key_col, hash_col, max_hamming)`: perceptual
+//! near-duplicate clusters as a table.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::compute::{concat, take};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{Result, ScalarValue, TableReference, exec_err, plan_datafusion_err, plan_err};
+use datafusion::datasource::{MemTable, provider_as_source};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableType, col};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use futures::FutureExt;
+use lakecap_models::dedup::{MAX_RADIUS, hamming_clusters};
+
+/// Table function: clusters rows whose 64-bit hashes are within `max_hamming` bits
+/// (connected components), sub-quadratic by multi-index hashing.
+///
+/// Returns one row per member of every cluster with two or more members:
+/// `(key, cluster_id, representative, distance)`, where the representative is the
+/// cluster's smallest key, `cluster_id` numbers clusters densely in representative
+/// order, and `distance` is the member's Hamming distance to the representative.
+/// Rows with a NULL key or hash are skipped.
+///
+/// ```sql
+/// CREATE TABLE h AS SELECT key, phash(img) AS ph FROM lake;
+/// SELECT * FROM lake WHERE key NOT IN
+///   (SELECT key FROM near_duplicates('h', 'key', 'ph', 6) WHERE key <> representative);
+/// ```
+#[derive(Debug, Default)]
+pub struct NearDuplicatesFunc;
+
+const USAGE: &str = "near_duplicates('table', 'key_column', 'hash_column', max_hamming)";
+
+fn string_arg(e: &Expr, what: &str) -> Result<String> {
+    match e {
+        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => {
+            Ok(s.clone())
+        }
+        other => plan_err!("{USAGE}: {what} must be a string literal, got {other}"),
+    }
+}
+
+impl TableFunctionImpl for NearDuplicatesFunc {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() != 4 {
+            return plan_err!("{USAGE} takes 4 arguments, got {}", exprs.len());
+        }
+        let table = TableReference::from(string_arg(&exprs[0], "table")?);
+        let key = string_arg(&exprs[1], "key_column")?;
+        let hash = string_arg(&exprs[2], "hash_column")?;
+        let radius = match &exprs[3] {
+            Expr::Literal(v, _) => v.cast_to(&DataType::Int64).ok().and_then(|v| match v {
+                ScalarValue::Int64(Some(r)) => Some(r),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let radius = match radius {
+            Some(r) if (0..=i64::from(MAX_RADIUS)).contains(&r) => r as u32,
+            _ => return plan_err!("{USAGE}: max_hamming must be an integer from 0 to {MAX_RADIUS}, got {}", exprs[3]),
+        };
+        let state = args
+            .session()
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| plan_datafusion_err!("{USAGE} needs a DataFusion SessionState"))?;
+        let schema = state.schema_for_ref(table.clone())?;
+        let source = schema
+            .table(table.table())
+            .now_or_never()
+            .ok_or_else(|| plan_datafusion_err!("{USAGE}: table '{table}' must be registered in memory (CREATE TABLE/VIEW/EXTERNAL TABLE)"))??
+            .ok_or_else(|| plan_datafusion_err!("{USAGE}: table '{table}' not found"))?;
+        let src_schema = source.schema();
+        let field = |name: &str| {
+            src_schema
+                .field_with_name(name)
+                .map(|f| f.clone())
+                .map_err(|_| plan_datafusion_err!("{USAGE}: table '{table}' has no column '{name}'"))
+        };
+        let key_field = field(&key)?;
+        let hash_type = field(&hash)?.data_type().clone();
+        if !matches!(hash_type, DataType::UInt64 | DataType::Int64) {
+            return plan_err!("{USAGE}: column '{hash}' must hold UInt64 or Int64 hashes (e.g. phash(img)), got {hash_type}");
+        }
+        let out = Arc::new(Schema::new(vec![
+            Field::new("key", key_field.data_type().clone(), false),
+            Field::new("cluster_id", DataType::UInt64, false),
+            Field::new("representative", key_field.data_type().clone(), false),
+            Field::new("distance", DataType::UInt32, false),
+        ]));
+        Ok(Arc::new(NearDuplicatesTable { table, source, key, hash, radius, schema: out }))
+    }
+}
+
+#[derive(Debug)]
+struct NearDuplicatesTable {
+    table: TableReference,
+    source: Arc<dyn TableProvider>,
+    key: String,
+    hash: String,
+    radius: u32,
+    schema: SchemaRef,
+}
+
+impl NearDuplicatesTable {
+    /// Reads (key, hash) sorted by key, so that the first member of a cluster is its smallest key.
+    async fn read(&self, state: &dyn Session) -> Result<(ArrayRef, Vec<u64>)> {
+        let plan = LogicalPlanBuilder::scan(self.table.clone(), provider_as_source(Arc::clone(&self.source)), None)?
+            .project(vec![col(&self.key), col(&self.hash)])?
+            .filter(col(&self.key).is_not_null().and(col(&self.hash).is_not_null()))?
+            .sort(vec![col(&self.key).sort(true, false)])?
+            .build()?;
+        let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(&plan).await?;
+        let batches: Vec<RecordBatch> = collect(physical, state.task_ctx()).await?;
+        let key_arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
+        let keys = if key_arrays.is_empty() {
+            datafusion::arrow::array::new_empty_array(self.schema.field(0).data_type())
+        } else {
+            concat(&key_arrays)?
+        };
+        let mut hashes = Vec::with_capacity(keys.len());
+        for b in &batches {
+            let h = b.column(1);
+            match h.data_type() {
+                DataType::UInt64 => hashes.extend(h.as_primitive::<UInt64Type>().values().iter().copied()),
+                DataType::Int64 => hashes.extend(h.as_primitive::<Int64Type>().values().iter().map(|&v| v as u64)),
+                other => return exec_err!("near_duplicates: unexpected hash type {other}"),
+            }
+        }
+        Ok((keys, hashes))
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for NearDuplicatesTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (keys, hashes) = self.read(state).await?;
+        let labels = hamming_clusters(&hashes, self.radius);
+        let mut size = vec![0u32; labels.len()];
+        for &l in &labels {
+            size[l] += 1;
+        }
+        // Dense ids in representative (= first, = smallest key) order.
+        let mut dense = vec![u64::MAX; labels.len()];
+        let mut next = 0;
+        let (mut member, mut rep, mut cluster, mut dist) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, &l) in labels.iter().enumerate() {
+            if size[l] < 2 {
+                continue;
+            }
+            if dense[l] == u64::MAX {
+                dense[l] = next;
+                next += 1;
+            }
+            member.push(i as u64);
+            rep.push(l as u64);
+            cluster.push(dense[l]);
+            dist.push((hashes[i] ^ hashes[l]).count_ones());
+        }
+        let batch = RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            vec![
+                take(&keys, &UInt64Array::from(member), None)?,
+                Arc::new(UInt64Array::from(cluster)),
+                take(&keys, &UInt64Array::from(rep), None)?,
+                Arc::new(UInt32Array::from(dist)),
+            ],
+        )?;
+        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?.scan(state, projection, filters, limit).await
+    }
+}
