@@ -10,7 +10,11 @@ use lakecap::output::Format;
 use lakecap::{Engine, EngineOptions, ProgressMode};
 
 #[derive(Parser)]
-#[command(name = "lakecap", version, about = "Curate image-caption lakes with SQL: dedup, filter, recaption, fuse")]
+#[command(
+    name = "lakecap",
+    version,
+    about = "Curate image-caption lakes with SQL: dedup, filter, recaption, fuse"
+)]
 struct Cli {
     /// Options file (default: ./lakecap.toml when present).
     #[arg(long, global = true)]
@@ -80,7 +84,10 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -97,13 +104,40 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let progress = if cli.no_progress { ProgressMode::Off } else { ProgressMode::Auto };
-    let engine = || Engine::with_options(EngineOptions { config_file: cli.config.clone(), progress, ..Default::default() });
+    let progress = if cli.no_progress {
+        ProgressMode::Off
+    } else {
+        ProgressMode::Auto
+    };
+    let engine = || {
+        Engine::with_options(EngineOptions {
+            config_file: cli.config.clone(),
+            progress,
+            ..Default::default()
+        })
+    };
     match cli.cmd {
-        Cmd::Sql { sql, out } => cli::run_sql(&engine()?, &sql, &out.defines, out.format, out.output.as_deref()).await,
+        Cmd::Sql { sql, out } => {
+            cli::run_sql(
+                &engine()?,
+                &sql,
+                &out.defines,
+                out.format,
+                out.output.as_deref(),
+            )
+            .await
+        }
         Cmd::Run { file, out } => {
-            let sql = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            cli::run_sql(&engine()?, &sql, &out.defines, out.format, out.output.as_deref()).await
+            let sql = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            cli::run_sql(
+                &engine()?,
+                &sql,
+                &out.defines,
+                out.format,
+                out.output.as_deref(),
+            )
+            .await
         }
         Cmd::Shell { out } => cli::shell::run(&engine()?, &out.defines, out.format).await,
         Cmd::SampleLake { dir, rows, seed } => cli::demo::sample_lake(&dir, rows, seed),

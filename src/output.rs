@@ -19,9 +19,21 @@ pub enum Format {
 
 fn byte_lengths(a: &dyn Array) -> Option<Vec<Option<usize>>> {
     Some(match a.data_type() {
-        DataType::Binary => a.as_binary::<i32>().iter().map(|v| v.map(<[u8]>::len)).collect(),
-        DataType::LargeBinary => a.as_binary::<i64>().iter().map(|v| v.map(<[u8]>::len)).collect(),
-        DataType::BinaryView => a.as_binary_view().iter().map(|v| v.map(<[u8]>::len)).collect(),
+        DataType::Binary => a
+            .as_binary::<i32>()
+            .iter()
+            .map(|v| v.map(<[u8]>::len))
+            .collect(),
+        DataType::LargeBinary => a
+            .as_binary::<i64>()
+            .iter()
+            .map(|v| v.map(<[u8]>::len))
+            .collect(),
+        DataType::BinaryView => a
+            .as_binary_view()
+            .iter()
+            .map(|v| v.map(<[u8]>::len))
+            .collect(),
         _ => return None,
     })
 }
@@ -34,7 +46,11 @@ pub fn summarise_binary(batch: &RecordBatch) -> Result<RecordBatch> {
         match byte_lengths(c) {
             Some(lens) => {
                 fields.push(Field::new(f.name(), DataType::Utf8, true));
-                columns.push(Arc::new(lens.into_iter().map(|l| l.map(|l| format!("<{l} bytes>"))).collect::<StringArray>()));
+                columns.push(Arc::new(
+                    lens.into_iter()
+                        .map(|l| l.map(|l| format!("<{l} bytes>")))
+                        .collect::<StringArray>(),
+                ));
             }
             None => {
                 fields.push(f.as_ref().clone());
@@ -42,19 +58,31 @@ pub fn summarise_binary(batch: &RecordBatch) -> Result<RecordBatch> {
             }
         }
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Writes `batches` in `format`.
 pub fn write(out: &mut dyn Write, batches: &[RecordBatch], format: Format) -> Result<()> {
     match format {
         Format::Table => {
-            let shown: Vec<RecordBatch> = batches.iter().map(summarise_binary).collect::<Result<_>>()?;
+            let shown: Vec<RecordBatch> = batches
+                .iter()
+                .map(summarise_binary)
+                .collect::<Result<_>>()?;
             let opts = FormatOptions::default().with_null("NULL");
-            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches_with_options(&shown, &opts)?)?;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches_with_options(&shown, &opts)?
+            )?;
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             for b in batches {
                 w.write(b)?;
             }
@@ -78,7 +106,10 @@ mod tests {
     fn batch() -> RecordBatch {
         RecordBatch::try_from_iter(vec![
             ("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
-            ("img", Arc::new(BinaryArray::from(vec![Some(&b"abc"[..]), None])) as ArrayRef),
+            (
+                "img",
+                Arc::new(BinaryArray::from(vec![Some(&b"abc"[..]), None])) as ArrayRef,
+            ),
         ])
         .unwrap()
     }
@@ -93,7 +124,11 @@ mod tests {
 
     #[test]
     fn csv_and_json() {
-        let b = RecordBatch::try_from_iter(vec![("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef)]).unwrap();
+        let b = RecordBatch::try_from_iter(vec![(
+            "id",
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        )])
+        .unwrap();
         let mut out = Vec::new();
         write(&mut out, &[b.clone()], Format::Csv).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "id\n1\n2\n");

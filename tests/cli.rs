@@ -13,21 +13,38 @@ fn lakecap(args: &[&str], cwd: &Path) -> Output {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn sql_formats() {
     let dir = tempfile::tempdir().unwrap();
-    let o = lakecap(&["sql", "SELECT hamming(-1, 0) AS d, 'x' AS s", "--format", "csv"], dir.path());
+    let o = lakecap(
+        &[
+            "sql",
+            "SELECT hamming(-1, 0) AS d, 'x' AS s",
+            "--format",
+            "csv",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{:?}", text(&o));
     assert_eq!(text(&o).0, "d,s\n64,x\n");
     let o = lakecap(&["sql", "SELECT 1 AS one", "-f", "json"], dir.path());
     assert_eq!(text(&o).0, "{\"one\":1}\n");
-    let o = lakecap(&["sql", "SELECT 1 AS one; SELECT 2 AS two", "-o", "out.txt"], dir.path());
+    let o = lakecap(
+        &["sql", "SELECT 1 AS one; SELECT 2 AS two", "-o", "out.txt"],
+        dir.path(),
+    );
     assert!(o.status.success());
     let written = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
-    assert!(written.contains("| one |") && written.contains("| two |"), "{written}");
+    assert!(
+        written.contains("| one |") && written.contains("| two |"),
+        "{written}"
+    );
 }
 
 #[test]
@@ -35,27 +52,60 @@ fn errors_are_clear_and_exit_nonzero() {
     let dir = tempfile::tempdir().unwrap();
     let (_, err) = text(&lakecap(&["sql", "SELEC 1"], dir.path()));
     assert!(err.contains("SQL syntax error"), "{err}");
-    let o = lakecap(&["sql", "SELECT 1; SELECT nope FROM missing_table"], dir.path());
+    let o = lakecap(
+        &["sql", "SELECT 1; SELECT nope FROM missing_table"],
+        dir.path(),
+    );
     assert!(!o.status.success());
     let (_, err) = text(&o);
-    assert!(err.contains("statement 2 failed: SELECT nope FROM missing_table") && err.contains("missing_table"), "{err}");
+    assert!(
+        err.contains("statement 2 failed: SELECT nope FROM missing_table")
+            && err.contains("missing_table"),
+        "{err}"
+    );
     let (_, err) = text(&lakecap(&["run", "no/such/file.sql"], dir.path()));
     assert!(err.contains("cannot read no/such/file.sql"), "{err}");
-    let (_, err) = text(&lakecap(&["sql", "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/no/such/dir/'; SELECT * FROM t"], dir.path()));
+    let (_, err) = text(&lakecap(
+        &[
+            "sql",
+            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/no/such/dir/'; SELECT * FROM t",
+        ],
+        dir.path(),
+    ));
     assert!(err.contains("error:"), "{err}");
-    let (_, err) = text(&lakecap(&["sql", "SELECT '${UNSET_LAKECAP_VAR}'"], dir.path()));
+    let (_, err) = text(&lakecap(
+        &["sql", "SELECT '${UNSET_LAKECAP_VAR}'"],
+        dir.path(),
+    ));
     assert!(err.contains("--define UNSET_LAKECAP_VAR=VALUE"), "{err}");
     std::fs::write(dir.path().join("lakecap.toml"), "on_error = 'maybe'\n").unwrap();
     let (_, err) = text(&lakecap(&["sql", "SELECT 1"], dir.path()));
-    assert!(err.contains("lakecap.toml") && err.contains("'null' or 'fail'"), "{err}");
+    assert!(
+        err.contains("lakecap.toml") && err.contains("'null' or 'fail'"),
+        "{err}"
+    );
 }
 
 #[test]
 fn config_file_sets_options() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("lakecap.toml"), "on_error = 'fail'\n").unwrap();
-    let o = lakecap(&["sql", "SELECT value FROM information_schema.df_settings WHERE name = 'lakecap.on_error'", "-f", "csv"], dir.path());
-    assert_eq!(text(&o).0, "value\nfail\n");
+    let o = lakecap(&["sql", "SELECT phash(X'00')"], dir.path());
+    let (_, err) = text(&o);
+    assert!(
+        !o.status.success() && err.contains("row 0 of the batch: not an image"),
+        "{err}"
+    );
+    let o = lakecap(
+        &[
+            "sql",
+            "SET lakecap.on_error = 'null'; SELECT phash(X'00') AS h",
+            "-f",
+            "csv",
+        ],
+        dir.path(),
+    );
+    assert_eq!(text(&o).0, "h\n\"\"\n");
 }
 
 #[test]
@@ -67,16 +117,35 @@ fn run_script_with_defines_and_warnings() {
         "CREATE EXTERNAL TABLE lake STORED AS PARQUET LOCATION '${LAKE}';\nSELECT count(*) AS n, count(phash(img)) AS hashed FROM lake;",
     )
     .unwrap();
-    let o = lakecap(&["sample-lake", "lake", "--rows", "50", "--seed", "5"], dir.path());
+    let o = lakecap(
+        &["sample-lake", "lake", "--rows", "50", "--seed", "5"],
+        dir.path(),
+    );
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(text(&o).0.contains("wrote 50 rows"));
-    let o = lakecap(&["run", "audit.sql", "-D", "LAKE=lake/", "-f", "csv"], dir.path());
+    let o = lakecap(
+        &["run", "audit.sql", "-D", "LAKE=lake/", "-f", "csv"],
+        dir.path(),
+    );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     // 50 rows; hashed = rows minus corrupt, truncated, non-image, empty, NULL and bomb images.
     assert!(out.starts_with("n,hashed\n50,"), "{out}");
-    assert!(err.contains("warning: phash(img)") && err.contains("gave NULL"), "{err}");
-    let recipe = lakecap(&["run", &format!("{root}/sql/alt_audit.sql"), "-D", "LAKE=lake/", "-f", "csv"], dir.path());
+    assert!(
+        err.contains("warning: phash(img)") && err.contains("gave NULL"),
+        "{err}"
+    );
+    let recipe = lakecap(
+        &[
+            "run",
+            &format!("{root}/sql/alt_audit.sql"),
+            "-D",
+            "LAKE=lake/",
+            "-f",
+            "csv",
+        ],
+        dir.path(),
+    );
     let (out, err) = text(&recipe);
     assert!(recipe.status.success(), "{err}");
     assert!(out.starts_with("kind,rows,mean_score\nusable,"), "{out}");
@@ -90,17 +159,40 @@ fn demo_curates_the_sample_lake() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("note: clip_score skipped"), "{err}");
     assert!(out.contains("rows in:  120"), "{out}");
-    for reason in ["exact duplicate", "near duplicate", "bad image: truncated", "bad image: too many pixels", "kept"] {
+    for reason in [
+        "exact duplicate",
+        "near duplicate",
+        "bad image: truncated",
+        "bad image: too many pixels",
+        "kept",
+    ] {
         assert!(out.contains(reason), "missing '{reason}' in\n{out}");
     }
-    let kept: usize = out.lines().find_map(|l| l.strip_prefix("rows out: ")).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let kept: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("rows out: "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((60..110).contains(&kept), "{out}");
     // The curated lake is parquet, partitioned by crawl, and holds exactly the kept rows.
-    let o = lakecap(&["sql", "CREATE EXTERNAL TABLE c STORED AS PARQUET LOCATION 'out/curated/'; SELECT count(*) AS n, count(DISTINCT crawl) AS crawls FROM c", "-f", "csv"], dir.path());
+    let o = lakecap(
+        &[
+            "sql",
+            "CREATE EXTERNAL TABLE c STORED AS PARQUET LOCATION 'out/curated/'; SELECT count(*) AS n, count(DISTINCT crawl) AS crawls FROM c",
+            "-f",
+            "csv",
+        ],
+        dir.path(),
+    );
     assert_eq!(text(&o).0, format!("n,crawls\n{kept},2\n"));
     // Rerunning replaces the demo's own output; a foreign folder is refused.
     assert!(lakecap(&["demo"], dir.path()).status.success());
     std::fs::create_dir_all(dir.path().join("mine")).unwrap();
+    std::fs::write(dir.path().join("mine/notes.txt"), "keep me").unwrap();
     let (_, err) = text(&lakecap(&["demo", "--out", "mine"], dir.path()));
     assert!(err.contains("was not written by the demo"), "{err}");
 }
@@ -109,7 +201,17 @@ fn demo_curates_the_sample_lake() {
 fn functions_are_documented() {
     let dir = tempfile::tempdir().unwrap();
     let (out, _) = text(&lakecap(&["functions"], dir.path()));
-    for f in ["phash(img)", "dhash(img)", "hamming(a, b)", "image_info(img)", "image_error(img)", "thumbnail(img, max_side)", "alt_quality(alt)", "near_duplicates(", "lakecap.on_error = null"] {
+    for f in [
+        "phash(img)",
+        "dhash(img)",
+        "hamming(a, b)",
+        "image_info(img)",
+        "image_error(img)",
+        "thumbnail(img, max_side)",
+        "alt_quality(alt)",
+        "near_duplicates(",
+        "lakecap.on_error = null",
+    ] {
         assert!(out.contains(f), "missing {f} in\n{out}");
     }
 }

@@ -4,7 +4,7 @@
 //! - `photos(name, img)`: the real photos in data/photos;
 //! - `corpus(name, img)`: the committed bad-input corpus in tests/data/bad;
 //! - `lake`: a 60-row sample lake (seed 7) written to a temporary folder, and
-//!   `truth`: its `_truth.csv` (planted defects per key).
+//!   `truth`: its ground truth (planted defects per key).
 //!
 //! `LAKECAP_SLT_COMPLETE=1 cargo test --test slt` rewrites the expected results
 //! in place (review the diff before committing).
@@ -16,7 +16,7 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use lakecap::Engine;
-use lakecap::sample_lake::{SampleLakeOptions, write_sample_lake};
+use lakecap::sample_lake::{SampleLakeOptions, truth_path, write_sample_lake};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
 
 #[derive(Debug)]
@@ -39,30 +39,49 @@ fn root() -> PathBuf {
 }
 
 fn files_table(dir: &Path) -> RecordBatch {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.retain(|p| p.is_file() && p.extension().is_none_or(|e| e != "tsv" && e != "md"));
     entries.sort();
-    let names: StringArray = entries.iter().map(|p| Some(p.file_name().unwrap().to_string_lossy().into_owned())).collect();
+    let names: StringArray = entries
+        .iter()
+        .map(|p| Some(p.file_name().unwrap().to_string_lossy().into_owned()))
+        .collect();
     let bytes: Vec<Vec<u8>> = entries.iter().map(|p| std::fs::read(p).unwrap()).collect();
     let imgs: BinaryArray = bytes.iter().map(|b| Some(b.as_slice())).collect();
-    RecordBatch::try_from_iter(vec![("name", Arc::new(names) as ArrayRef), ("img", Arc::new(imgs) as ArrayRef)]).unwrap()
+    RecordBatch::try_from_iter(vec![
+        ("name", Arc::new(names) as ArrayRef),
+        ("img", Arc::new(imgs) as ArrayRef),
+    ])
+    .unwrap()
 }
 
 impl Db {
     async fn new(lake: &Path) -> Db {
-        let engine = Engine::with_options(lakecap::EngineOptions { ignore_env: true, progress: lakecap::ProgressMode::Off, ..Default::default() })
-            .unwrap();
+        let engine = Engine::with_options(lakecap::EngineOptions {
+            ignore_env: true,
+            progress: lakecap::ProgressMode::Off,
+            ..Default::default()
+        })
+        .unwrap();
         let ctx = engine.ctx();
-        ctx.register_batch("photos", files_table(&root().join("data/photos"))).unwrap();
-        ctx.register_batch("corpus", files_table(&root().join("tests/data/bad"))).unwrap();
+        ctx.register_batch("photos", files_table(&root().join("data/photos")))
+            .unwrap();
+        ctx.register_batch("corpus", files_table(&root().join("tests/data/bad")))
+            .unwrap();
         engine
-            .sql(&format!("CREATE EXTERNAL TABLE lake STORED AS PARQUET LOCATION '{}/'", lake.display()))
+            .sql(&format!(
+                "CREATE EXTERNAL TABLE lake STORED AS PARQUET LOCATION '{}/'",
+                lake.display()
+            ))
             .await
             .unwrap();
         engine
             .sql(&format!(
-                "CREATE EXTERNAL TABLE truth STORED AS CSV LOCATION '{}/_truth.csv' OPTIONS ('format.has_header' 'true')",
-                lake.display()
+                "CREATE EXTERNAL TABLE truth STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+                truth_path(lake).display()
             ))
             .await
             .unwrap();
@@ -76,7 +95,11 @@ impl AsyncDB for Db {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
-        let batches = self.engine.sql(sql).await.map_err(|e| SltError(format!("{e:#}")))?;
+        let batches = self
+            .engine
+            .sql(sql)
+            .await
+            .map_err(|e| SltError(format!("{e:#}")))?;
         let columns = batches.first().map_or(0, RecordBatch::num_columns);
         if columns == 0 {
             return Ok(DBOutput::StatementComplete(0));
@@ -84,19 +107,30 @@ impl AsyncDB for Db {
         let opts = FormatOptions::default().with_null("NULL");
         let mut rows = Vec::new();
         for b in &batches {
-            let fmts: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
+            let fmts: Vec<_> = b
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+                .collect();
             for i in 0..b.num_rows() {
                 rows.push(
                     fmts.iter()
                         .map(|f| {
                             let s = f.value(i).to_string();
-                            if s.is_empty() { "(empty)".to_string() } else { s }
+                            if s.is_empty() {
+                                "(empty)".to_string()
+                            } else {
+                                s
+                            }
                         })
                         .collect(),
                 );
             }
         }
-        Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; columns], rows })
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; columns],
+            rows,
+        })
     }
 
     async fn shutdown(&mut self) {}
@@ -113,9 +147,20 @@ impl AsyncDB for Db {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqllogictests() {
     let lake = tempfile::tempdir().unwrap();
-    write_sample_lake(lake.path(), &SampleLakeOptions { rows: 60, seed: 7, rows_per_file: 25 }).unwrap();
+    write_sample_lake(
+        lake.path(),
+        &SampleLakeOptions {
+            rows: 60,
+            seed: 7,
+            rows_per_file: 25,
+        },
+    )
+    .unwrap();
     let lake_path = lake.path().to_path_buf();
-    let mut files: Vec<_> = std::fs::read_dir(root().join("tests/slt")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(root().join("tests/slt"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "slt"));
     files.sort();
     assert!(files.len() >= 5, "expected the .slt files, found {files:?}");
@@ -130,7 +175,13 @@ async fn sqllogictests() {
         runner.with_column_validator(|_, _| true);
         if complete {
             runner
-                .update_test_file(file, " ", sqllogictest::default_validator, sqllogictest::default_normalizer, |_, _| true)
+                .update_test_file(
+                    file,
+                    " ",
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    |_, _| true,
+                )
                 .await
                 .unwrap();
         } else if let Err(e) = runner.run_file_async(file).await {

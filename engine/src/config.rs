@@ -19,17 +19,28 @@ use lakecap_udfs::LakecapOptions;
 
 /// Applies a `lakecap.toml` file to `config`.
 pub fn apply_file(config: &mut SessionConfig, path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
     for (key, value) in &table {
         if key == "datafusion" {
-            let Some(df) = value.as_table() else { bail!("{}: [datafusion] must be a table", path.display()) };
+            let Some(df) = value.as_table() else {
+                bail!("{}: [datafusion] must be a table", path.display())
+            };
             for (k, v) in flatten(df, "") {
-                config.options_mut().set(&format!("datafusion.{k}"), &v).with_context(|| format!("{}: datafusion.{k}", path.display()))?;
+                config
+                    .options_mut()
+                    .set(&format!("datafusion.{k}"), &v)
+                    .with_context(|| format!("{}: datafusion.{k}", path.display()))?;
             }
         } else {
             for (k, v) in flatten_one(key, value) {
-                config.options_mut().set(&format!("lakecap.{k}"), &v).with_context(|| format!("{}: option '{k}'", path.display()))?;
+                config
+                    .options_mut()
+                    .set(&format!("lakecap.{k}"), &v)
+                    .with_context(|| format!("{}: option '{k}'", path.display()))?;
             }
         }
     }
@@ -37,7 +48,10 @@ pub fn apply_file(config: &mut SessionConfig, path: &Path) -> Result<()> {
 }
 
 fn flatten(table: &toml::Table, prefix: &str) -> Vec<(String, String)> {
-    table.iter().flat_map(|(k, v)| flatten_one(&format!("{prefix}{k}"), v)).collect()
+    table
+        .iter()
+        .flat_map(|(k, v)| flatten_one(&format!("{prefix}{k}"), v))
+        .collect()
 }
 
 fn flatten_one(key: &str, value: &toml::Value) -> Vec<(String, String)> {
@@ -49,13 +63,25 @@ fn flatten_one(key: &str, value: &toml::Value) -> Vec<(String, String)> {
 }
 
 /// Applies `LAKECAP_<OPTION>` variables (e.g. `LAKECAP_ON_ERROR=fail`) from `vars`.
-pub fn apply_env(config: &mut SessionConfig, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
-    let known: Vec<String> = LakecapOptions::default().entries().into_iter().map(|e| e.key).collect();
+pub fn apply_env(
+    config: &mut SessionConfig,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<()> {
+    let known: Vec<String> = LakecapOptions::default()
+        .entries()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
     for (name, value) in vars {
-        let Some(rest) = name.strip_prefix("LAKECAP_") else { continue };
+        let Some(rest) = name.strip_prefix("LAKECAP_") else {
+            continue;
+        };
         let key = rest.to_ascii_lowercase();
         if known.contains(&key) {
-            config.options_mut().set(&format!("lakecap.{key}"), &value).with_context(|| format!("environment variable {name}"))?;
+            config
+                .options_mut()
+                .set(&format!("lakecap.{key}"), &value)
+                .with_context(|| format!("environment variable {name}"))?;
         }
     }
     Ok(())
@@ -74,22 +100,41 @@ mod tests {
     fn file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lakecap.toml");
-        std::fs::write(&path, "on_error = \"fail\"\nmax_pixels = 1000\n[datafusion]\nexecution.batch_size = 123\n").unwrap();
+        std::fs::write(
+            &path,
+            "on_error = \"fail\"\nmax_pixels = 1000\n[datafusion]\nexecution.batch_size = 123\n",
+        )
+        .unwrap();
         let mut c = SessionConfig::new().with_option_extension(LakecapOptions::default());
         apply_file(&mut c, &path).unwrap();
         assert_eq!(opts(&c).on_error, OnError::Fail);
         assert_eq!(opts(&c).max_pixels, 1000);
         assert_eq!(c.batch_size(), 123);
-        apply_env(&mut c, [("LAKECAP_MAX_PIXELS".to_string(), "77".to_string()), ("PATH".into(), "x".into())].into_iter()).unwrap();
+        apply_env(
+            &mut c,
+            [
+                ("LAKECAP_MAX_PIXELS".to_string(), "77".to_string()),
+                ("PATH".into(), "x".into()),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
         assert_eq!(opts(&c).max_pixels, 77);
     }
 
     #[test]
     fn bad_values_are_named() {
         let mut c = SessionConfig::new().with_option_extension(LakecapOptions::default());
-        let err = apply_env(&mut c, [("LAKECAP_ON_ERROR".to_string(), "maybe".to_string())].into_iter()).unwrap_err();
+        let err = apply_env(
+            &mut c,
+            [("LAKECAP_ON_ERROR".to_string(), "maybe".to_string())].into_iter(),
+        )
+        .unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("LAKECAP_ON_ERROR") && msg.contains("'null' or 'fail'"), "{msg}");
+        assert!(
+            msg.contains("LAKECAP_ON_ERROR") && msg.contains("'null' or 'fail'"),
+            "{msg}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lakecap.toml");
         std::fs::write(&path, "no_such_option = 1\n").unwrap();

@@ -69,7 +69,9 @@ impl Engine {
     }
 
     pub fn with_options(opts: EngineOptions) -> Result<Self> {
-        let mut config = SessionConfig::new().with_information_schema(true).with_option_extension(LakecapOptions::default());
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_option_extension(LakecapOptions::default());
         match &opts.config_file {
             Some(path) => config::apply_file(&mut config, path)?,
             None => {
@@ -82,11 +84,17 @@ impl Engine {
         if !opts.ignore_env {
             config::apply_env(&mut config, std::env::vars())?;
         }
-        let runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(stores::LakeStoreRegistry::new())).build_arc()?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(stores::LakeStoreRegistry::new()))
+            .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let diagnostics = Arc::new(Diagnostics::default());
         lakecap_udfs::register_all(&ctx, &diagnostics);
-        Ok(Self { ctx, diagnostics, progress: opts.progress })
+        Ok(Self {
+            ctx,
+            diagnostics,
+            progress: opts.progress,
+        })
     }
 
     pub fn ctx(&self) -> &SessionContext {
@@ -125,6 +133,11 @@ impl Engine {
 
     /// Runs one or more statements and returns the last one's rows.
     pub async fn sql(&self, sql: &str) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
-        Ok(self.run_script(sql, &Vars::default()).await?.pop().map(|o| o.batches).unwrap_or_default())
+        Ok(self
+            .run_script(sql, &Vars::default())
+            .await?
+            .pop()
+            .map(|o| o.batches)
+            .unwrap_or_default())
     }
 }

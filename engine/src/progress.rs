@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::Result;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::{ExecutionPlan, StatisticsArgs, StatisticsContext, collect};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// How to show progress.
@@ -44,14 +44,25 @@ fn leaves(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn ExecutionPlan>>) 
 pub fn scanned_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
     let mut ls = Vec::new();
     leaves(plan, &mut ls);
-    ls.iter().filter_map(|l| l.metrics().and_then(|m| m.output_rows())).sum()
+    ls.iter()
+        .filter_map(|l| l.metrics().and_then(|m| m.output_rows()))
+        .sum()
 }
 
 /// Rows the plan's sources will produce, when their statistics say.
 pub fn total_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     let mut ls = Vec::new();
     leaves(plan, &mut ls);
-    ls.iter().map(|l| l.partition_statistics(None).ok().and_then(|s| s.num_rows.get_value().copied())).sum()
+    let stats = StatisticsContext::new();
+    let args = StatisticsArgs::new();
+    ls.iter()
+        .map(|l| {
+            stats
+                .compute(l.as_ref(), &args)
+                .ok()
+                .and_then(|s| s.num_rows.get_value().copied())
+        })
+        .sum()
 }
 
 /// One plain progress line.
@@ -60,8 +71,15 @@ pub fn plain_line(rows: usize, total: Option<usize>, elapsed: Duration) -> Strin
     let rate = rows as f64 / secs;
     match total {
         Some(t) if t > 0 => {
-            let eta = if rate > 0.0 { format!("{:.0}s", t.saturating_sub(rows) as f64 / rate) } else { "?".into() };
-            format!("lakecap: {rows}/{t} rows ({:.0}%), {rate:.0} rows/s, {secs:.0}s elapsed, ETA {eta}", 100.0 * rows as f64 / t as f64)
+            let eta = if rate > 0.0 {
+                format!("{:.0}s", t.saturating_sub(rows) as f64 / rate)
+            } else {
+                "?".into()
+            };
+            format!(
+                "lakecap: {rows}/{t} rows ({:.0}%), {rate:.0} rows/s, {secs:.0}s elapsed, ETA {eta}",
+                100.0 * rows as f64 / t as f64
+            )
         }
         _ => format!("lakecap: {rows} rows, {rate:.0} rows/s, {secs:.0}s elapsed"),
     }
@@ -98,7 +116,10 @@ pub async fn collect_with_progress(
             }
         } else {
             loop {
-                eprintln!("{}", plain_line(scanned_rows(&watched), total, start.elapsed()));
+                eprintln!(
+                    "{}",
+                    plain_line(scanned_rows(&watched), total, start.elapsed())
+                );
                 tokio::time::sleep(PLAIN_EVERY).await;
             }
         }
@@ -118,8 +139,14 @@ mod tests {
     #[test]
     fn plain_line_has_rate_and_eta() {
         let l = plain_line(500, Some(2000), Duration::from_secs(10));
-        assert_eq!(l, "lakecap: 500/2000 rows (25%), 50 rows/s, 10s elapsed, ETA 30s");
-        assert_eq!(plain_line(7, None, Duration::from_secs(1)), "lakecap: 7 rows, 7 rows/s, 1s elapsed");
+        assert_eq!(
+            l,
+            "lakecap: 500/2000 rows (25%), 50 rows/s, 10s elapsed, ETA 30s"
+        );
+        assert_eq!(
+            plain_line(7, None, Duration::from_secs(1)),
+            "lakecap: 7 rows, 7 rows/s, 1s elapsed"
+        );
     }
 
     #[tokio::test]
@@ -127,17 +154,27 @@ mod tests {
         let ctx = SessionContext::new();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.parquet");
-        ctx.sql(&format!("COPY (SELECT * FROM generate_series(1, 5000) t(x)) TO '{}' STORED AS PARQUET", path.display()))
-            .await
-            .unwrap()
-            .collect()
+        ctx.sql(&format!(
+            "COPY (SELECT * FROM generate_series(1, 5000) t(x)) TO '{}' STORED AS PARQUET",
+            path.display()
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        let df = ctx
+            .read_parquet(path.to_str().unwrap(), Default::default())
             .await
             .unwrap();
-        let df = ctx.read_parquet(path.to_str().unwrap(), Default::default()).await.unwrap();
-        let df = df.filter(datafusion::prelude::col("x").gt(datafusion::prelude::lit(4000))).unwrap();
+        let df = df
+            .filter(datafusion::prelude::col("x").gt(datafusion::prelude::lit(4000)))
+            .unwrap();
         let plan = df.create_physical_plan().await.unwrap();
         assert_eq!(total_rows(&plan), Some(5000));
-        let out = collect_with_progress(Arc::clone(&plan), ctx.task_ctx(), ProgressMode::Plain).await.unwrap();
+        let out = collect_with_progress(Arc::clone(&plan), ctx.task_ctx(), ProgressMode::Plain)
+            .await
+            .unwrap();
         assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 1000);
         assert_eq!(scanned_rows(&plan), 5000);
     }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::prelude::SessionContext;
 
 use crate::progress::{ProgressMode, collect_with_progress};
 use crate::{Diagnostics, WarningCount};
@@ -42,7 +42,9 @@ pub fn substitute(sql: &str, vars: &Vars) -> Result<String> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| anyhow!("unclosed '${{' in script"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| anyhow!("unclosed '${{' in script"))?;
         let name = &after[..end];
         let value = vars
             .get(name)
@@ -58,7 +60,11 @@ pub fn substitute(sql: &str, vars: &Vars) -> Result<String> {
 
 fn snippet(sql: &str) -> String {
     let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > 80 { format!("{}...", one_line.chars().take(77).collect::<String>()) } else { one_line }
+    if one_line.chars().count() > 80 {
+        format!("{}...", one_line.chars().take(77).collect::<String>())
+    } else {
+        one_line
+    }
 }
 
 pub(crate) async fn run(
@@ -70,7 +76,8 @@ pub(crate) async fn run(
     mut each: impl FnMut(StatementOutput) -> Result<()>,
 ) -> Result<()> {
     let sql = substitute(sql, vars)?;
-    let statements = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {}).context("SQL syntax error")?;
+    let statements =
+        DFParser::parse_sql_with_dialect(&sql, &GenericDialect {}).context("SQL syntax error")?;
     if statements.is_empty() {
         bail!("no SQL statement to run");
     }
@@ -88,7 +95,13 @@ pub(crate) async fn run(
         }
         .await
         .with_context(|| format!("statement {index} failed: {}", snippet(&text)))?;
-        each(StatementOutput { index, sql: text, batches, elapsed: started.elapsed(), warnings: diag.take() })?;
+        each(StatementOutput {
+            index,
+            sql: text,
+            batches,
+            elapsed: started.elapsed(),
+            warnings: diag.take(),
+        })?;
     }
     Ok(())
 }
@@ -100,8 +113,13 @@ mod tests {
     #[test]
     fn substitutes_vars_then_env() {
         let vars: Vars = [("LAKE".to_string(), "/data/lake".to_string())].into();
-        assert_eq!(substitute("LOCATION '${LAKE}/'", &vars).unwrap(), "LOCATION '/data/lake/'");
-        let err = substitute("SELECT '${NO_SUCH_LAKECAP_VAR}'", &vars).unwrap_err().to_string();
+        assert_eq!(
+            substitute("LOCATION '${LAKE}/'", &vars).unwrap(),
+            "LOCATION '/data/lake/'"
+        );
+        let err = substitute("SELECT '${NO_SUCH_LAKECAP_VAR}'", &vars)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--define NO_SUCH_LAKECAP_VAR=VALUE"), "{err}");
         assert!(substitute("${OPEN", &vars).is_err());
     }

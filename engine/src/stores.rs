@@ -35,15 +35,26 @@ fn build(url: &Url) -> Result<Arc<dyn ObjectStore>> {
         "s3" | "s3a" => {
             let mut b = AmazonS3Builder::from_env().with_bucket_name(host);
             // Plain-http endpoints (MinIO, moto, ...) only need AWS_ENDPOINT_URL to say so.
-            if std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).is_ok_and(|e| e.starts_with("http://")) {
+            if std::env::var("AWS_ENDPOINT_URL")
+                .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                .is_ok_and(|e| e.starts_with("http://"))
+            {
                 b = b.with_allow_http(true);
             }
             Arc::new(b.build().map_err(err)?)
         }
-        "gs" | "gcs" => Arc::new(GoogleCloudStorageBuilder::from_env().with_bucket_name(host).build().map_err(err)?),
-        "az" | "abfs" | "abfss" | "adl" | "azure" => {
-            Arc::new(MicrosoftAzureBuilder::from_env().with_url(url.as_str()).build().map_err(err)?)
-        }
+        "gs" | "gcs" => Arc::new(
+            GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(host)
+                .build()
+                .map_err(err)?,
+        ),
+        "az" | "abfs" | "abfss" | "adl" | "azure" => Arc::new(
+            MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .build()
+                .map_err(err)?,
+        ),
         "http" | "https" => {
             let origin = format!("{}://{}", url.scheme(), url.authority());
             Arc::new(HttpBuilder::new().with_url(origin).build().map_err(err)?)
@@ -58,7 +69,11 @@ fn build(url: &Url) -> Result<Arc<dyn ObjectStore>> {
 }
 
 impl ObjectStoreRegistry for LakeStoreRegistry {
-    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
         self.inner.register_store(url, store)
     }
 
@@ -85,10 +100,15 @@ mod tests {
         let reg = LakeStoreRegistry::new();
         let url = Url::parse("https://example.org/lake/part-0.parquet").unwrap();
         let a = reg.get_store(&url).unwrap();
-        let b = reg.get_store(&Url::parse("https://example.org/other.parquet").unwrap()).unwrap();
+        let b = reg
+            .get_store(&Url::parse("https://example.org/other.parquet").unwrap())
+            .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert!(reg.get_store(&Url::parse("file:///tmp").unwrap()).is_ok());
-        let err = reg.get_store(&Url::parse("ftp://host/x").unwrap()).unwrap_err().to_string();
+        let err = reg
+            .get_store(&Url::parse("ftp://host/x").unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no object store for 'ftp://'"), "{err}");
     }
 }

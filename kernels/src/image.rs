@@ -86,7 +86,13 @@ struct Coeffs {
     weights: Vec<i32>,
 }
 
-fn precompute_coeffs(in_size: usize, in0: f64, in1: f64, out_size: usize, filter: Filter) -> Coeffs {
+fn precompute_coeffs(
+    in_size: usize,
+    in0: f64,
+    in1: f64,
+    out_size: usize,
+    filter: Filter,
+) -> Coeffs {
     let scale = (in1 - in0) / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
@@ -110,11 +116,19 @@ fn precompute_coeffs(in_size: usize, in0: f64, in1: f64, out_size: usize, filter
         for x in 0..taps {
             let w = if ww != 0.0 { k[x] / ww } else { k[x] };
             let scaled = w * f64::from(1u32 << PRECISION_BITS);
-            weights[xx * ksize + x] = if w < 0.0 { (scaled - 0.5) as i32 } else { (scaled + 0.5) as i32 };
+            weights[xx * ksize + x] = if w < 0.0 {
+                (scaled - 0.5) as i32
+            } else {
+                (scaled + 0.5) as i32
+            };
         }
         bounds.push((xmin, taps));
     }
-    Coeffs { ksize, bounds, weights }
+    Coeffs {
+        ksize,
+        bounds,
+        weights,
+    }
 }
 
 #[inline]
@@ -136,8 +150,15 @@ pub fn resize_u8(
     out_height: usize,
     filter: Filter,
 ) -> Vec<u8> {
-    assert_eq!(src.len(), width * height * channels, "pixel buffer does not match its dimensions");
-    assert!(out_width > 0 && out_height > 0, "output size must be positive");
+    assert_eq!(
+        src.len(),
+        width * height * channels,
+        "pixel buffer does not match its dimensions"
+    );
+    assert!(
+        out_width > 0 && out_height > 0,
+        "output size must be positive"
+    );
     let need_h = out_width != width;
     let need_v = out_height != height;
     if !need_h && !need_v {
@@ -160,7 +181,9 @@ pub fn resize_u8(
                 for c in 0..channels {
                     let mut acc: i32 = 1 << (PRECISION_BITS - 1);
                     for (x, &w) in k.iter().enumerate() {
-                        acc = acc.wrapping_add(i32::from(src_row[(xmin + x) * channels + c]).wrapping_mul(w));
+                        acc = acc.wrapping_add(
+                            i32::from(src_row[(xmin + x) * channels + c]).wrapping_mul(w),
+                        );
                     }
                     dst_row[xx * channels + c] = clip8(acc);
                 }
@@ -181,7 +204,8 @@ pub fn resize_u8(
         for (i, dst) in dst_row.iter_mut().enumerate() {
             let mut acc: i32 = 1 << (PRECISION_BITS - 1);
             for (y, &w) in k.iter().enumerate() {
-                acc = acc.wrapping_add(i32::from(tmp[(ymin - row0 + y) * stride + i]).wrapping_mul(w));
+                acc = acc
+                    .wrapping_add(i32::from(tmp[(ymin - row0 + y) * stride + i]).wrapping_mul(w));
             }
             *dst = clip8(acc);
         }
@@ -202,7 +226,12 @@ mod tests {
     #[test]
     fn constant_image_stays_constant_under_every_filter() {
         let px = vec![137u8; 37 * 23 * 2];
-        for f in [Filter::Box, Filter::Bilinear, Filter::Bicubic, Filter::Lanczos] {
+        for f in [
+            Filter::Box,
+            Filter::Bilinear,
+            Filter::Bicubic,
+            Filter::Lanczos,
+        ] {
             for (w, h) in [(9, 8), (32, 32), (80, 50), (1, 1)] {
                 let out = resize_u8(&px, 37, 23, 2, w, h, f);
                 assert_eq!(out.len(), w * h * 2);
@@ -222,12 +251,23 @@ mod tests {
     fn matches_pillow_outputs() {
         // Values printed by Pillow 11.3: Image.frombytes('L', size, data).resize(out, filter).
         let edge = resize_u8(&[0, 0, 255, 255], 4, 1, 1, 16, 1, Filter::Lanczos);
-        assert_eq!(edge, vec![12, 6, 0, 0, 0, 0, 23, 89, 166, 232, 255, 255, 255, 255, 249, 243]);
+        assert_eq!(
+            edge,
+            vec![
+                12, 6, 0, 0, 0, 0, 23, 89, 166, 232, 255, 255, 255, 255, 249, 243
+            ]
+        );
         let ramp: Vec<u8> = (0..150).step_by(10).map(|v| v as u8).collect();
         assert_eq!(
             resize_u8(&ramp, 5, 3, 1, 3, 7, Filter::Bicubic),
-            vec![0, 15, 31, 8, 24, 40, 29, 45, 61, 54, 70, 86, 79, 95, 111, 100, 116, 132, 109, 125, 141]
+            vec![
+                0, 15, 31, 8, 24, 40, 29, 45, 61, 54, 70, 86, 79, 95, 111, 100, 116, 132, 109, 125,
+                141
+            ]
         );
-        assert_eq!(resize_u8(&ramp, 5, 3, 1, 2, 2, Filter::Bilinear), vec![29, 49, 91, 111]);
+        assert_eq!(
+            resize_u8(&ramp, 5, 3, 1, 2, 2, Filter::Bilinear),
+            vec![29, 49, 91, 111]
+        );
     }
 }

@@ -32,7 +32,10 @@ pub fn hamming_clusters(hashes: &[u64], radius: u32) -> Vec<usize> {
     let mut first: Vec<usize> = vec![usize::MAX; uniq.len()];
     let mut labels = Vec::with_capacity(hashes.len());
     for (i, h) in hashes.iter().enumerate() {
-        let root = find(&mut parent, uniq.binary_search(h).expect("hash is in uniq") as u32) as usize;
+        let root = find(
+            &mut parent,
+            uniq.binary_search(h).expect("hash is in uniq") as u32,
+        ) as usize;
         if first[root] == usize::MAX {
             first[root] = i;
         }
@@ -164,13 +167,18 @@ mod tests {
                 }
             }
         }
-        (0..n).map(|i| find(&mut parent, i as u32) as usize).collect()
+        (0..n)
+            .map(|i| find(&mut parent, i as u32) as usize)
+            .collect()
     }
 
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let x = self.0;
             (x ^ (x >> 29)).wrapping_mul(0xBF58476D1CE4E5B9) ^ (x >> 32)
         }

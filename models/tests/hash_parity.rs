@@ -15,7 +15,8 @@ fn parse(hex: &str) -> u64 {
 #[test]
 fn phash_and_dhash_match_imagehash_bit_for_bit() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let expected = std::fs::read_to_string(format!("{root}/tests/fixtures/hash/expected.tsv")).unwrap();
+    let expected =
+        std::fs::read_to_string(format!("{root}/tests/fixtures/hash/expected.tsv")).unwrap();
     let mut exact = 0;
     let mut failures = Vec::new();
     for line in expected.lines().skip(1) {
@@ -24,7 +25,10 @@ fn phash_and_dhash_match_imagehash_bit_for_bit() {
         let bytes = std::fs::read(format!("{root}/{file}")).unwrap();
         let img = decode(&bytes, DecodeLimits::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
         let (p, d) = (phash(&img), dhash(&img));
-        let allowed = KNOWN_DECODER_DIFFERENCES.iter().find(|(f, _)| *f == file).map_or(0, |&(_, bits)| bits);
+        let allowed = KNOWN_DECODER_DIFFERENCES
+            .iter()
+            .find(|(f, _)| *f == file)
+            .map_or(0, |&(_, bits)| bits);
         if hamming(p, want_p) > allowed || hamming(d, want_d) > allowed {
             failures.push(format!("{file} ({mode}): phash {p:016x} want {want_p:016x}, dhash {d:016x} want {want_d:016x}"));
         }
@@ -32,6 +36,14 @@ fn phash_and_dhash_match_imagehash_bit_for_bit() {
             exact += 1;
         }
     }
-    assert!(failures.is_empty(), "{} differ:\n{}", failures.len(), failures.join("\n"));
-    assert_eq!(exact, 25, "all fixtures but the known decoder difference are bit-identical");
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        exact, 25,
+        "all fixtures but the known decoder difference are bit-identical"
+    );
 }

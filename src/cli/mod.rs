@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use lakecap::output::{self, Format};
 use datafusion::config::ExtensionOptions;
+use lakecap::output::{self, Format};
 use lakecap::{Engine, StatementOutput, Vars};
 
 pub fn parse_define(s: &str) -> Result<(String, String), String> {
@@ -27,31 +27,58 @@ pub fn report(o: &StatementOutput, format: Format, out: &mut dyn Write) -> Resul
     }
     eprintln!("{} row(s) in {:.2}s", o.rows(), o.elapsed.as_secs_f64());
     for w in &o.warnings {
-        eprintln!("warning: {}({}): {} row(s) gave NULL: {} (first: {})", w.function, w.column, w.count, w.kind, w.example);
+        eprintln!(
+            "warning: {}({}): {} row(s) gave NULL: {} (first: {})",
+            w.function, w.column, w.count, w.kind, w.example
+        );
     }
     Ok(())
 }
 
-pub async fn run_sql(engine: &Engine, sql: &str, defines: &[(String, String)], format: Format, file: Option<&Path>) -> Result<()> {
+pub async fn run_sql(
+    engine: &Engine,
+    sql: &str,
+    defines: &[(String, String)],
+    format: Format,
+    file: Option<&Path>,
+) -> Result<()> {
     let vars: Vars = defines.iter().cloned().collect();
     let mut sink: Box<dyn Write> = match file {
-        Some(p) => Box::new(File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
+        Some(p) => {
+            Box::new(File::create(p).with_context(|| format!("cannot write {}", p.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
-    engine.run_script_with(sql, &vars, |o| report(&o, format, &mut sink)).await?;
+    engine
+        .run_script_with(sql, &vars, |o| report(&o, format, &mut sink))
+        .await?;
     sink.flush()?;
     Ok(())
 }
 
 pub async fn print_functions(engine: &Engine) -> Result<()> {
     for udf in lakecap::scalar_functions(engine.diagnostics()) {
-        let Some(doc) = udf.documentation() else { bail!("function {} has no documentation", udf.name()) };
-        println!("{}\n    {}\n    e.g. {}\n", doc.syntax_example, doc.description, doc.sql_example.as_deref().unwrap_or(""));
+        let Some(doc) = udf.documentation() else {
+            bail!("function {} has no documentation", udf.name())
+        };
+        println!(
+            "{}\n    {}\n    e.g. {}\n",
+            doc.syntax_example,
+            doc.description,
+            doc.sql_example.as_deref().unwrap_or("")
+        );
     }
-    println!("near_duplicates('table', 'key_column', 'hash_column', max_hamming)\n    Table of near-duplicate clusters (key, cluster_id, representative, distance).");
+    println!(
+        "near_duplicates('table', 'key_column', 'hash_column', max_hamming)\n    Table of near-duplicate clusters (key, cluster_id, representative, distance)."
+    );
     println!("\nOptions (SET lakecap.<name> = ...; lakecap.toml; LAKECAP_<NAME>):");
     for e in engine.options().entries() {
-        println!("  lakecap.{} = {}\n      {}", e.key, e.value.unwrap_or_default(), e.description);
+        println!(
+            "  lakecap.{} = {}\n      {}",
+            e.key,
+            e.value.unwrap_or_default(),
+            e.description
+        );
     }
     Ok(())
 }

@@ -12,14 +12,19 @@ const HELP: &str = "Statements end with ';'. \\q quits, \\? shows this, `lakecap
 pub async fn run(engine: &Engine, defines: &[(String, String)], format: Format) -> Result<()> {
     let vars: Vars = defines.iter().cloned().collect();
     let mut editor = DefaultEditor::new()?;
-    let history = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".lakecap_history"));
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".lakecap_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
     eprintln!("lakecap {} shell. {HELP}", env!("CARGO_PKG_VERSION"));
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { "lakecap> " } else { "     ... " };
+        let prompt = if buffer.is_empty() {
+            "lakecap> "
+        } else {
+            "     ... "
+        };
         match editor.readline(prompt) {
             Ok(line) => {
                 let trimmed = line.trim();
@@ -36,7 +41,10 @@ pub async fn run(engine: &Engine, defines: &[(String, String)], format: Format) 
                     let sql = std::mem::take(&mut buffer);
                     let _ = editor.add_history_entry(sql.trim());
                     let mut out = std::io::stdout().lock();
-                    if let Err(e) = engine.run_script_with(&sql, &vars, |o| super::report(&o, format, &mut out)).await {
+                    if let Err(e) = engine
+                        .run_script_with(&sql, &vars, |o| super::report(&o, format, &mut out))
+                        .await
+                    {
                         eprintln!("error: {e:#}");
                     }
                 }

@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Float32Array, StringArray, StructArray, UInt32Array};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Float32Array, StringArray, StructArray, UInt32Array,
+};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::Result;
@@ -35,15 +37,15 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
 
 fn fields() -> Fields {
     Fields::from(vec![
-        Field::new("chars", DataType::UInt32, false),
-        Field::new("words", DataType::UInt32, false),
-        Field::new("is_filename", DataType::Boolean, false),
-        Field::new("has_url", DataType::Boolean, false),
-        Field::new("is_boilerplate", DataType::Boolean, false),
-        Field::new("is_ad", DataType::Boolean, false),
-        Field::new("repetition", DataType::Float32, false),
+        Field::new("chars", DataType::UInt32, true),
+        Field::new("words", DataType::UInt32, true),
+        Field::new("is_filename", DataType::Boolean, true),
+        Field::new("has_url", DataType::Boolean, true),
+        Field::new("is_boilerplate", DataType::Boolean, true),
+        Field::new("is_ad", DataType::Boolean, true),
+        Field::new("repetition", DataType::Float32, true),
         Field::new("lang", DataType::Utf8, true),
-        Field::new("score", DataType::Float32, false),
+        Field::new("score", DataType::Float32, true),
     ])
 }
 
@@ -55,7 +57,10 @@ pub struct AltQualityFunc {
 
 impl AltQualityFunc {
     pub fn new(diag: DiagHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), diag }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            diag,
+        }
     }
 }
 
@@ -85,16 +90,28 @@ impl ScalarUDFImpl for AltQualityFunc {
                 None => None,
                 Some(b) => rows.row(
                     i,
-                    std::str::from_utf8(b).map(alt_quality).map_err(|e| RowFailure {
-                        kind: "invalid utf-8",
-                        message: format!("invalid UTF-8: {e}"),
-                    }),
+                    std::str::from_utf8(b)
+                        .map(alt_quality)
+                        .map_err(|e| RowFailure {
+                            kind: "invalid utf-8",
+                            message: format!("invalid UTF-8: {e}"),
+                        }),
                 )?,
             });
         }
-        let get = |f: fn(&AltQuality) -> u32| q.iter().map(|v| Some(v.as_ref().map_or(0, f))).collect::<UInt32Array>();
-        let flag = |f: fn(&AltQuality) -> bool| q.iter().map(|v| Some(v.as_ref().is_some_and(f))).collect::<BooleanArray>();
-        let real = |f: fn(&AltQuality) -> f32| q.iter().map(|v| Some(v.as_ref().map_or(0.0, f))).collect::<Float32Array>();
+        let get = |f: fn(&AltQuality) -> u32| {
+            q.iter().map(|v| v.as_ref().map(f)).collect::<UInt32Array>()
+        };
+        let flag = |f: fn(&AltQuality) -> bool| {
+            q.iter()
+                .map(|v| v.as_ref().map(f))
+                .collect::<BooleanArray>()
+        };
+        let real = |f: fn(&AltQuality) -> f32| {
+            q.iter()
+                .map(|v| v.as_ref().map(f))
+                .collect::<Float32Array>()
+        };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(get(|v| v.chars)),
             Arc::new(get(|v| v.words)),
@@ -103,11 +120,19 @@ impl ScalarUDFImpl for AltQualityFunc {
             Arc::new(flag(|v| v.is_boilerplate)),
             Arc::new(flag(|v| v.is_ad)),
             Arc::new(real(|v| v.repetition)),
-            Arc::new(q.iter().map(|v| v.as_ref().and_then(|v| v.lang)).collect::<StringArray>()),
+            Arc::new(
+                q.iter()
+                    .map(|v| v.as_ref().and_then(|v| v.lang))
+                    .collect::<StringArray>(),
+            ),
             Arc::new(real(|v| v.score)),
         ];
         let nulls = NullBuffer::from(q.iter().map(Option::is_some).collect::<Vec<_>>());
-        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(fields(), columns, Some(nulls))?)))
+        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
+            fields(),
+            columns,
+            Some(nulls),
+        )?)))
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -25,10 +25,28 @@ pub(crate) enum Arg {
 }
 
 /// Coerces `types` to what `func(names...)` accepts, or explains what is wrong.
-pub(crate) fn coerce(func: &str, params: &[(&str, Arg)], types: &[DataType]) -> Result<Vec<DataType>> {
-    let usage = || format!("{func}({})", params.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+pub(crate) fn coerce(
+    func: &str,
+    params: &[(&str, Arg)],
+    types: &[DataType],
+) -> Result<Vec<DataType>> {
+    let usage = || {
+        format!(
+            "{func}({})",
+            params
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     if types.len() != params.len() {
-        return plan_err!("{} takes {} argument(s), got {}", usage(), params.len(), types.len());
+        return plan_err!(
+            "{} takes {} argument(s), got {}",
+            usage(),
+            params.len(),
+            types.len()
+        );
     }
     params
         .iter()
@@ -38,7 +56,9 @@ pub(crate) fn coerce(func: &str, params: &[(&str, Arg)], types: &[DataType]) -> 
             let ok = match (arg, t) {
                 (Arg::Image, Binary | LargeBinary | BinaryView) => Some(t.clone()),
                 (Arg::Image, FixedSizeBinary(_) | Null) => Some(Binary),
-                (Arg::Text, Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView) => Some(t.clone()),
+                (Arg::Text, Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView) => {
+                    Some(t.clone())
+                }
                 (Arg::Text, Null) => Some(Utf8),
                 (Arg::Integer, t) if t.is_integer() || t.is_null() => Some(Int64),
                 (Arg::Hash, UInt64 | Int64) => Some(t.clone()),
@@ -68,9 +88,21 @@ pub(crate) fn bytes_rows(a: &dyn Array) -> Result<Vec<Option<&[u8]>>> {
         DataType::Binary => a.as_binary::<i32>().iter().collect(),
         DataType::LargeBinary => a.as_binary::<i64>().iter().collect(),
         DataType::BinaryView => a.as_binary_view().iter().collect(),
-        DataType::Utf8 => a.as_string::<i32>().iter().map(|s| s.map(str::as_bytes)).collect(),
-        DataType::LargeUtf8 => a.as_string::<i64>().iter().map(|s| s.map(str::as_bytes)).collect(),
-        DataType::Utf8View => a.as_string_view().iter().map(|s| s.map(str::as_bytes)).collect(),
+        DataType::Utf8 => a
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.map(str::as_bytes))
+            .collect(),
+        DataType::LargeUtf8 => a
+            .as_string::<i64>()
+            .iter()
+            .map(|s| s.map(str::as_bytes))
+            .collect(),
+        DataType::Utf8View => a
+            .as_string_view()
+            .iter()
+            .map(|s| s.map(str::as_bytes))
+            .collect(),
         other => return exec_err!("expected binary or string values, got {other}"),
     })
 }
@@ -83,7 +115,10 @@ pub(crate) struct RowFailure {
 
 impl From<ImageError> for RowFailure {
     fn from(e: ImageError) -> Self {
-        RowFailure { kind: e.kind(), message: e.to_string() }
+        RowFailure {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -97,9 +132,23 @@ pub(crate) struct Rows<'a> {
 
 impl<'a> Rows<'a> {
     /// `column` indexes the argument whose values can fail (named in messages).
-    pub fn new(func: &'static str, args: &ScalarFunctionArgs, column: usize, diag: &'a Diagnostics) -> Self {
-        let column = args.arg_fields.get(column).map(|f| f.name().clone()).unwrap_or_default();
-        Rows { func, column, options: LakecapOptions::from_config(&args.config_options), diag }
+    pub fn new(
+        func: &'static str,
+        args: &ScalarFunctionArgs,
+        column: usize,
+        diag: &'a Diagnostics,
+    ) -> Self {
+        let column = args
+            .arg_fields
+            .get(column)
+            .map(|f| f.name().clone())
+            .unwrap_or_default();
+        Rows {
+            func,
+            column,
+            options: LakecapOptions::from_config(&args.config_options),
+            diag,
+        }
     }
 
     pub fn limits(&self) -> DecodeLimits {
@@ -111,10 +160,18 @@ impl<'a> Rows<'a> {
         match outcome {
             Ok(v) => Ok(Some(v)),
             Err(f) => {
-                let message = || format!("{}({}): row {row} of the batch: {}", self.func, self.column, f.message);
+                let message = || {
+                    format!(
+                        "{}({}): row {row} of the batch: {}",
+                        self.func, self.column, f.message
+                    )
+                };
                 match self.options.on_error {
                     OnError::Fail => {
-                        exec_err!("{} (SET lakecap.on_error = 'null' to get NULL and a warning instead)", message())
+                        exec_err!(
+                            "{} (SET lakecap.on_error = 'null' to get NULL and a warning instead)",
+                            message()
+                        )
                     }
                     OnError::Null => {
                         self.diag.warn(self.func, &self.column, f.kind, message);
@@ -126,7 +183,11 @@ impl<'a> Rows<'a> {
     }
 
     /// Maps every non-NULL image of `col` through `f`; NULL stays NULL.
-    pub fn map_images<T>(&self, col: &dyn Array, f: impl Fn(&[u8]) -> Result<T, ImageError>) -> Result<Vec<Option<T>>> {
+    pub fn map_images<T>(
+        &self,
+        col: &dyn Array,
+        f: impl Fn(&[u8]) -> Result<T, ImageError>,
+    ) -> Result<Vec<Option<T>>> {
         bytes_rows(col)?
             .into_iter()
             .enumerate()

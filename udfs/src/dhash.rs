@@ -38,7 +38,10 @@ pub struct DhashFunc {
 
 impl DhashFunc {
     pub fn new(diag: DiagHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), diag }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            diag,
+        }
     }
 }
 
@@ -62,7 +65,9 @@ impl ScalarUDFImpl for DhashFunc {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = Rows::new("dhash", &args, 0, &self.diag.0);
         let limits = rows.limits();
-        let hashes = rows.map_images(&arrays(&args)?[0], |b| decode(b, limits).map(|img| dhash(&img)))?;
+        let hashes = rows.map_images(&arrays(&args)?[0], |b| {
+            decode(b, limits).map(|img| dhash(&img))
+        })?;
         Ok(ColumnarValue::Array(Arc::new(UInt64Array::from(hashes))))
     }
 

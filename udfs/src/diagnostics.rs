@@ -37,24 +37,34 @@ impl Diagnostics {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts
             .iter()
-            .map(|((function, column, kind), (count, example))| WarningCount {
-                function: function.clone(),
-                column: column.clone(),
-                kind: kind.clone(),
-                count: *count,
-                example: example.clone(),
-            })
+            .map(
+                |((function, column, kind), (count, example))| WarningCount {
+                    function: function.clone(),
+                    column: column.clone(),
+                    kind: kind.clone(),
+                    count: *count,
+                    example: example.clone(),
+                },
+            )
             .collect()
     }
 
     pub fn total(&self) -> u64 {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).values().map(|(c, _)| c).sum()
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|(c, _)| c)
+            .sum()
     }
 
     /// Returns and clears the warnings (e.g. after each statement of a script).
     pub fn take(&self) -> Vec<WarningCount> {
         let out = self.snapshot();
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         out
     }
 }
@@ -85,8 +95,12 @@ mod tests {
     #[test]
     fn counts_by_kind_and_keeps_first_example() {
         let d = Diagnostics::default();
-        d.warn("phash", "img", "truncated", || "row 3: truncated png".into());
-        d.warn("phash", "img", "truncated", || "row 9: truncated png".into());
+        d.warn("phash", "img", "truncated", || {
+            "row 3: truncated png".into()
+        });
+        d.warn("phash", "img", "truncated", || {
+            "row 9: truncated png".into()
+        });
         d.warn("phash", "img", "not an image", || "row 4".into());
         assert_eq!(d.total(), 3);
         let s = d.take();

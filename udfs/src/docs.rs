@@ -2,7 +2,13 @@
 
 use datafusion::logical_expr::DocSection;
 
-pub(crate) const IMAGE: DocSection =
-    DocSection { include: true, label: "lakecap image functions", description: Some("Decode-safe image inspection and hashing") };
-pub(crate) const TEXT: DocSection =
-    DocSection { include: true, label: "lakecap text functions", description: Some("Alt-text and caption heuristics") };
+pub(crate) const IMAGE: DocSection = DocSection {
+    include: true,
+    label: "lakecap image functions",
+    description: Some("Decode-safe image inspection and hashing"),
+};
+pub(crate) const TEXT: DocSection = DocSection {
+    include: true,
+    label: "lakecap text functions",
+    description: Some("Alt-text and caption heuristics"),
+};

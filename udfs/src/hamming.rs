@@ -35,7 +35,9 @@ pub struct HammingFunc {
 
 impl HammingFunc {
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -49,7 +51,11 @@ impl Default for HammingFunc {
 fn as_u64(a: &dyn Array) -> Result<Vec<Option<u64>>> {
     Ok(match a.data_type() {
         DataType::UInt64 => a.as_primitive::<UInt64Type>().iter().collect(),
-        DataType::Int64 => a.as_primitive::<Int64Type>().iter().map(|v| v.map(|v| v as u64)).collect(),
+        DataType::Int64 => a
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(|v| v as u64))
+            .collect(),
         other => return exec_err!("hamming: expected UInt64 or Int64, got {other}"),
     })
 }
@@ -74,7 +80,11 @@ impl ScalarUDFImpl for HammingFunc {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = arrays(&args)?;
         let (x, y) = (as_u64(&a[0])?, as_u64(&a[1])?);
-        let out: UInt32Array = x.iter().zip(&y).map(|(x, y)| Some(hamming((*x)?, (*y)?))).collect();
+        let out: UInt32Array = x
+            .iter()
+            .zip(&y)
+            .map(|(x, y)| Some(hamming((*x)?, (*y)?)))
+            .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 

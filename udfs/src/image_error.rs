@@ -40,7 +40,9 @@ pub struct ImageErrorFunc {
 
 impl ImageErrorFunc {
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 

@@ -36,10 +36,10 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
 
 fn fields() -> Fields {
     Fields::from(vec![
-        Field::new("format", DataType::Utf8, false),
-        Field::new("width", DataType::UInt32, false),
-        Field::new("height", DataType::UInt32, false),
-        Field::new("channels", DataType::UInt8, false),
+        Field::new("format", DataType::Utf8, true),
+        Field::new("width", DataType::UInt32, true),
+        Field::new("height", DataType::UInt32, true),
+        Field::new("channels", DataType::UInt8, true),
     ])
 }
 
@@ -51,7 +51,10 @@ pub struct ImageInfoFunc {
 
 impl ImageInfoFunc {
     pub fn new(diag: DiagHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), diag }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            diag,
+        }
     }
 }
 
@@ -77,13 +80,37 @@ impl ScalarUDFImpl for ImageInfoFunc {
         let limits = rows.limits();
         let infos = rows.map_images(&arrays(&args)?[0], |b| probe(b, limits))?;
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(infos.iter().map(|i| Some(i.map_or("", |i| i.format))).collect::<StringArray>()),
-            Arc::new(infos.iter().map(|i| Some(i.map_or(0, |i| i.width))).collect::<UInt32Array>()),
-            Arc::new(infos.iter().map(|i| Some(i.map_or(0, |i| i.height))).collect::<UInt32Array>()),
-            Arc::new(infos.iter().map(|i| Some(i.map_or(0, |i| i.channels))).collect::<UInt8Array>()),
+            Arc::new(
+                infos
+                    .iter()
+                    .map(|i| i.map(|i| i.format))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                infos
+                    .iter()
+                    .map(|i| i.map(|i| i.width))
+                    .collect::<UInt32Array>(),
+            ),
+            Arc::new(
+                infos
+                    .iter()
+                    .map(|i| i.map(|i| i.height))
+                    .collect::<UInt32Array>(),
+            ),
+            Arc::new(
+                infos
+                    .iter()
+                    .map(|i| i.map(|i| i.channels))
+                    .collect::<UInt8Array>(),
+            ),
         ];
         let nulls = NullBuffer::from(infos.iter().map(Option::is_some).collect::<Vec<_>>());
-        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(fields(), columns, Some(nulls))?)))
+        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
+            fields(),
+            columns,
+            Some(nulls),
+        )?)))
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -14,8 +14,8 @@
 //! [`register_all`] installs everything into a `SessionContext`.
 
 mod args;
-mod docs;
 mod diagnostics;
+mod docs;
 mod options;
 
 mod alt_quality;

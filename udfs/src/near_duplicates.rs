@@ -7,7 +7,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Arra
 use datafusion::arrow::compute::{concat, take};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{Result, ScalarValue, TableReference, exec_err, plan_datafusion_err, plan_err};
+use datafusion::common::{
+    Result, ScalarValue, TableReference, exec_err, plan_datafusion_err, plan_err,
+};
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableType, col};
@@ -36,9 +38,12 @@ const USAGE: &str = "near_duplicates('table', 'key_column', 'hash_column', max_h
 
 fn string_arg(e: &Expr, what: &str) -> Result<String> {
     match e {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => {
-            Ok(s.clone())
-        }
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Ok(s.clone()),
         other => plan_err!("{USAGE}: {what} must be a string literal, got {other}"),
     }
 }
@@ -61,7 +66,12 @@ impl TableFunctionImpl for NearDuplicatesFunc {
         };
         let radius = match radius {
             Some(r) if (0..=i64::from(MAX_RADIUS)).contains(&r) => r as u32,
-            _ => return plan_err!("{USAGE}: max_hamming must be an integer from 0 to {MAX_RADIUS}, got {}", exprs[3]),
+            _ => {
+                return plan_err!(
+                    "{USAGE}: max_hamming must be an integer from 0 to {MAX_RADIUS}, got {}",
+                    exprs[3]
+                );
+            }
         };
         let state = args
             .session()
@@ -79,12 +89,16 @@ impl TableFunctionImpl for NearDuplicatesFunc {
             src_schema
                 .field_with_name(name)
                 .map(|f| f.clone())
-                .map_err(|_| plan_datafusion_err!("{USAGE}: table '{table}' has no column '{name}'"))
+                .map_err(|_| {
+                    plan_datafusion_err!("{USAGE}: table '{table}' has no column '{name}'")
+                })
         };
         let key_field = field(&key)?;
         let hash_type = field(&hash)?.data_type().clone();
         if !matches!(hash_type, DataType::UInt64 | DataType::Int64) {
-            return plan_err!("{USAGE}: column '{hash}' must hold UInt64 or Int64 hashes (e.g. phash(img)), got {hash_type}");
+            return plan_err!(
+                "{USAGE}: column '{hash}' must hold UInt64 or Int64 hashes (e.g. phash(img)), got {hash_type}"
+            );
         }
         let out = Arc::new(Schema::new(vec![
             Field::new("key", key_field.data_type().clone(), false),
@@ -92,7 +106,14 @@ impl TableFunctionImpl for NearDuplicatesFunc {
             Field::new("representative", key_field.data_type().clone(), false),
             Field::new("distance", DataType::UInt32, false),
         ]));
-        Ok(Arc::new(NearDuplicatesTable { table, source, key, hash, radius, schema: out }))
+        Ok(Arc::new(NearDuplicatesTable {
+            table,
+            source,
+            key,
+            hash,
+            radius,
+            schema: out,
+        }))
     }
 }
 
@@ -109,11 +130,19 @@ struct NearDuplicatesTable {
 impl NearDuplicatesTable {
     /// Reads (key, hash) sorted by key, so that the first member of a cluster is its smallest key.
     async fn read(&self, state: &dyn Session) -> Result<(ArrayRef, Vec<u64>)> {
-        let plan = LogicalPlanBuilder::scan(self.table.clone(), provider_as_source(Arc::clone(&self.source)), None)?
-            .project(vec![col(&self.key), col(&self.hash)])?
-            .filter(col(&self.key).is_not_null().and(col(&self.hash).is_not_null()))?
-            .sort(vec![col(&self.key).sort(true, false)])?
-            .build()?;
+        let plan = LogicalPlanBuilder::scan(
+            self.table.clone(),
+            provider_as_source(Arc::clone(&self.source)),
+            None,
+        )?
+        .project(vec![col(&self.key), col(&self.hash)])?
+        .filter(
+            col(&self.key)
+                .is_not_null()
+                .and(col(&self.hash).is_not_null()),
+        )?
+        .sort(vec![col(&self.key).sort(true, false)])?
+        .build()?;
         let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(&plan).await?;
         let batches: Vec<RecordBatch> = collect(physical, state.task_ctx()).await?;
         let key_arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
@@ -126,8 +155,15 @@ impl NearDuplicatesTable {
         for b in &batches {
             let h = b.column(1);
             match h.data_type() {
-                DataType::UInt64 => hashes.extend(h.as_primitive::<UInt64Type>().values().iter().copied()),
-                DataType::Int64 => hashes.extend(h.as_primitive::<Int64Type>().values().iter().map(|&v| v as u64)),
+                DataType::UInt64 => {
+                    hashes.extend(h.as_primitive::<UInt64Type>().values().iter().copied())
+                }
+                DataType::Int64 => hashes.extend(
+                    h.as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .map(|&v| v as u64),
+                ),
                 other => return exec_err!("near_duplicates: unexpected hash type {other}"),
             }
         }
@@ -161,7 +197,8 @@ impl TableProvider for NearDuplicatesTable {
         // Dense ids in representative (= first, = smallest key) order.
         let mut dense = vec![u64::MAX; labels.len()];
         let mut next = 0;
-        let (mut member, mut rep, mut cluster, mut dist) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut member, mut rep, mut cluster, mut dist) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, &l) in labels.iter().enumerate() {
             if size[l] < 2 {
                 continue;
@@ -184,6 +221,8 @@ impl TableProvider for NearDuplicatesTable {
                 Arc::new(UInt32Array::from(dist)),
             ],
         )?;
-        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?.scan(state, projection, filters, limit).await
+        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
     }
 }

@@ -70,10 +70,17 @@ impl ConfigExtension for LakecapOptions {
 impl LakecapOptions {
     /// The options of a running query (defaults when the extension is not registered).
     pub fn from_config(config: &ConfigOptions) -> LakecapOptions {
-        config.extensions.get::<LakecapOptions>().cloned().unwrap_or_default()
+        config
+            .extensions
+            .get::<LakecapOptions>()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn decode_limits(&self) -> DecodeLimits {
-        DecodeLimits { max_pixels: self.max_pixels, max_bytes: self.max_image_bytes }
+        DecodeLimits {
+            max_pixels: self.max_pixels,
+            max_bytes: self.max_image_bytes,
+        }
     }
 }

@@ -23,7 +23,10 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          and a counted warning (or an error under lakecap.on_error = 'fail').",
         "phash(img)",
     )
-    .with_argument("img", "Encoded image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF).")
+    .with_argument(
+        "img",
+        "Encoded image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF).",
+    )
     .with_sql_example("SELECT key, phash(img) AS ph FROM lake;")
     .with_related_udf("dhash")
     .with_related_udf("hamming")
@@ -38,7 +41,10 @@ pub struct PhashFunc {
 
 impl PhashFunc {
     pub fn new(diag: DiagHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), diag }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            diag,
+        }
     }
 }
 
@@ -62,7 +68,9 @@ impl ScalarUDFImpl for PhashFunc {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = Rows::new("phash", &args, 0, &self.diag.0);
         let limits = rows.limits();
-        let hashes = rows.map_images(&arrays(&args)?[0], |b| decode(b, limits).map(|img| phash(&img)))?;
+        let hashes = rows.map_images(&arrays(&args)?[0], |b| {
+            decode(b, limits).map(|img| phash(&img))
+        })?;
         Ok(ColumnarValue::Array(Arc::new(UInt64Array::from(hashes))))
     }
 

@@ -38,7 +38,10 @@ pub struct ThumbnailFunc {
 
 impl ThumbnailFunc {
     pub fn new(diag: DiagHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), diag }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            diag,
+        }
     }
 }
 
@@ -71,12 +74,16 @@ impl ScalarUDFImpl for ThumbnailFunc {
                 continue;
             };
             if !(1..=MAX_SIDE).contains(&side) {
-                return exec_err!("thumbnail(img, max_side): max_side must be between 1 and {MAX_SIDE}, got {side}");
+                return exec_err!(
+                    "thumbnail(img, max_side): max_side must be between 1 and {MAX_SIDE}, got {side}"
+                );
             }
             let thumb = decode(img, limits).and_then(|d| thumbnail_jpeg(&d, side as u32));
             out.push(rows.row(i, thumb.map_err(RowFailure::from))?);
         }
-        Ok(ColumnarValue::Array(Arc::new(out.into_iter().collect::<BinaryArray>())))
+        Ok(ColumnarValue::Array(Arc::new(
+            out.into_iter().collect::<BinaryArray>(),
+        )))
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -26,10 +26,25 @@ macro_rules! photo_bytes {
 }
 
 const PHOTO_BYTES: &[(&str, &[u8])] = photo_bytes!(
-    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "camera.png", "coins.png", "hubble_deep_field.jpg",
-    "brick.png", "retina.jpg", "clock_motion.png", "horse.png", "text.png", "page.png", "moon.png",
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "camera.png",
+    "coins.png",
+    "hubble_deep_field.jpg",
+    "brick.png",
+    "retina.jpg",
+    "clock_motion.png",
+    "horse.png",
+    "text.png",
+    "page.png",
+    "moon.png",
 );
-const MANIFEST: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/photos/MANIFEST.tsv"));
+const MANIFEST: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../data/photos/MANIFEST.tsv"
+));
 
 /// The photos with their captions, in MANIFEST order.
 pub fn photos() -> Vec<Photo> {
@@ -39,7 +54,12 @@ pub fn photos() -> Vec<Photo> {
         .filter_map(|line| {
             let cols: Vec<&'static str> = line.split('\t').collect();
             let &(file, bytes) = PHOTO_BYTES.iter().find(|(f, _)| *f == cols[0])?;
-            Some(Photo { file, bytes, reference_caption: cols[3], web_alt_text: cols[4] })
+            Some(Photo {
+                file,
+                bytes,
+                reference_caption: cols[3],
+                web_alt_text: cols[4],
+            })
         })
         .collect()
 }
@@ -55,7 +75,14 @@ const COLORS: &[(&str, [u8; 3])] = &[
     ("black", [15, 15, 15]),
     ("gray", [128, 128, 128]),
 ];
-const SIZES: &[(u32, u32)] = &[(320, 240), (256, 256), (400, 300), (512, 384), (240, 320), (480, 270)];
+const SIZES: &[(u32, u32)] = &[
+    (320, 240),
+    (256, 256),
+    (400, 300),
+    (512, 384),
+    (240, 320),
+    (480, 270),
+];
 
 fn pick_color(rng: &mut ChaCha8Rng, not: &str) -> (&'static str, [u8; 3]) {
     loop {
@@ -73,14 +100,21 @@ pub fn scene(rng: &mut ChaCha8Rng) -> (RgbImage, String) {
     let bg2 = pick_color(rng, bg.0);
     let mut img = RgbImage::from_fn(w, h, |_, y| {
         let t = y as f32 / h as f32;
-        Rgb(std::array::from_fn(|i| (bg.1[i] as f32 * (1.0 - t * 0.5) + bg2.1[i] as f32 * t * 0.5) as u8))
+        Rgb(std::array::from_fn(|i| {
+            (bg.1[i] as f32 * (1.0 - t * 0.5) + bg2.1[i] as f32 * t * 0.5) as u8
+        }))
     });
     let n = rng.random_range(1..=2);
     let mut parts = Vec::new();
     for _ in 0..n {
         let (name, color) = pick_color(rng, bg.0);
-        let shape = *["circle", "square", "triangle", "stripe"].choose(rng).expect("shapes");
-        let (cx, cy) = (rng.random_range(w / 5..w * 4 / 5) as i64, rng.random_range(h / 5..h * 4 / 5) as i64);
+        let shape = *["circle", "square", "triangle", "stripe"]
+            .choose(rng)
+            .expect("shapes");
+        let (cx, cy) = (
+            rng.random_range(w / 5..w * 4 / 5) as i64,
+            rng.random_range(h / 5..h * 4 / 5) as i64,
+        );
         let r = rng.random_range(h / 8..h / 3) as i64;
         for (x, y, p) in img.enumerate_pixels_mut() {
             let (dx, dy) = (x as i64 - cx, y as i64 - cy);
@@ -102,7 +136,10 @@ pub fn scene(rng: &mut ChaCha8Rng) -> (RgbImage, String) {
             *c = c.saturating_add_signed(rng.random_range(-6i8..=6));
         }
     }
-    (img, format!("{} on a {} background", parts.join(" and "), bg.0))
+    (
+        img,
+        format!("{} on a {} background", parts.join(" and "), bg.0),
+    )
 }
 
 pub fn encode(img: &DynamicImage, format: ImageFormat, quality: u8) -> Vec<u8> {
@@ -112,7 +149,8 @@ pub fn encode(img: &DynamicImage, format: ImageFormat, quality: u8) -> Vec<u8> {
             .encode_image(&img.to_rgb8())
             .expect("in-memory JPEG encoding");
     } else {
-        img.write_to(&mut Cursor::new(&mut out), format).expect("in-memory encoding");
+        img.write_to(&mut Cursor::new(&mut out), format)
+            .expect("in-memory encoding");
     }
     out
 }
@@ -121,11 +159,35 @@ pub fn encode(img: &DynamicImage, format: ImageFormat, quality: u8) -> Vec<u8> {
 pub fn encode_scene(rng: &mut ChaCha8Rng, img: RgbImage) -> (Vec<u8>, &'static str) {
     let img = DynamicImage::ImageRgb8(img);
     match rng.random_range(0..100) {
-        0..65 => (encode(&img, ImageFormat::Jpeg, rng.random_range(75..=92)), "jpg"),
+        0..65 => (
+            encode(&img, ImageFormat::Jpeg, rng.random_range(75..=92)),
+            "jpg",
+        ),
         65..80 => (encode(&img, ImageFormat::Png, 0), "png"),
-        80..85 => (encode(&DynamicImage::ImageLuma8(img.to_luma8()), ImageFormat::Png, 0), "png"),
-        85..89 => (encode(&DynamicImage::ImageRgba8(img.to_rgba8()), ImageFormat::Png, 0), "png"),
-        89..92 => (encode(&DynamicImage::ImageRgb16(img.to_rgb16()), ImageFormat::Png, 0), "png"),
+        80..85 => (
+            encode(
+                &DynamicImage::ImageLuma8(img.to_luma8()),
+                ImageFormat::Png,
+                0,
+            ),
+            "png",
+        ),
+        85..89 => (
+            encode(
+                &DynamicImage::ImageRgba8(img.to_rgba8()),
+                ImageFormat::Png,
+                0,
+            ),
+            "png",
+        ),
+        89..92 => (
+            encode(
+                &DynamicImage::ImageRgb16(img.to_rgb16()),
+                ImageFormat::Png,
+                0,
+            ),
+            "png",
+        ),
         92..95 => (encode(&img, ImageFormat::WebP, 0), "webp"),
         95..98 => (encode(&img, ImageFormat::Gif, 0), "gif"),
         _ => (encode(&img, ImageFormat::Bmp, 0), "bmp"),
@@ -136,7 +198,10 @@ pub fn encode_scene(rng: &mut ChaCha8Rng, img: RgbImage) -> (Vec<u8>, &'static s
 pub fn near_duplicate(rng: &mut ChaCha8Rng, src: &[u8]) -> (Vec<u8>, &'static str) {
     let img = decode(src, DecodeLimits::default()).expect("near-duplicate sources decode");
     match rng.random_range(0..4) {
-        0 => (encode(&img, ImageFormat::Jpeg, rng.random_range(40..70)), "recompressed"),
+        0 => (
+            encode(&img, ImageFormat::Jpeg, rng.random_range(40..70)),
+            "recompressed",
+        ),
         1 => {
             let s = rng.random_range(0.5..0.85);
             let small = img.resize_exact(
@@ -147,7 +212,7 @@ pub fn near_duplicate(rng: &mut ChaCha8Rng, src: &[u8]) -> (Vec<u8>, &'static st
             (encode(&small, ImageFormat::Jpeg, 85), "resized")
         }
         2 => {
-            let (dx, dy) = (img.width() / 25, img.height() / 25);
+            let (dx, dy) = (img.width() / 50, img.height() / 50);
             let crop = img.crop_imm(dx, dy, img.width() - 2 * dx, img.height() - 2 * dy);
             (encode(&crop, ImageFormat::Png, 0), "cropped")
         }

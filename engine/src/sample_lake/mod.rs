@@ -5,8 +5,9 @@
 //! Images are the real photos shipped in `data/photos` plus generated scenes
 //! (with captions that describe them). Defects come in fixed proportions of
 //! the row count ([`IMAGE_DEFECTS`], [`ALT_DEFECTS`]) and are recorded per row in
-//! `_truth.csv` (key, crawl, image_defect, alt_defect, dup_of) so tests and
-//! demos can check what curation found. The same seed gives the same bytes.
+//! `DIR.truth.csv` beside the lake (key, crawl, image_defect, alt_defect, dup_of;
+//! outside it, so that listing the lake finds only its parquet shards) so tests
+//! and demos can check what curation found. The same seed gives the same bytes.
 
 mod images;
 
@@ -48,7 +49,15 @@ pub const ALT_DEFECTS: &[(&str, f64)] = &[
     ("empty", 0.01),
 ];
 
-const BOILERPLATE: &[&str] = &["image", "photo", "click here to enlarge", "untitled", "thumbnail", "no image available", "picture"];
+const BOILERPLATE: &[&str] = &[
+    "image",
+    "photo",
+    "click here to enlarge",
+    "untitled",
+    "thumbnail",
+    "no image available",
+    "picture",
+];
 const ADS: &[&str] = &[
     "Buy now - 50% off all prints!",
     "Best prices in town! Visit our store today",
@@ -67,7 +76,11 @@ pub struct SampleLakeOptions {
 
 impl Default for SampleLakeOptions {
     fn default() -> Self {
-        Self { rows: 240, seed: 42, rows_per_file: 64 }
+        Self {
+            rows: 240,
+            seed: 42,
+            rows_per_file: 64,
+        }
     }
 }
 
@@ -98,6 +111,14 @@ fn new_key(rng: &mut ChaCha8Rng) -> String {
     format!("{:016x}", rng.random::<u64>())
 }
 
+/// Where [`write_sample_lake`] puts the ground truth of the lake in `dir`.
+pub fn truth_path(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(|| "lake".into(), |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!("{name}.truth.csv"))
+}
+
 /// Writes the lake into `dir` (created if missing; must not already hold parquet files).
 pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleLakeReport> {
     if opts.rows == 0 || opts.rows_per_file == 0 {
@@ -105,7 +126,10 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     if fs::read_dir(dir)?.next().is_some() {
-        bail!("{} is not empty: choose a new folder for the sample lake", dir.display());
+        bail!(
+            "{} is not empty: choose a new folder for the sample lake",
+            dir.display()
+        );
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let n = opts.rows;
@@ -115,15 +139,35 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
     // Clean rows: every photo first (noisy web alt text), then generated scenes.
     let mut rows: Vec<Row> = Vec::with_capacity(n);
     for p in photos().into_iter().take(clean) {
-        let ext = if p.file.ends_with(".jpg") { "jpg" } else { "png" };
+        let ext = if p.file.ends_with(".jpg") {
+            "jpg"
+        } else {
+            "png"
+        };
         let key = new_key(&mut rng);
-        rows.push(Row { key, ext, alt: Some(p.web_alt_text.to_string()), img: Some(p.bytes.to_vec()), image_defect: "", alt_defect: "", dup_of: None });
+        rows.push(Row {
+            key,
+            ext,
+            alt: Some(p.web_alt_text.to_string()),
+            img: Some(p.bytes.to_vec()),
+            image_defect: "",
+            alt_defect: "",
+            dup_of: None,
+        });
     }
     while rows.len() < clean {
         let (img, caption) = images::scene(&mut rng);
         let (bytes, ext) = images::encode_scene(&mut rng, img);
         let key = new_key(&mut rng);
-        rows.push(Row { key, ext, alt: Some(caption), img: Some(bytes), image_defect: "", alt_defect: "", dup_of: None });
+        rows.push(Row {
+            key,
+            ext,
+            alt: Some(caption),
+            img: Some(bytes),
+            image_defect: "",
+            alt_defect: "",
+            dup_of: None,
+        });
     }
 
     // Defective rows derive from random clean rows.
@@ -137,7 +181,10 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
             let (src_key, src_alt) = (src.key.clone(), src.alt.clone());
             let (img, dup_of) = match defect {
                 "exact_duplicate" => (Some(src_bytes), Some(src_key)),
-                "near_duplicate" => (Some(images::near_duplicate(&mut rng, &src_bytes).0), Some(src_key)),
+                "near_duplicate" => (
+                    Some(images::near_duplicate(&mut rng, &src_bytes).0),
+                    Some(src_key),
+                ),
                 "corrupt" => (Some(images::corrupt(&mut rng, &src_bytes)), None),
                 "truncated" => (Some(images::truncated(&mut rng, &src_bytes)), None),
                 "not_an_image" => (Some(images::not_an_image(&mut rng)), None),
@@ -146,7 +193,15 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
                 _ => (None, None),
             };
             let key = new_key(&mut rng);
-            rows.push(Row { key, ext: "jpg", alt: src_alt, img, image_defect: defect, alt_defect: "", dup_of });
+            rows.push(Row {
+                key,
+                ext: "jpg",
+                alt: src_alt,
+                img,
+                image_defect: defect,
+                alt_defect: "",
+                dup_of,
+            });
         }
     }
 
@@ -160,7 +215,11 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
             r.alt_defect = defect;
             r.alt = match defect {
                 "boilerplate" => Some(BOILERPLATE.choose(&mut rng).expect("list").to_string()),
-                "filename" => Some(format!("IMG_{:04}.{}", rng.random_range(1..10000), r.ext.to_uppercase())),
+                "filename" => Some(format!(
+                    "IMG_{:04}.{}",
+                    rng.random_range(1..10000),
+                    r.ext.to_uppercase()
+                )),
                 "ad" => Some(ADS.choose(&mut rng).expect("list").to_string()),
                 "url" => Some(format!("https://img.example.org/media/{}.{}", r.key, r.ext)),
                 "empty" => Some(String::new()),
@@ -171,7 +230,11 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
 
     rows.shuffle(&mut rng);
     let split = rows.len() * 3 / 5;
-    let mut report = SampleLakeReport { rows: rows.len(), files: Vec::new(), defects: BTreeMap::new() };
+    let mut report = SampleLakeReport {
+        rows: rows.len(),
+        files: Vec::new(),
+        defects: BTreeMap::new(),
+    };
     for r in &rows {
         for (side, d) in [("image", r.image_defect), ("alt", r.alt_defect)] {
             if !d.is_empty() {
@@ -182,7 +245,13 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
     let mut truth = String::from("key,crawl,image_defect,alt_defect,dup_of\n");
     for (crawl, part) in [("2026-09", &rows[..split]), ("2026-10", &rows[split..])] {
         for r in part {
-            truth.push_str(&format!("{},{crawl},{},{},{}\n", r.key, r.image_defect, r.alt_defect, r.dup_of.as_deref().unwrap_or("")));
+            truth.push_str(&format!(
+                "{},{crawl},{},{},{}\n",
+                r.key,
+                r.image_defect,
+                r.alt_defect,
+                r.dup_of.as_deref().unwrap_or("")
+            ));
         }
         for (i, chunk) in part.chunks(opts.rows_per_file).enumerate() {
             let sub = dir.join(format!("crawl={crawl}"));
@@ -192,7 +261,7 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
             report.files.push(path);
         }
     }
-    fs::write(dir.join("_truth.csv"), truth)?;
+    fs::write(truth_path(dir), truth)?;
     Ok(report)
 }
 
@@ -206,18 +275,34 @@ fn write_parquet(path: &Path, crawl: &str, rows: &[Row]) -> Result<()> {
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![
-            Arc::new(rows.iter().map(|r| Some(r.key.clone())).collect::<StringArray>()),
             Arc::new(
                 rows.iter()
-                    .map(|r| Some(format!("https://img.example.org/{crawl}/{}.{}", r.key, r.ext)))
+                    .map(|r| Some(r.key.clone()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|r| {
+                        Some(format!(
+                            "https://img.example.org/{crawl}/{}.{}",
+                            r.key, r.ext
+                        ))
+                    })
                     .collect::<StringArray>(),
             ),
             Arc::new(rows.iter().map(|r| r.alt.clone()).collect::<StringArray>()),
-            Arc::new(rows.iter().map(|r| r.img.as_deref()).collect::<BinaryArray>()),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.img.as_deref())
+                    .collect::<BinaryArray>(),
+            ),
         ],
     )?;
-    let props = WriterProperties::builder().set_created_by("lakecap sample-lake".into()).build();
-    let file = fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let props = WriterProperties::builder()
+        .set_created_by("lakecap sample-lake".into())
+        .build();
+    let file =
+        fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
     writer.write(&batch)?;
     writer.close()?;
@@ -231,7 +316,11 @@ mod tests {
     #[test]
     fn deterministic_with_exact_defect_counts() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let opts = SampleLakeOptions { rows: 100, seed: 9, rows_per_file: 30 };
+        let opts = SampleLakeOptions {
+            rows: 100,
+            seed: 9,
+            rows_per_file: 30,
+        };
         let ra = write_sample_lake(a.path(), &opts).unwrap();
         let rb = write_sample_lake(b.path(), &opts).unwrap();
         assert_eq!(ra.rows, 100);
@@ -240,20 +329,46 @@ mod tests {
         assert_eq!(ra.defects["image:truncated"], 3);
         assert_eq!(ra.defects["alt:boilerplate"], 10);
         for (fa, fb) in ra.files.iter().zip(&rb.files) {
-            assert_eq!(fs::read(fa).unwrap(), fs::read(fb).unwrap(), "{}", fa.display());
+            assert_eq!(
+                fs::read(fa).unwrap(),
+                fs::read(fb).unwrap(),
+                "{}",
+                fa.display()
+            );
         }
-        assert_eq!(fs::read(a.path().join("_truth.csv")).unwrap(), fs::read(b.path().join("_truth.csv")).unwrap());
+        assert_eq!(
+            fs::read(truth_path(a.path())).unwrap(),
+            fs::read(truth_path(b.path())).unwrap()
+        );
         let other = tempfile::tempdir().unwrap();
-        write_sample_lake(other.path(), &SampleLakeOptions { seed: 10, ..opts.clone() }).unwrap();
-        assert_ne!(fs::read(&ra.files[0]).unwrap(), fs::read(other.path().join("crawl=2026-09/part-00000.parquet")).unwrap());
-        assert!(write_sample_lake(a.path(), &opts).unwrap_err().to_string().contains("not empty"));
+        write_sample_lake(
+            other.path(),
+            &SampleLakeOptions {
+                seed: 10,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
+        assert_ne!(
+            fs::read(&ra.files[0]).unwrap(),
+            fs::read(other.path().join("crawl=2026-09/part-00000.parquet")).unwrap()
+        );
+        assert!(
+            write_sample_lake(a.path(), &opts)
+                .unwrap_err()
+                .to_string()
+                .contains("not empty")
+        );
     }
 
     #[test]
     fn photos_are_embedded_with_captions() {
         let p = photos();
         assert_eq!(p.len(), 14);
-        assert!(p.iter().all(|p| !p.bytes.is_empty() && !p.reference_caption.is_empty()));
+        assert!(
+            p.iter()
+                .all(|p| !p.bytes.is_empty() && !p.reference_caption.is_empty())
+        );
         assert_eq!(p[4].web_alt_text, "IMG_0042.JPG");
     }
 }

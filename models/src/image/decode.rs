@@ -23,7 +23,10 @@ impl Default for DecodeLimits {
     fn default() -> Self {
         // 89.5 Mpx is Pillow's own decompression-bomb threshold; 64 MiB covers
         // any photo a web lake holds.
-        Self { max_pixels: 89_478_485, max_bytes: 64 << 20 }
+        Self {
+            max_pixels: 89_478_485,
+            max_bytes: 64 << 20,
+        }
     }
 }
 
@@ -43,9 +46,15 @@ pub enum ImageError {
     #[error("truncated {0}")]
     Truncated(&'static str),
     #[error("corrupt {format}: {reason}")]
-    Corrupt { format: &'static str, reason: String },
+    Corrupt {
+        format: &'static str,
+        reason: String,
+    },
     #[error("unsupported {format}: {reason}")]
-    Unsupported { format: &'static str, reason: String },
+    Unsupported {
+        format: &'static str,
+        reason: String,
+    },
 }
 
 impl ImageError {
@@ -89,12 +98,22 @@ fn format_name(f: ImageFormat) -> &'static str {
 
 fn classify(format: &'static str, e: image::ImageError) -> ImageError {
     use image::ImageError as E;
-    let reason = e.to_string();
+    // One line: decoder messages may end in newlines.
+    let reason = e
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     match e {
         E::Unsupported(_) => ImageError::Unsupported { format, reason },
         E::Limits(_) => ImageError::Unsupported { format, reason },
-        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => ImageError::Truncated(format),
-        _ if reason.contains("end of file") || reason.contains("EOF") || reason.contains("unexpected end") => {
+        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            ImageError::Truncated(format)
+        }
+        _ if reason.contains("end of file")
+            || reason.contains("EOF")
+            || reason.contains("unexpected end") =>
+        {
             ImageError::Truncated(format)
         }
         _ => ImageError::Corrupt { format, reason },
@@ -102,15 +121,23 @@ fn classify(format: &'static str, e: image::ImageError) -> ImageError {
 }
 
 /// Opens a decoder after the cheap checks: size, format, declared dimensions.
-fn open(bytes: &[u8], limits: DecodeLimits) -> Result<(Box<dyn ImageDecoder + '_>, ImageInfo), ImageError> {
+fn open(
+    bytes: &[u8],
+    limits: DecodeLimits,
+) -> Result<(Box<dyn ImageDecoder + '_>, ImageInfo), ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
     }
     let len = bytes.len() as u64;
     if len > limits.max_bytes {
-        return Err(ImageError::TooManyBytes { len, max: limits.max_bytes });
+        return Err(ImageError::TooManyBytes {
+            len,
+            max: limits.max_bytes,
+        });
     }
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| ImageError::NotAnImage)?;
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| ImageError::NotAnImage)?;
     let fmt = reader.format().ok_or(ImageError::NotAnImage)?;
     let format = format_name(fmt);
     if format == "image" {
@@ -129,10 +156,22 @@ fn open(bytes: &[u8], limits: DecodeLimits) -> Result<(Box<dyn ImageDecoder + '_
         return Err(ImageError::ZeroSized { width, height });
     }
     if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(ImageError::TooManyPixels { width, height, max: limits.max_pixels });
+        return Err(ImageError::TooManyPixels {
+            width,
+            height,
+            max: limits.max_pixels,
+        });
     }
     let channels = decoder.color_type().channel_count();
-    Ok((Box::new(decoder), ImageInfo { format, width, height, channels }))
+    Ok((
+        Box::new(decoder),
+        ImageInfo {
+            format,
+            width,
+            height,
+            channels,
+        },
+    ))
 }
 
 /// Reads format, dimensions and channels from the header only.
@@ -173,16 +212,37 @@ pub fn to_luma(img: &DynamicImage) -> (Vec<u8>, usize, usize) {
         DynamicImage::ImageLuma8(b) => b.as_raw().clone(),
         DynamicImage::ImageLumaA8(b) => b.as_raw().chunks_exact(2).map(|p| p[0]).collect(),
         DynamicImage::ImageLuma16(b) => b.as_raw().iter().map(|&v| (v >> 8) as u8).collect(),
-        DynamicImage::ImageLumaA16(b) => b.as_raw().chunks_exact(2).map(|p| (p[0] >> 8) as u8).collect(),
-        DynamicImage::ImageRgb8(b) => b.as_raw().chunks_exact(3).map(|p| l24(p[0], p[1], p[2])).collect(),
-        DynamicImage::ImageRgba8(b) => b.as_raw().chunks_exact(4).map(|p| l24(p[0], p[1], p[2])).collect(),
-        DynamicImage::ImageRgb16(b) => {
-            b.as_raw().chunks_exact(3).map(|p| l24((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8)).collect()
-        }
-        DynamicImage::ImageRgba16(b) => {
-            b.as_raw().chunks_exact(4).map(|p| l24((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8)).collect()
-        }
-        other => other.to_rgb8().as_raw().chunks_exact(3).map(|p| l24(p[0], p[1], p[2])).collect(),
+        DynamicImage::ImageLumaA16(b) => b
+            .as_raw()
+            .chunks_exact(2)
+            .map(|p| (p[0] >> 8) as u8)
+            .collect(),
+        DynamicImage::ImageRgb8(b) => b
+            .as_raw()
+            .chunks_exact(3)
+            .map(|p| l24(p[0], p[1], p[2]))
+            .collect(),
+        DynamicImage::ImageRgba8(b) => b
+            .as_raw()
+            .chunks_exact(4)
+            .map(|p| l24(p[0], p[1], p[2]))
+            .collect(),
+        DynamicImage::ImageRgb16(b) => b
+            .as_raw()
+            .chunks_exact(3)
+            .map(|p| l24((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8))
+            .collect(),
+        DynamicImage::ImageRgba16(b) => b
+            .as_raw()
+            .chunks_exact(4)
+            .map(|p| l24((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8))
+            .collect(),
+        other => other
+            .to_rgb8()
+            .as_raw()
+            .chunks_exact(3)
+            .map(|p| l24(p[0], p[1], p[2]))
+            .collect(),
     };
     (px, w, h)
 }
@@ -194,33 +254,71 @@ mod tests {
     fn png(w: u32, h: u32) -> Vec<u8> {
         let img = DynamicImage::new_rgb8(w, h);
         let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
         out
     }
 
     #[test]
     fn probe_reads_header() {
         let info = probe(&png(7, 5), DecodeLimits::default()).unwrap();
-        assert_eq!(info, ImageInfo { format: "png", width: 7, height: 5, channels: 3 });
+        assert_eq!(
+            info,
+            ImageInfo {
+                format: "png",
+                width: 7,
+                height: 5,
+                channels: 3
+            }
+        );
     }
 
     #[test]
     fn refuses_bomb_from_header_without_decoding() {
         // A 67-byte PNG whose valid header (correct CRC) declares 100000 x 100000.
-        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/bad/bomb_100000x100000.png")).unwrap();
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/data/bad/bomb_100000x100000.png"
+        ))
+        .unwrap();
         let err = probe(&bytes, DecodeLimits::default()).unwrap_err();
-        assert!(matches!(err, ImageError::TooManyPixels { width: 100_000, height: 100_000, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ImageError::TooManyPixels {
+                    width: 100_000,
+                    height: 100_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn typed_errors_for_junk() {
         let lim = DecodeLimits::default();
         assert_eq!(decode(b"", lim).unwrap_err(), ImageError::Empty);
-        assert_eq!(decode(b"<html>not an image</html>", lim).unwrap_err(), ImageError::NotAnImage);
-        let small = DecodeLimits { max_pixels: 10, max_bytes: 1 << 20 };
-        assert!(matches!(decode(&png(4, 4), small).unwrap_err(), ImageError::TooManyPixels { .. }));
-        let tiny = DecodeLimits { max_pixels: 1 << 20, max_bytes: 10 };
-        assert!(matches!(decode(&png(4, 4), tiny).unwrap_err(), ImageError::TooManyBytes { .. }));
+        assert_eq!(
+            decode(b"<html>not an image</html>", lim).unwrap_err(),
+            ImageError::NotAnImage
+        );
+        let small = DecodeLimits {
+            max_pixels: 10,
+            max_bytes: 1 << 20,
+        };
+        assert!(matches!(
+            decode(&png(4, 4), small).unwrap_err(),
+            ImageError::TooManyPixels { .. }
+        ));
+        let tiny = DecodeLimits {
+            max_pixels: 1 << 20,
+            max_bytes: 10,
+        };
+        assert!(matches!(
+            decode(&png(4, 4), tiny).unwrap_err(),
+            ImageError::TooManyBytes { .. }
+        ));
     }
 
     #[test]
@@ -232,17 +330,24 @@ mod tests {
         }
         for fmt in [ImageFormat::Png, ImageFormat::Jpeg] {
             let mut full = Vec::new();
-            DynamicImage::ImageRgb8(rgb.clone()).write_to(&mut Cursor::new(&mut full), fmt).unwrap();
+            DynamicImage::ImageRgb8(rgb.clone())
+                .write_to(&mut Cursor::new(&mut full), fmt)
+                .unwrap();
             assert!(decode(&full, lim).is_ok());
             let cut = &full[..full.len() * 2 / 3];
             let err = decode(cut, lim).unwrap_err();
-            assert!(matches!(err, ImageError::Truncated(_) | ImageError::Corrupt { .. }), "{fmt:?}: {err}");
+            assert!(
+                matches!(err, ImageError::Truncated(_) | ImageError::Corrupt { .. }),
+                "{fmt:?}: {err}"
+            );
         }
     }
 
     #[test]
     fn luma_uses_pillow_weights() {
-        let img = DynamicImage::ImageRgb8(image::RgbImage::from_raw(3, 1, vec![255, 0, 0, 0, 255, 0, 10, 20, 30]).unwrap());
+        let img = DynamicImage::ImageRgb8(
+            image::RgbImage::from_raw(3, 1, vec![255, 0, 0, 0, 255, 0, 10, 20, 30]).unwrap(),
+        );
         // Pillow: Image.new('RGB',(1,1),(255,0,0)).convert('L') -> 76; (0,255,0) -> 150; (10,20,30) -> 18
         assert_eq!(to_luma(&img).0, vec![76, 150, 18]);
     }

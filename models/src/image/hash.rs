@@ -39,7 +39,9 @@ pub fn phash_luma(px: &[u8], w: usize, h: usize) -> u64 {
     let mut cols = [[0f64; PHASH_SIDE]; HASH];
     for (k, row) in cols.iter_mut().enumerate() {
         for (c, out) in row.iter_mut().enumerate() {
-            *out = (0..n).map(|r| f64::from(small[r * n + c]) * cos[k * n + r]).sum();
+            *out = (0..n)
+                .map(|r| f64::from(small[r * n + c]) * cos[k * n + r])
+                .sum();
         }
     }
     // Along axis 1 (rows), low columns only.

@@ -32,11 +32,22 @@ pub fn thumbnail_jpeg(img: &DynamicImage, max_side: u32) -> Result<Vec<u8>, Imag
             .collect();
         (flat, 3, ExtendedColorType::Rgb8)
     };
-    let small = resize_u8(&px, w as usize, h as usize, channels, tw as usize, th as usize, Filter::Lanczos);
+    let small = resize_u8(
+        &px,
+        w as usize,
+        h as usize,
+        channels,
+        tw as usize,
+        th as usize,
+        Filter::Lanczos,
+    );
     let mut out = Vec::new();
     JpegEncoder::new_with_quality(&mut Cursor::new(&mut out), 85)
         .encode(&small, tw, th, color)
-        .map_err(|e| ImageError::Unsupported { format: "jpeg", reason: e.to_string() })?;
+        .map_err(|e| ImageError::Unsupported {
+            format: "jpeg",
+            reason: e.to_string(),
+        })?;
     Ok(out)
 }
 
@@ -52,7 +63,11 @@ mod tests {
         let back = decode(&jpg, DecodeLimits::default()).unwrap();
         assert_eq!((back.width(), back.height()), (64, 16));
         // Transparent black flattened onto white.
-        assert!(back.to_rgb8().pixels().all(|p| p.0.iter().all(|&c| c > 245)));
+        assert!(
+            back.to_rgb8()
+                .pixels()
+                .all(|p| p.0.iter().all(|&c| c > 245))
+        );
     }
 
     #[test]

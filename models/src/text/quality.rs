@@ -51,8 +51,10 @@ static FILENAME: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(https?://|www\.|\b[a-z0-9\-]+\.(com|net|org|io|co|de|uk|ru|jp|cn|info|biz)\b)")
-        .expect("valid regex")
+    Regex::new(
+        r"(?i)(https?://|www\.|\b[a-z0-9\-]+\.(com|net|org|io|co|de|uk|ru|jp|cn|info|biz)\b)",
+    )
+    .expect("valid regex")
 });
 
 static AD: LazyLock<Regex> = LazyLock::new(|| {
@@ -69,11 +71,45 @@ static AD: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Whole-text placeholders seen again and again in web crawls.
 const BOILERPLATE: &[&str] = &[
-    "image", "images", "photo", "photos", "picture", "pic", "img", "untitled", "thumbnail", "thumb",
-    "placeholder", "no image", "no image available", "image not found", "default", "logo", "icon",
-    "banner", "texture", "background", "blurry", "stock photo", "click here to enlarge",
-    "click to enlarge", "enlarge", "view image", "image may contain", "alt", "alt text", "null",
-    "none", "n/a", "spacer", "blank", "header", "footer", "avatar", "profile picture", "clipart",
+    "image",
+    "images",
+    "photo",
+    "photos",
+    "picture",
+    "pic",
+    "img",
+    "untitled",
+    "thumbnail",
+    "thumb",
+    "placeholder",
+    "no image",
+    "no image available",
+    "image not found",
+    "default",
+    "logo",
+    "icon",
+    "banner",
+    "texture",
+    "background",
+    "blurry",
+    "stock photo",
+    "click here to enlarge",
+    "click to enlarge",
+    "enlarge",
+    "view image",
+    "image may contain",
+    "alt",
+    "alt text",
+    "null",
+    "none",
+    "n/a",
+    "spacer",
+    "blank",
+    "header",
+    "footer",
+    "avatar",
+    "profile picture",
+    "clipart",
 ];
 
 /// Computes the features and the score of one alt text.
@@ -92,14 +128,21 @@ pub fn alt_quality(text: &str) -> AltQuality {
         .collect();
     let words = tokens.len() as u32;
     let distinct = tokens.iter().collect::<HashSet<_>>().len();
-    let repetition = if tokens.is_empty() { 0.0 } else { 1.0 - distinct as f32 / tokens.len() as f32 };
+    let repetition = if tokens.is_empty() {
+        0.0
+    } else {
+        1.0 - distinct as f32 / tokens.len() as f32
+    };
     let normalised = tokens.join(" ");
     let is_filename = !trimmed.is_empty() && FILENAME.is_match(trimmed);
     let has_url = URL.is_match(trimmed);
     let is_boilerplate = !normalised.is_empty()
-        && (BOILERPLATE.contains(&normalised.as_str()) || normalised.starts_with("image may contain"));
+        && (BOILERPLATE.contains(&normalised.as_str())
+            || normalised.starts_with("image may contain"));
     let is_ad = AD.is_match(trimmed);
-    let lang = whatlang::detect(trimmed).filter(|i| i.is_reliable()).map(|i| i.lang().code());
+    let lang = whatlang::detect(trimmed)
+        .filter(|i| i.is_reliable())
+        .map(|i| i.lang().code());
 
     let mut score: f32 = if chars == 0 { 0.0 } else { 1.0 };
     for (defect, factor) in [
@@ -117,7 +160,17 @@ pub fn alt_quality(text: &str) -> AltQuality {
     if repetition > 1.0 / 3.0 {
         score *= 1.0 - repetition;
     }
-    AltQuality { chars, words, is_filename, has_url, is_boilerplate, is_ad, repetition, lang, score }
+    AltQuality {
+        chars,
+        words,
+        is_filename,
+        has_url,
+        is_boilerplate,
+        is_ad,
+        repetition,
+        lang,
+        score,
+    }
 }
 
 #[cfg(test)]
@@ -126,7 +179,9 @@ mod tests {
 
     #[test]
     fn a_real_caption_scores_high() {
-        let q = alt_quality("a smiling astronaut in an orange flight suit poses in front of an American flag");
+        let q = alt_quality(
+            "a smiling astronaut in an orange flight suit poses in front of an American flag",
+        );
         assert!(!q.is_filename && !q.has_url && !q.is_boilerplate && !q.is_ad);
         assert_eq!(q.words, 15);
         assert_eq!(q.lang, Some("eng"));
@@ -135,7 +190,13 @@ mod tests {
 
     #[test]
     fn web_junk_is_flagged() {
-        for name in ["IMG_0042.JPG", "chelsea.png", "DSC01234", "Corner.png", "3f2a9c0d1e4b5a6f7788"] {
+        for name in [
+            "IMG_0042.JPG",
+            "chelsea.png",
+            "DSC01234",
+            "Corner.png",
+            "3f2a9c0d1e4b5a6f7788",
+        ] {
             let q = alt_quality(name);
             assert!(q.is_filename, "{name}");
             assert!(q.score <= 0.05, "{name}: {q:?}");

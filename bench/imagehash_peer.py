@@ -1,0 +1,41 @@
+"""Peer for scripts/bench-images.sh: Python imagehash phash/dhash images/s on data/photos, decode included."""
+import multiprocessing as mp
+import os
+import pathlib
+import sys
+import time
+
+import imagehash
+from PIL import Image
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PHOTOS = sorted(p for p in (ROOT / "data" / "photos").iterdir() if p.suffix in (".png", ".jpg"))
+BLOBS = [p.read_bytes() for p in PHOTOS]
+
+
+def work(args):
+    name, idx = args
+    import io
+    fn = getattr(imagehash, name)
+    with Image.open(io.BytesIO(BLOBS[idx])) as im:
+        return str(fn(im))
+
+
+def run(name, procs, min_secs):
+    done, start = 0, time.perf_counter()
+    pool = mp.Pool(procs) if procs > 1 else None
+    while time.perf_counter() - start < min_secs:
+        jobs = [(name, i) for i in range(len(BLOBS))]
+        list(pool.map(work, jobs) if pool else map(work, jobs))
+        done += len(BLOBS)
+    if pool:
+        pool.close()
+    return done / (time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    min_secs = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
+    cores = os.cpu_count() or 1
+    for name in ("phash", "dhash"):
+        for procs in (1, cores):
+            print(f"imagehash {name} threads={procs} images_per_s={run(name, procs, min_secs):.1f}")
