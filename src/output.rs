@@ -130,7 +130,7 @@ mod tests {
         )])
         .unwrap();
         let mut out = Vec::new();
-        write(&mut out, &[b.clone()], Format::Csv).unwrap();
+        write(&mut out, std::slice::from_ref(&b), Format::Csv).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "id\n1\n2\n");
         let mut out = Vec::new();
         write(&mut out, &[b], Format::Json).unwrap();

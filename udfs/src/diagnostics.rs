@@ -16,10 +16,13 @@ pub struct WarningCount {
     pub example: String,
 }
 
+/// (function, column, kind) -> (count, first message).
+type Counts = BTreeMap<(String, String, String), (u64, String)>;
+
 /// Per-session warning counters, shared by every function of a session.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
-    counts: Mutex<BTreeMap<(String, String, String), (u64, String)>>,
+    counts: Mutex<Counts>,
 }
 
 impl Diagnostics {

@@ -86,12 +86,9 @@ impl TableFunctionImpl for NearDuplicatesFunc {
             .ok_or_else(|| plan_datafusion_err!("{USAGE}: table '{table}' not found"))?;
         let src_schema = source.schema();
         let field = |name: &str| {
-            src_schema
-                .field_with_name(name)
-                .map(|f| f.clone())
-                .map_err(|_| {
-                    plan_datafusion_err!("{USAGE}: table '{table}' has no column '{name}'")
-                })
+            src_schema.field_with_name(name).cloned().map_err(|_| {
+                plan_datafusion_err!("{USAGE}: table '{table}' has no column '{name}'")
+            })
         };
         let key_field = field(&key)?;
         let hash_type = field(&hash)?.data_type().clone();

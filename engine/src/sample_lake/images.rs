@@ -228,7 +228,7 @@ fn undecodable(b: &[u8]) -> bool {
 pub fn corrupt(rng: &mut ChaCha8Rng, src: &[u8]) -> Vec<u8> {
     for _ in 0..32 {
         let mut b = src.to_vec();
-        let from = rng.random_range(8..b.len().min(64).max(9));
+        let from = rng.random_range(8..b.len().clamp(9, 64));
         let to = (from + rng.random_range(16..256)).min(b.len());
         rng.fill(&mut b[from..to]);
         if undecodable(&b) {

@@ -2,8 +2,8 @@
 //!
 //! `imagehash.phash`: `convert("L")`, Lanczos resize to 32x32, 2-D DCT-II
 //! (`scipy.fftpack.dct` on axis 0 then 1), top-left 8x8, bit = coefficient >
-//! median. `imagehash.dhash`: `convert("L")`, Lanczos resize to 9x8, bit = pixel
-//! > its left neighbour. Bits are packed row-major, first bit most significant,
+//! median. `imagehash.dhash`: `convert("L")`, Lanczos resize to 9x8, bit = pixel greater
+//! than its left neighbour. Bits are packed row-major, first bit most significant,
 //! so `format!("{:016x}", h)` equals `str(imagehash.phash(im))`.
 
 use image::DynamicImage;
