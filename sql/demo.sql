@@ -4,16 +4,17 @@
 
 CREATE EXTERNAL TABLE lake STORED AS PARQUET LOCATION '${LAKE}';
 
--- One pass over the images: decodability, content hash, perceptual hash,
--- header info and alt-text quality, materialised so no image is decoded twice.
+-- One pass over the images: perceptual hash, content hash, header info and
+-- alt-text quality, materialised so no image is decoded twice. phash is NULL
+-- exactly when an image does not decode, so only those rows are diagnosed.
 CREATE TABLE scored AS
-SELECT key, url, alt, img, crawl,
-       image_error(img)          AS img_error,
-       sha256(img)               AS content_hash,
-       phash(img)                AS ph,
-       image_info(img)           AS info,
-       alt_quality(alt)['score'] AS alt_score
-FROM lake;
+SELECT *, CASE WHEN ph IS NULL THEN image_error(img) END AS img_error
+FROM (SELECT key, url, alt, img, crawl,
+             phash(img)                AS ph,
+             sha256(img)               AS content_hash,
+             image_info(img)           AS info,
+             alt_quality(alt)['score'] AS alt_score
+      FROM lake);
 
 -- Perceptual near-duplicates among the usable images.
 CREATE TABLE usable AS SELECT key, ph FROM scored WHERE img_error IS NULL;

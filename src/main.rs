@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lakecap::output::Format;
 use lakecap::{Engine, EngineOptions, ProgressMode};
 
 #[derive(Parser)]
@@ -26,37 +25,24 @@ struct Cli {
     cmd: Cmd,
 }
 
-#[derive(clap::Args, Clone)]
-struct OutputArgs {
-    /// Result format.
-    #[arg(long, short, value_enum, default_value = "table")]
-    format: Format,
-    /// Write query results to this file instead of stdout.
-    #[arg(long, short)]
-    output: Option<PathBuf>,
-    /// Script variable for ${NAME} placeholders, as NAME=VALUE (repeatable).
-    #[arg(long = "define", short = 'D', value_parser = cli::parse_define)]
-    defines: Vec<(String, String)>,
-}
-
 #[derive(Subcommand)]
 enum Cmd {
     /// Run SQL given on the command line (one or more statements).
     Sql {
         sql: String,
         #[command(flatten)]
-        out: OutputArgs,
+        out: cli::OutputArgs,
     },
     /// Run a SQL file: many statements, SET, CREATE EXTERNAL TABLE, COPY ... TO.
     Run {
         file: PathBuf,
         #[command(flatten)]
-        out: OutputArgs,
+        out: cli::OutputArgs,
     },
     /// Interactive SQL shell with history.
     Shell {
         #[command(flatten)]
-        out: OutputArgs,
+        out: cli::OutputArgs,
     },
     /// Write a realistic demo lake (real photos, generated images, known defects).
     SampleLake {
@@ -117,27 +103,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         })
     };
     match cli.cmd {
-        Cmd::Sql { sql, out } => {
-            cli::run_sql(
-                &engine()?,
-                &sql,
-                &out.defines,
-                out.format,
-                out.output.as_deref(),
-            )
-            .await
-        }
+        Cmd::Sql { sql, out } => cli::run_sql(&engine()?, &sql, &out).await,
         Cmd::Run { file, out } => {
             let sql = std::fs::read_to_string(&file)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            cli::run_sql(
-                &engine()?,
-                &sql,
-                &out.defines,
-                out.format,
-                out.output.as_deref(),
-            )
-            .await
+            cli::run_sql(&engine()?, &sql, &out).await
         }
         Cmd::Shell { out } => cli::shell::run(&engine()?, &out.defines, out.format).await,
         Cmd::SampleLake { dir, rows, seed } => cli::demo::sample_lake(&dir, rows, seed),

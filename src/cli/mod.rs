@@ -5,7 +5,7 @@ pub mod shell;
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use datafusion::config::ExtensionOptions;
@@ -35,13 +35,22 @@ pub fn report(o: &StatementOutput, format: Format, out: &mut dyn Write) -> Resul
     Ok(())
 }
 
-pub async fn run_sql(
-    engine: &Engine,
-    sql: &str,
-    defines: &[(String, String)],
-    format: Format,
-    file: Option<&Path>,
-) -> Result<()> {
+/// Output options shared by `sql`, `run` and `shell`.
+#[derive(clap::Args, Clone)]
+pub struct OutputArgs {
+    /// Result format.
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write query results to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Script variable for ${NAME} placeholders, as NAME=VALUE (repeatable).
+    #[arg(long = "define", short = 'D', value_parser = parse_define)]
+    pub defines: Vec<(String, String)>,
+}
+
+pub async fn run_sql(engine: &Engine, sql: &str, out: &OutputArgs) -> Result<()> {
+    let (defines, format, file) = (&out.defines, out.format, out.output.as_deref());
     let vars: Vars = defines.iter().cloned().collect();
     let mut sink: Box<dyn Write> = match file {
         Some(p) => {
