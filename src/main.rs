@@ -66,6 +66,19 @@ enum Cmd {
     },
     /// List lakecap's functions and options with their documentation.
     Functions,
+    /// Models on this machine.
+    Models {
+        #[command(subcommand)]
+        cmd: ModelsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// Models found in lakecap's model home and the Hugging Face cache.
+    List,
+    /// Download ORG/NAME from the Hugging Face hub into lakecap's model home.
+    Pull { id: String },
 }
 
 fn main() -> ExitCode {
@@ -113,5 +126,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::SampleLake { dir, rows, seed } => cli::demo::sample_lake(&dir, rows, seed),
         Cmd::Demo { lake, out, rows } => cli::demo::run(&engine()?, &lake, &out, rows).await,
         Cmd::Functions => cli::print_functions(&engine()?).await,
+        Cmd::Models {
+            cmd: ModelsCmd::List,
+        } => cli::models::list(),
+        Cmd::Models {
+            cmd: ModelsCmd::Pull { id },
+        } => cli::models::pull(&id).await,
     }
 }

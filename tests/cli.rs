@@ -151,6 +151,48 @@ fn run_script_with_defines_and_warnings() {
     assert!(out.starts_with("kind,rows,mean_score\nusable,"), "{out}");
 }
 
+/// The model recipes on a sample lake, with the tiny CLIP fixture standing in
+/// for real weights (its text tower serves embed_text too).
+#[test]
+fn model_recipes_run_on_the_sample_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let model = format!("{root}/tests/fixtures/models/clip-tiny");
+    assert!(
+        lakecap(
+            &["sample-lake", "lake", "--rows", "80", "--seed", "3"],
+            dir.path()
+        )
+        .status
+        .success()
+    );
+    for (recipe, header) in [
+        ("datacomp_filter", "rows,scored,above_28,p70\n"),
+        ("semdedup", "embedded,kept,duplicates,clusters\n"),
+        ("caption_dedup", "captions,paraphrase_duplicates\n"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_lakecap"))
+            .args([
+                "run",
+                &format!("{root}/sql/{recipe}.sql"),
+                "-D",
+                "LAKE=lake/",
+                "-D",
+                "OUT=out/",
+                "-f",
+                "csv",
+            ])
+            .current_dir(dir.path())
+            .env("LAKECAP_CLIP_MODEL", &model)
+            .env("LAKECAP_TEXT_MODEL", &model)
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{recipe}: {err}");
+        assert!(out.contains(header), "{recipe}: {out}");
+    }
+}
+
 #[test]
 fn demo_curates_the_sample_lake() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,4 +256,42 @@ fn functions_are_documented() {
     ] {
         assert!(out.contains(f), "missing {f} in\n{out}");
     }
+}
+
+#[test]
+fn models_list_and_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let home = dir.path().join("home");
+    let tiny = home.join("models/test/clip-tiny");
+    std::fs::create_dir_all(&tiny).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(
+            format!("{root}/tests/fixtures/models/clip-tiny/{f}"),
+            tiny.join(f),
+        )
+        .unwrap();
+    }
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lakecap"))
+            .args(args)
+            .env("LAKECAP_HOME", &home)
+            .env("HF_HOME", dir.path().join("hf"))
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .output()
+            .unwrap()
+    };
+    let (out, _) = text(&run(&["models", "list"]));
+    assert!(
+        out.contains("test/clip-tiny") && out.contains("clip"),
+        "{out}"
+    );
+    let o = run(&["models", "pull", "org/model"]);
+    let (_, err) = text(&o);
+    assert!(
+        !o.status.success() && err.contains("cannot download org/model"),
+        "{err}"
+    );
+    let (_, err) = text(&run(&["models", "pull", "../x"]));
+    assert!(err.contains("ORG/NAME"), "{err}");
 }

@@ -22,7 +22,9 @@ use anyhow::Result;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub use lakecap_udfs::{Diagnostics, LakecapOptions, OnError, WarningCount, scalar_functions};
+pub use lakecap_udfs::{
+    Diagnostics, LakecapOptions, OnError, WarningCount, documentation, scalar_functions,
+};
 pub use progress::ProgressMode;
 pub use script::{StatementOutput, Vars};
 

@@ -4,10 +4,24 @@
 //! backends (CUDA, through cudarc) implement the same contracts and are tested
 //! against these references by relative error.
 //!
+//! The model-facing seam is [`Backend`]: a trait over an opaque device tensor
+//! with the ops transformer models need (linear, layer norm, fused attention,
+//! activations, embedding lookup, pooling). [`cpu::Cpu`] implements it with
+//! f32 compute over f32/f16/bf16 storage, GEMMs through the `gemm` crate and
+//! rayon for the rest; the CUDA backend implements the same trait, so models
+//! never know which device runs them.
+//!
 //! Families today:
 //! - [`image`]: pixel-exact ports of the resamplers that reference image
 //!   pipelines use (Pillow's `Image.resize`), on interleaved `u8` pixels. The
 //!   perceptual hashes and every model preprocessor resize through here, so
 //!   "the same pixels as Python" is decided in one place.
 
+pub mod backend;
+pub mod cpu;
+pub mod cuda;
 pub mod image;
+
+pub use backend::{Activation, Backend, HostData, KernelError, Mask};
+pub use cpu::{Cpu, CpuTensor};
+pub use cuda::{Cuda, CudaTensor};

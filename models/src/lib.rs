@@ -8,10 +8,35 @@
 //! - [`text`]: rule-based alt-text quality ([`text::AltQuality`]), the cheap
 //!   first filter of every curation recipe.
 //!
-//! Neural architectures (CLIP, BLIP, BERT, the Llama family) will live here one
-//! folder per model, on the tensors of `lakecap-kernels`. Nothing in this crate
-//! knows about DataFusion or Arrow: the `udfs` crate adapts it to SQL.
+//!
+//! Neural models, one folder each, generic over `lakecap_kernels::Backend`:
+//! - [`clip`]: CLIP vision and text towers with `CLIPImageProcessor`-exact
+//!   preprocessing; [`bert`]: BERT sentence encoders (all-MiniLM-L6-v2).
+//! - Shared pieces: [`nn`] (linear, layer norm, attention, MLP, encoder
+//!   layers, written once), [`weights`] (memory-mapped safetensors, sharded
+//!   too), [`tokenize`] (`tokenizer.json`), [`hub`] (finding a model by path,
+//!   in lakecap's model home or in the Hugging Face cache).
+//! - Serving: [`scheduler::Scheduler`] (one worker per model, batches formed
+//!   across concurrent callers, bounded queue) and [`embed`] (process-wide
+//!   loaded-once embedders that the SQL functions call).
+//! - [`semdedup`]: SemDeDup (spherical k-means, then greedy within-cluster
+//!   deduplication by cosine) over image or text embeddings.
+//!
+//! Nothing in this crate knows about DataFusion or Arrow: the `udfs` crate
+//! adapts it to SQL.
 
+pub mod bert;
+pub mod clip;
 pub mod dedup;
+pub mod embed;
+pub mod error;
+pub mod hub;
 pub mod image;
+pub mod nn;
+pub mod scheduler;
+pub mod semdedup;
 pub mod text;
+pub mod tokenize;
+pub mod weights;
+
+pub use error::{ModelError, Result};

@@ -12,12 +12,8 @@ use lakecap::{Engine, Vars};
 /// The demo pipeline, also runnable as `lakecap run sql/demo.sql -D LAKE=... -D OUT=...`.
 const DEMO_SQL: &str = include_str!("../../sql/demo.sql");
 
-/// Model stages of the full recipe and what enables them.
-const MODEL_STAGES: &[(&str, &str)] = &[
-    (
-        "clip_score",
-        "CLIP filtering: needs the model runtime and CLIP weights (HF layout) in the HF cache",
-    ),
+/// Model stages of the full recipe that have no runtime yet, and what will enable them.
+const FUTURE_STAGES: &[(&str, &str)] = &[
     (
         "recaption",
         "recaptioning: needs a BLIP captioner (HF layout) in the HF cache",
@@ -27,6 +23,52 @@ const MODEL_STAGES: &[(&str, &str)] = &[
         "caption fusion: needs an LLM (e.g. SmolLM2 GGUF via scripts/fetch-models.sh)",
     ),
 ];
+
+/// Runs the model stages whose weights are present on the demo's kept rows
+/// (table `decided`), and says how to enable the others.
+async fn model_stages(engine: &Engine) -> Result<()> {
+    let options = engine.options();
+    let (clip, text) = (options.clip_model.get(), options.text_model.get());
+    match lakecap_models::hub::resolve(&clip) {
+        Ok(_) => {
+            let b = engine
+                .sql("SELECT count(s) AS scored, round(avg(s), 2) AS mean FROM \
+                      (SELECT clip_score(img, caption) AS s FROM (SELECT img, alt AS caption FROM decided WHERE dropped_because IS NULL))")
+                .await?;
+            println!("clip_score ({clip}) of the kept rows:");
+            output::write(&mut std::io::stdout().lock(), &b, Format::Table)?;
+        }
+        Err(_) => eprintln!(
+            "note: clip_score skipped: CLIP model `{clip}` not found; put its HF files in the HF cache or \
+             set lakecap.clip_model (LAKECAP_CLIP_MODEL) to a directory, then run sql/datacomp_filter.sql"
+        ),
+    }
+    match lakecap_models::hub::resolve(&text) {
+        Ok(_) => {
+            engine
+                .sql(
+                    "CREATE TABLE demo_alt_emb AS SELECT key, embed_text(alt) AS v FROM decided \
+                      WHERE dropped_because IS NULL AND alt IS NOT NULL",
+                )
+                .await?;
+            let b = engine
+                .sql(
+                    "SELECT count(*) AS captions, count(dup_of) AS paraphrases \
+                      FROM semantic_duplicates('demo_alt_emb', 'key', 'v', 0.9)",
+                )
+                .await?;
+            println!("caption dedup ({text}, cosine >= 0.9) of the kept rows:");
+            output::write(&mut std::io::stdout().lock(), &b, Format::Table)?;
+        }
+        Err(_) => eprintln!(
+            "note: embed_text skipped: sentence encoder `{text}` not found; run scripts/fetch-models.sh"
+        ),
+    }
+    for (name, what) in FUTURE_STAGES {
+        eprintln!("note: {name} skipped: {what}");
+    }
+    Ok(())
+}
 
 pub fn sample_lake(dir: &Path, rows: usize, seed: u64) -> Result<()> {
     let report = write_sample_lake(
@@ -111,9 +153,6 @@ pub async fn run(engine: &Engine, lake: &Path, out: &Path, rows: usize) -> Resul
         eprintln!("making the sample lake in {} ...", lake.display());
         sample_lake(lake, rows, 42)?;
     }
-    for (name, what) in MODEL_STAGES {
-        eprintln!("note: {name} skipped: {what}");
-    }
     prepare_output(out)?;
     let vars: Vars = [
         ("LAKE".to_string(), format!("{}/", lake.display())),
@@ -143,5 +182,5 @@ pub async fn run(engine: &Engine, lake: &Path, out: &Path, rows: usize) -> Resul
         "rows out: {rows_out} (curated parquet in {})",
         out.display()
     );
-    Ok(())
+    model_stages(engine).await
 }

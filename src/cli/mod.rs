@@ -1,6 +1,7 @@
 //! Subcommand implementations.
 
 pub mod demo;
+pub mod models;
 pub mod shell;
 
 use std::fs::File;
@@ -66,8 +67,8 @@ pub async fn run_sql(engine: &Engine, sql: &str, out: &OutputArgs) -> Result<()>
 }
 
 pub async fn print_functions(engine: &Engine) -> Result<()> {
-    for udf in lakecap::scalar_functions(engine.diagnostics()) {
-        let Some(doc) = udf.documentation() else {
+    for udf in lakecap::scalar_functions(engine.diagnostics(), &engine.options()) {
+        let Some(doc) = lakecap::documentation(&udf) else {
             bail!("function {} has no documentation", udf.name())
         };
         println!(

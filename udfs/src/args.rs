@@ -199,7 +199,11 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// Evaluates the arguments to arrays of `args.number_rows`.
+/// Evaluates the arguments to arrays of `args.number_rows` (also when every
+/// argument is a literal, where DataFusion's helper would give one row).
 pub(crate) fn arrays(args: &ScalarFunctionArgs) -> Result<Vec<ArrayRef>> {
-    datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)
+    args.args
+        .iter()
+        .map(|v| v.to_array(args.number_rows))
+        .collect()
 }

@@ -12,3 +12,10 @@ pub(crate) const TEXT: DocSection = DocSection {
     label: "lakecap text functions",
     description: Some("Alt-text and caption heuristics"),
 };
+pub(crate) const MODEL: DocSection = DocSection {
+    include: true,
+    label: "lakecap model functions",
+    description: Some(
+        "Embeddings and scores from CLIP and sentence encoders, batched across partitions",
+    ),
+};

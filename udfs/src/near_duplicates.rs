@@ -3,19 +3,17 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, UInt64Array};
-use datafusion::arrow::compute::{concat, take};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{
-    Result, ScalarValue, TableReference, exec_err, plan_datafusion_err, plan_err,
-};
-use datafusion::datasource::{MemTable, provider_as_source};
-use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableType, col};
-use datafusion::physical_plan::{ExecutionPlan, collect};
-use futures::FutureExt;
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
 use lakecap_models::dedup::{MAX_RADIUS, hamming_clusters};
+
+use crate::table_args::{SourceColumns, resolve, string_arg};
 
 /// Table function: clusters rows whose 64-bit hashes are within `max_hamming` bits
 /// (connected components), sub-quadratic by multi-index hashing.
@@ -36,27 +34,15 @@ pub struct NearDuplicatesFunc;
 
 const USAGE: &str = "near_duplicates('table', 'key_column', 'hash_column', max_hamming)";
 
-fn string_arg(e: &Expr, what: &str) -> Result<String> {
-    match e {
-        Expr::Literal(
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)),
-            _,
-        ) => Ok(s.clone()),
-        other => plan_err!("{USAGE}: {what} must be a string literal, got {other}"),
-    }
-}
-
 impl TableFunctionImpl for NearDuplicatesFunc {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
         if exprs.len() != 4 {
             return plan_err!("{USAGE} takes 4 arguments, got {}", exprs.len());
         }
-        let table = TableReference::from(string_arg(&exprs[0], "table")?);
-        let key = string_arg(&exprs[1], "key_column")?;
-        let hash = string_arg(&exprs[2], "hash_column")?;
+        let table = string_arg(USAGE, &exprs[0], "table")?;
+        let key = string_arg(USAGE, &exprs[1], "key_column")?;
+        let hash = string_arg(USAGE, &exprs[2], "hash_column")?;
         let radius = match &exprs[3] {
             Expr::Literal(v, _) => v.cast_to(&DataType::Int64).ok().and_then(|v| match v {
                 ScalarValue::Int64(Some(r)) => Some(r),
@@ -73,25 +59,9 @@ impl TableFunctionImpl for NearDuplicatesFunc {
                 );
             }
         };
-        let state = args
-            .session()
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| plan_datafusion_err!("{USAGE} needs a DataFusion SessionState"))?;
-        let schema = state.schema_for_ref(table.clone())?;
-        let source = schema
-            .table(table.table())
-            .now_or_never()
-            .ok_or_else(|| plan_datafusion_err!("{USAGE}: table '{table}' must be registered in memory (CREATE TABLE/VIEW/EXTERNAL TABLE)"))??
-            .ok_or_else(|| plan_datafusion_err!("{USAGE}: table '{table}' not found"))?;
-        let src_schema = source.schema();
-        let field = |name: &str| {
-            src_schema.field_with_name(name).cloned().map_err(|_| {
-                plan_datafusion_err!("{USAGE}: table '{table}' has no column '{name}'")
-            })
-        };
-        let key_field = field(&key)?;
-        let hash_type = field(&hash)?.data_type().clone();
+        let src = resolve(USAGE, &args, &table, &key, &hash)?;
+        let key_field = src.key.clone();
+        let hash_type = src.value.data_type().clone();
         if !matches!(hash_type, DataType::UInt64 | DataType::Int64) {
             return plan_err!(
                 "{USAGE}: column '{hash}' must hold UInt64 or Int64 hashes (e.g. phash(img)), got {hash_type}"
@@ -104,10 +74,7 @@ impl TableFunctionImpl for NearDuplicatesFunc {
             Field::new("distance", DataType::UInt32, false),
         ]));
         Ok(Arc::new(NearDuplicatesTable {
-            table,
-            source,
-            key,
-            hash,
+            src,
             radius,
             schema: out,
         }))
@@ -116,10 +83,7 @@ impl TableFunctionImpl for NearDuplicatesFunc {
 
 #[derive(Debug)]
 struct NearDuplicatesTable {
-    table: TableReference,
-    source: Arc<dyn TableProvider>,
-    key: String,
-    hash: String,
+    src: SourceColumns,
     radius: u32,
     schema: SchemaRef,
 }
@@ -127,27 +91,7 @@ struct NearDuplicatesTable {
 impl NearDuplicatesTable {
     /// Reads (key, hash) sorted by key, so that the first member of a cluster is its smallest key.
     async fn read(&self, state: &dyn Session) -> Result<(ArrayRef, Vec<u64>)> {
-        let plan = LogicalPlanBuilder::scan(
-            self.table.clone(),
-            provider_as_source(Arc::clone(&self.source)),
-            None,
-        )?
-        .project(vec![col(&self.key), col(&self.hash)])?
-        .filter(
-            col(&self.key)
-                .is_not_null()
-                .and(col(&self.hash).is_not_null()),
-        )?
-        .sort(vec![col(&self.key).sort(true, false)])?
-        .build()?;
-        let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(&plan).await?;
-        let batches: Vec<RecordBatch> = collect(physical, state.task_ctx()).await?;
-        let key_arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
-        let keys = if key_arrays.is_empty() {
-            datafusion::arrow::array::new_empty_array(self.schema.field(0).data_type())
-        } else {
-            concat(&key_arrays)?
-        };
+        let (keys, batches) = self.src.read(state).await?;
         let mut hashes = Vec::with_capacity(keys.len());
         for b in &batches {
             let h = b.column(1);

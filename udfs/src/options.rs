@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 use datafusion::common::config::{ConfigExtension, ConfigField, Visit};
 use datafusion::common::{DataFusionError, Result, extensions_options};
@@ -50,6 +51,66 @@ impl ConfigField for OnError {
     }
 }
 
+/// A model id (`ORG/NAME` or a directory) whose current value the model
+/// functions read while a query is planned: a function's return type (the
+/// embedding width) depends on the model, and DataFusion gives return-type
+/// hooks no access to session options. The value lives behind an `Arc` shared
+/// by every clone of the session's options and by the functions registered
+/// into that session, so `SET lakecap.clip_model = ...` is seen at planning.
+#[derive(Debug, Clone)]
+pub struct ModelSetting(Arc<RwLock<String>>);
+
+impl ModelSetting {
+    pub fn new(id: &str) -> ModelSetting {
+        ModelSetting(Arc::new(RwLock::new(id.to_string())))
+    }
+
+    pub fn get(&self) -> String {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl PartialEq for ModelSetting {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ModelSetting {}
+
+impl std::hash::Hash for ModelSetting {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state)
+    }
+}
+
+impl fmt::Display for ModelSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.get())
+    }
+}
+
+impl ConfigField for ModelSetting {
+    fn visit<V: Visit>(&self, v: &mut V, key: &str, description: &'static str) {
+        v.some(key, self, description)
+    }
+    fn set(&mut self, _key: &str, value: &str) -> Result<()> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(DataFusionError::Configuration(
+                "a model option needs a model id (ORG/NAME) or a directory".into(),
+            ));
+        }
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = value.to_string();
+        Ok(())
+    }
+}
+
+/// The default CLIP model: users bring their own weights (no hub here).
+pub const DEFAULT_CLIP_MODEL: &str = "openai/clip-vit-base-patch32";
+/// The default sentence encoder (real weights from scripts/fetch-models.sh).
+pub const DEFAULT_TEXT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
 extensions_options! {
     /// lakecap's options, set with `SET lakecap.<name> = <value>`, in `lakecap.toml`
     /// or as `LAKECAP_<NAME>` environment variables.
@@ -60,6 +121,12 @@ extensions_options! {
         pub max_pixels: u64, default = DecodeLimits::default().max_pixels
         /// Largest encoded image, in bytes, any function accepts.
         pub max_image_bytes: u64, default = DecodeLimits::default().max_bytes
+        /// CLIP model for embed_image and clip_score: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory.
+        pub clip_model: ModelSetting, default = ModelSetting::new(DEFAULT_CLIP_MODEL)
+        /// Model for embed_text (a sentence encoder such as all-MiniLM-L6-v2, or a CLIP model for its text tower).
+        pub text_model: ModelSetting, default = ModelSetting::new(DEFAULT_TEXT_MODEL)
+        /// Rows per model batch; batches are formed across concurrent partitions. Read when a model is first loaded.
+        pub batch_size: usize, default = 32
     }
 }
 

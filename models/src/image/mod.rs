@@ -6,6 +6,7 @@
 
 mod decode;
 mod hash;
+pub mod preprocess;
 mod thumbnail;
 
 pub use decode::{DecodeLimits, ImageError, ImageInfo, decode, probe, to_luma};

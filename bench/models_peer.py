@@ -1,0 +1,110 @@
+"""PyTorch + transformers / sentence-transformers peer for lakecap's model
+benchmarks and GPU parity (scripts/bench-models.sh, scripts/gpu-check.sh).
+
+    python bench/clip_peer.py make DIR            # full-size ViT-B/32 CLIPModel, random weights (seed 0)
+    python bench/clip_peer.py bench DIR DEVICE BATCH ITERS
+        images/s of get_image_features from JPEG bytes (CLIPImageProcessor) and model-only,
+        fp32 and fp16 on cuda, fp32 on cpu.
+    python bench/clip_peer.py parity DIR OURS.f32  # compare our embeddings of data/photos/*.png
+"""
+import io
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def photos(ext):
+    return sorted(p for p in (ROOT / "data" / "photos").iterdir() if p.suffix == ext)
+
+
+def make(d):
+    torch.manual_seed(0)
+    m = CLIPModel(CLIPConfig())  # defaults are openai/clip-vit-base-patch32
+    m.save_pretrained(d, safe_serialization=True)
+    CLIPImageProcessor().save_pretrained(d)
+    print(f"wrote {d}")
+
+
+def jpegs(n):
+    enc = []
+    for p in photos(".png") + photos(".jpg"):
+        b = io.BytesIO()
+        Image.open(p).convert("RGB").save(b, "JPEG", quality=90)
+        enc.append(b.getvalue())
+    return [enc[i % len(enc)] for i in range(n)]
+
+
+def bench(d, device, batch, iters):
+    proc = CLIPImageProcessor.from_pretrained(d)
+    data = jpegs(batch)
+    dtypes = [torch.float32, torch.float16] if device == "cuda" else [torch.float32]
+    for dt in dtypes:
+        m = CLIPModel.from_pretrained(d, torch_dtype=dt).to(device).eval()
+        name = "fp16" if dt == torch.float16 else "fp32"
+
+        def run(timed):
+            imgs = [Image.open(io.BytesIO(b)).convert("RGB") for b in data]
+            px = proc(images=imgs, return_tensors="pt")["pixel_values"].to(device, dt)
+            t = time.perf_counter()
+            with torch.no_grad():
+                out = m.get_image_features(pixel_values=px)
+                out = out.pooler_output if hasattr(out, "pooler_output") else out
+                out.float().cpu()
+            timed[0] += time.perf_counter() - t
+
+        run([0.0])
+        timed = [0.0]
+        t = time.perf_counter()
+        for _ in range(iters):
+            run(timed)
+        total = time.perf_counter() - t
+        n = batch * iters
+        print(f"torch_{device}_{name}_images_per_s={n / total:.1f}")
+        print(f"torch_{device}_{name}_model_images_per_s={n / timed[0]:.1f}")
+
+
+def parity(d, ours):
+    proc = CLIPImageProcessor.from_pretrained(d)
+    m = CLIPModel.from_pretrained(d).eval()
+    imgs = [Image.open(p).convert("RGB") for p in photos(".png")]
+    with torch.no_grad():
+        ref = m.get_image_features(pixel_values=proc(images=imgs, return_tensors="pt")["pixel_values"])
+        ref = (ref.pooler_output if hasattr(ref, "pooler_output") else ref).numpy()
+    got = np.fromfile(ours, dtype="<f4").reshape(ref.shape)
+    rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+    print(f"parity_rel_err={rel:.2e}")
+
+
+def text(d, batch, iters):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(d, device="cpu")
+    # The same sentences as models/examples/bench_models.rs.
+    a, b = ["a red", "two", "the", "some"], ["boats", "cats", "bicycles", "houses"]
+    texts = [f"a photo of {a[i % 4]} {b[i % 4]} on a sunny day near the old harbour, item {i}" for i in range(batch)]
+    st.encode(texts, batch_size=batch)
+    t = time.perf_counter()
+    for _ in range(iters):
+        st.encode(texts, batch_size=batch)
+    print(f"torch_text_sentences_per_s={batch * iters / (time.perf_counter() - t):.1f}")
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "make":
+        make(sys.argv[2])
+    elif cmd == "bench":
+        torch.set_num_threads(int(__import__("os").environ.get("THREADS", torch.get_num_threads())))
+        bench(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif cmd == "text":
+        torch.set_num_threads(int(__import__("os").environ.get("THREADS", torch.get_num_threads())))
+        text(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "parity":
+        parity(sys.argv[2], sys.argv[3])

@@ -1,0 +1,176 @@
+//! The backend seam: every op a model needs, over an opaque device tensor.
+//!
+//! Models are generic over [`Backend`] and never see where their tensors live;
+//! the CPU backend ([`crate::cpu::Cpu`]) is the reference and the CUDA backend
+//! implements the same trait. Shapes are row-major; the last axis is contiguous.
+
+use half::{bf16, f16};
+
+/// Errors a backend can report (shape mismatches are caller bugs, but a model
+/// file with wrong shapes must fail cleanly, not panic).
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("shape error in {op}: {detail}")]
+    Shape { op: &'static str, detail: String },
+    #[error("device error: {0}")]
+    Device(String),
+}
+
+pub type Result<T> = std::result::Result<T, KernelError>;
+
+/// Checks a shape condition, naming the op in the error.
+pub fn ensure(cond: bool, op: &'static str, detail: impl FnOnce() -> String) -> Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(KernelError::Shape {
+            op,
+            detail: detail(),
+        })
+    }
+}
+
+/// Checks the shapes of an attention call (shared by every backend).
+pub fn check_attention(
+    q: &[usize],
+    k: &[usize],
+    v: &[usize],
+    heads: usize,
+    mask: &Mask,
+) -> Result<()> {
+    ensure(
+        q.len() == 3
+            && k == v
+            && k.len() == 3
+            && q[0] == k[0]
+            && q[2] == k[2]
+            && heads > 0
+            && q[2].is_multiple_of(heads),
+        "attention",
+        || format!("q {q:?}, k {k:?}, v {v:?}, {heads} heads"),
+    )?;
+    if let Some(l) = &mask.key_lens {
+        ensure(l.len() == q[0], "attention", || {
+            format!("{} key lengths for batch {}", l.len(), q[0])
+        })?;
+    }
+    Ok(())
+}
+
+/// Host data handed to a backend, in the dtype it is stored in (weights keep
+/// their file dtype: f16/bf16 checkpoints stay half-size in memory).
+#[derive(Debug, Clone, Copy)]
+pub enum HostData<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
+}
+
+impl HostData<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            HostData::F32(d) => d.len(),
+            HostData::F16(d) => d.len(),
+            HostData::BF16(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Element-wise activations used by the supported architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU, `x * Φ(x)` (HF `gelu`).
+    Gelu,
+    /// Tanh approximation (HF `gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    /// `x * sigmoid(1.702 x)` (HF `quick_gelu`, OpenAI CLIP).
+    QuickGelu,
+    /// `x * sigmoid(x)` (HF `silu`).
+    Silu,
+    Relu,
+}
+
+impl Activation {
+    /// Maps an HF `hidden_act` name.
+    pub fn from_hf(name: &str) -> Option<Activation> {
+        Some(match name {
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "quick_gelu" => Activation::QuickGelu,
+            "silu" | "swish" => Activation::Silu,
+            "relu" => Activation::Relu,
+            _ => return None,
+        })
+    }
+}
+
+/// Which keys each query may attend to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mask {
+    /// Query `i` sees keys `0..=i` only.
+    pub causal: bool,
+    /// Per batch row, the number of valid (unpadded, right-padded) keys.
+    pub key_lens: Option<Vec<usize>>,
+}
+
+/// The ops a model runs. Every method takes and returns device tensors; only
+/// `upload`/`download` cross the host boundary.
+pub trait Backend: Send + Sync + 'static {
+    type Tensor: Send + Sync;
+
+    /// Human-readable device name (for progress lines and benchmarks).
+    fn name(&self) -> String;
+
+    /// Copies host data of `shape` to the device.
+    fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<Self::Tensor>;
+    /// Copies a tensor back as f32.
+    fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    fn shape<'a>(&self, t: &'a Self::Tensor) -> &'a [usize];
+    /// Same data, new shape of equal element count.
+    fn reshape(&self, t: Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+
+    /// `x [.., k] · wᵀ + b` with `w [n, k]` (the PyTorch `nn.Linear` layout).
+    fn linear(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor>;
+    /// LayerNorm over the last axis.
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+    fn activation(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
+    /// Element-wise `a + b`; `b` may also be a suffix shape of `a`, broadcast
+    /// over the leading axes (biases, position embeddings).
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Multi-head attention, `q [b, sq, h·d]`, `k`/`v [b, sk, h·d]` -> `[b, sq, h·d]`,
+    /// softmax(q kᵀ / √d + mask) v, fused per (batch, head).
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        heads: usize,
+        mask: &Mask,
+    ) -> Result<Self::Tensor>;
+    /// Rows of `table [vocab, d]` for `ids` -> `[ids.len(), d]`; an id out of
+    /// range is an error.
+    fn embedding(&self, table: &Self::Tensor, ids: &[u32]) -> Result<Self::Tensor>;
+    /// `x [b, s, d]` with `row [d]` prepended on axis 1 -> `[b, s+1, d]` (class tokens).
+    fn prepend_row(&self, x: &Self::Tensor, row: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Rows `index[i]` of `x` viewed as `[n, d]` -> `[index.len(), d]`.
+    fn gather_rows(&self, x: &Self::Tensor, index: &[usize]) -> Result<Self::Tensor>;
+    /// Mean over the first `lens[i]` positions of each `x [b, s, d]` -> `[b, d]`.
+    fn masked_mean(&self, x: &Self::Tensor, lens: &[usize]) -> Result<Self::Tensor>;
+    /// Each row of `x [n, d]` scaled to unit L2 norm (zero rows stay zero).
+    fn l2_normalize(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+}

@@ -1,0 +1,230 @@
+//! The CPU backend: f32 compute, f32/f16/bf16 storage, multi-threaded with rayon.
+//!
+//! Each op family has a plain reference (`*_ref`, obviously correct loops) and
+//! the fast path the backend uses; tests compare the two by relative error.
+
+pub mod activation;
+pub mod attention;
+pub mod gemm;
+pub mod norm;
+
+use std::borrow::Cow;
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use crate::backend::{Activation, Backend, HostData, Mask, Result, ensure};
+
+/// Element storage of a CPU tensor.
+#[derive(Debug, Clone)]
+pub enum Data {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+}
+
+/// A row-major tensor in host memory.
+#[derive(Debug, Clone)]
+pub struct CpuTensor {
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+impl CpuTensor {
+    pub fn from_f32(shape: &[usize], data: Vec<f32>) -> CpuTensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        CpuTensor {
+            shape: shape.to_vec(),
+            data: Data::F32(data),
+        }
+    }
+
+    /// The values as f32, converting half storage.
+    pub fn f32(&self) -> Cow<'_, [f32]> {
+        match &self.data {
+            Data::F32(d) => Cow::Borrowed(d),
+            Data::F16(d) => Cow::Owned(d.iter().map(|x| x.to_f32()).collect()),
+            Data::BF16(d) => Cow::Owned(d.iter().map(|x| x.to_f32()).collect()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Size of the last axis.
+    pub fn last_dim(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+}
+
+/// The CPU backend.
+#[derive(Debug, Clone, Default)]
+pub struct Cpu;
+
+impl Backend for Cpu {
+    type Tensor = CpuTensor;
+
+    fn name(&self) -> String {
+        format!("cpu ({} threads)", rayon::current_num_threads())
+    }
+
+    fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<CpuTensor> {
+        let n: usize = shape.iter().product();
+        ensure(n == data.len(), "upload", || {
+            format!("shape {shape:?} holds {n} values, got {}", data.len())
+        })?;
+        Ok(CpuTensor {
+            shape: shape.to_vec(),
+            data: match data {
+                HostData::F32(d) => Data::F32(d.to_vec()),
+                HostData::F16(d) => Data::F16(d.to_vec()),
+                HostData::BF16(d) => Data::BF16(d.to_vec()),
+            },
+        })
+    }
+
+    fn download(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(t.f32().into_owned())
+    }
+
+    fn shape<'a>(&self, t: &'a CpuTensor) -> &'a [usize] {
+        &t.shape
+    }
+
+    fn reshape(&self, mut t: CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
+        let n: usize = shape.iter().product();
+        ensure(n == t.len(), "reshape", || {
+            format!("{:?} -> {shape:?}", t.shape)
+        })?;
+        t.shape = shape.to_vec();
+        Ok(t)
+    }
+
+    fn linear(&self, x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<CpuTensor> {
+        gemm::linear(x, w, b)
+    }
+
+    fn layer_norm(
+        &self,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        eps: f32,
+    ) -> Result<CpuTensor> {
+        norm::layer_norm(x, gamma, beta, eps)
+    }
+
+    fn activation(&self, x: &CpuTensor, act: Activation) -> Result<CpuTensor> {
+        let mut v = x.f32().into_owned();
+        v.par_chunks_mut(4096)
+            .for_each(|c| c.iter_mut().for_each(|e| *e = activation::apply(act, *e)));
+        Ok(CpuTensor::from_f32(&x.shape, v))
+    }
+
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        ensure(a.shape.ends_with(&b.shape) && !b.is_empty(), "add", || {
+            format!(
+                "{:?} + {:?}: the second shape must be a suffix of the first",
+                a.shape, b.shape
+            )
+        })?;
+        let mut out = a.f32().into_owned();
+        let bv = b.f32();
+        out.par_chunks_mut(bv.len())
+            .for_each(|c| c.iter_mut().zip(bv.iter()).for_each(|(o, y)| *o += y));
+        Ok(CpuTensor::from_f32(&a.shape, out))
+    }
+
+    fn attention(
+        &self,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        heads: usize,
+        mask: &Mask,
+    ) -> Result<CpuTensor> {
+        attention::attention(q, k, v, heads, mask)
+    }
+
+    fn embedding(&self, table: &CpuTensor, ids: &[u32]) -> Result<CpuTensor> {
+        ensure(table.shape.len() == 2, "embedding", || {
+            format!("table must be [vocab, d], got {:?}", table.shape)
+        })?;
+        let (vocab, d) = (table.shape[0], table.shape[1]);
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+            return Err(crate::KernelError::Shape {
+                op: "embedding",
+                detail: format!("token id {bad} out of range for a vocabulary of {vocab}"),
+            });
+        }
+        let t = table.f32();
+        let mut out = Vec::with_capacity(ids.len() * d);
+        for &i in ids {
+            out.extend_from_slice(&t[i as usize * d..(i as usize + 1) * d]);
+        }
+        Ok(CpuTensor::from_f32(&[ids.len(), d], out))
+    }
+
+    fn prepend_row(&self, x: &CpuTensor, row: &CpuTensor) -> Result<CpuTensor> {
+        ensure(
+            x.shape.len() == 3 && row.len() == x.shape[2],
+            "prepend_row",
+            || format!("x {:?}, row {:?}", x.shape, row.shape),
+        )?;
+        let (b, s, d) = (x.shape[0], x.shape[1], x.shape[2]);
+        let (xv, rv) = (x.f32(), row.f32());
+        let mut out = Vec::with_capacity(b * (s + 1) * d);
+        for bi in 0..b {
+            out.extend_from_slice(&rv);
+            out.extend_from_slice(&xv[bi * s * d..(bi + 1) * s * d]);
+        }
+        Ok(CpuTensor::from_f32(&[b, s + 1, d], out))
+    }
+
+    fn gather_rows(&self, x: &CpuTensor, index: &[usize]) -> Result<CpuTensor> {
+        let d = x.last_dim();
+        let n = x.len() / d.max(1);
+        ensure(index.iter().all(|&i| i < n), "gather_rows", || {
+            format!("index out of range for {n} rows: {index:?}")
+        })?;
+        let xv = x.f32();
+        let mut out = Vec::with_capacity(index.len() * d);
+        for &i in index {
+            out.extend_from_slice(&xv[i * d..(i + 1) * d]);
+        }
+        Ok(CpuTensor::from_f32(&[index.len(), d], out))
+    }
+
+    fn masked_mean(&self, x: &CpuTensor, lens: &[usize]) -> Result<CpuTensor> {
+        ensure(
+            x.shape.len() == 3 && lens.len() == x.shape[0] && lens.iter().all(|&l| l <= x.shape[1]),
+            "masked_mean",
+            || format!("x {:?}, lens {lens:?}", x.shape),
+        )?;
+        let (s, d) = (x.shape[1], x.shape[2]);
+        let xv = x.f32();
+        let mut out = vec![0f32; lens.len() * d];
+        for (bi, (&len, o)) in lens.iter().zip(out.chunks_mut(d)).enumerate() {
+            for t in 0..len {
+                let row = &xv[(bi * s + t) * d..(bi * s + t + 1) * d];
+                o.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+            }
+            // Sentence-transformers clamps the token count at 1e-9.
+            let n = (len as f32).max(1e-9);
+            o.iter_mut().for_each(|a| *a /= n);
+        }
+        Ok(CpuTensor::from_f32(&[lens.len(), d], out))
+    }
+
+    fn l2_normalize(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        Ok(CpuTensor::from_f32(
+            &x.shape,
+            norm::l2_normalize(&x.f32(), x.last_dim()),
+        ))
+    }
+}

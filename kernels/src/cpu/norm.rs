@@ -1,0 +1,63 @@
+//! Normalisations over the last axis: LayerNorm and L2.
+
+use rayon::prelude::*;
+
+use super::CpuTensor;
+use crate::backend::{Result, ensure};
+
+/// Plain LayerNorm: two passes in f64 per row.
+pub fn layer_norm_ref(x: &[f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(d) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        for i in 0..d {
+            out.push(((row[i] as f64 - mean) * inv) as f32 * gamma[i] + beta[i]);
+        }
+    }
+    out
+}
+
+/// LayerNorm, rows in parallel, one fused pass for the moments.
+pub fn layer_norm(
+    x: &CpuTensor,
+    gamma: &CpuTensor,
+    beta: &CpuTensor,
+    eps: f32,
+) -> Result<CpuTensor> {
+    let d = x.last_dim();
+    ensure(gamma.len() == d && beta.len() == d, "layer_norm", || {
+        format!(
+            "x {:?}, gamma {:?}, beta {:?}",
+            x.shape, gamma.shape, beta.shape
+        )
+    })?;
+    let (g, b) = (gamma.f32(), beta.f32());
+    let mut out = x.f32().into_owned();
+    out.par_chunks_mut(d).for_each(|row| {
+        let (mut s, mut s2) = (0f64, 0f64);
+        for &v in row.iter() {
+            s += v as f64;
+            s2 += (v as f64) * (v as f64);
+        }
+        let mean = s / d as f64;
+        let var = (s2 / d as f64 - mean * mean).max(0.0);
+        let inv = (1.0 / (var + eps as f64).sqrt()) as f32;
+        let mean = mean as f32;
+        for ((v, gi), bi) in row.iter_mut().zip(g.iter()).zip(b.iter()) {
+            *v = (*v - mean) * inv * gi + bi;
+        }
+    });
+    Ok(CpuTensor::from_f32(&x.shape, out))
+}
+
+/// Each row of length `d` scaled to unit norm; PyTorch's `F.normalize` clamps the norm at 1e-12.
+pub fn l2_normalize(x: &[f32], d: usize) -> Vec<f32> {
+    let mut out = x.to_vec();
+    out.par_chunks_mut(d.max(1)).for_each(|row| {
+        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|v| *v /= n);
+    });
+    out
+}

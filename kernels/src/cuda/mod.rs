@@ -1,0 +1,528 @@
+//! The CUDA backend: cudarc with dynamic loading (the binary runs with no CUDA
+//! installed), kernels in `kernels/cu/` compiled by NVRTC for the device's
+//! architecture when the backend is created, GEMMs through cuBLAS.
+//!
+//! Tensors are f32 on the device (half-precision checkpoints are widened on
+//! upload); cuBLAS may use TF32 tensor cores ([`Cuda::new`] with `tf32`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+
+use crate::backend::{
+    Activation, Backend, HostData, KernelError, Mask, Result, check_attention, ensure,
+};
+
+/// Kernel sources by op family; each is compiled with [`COMMON`] prepended.
+pub const FAMILIES: [(&str, &str); 3] = [
+    ("norm", include_str!("../../cu/norm.cu")),
+    ("attention", include_str!("../../cu/attention.cu")),
+    ("elementwise", include_str!("../../cu/elementwise.cu")),
+];
+pub const COMMON: &str = include_str!("../../cu/common.cuh");
+
+const KERNELS: [&str; 9] = [
+    "layer_norm_f32",
+    "l2_normalize_f32",
+    "attention_f32",
+    "add_f32",
+    "activation_f32",
+    "embedding_f32",
+    "gather_rows_f32",
+    "prepend_row_f32",
+    "masked_mean_f32",
+];
+
+/// Compiles one family to PTX for `arch` (e.g. `compute_90`).
+pub fn compile_family(src: &str, arch: &'static str) -> std::result::Result<String, String> {
+    let opts = CompileOptions {
+        arch: Some(arch),
+        options: vec!["-default-device".into(), "--std=c++17".into()],
+        ..Default::default()
+    };
+    compile_ptx_with_opts(format!("{COMMON}\n{src}"), opts)
+        .map(|p| p.to_src().to_string())
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Whether NVRTC can be loaded (enough to compile kernels; no GPU needed).
+pub fn nvrtc_available() -> bool {
+    // SAFETY: only tries to dlopen the library.
+    std::panic::catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() }).unwrap_or(false)
+}
+
+/// Why CUDA cannot be used here, or `None` when it can (driver and NVRTC
+/// libraries present). cudarc panics on a missing library, so look first.
+pub fn unavailable_reason() -> Option<String> {
+    // SAFETY: these only try to dlopen the libraries.
+    let driver = std::panic::catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() })
+        .unwrap_or(false);
+    if !driver {
+        return Some("no CUDA driver (libcuda) found".into());
+    }
+    let nvrtc = std::panic::catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() })
+        .unwrap_or(false);
+    if !nvrtc {
+        return Some("no NVRTC library (libnvrtc) found".into());
+    }
+    let blas = std::panic::catch_unwind(|| unsafe { cudarc::cublas::sys::is_culib_present() })
+        .unwrap_or(false);
+    if !blas {
+        return Some("no cuBLAS library (libcublas) found".into());
+    }
+    None
+}
+
+fn dev<E: std::fmt::Debug>(e: E) -> KernelError {
+    KernelError::Device(format!("{e:?}"))
+}
+
+/// A tensor in device memory (f32, row-major).
+pub struct CudaTensor {
+    pub shape: Vec<usize>,
+    pub buf: CudaSlice<f32>,
+}
+
+impl CudaTensor {
+    fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    fn last_dim(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+}
+
+pub struct Cuda {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    funcs: HashMap<&'static str, CudaFunction>,
+    name: String,
+}
+
+// SAFETY: cudarc's handles are used from one thread at a time by the model
+// worker that owns the backend; the stream serialises device work.
+unsafe impl Send for Cuda {}
+unsafe impl Sync for Cuda {}
+
+fn grid(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(256).clamp(1, 65_535 * 8) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl Cuda {
+    /// Opens device `ordinal` and compiles the kernels for its architecture.
+    /// `tf32`: let cuBLAS use TF32 tensor cores for f32 GEMMs.
+    pub fn new(ordinal: usize, tf32: bool) -> Result<Cuda> {
+        if let Some(why) = unavailable_reason() {
+            return Err(KernelError::Device(why));
+        }
+        let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
+            .map_err(|_| KernelError::Device("CUDA initialisation panicked".into()))?
+            .map_err(dev)?;
+        let (major, minor) = ctx.compute_capability().map_err(dev)?;
+        let arch: &'static str = match (major, minor) {
+            (7, 5) => "compute_75",
+            (8, 0) => "compute_80",
+            (8, 6) => "compute_86",
+            (8, 9) => "compute_89",
+            (9, _) => "compute_90",
+            (10, _) => "compute_100",
+            (12, _) => "compute_120",
+            _ => "compute_75",
+        };
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone()).map_err(dev)?;
+        if tf32 {
+            // SAFETY: a valid handle and a defined math mode.
+            unsafe {
+                cudarc::cublas::sys::cublasSetMathMode(
+                    *blas.handle(),
+                    cudarc::cublas::sys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+                );
+            }
+        }
+        let mut funcs = HashMap::new();
+        for (family, src) in FAMILIES {
+            let ptx = compile_family(src, arch)
+                .map_err(|e| KernelError::Device(format!("compiling {family}.cu: {e}")))?;
+            let module = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                .map_err(dev)?;
+            for k in KERNELS {
+                if let Ok(f) = module.load_function(k) {
+                    funcs.insert(k, f);
+                }
+            }
+        }
+        let name = format!(
+            "cuda:{ordinal} ({}, sm_{major}{minor})",
+            ctx.name().unwrap_or_default()
+        );
+        Ok(Cuda {
+            ctx,
+            stream,
+            blas,
+            funcs,
+            name,
+        })
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(dev)
+    }
+
+    /// Free and total device memory in bytes.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        self.ctx.mem_get_info().map_err(dev)
+    }
+
+    fn f(&self, name: &str) -> &CudaFunction {
+        &self.funcs[name]
+    }
+
+    fn out(&self, n: usize) -> Result<CudaSlice<f32>> {
+        // SAFETY: every kernel writes all n outputs before they are read.
+        unsafe { self.stream.alloc::<f32>(n.max(1)) }.map_err(dev)
+    }
+
+    fn ints(&self, v: &[i32]) -> Result<CudaSlice<i32>> {
+        self.stream.clone_htod(v).map_err(dev)
+    }
+
+    fn uints(&self, v: &[u32]) -> Result<CudaSlice<u32>> {
+        self.stream.clone_htod(v).map_err(dev)
+    }
+}
+
+impl Backend for Cuda {
+    type Tensor = CudaTensor;
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<CudaTensor> {
+        let n: usize = shape.iter().product();
+        ensure(n == data.len(), "upload", || {
+            format!("shape {shape:?} holds {n} values, got {}", data.len())
+        })?;
+        let v: Vec<f32> = match data {
+            HostData::F32(d) => d.to_vec(),
+            HostData::F16(d) => d.iter().map(|x| x.to_f32()).collect(),
+            HostData::BF16(d) => d.iter().map(|x| x.to_f32()).collect(),
+        };
+        let buf = if v.is_empty() {
+            self.out(1)?
+        } else {
+            self.stream.clone_htod(&v).map_err(dev)?
+        };
+        Ok(CudaTensor {
+            shape: shape.to_vec(),
+            buf,
+        })
+    }
+
+    fn download(&self, t: &CudaTensor) -> Result<Vec<f32>> {
+        let mut v = self.stream.clone_dtoh(&t.buf).map_err(dev)?;
+        v.truncate(t.len());
+        Ok(v)
+    }
+
+    fn shape<'a>(&self, t: &'a CudaTensor) -> &'a [usize] {
+        &t.shape
+    }
+
+    fn reshape(&self, mut t: CudaTensor, shape: &[usize]) -> Result<CudaTensor> {
+        let n: usize = shape.iter().product();
+        ensure(n == t.len(), "reshape", || {
+            format!("{:?} -> {shape:?}", t.shape)
+        })?;
+        t.shape = shape.to_vec();
+        Ok(t)
+    }
+
+    fn linear(&self, x: &CudaTensor, w: &CudaTensor, b: Option<&CudaTensor>) -> Result<CudaTensor> {
+        let k = x.last_dim();
+        ensure(w.shape.len() == 2 && w.shape[1] == k, "linear", || {
+            format!("x {:?} · wᵀ with w {:?}", x.shape, w.shape)
+        })?;
+        let n = w.shape[0];
+        let m = x.len() / k.max(1);
+        let mut y = self.out(m * n)?;
+        // Row-major y[m,n] = x[m,k]·w[n,k]ᵀ is column-major yᵀ = w·xᵀ: cuBLAS
+        // sees w as a k×n column-major matrix (transposed) and x as k×m.
+        let cfg = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_T,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: n as i32,
+            n: m as i32,
+            k: k as i32,
+            alpha: 1.0f32,
+            lda: k as i32,
+            ldb: k as i32,
+            beta: 0.0f32,
+            ldc: n as i32,
+        };
+        // SAFETY: buffer extents match the dimensions above.
+        unsafe { self.blas.gemm(cfg, &w.buf, &x.buf, &mut y) }.map_err(dev)?;
+        let mut shape = x.shape.clone();
+        *shape.last_mut().expect("x has an axis") = n;
+        let y = CudaTensor { shape, buf: y };
+        match b {
+            Some(b) => self.add(&y, b),
+            None => Ok(y),
+        }
+    }
+
+    fn layer_norm(
+        &self,
+        x: &CudaTensor,
+        gamma: &CudaTensor,
+        beta: &CudaTensor,
+        eps: f32,
+    ) -> Result<CudaTensor> {
+        let d = x.last_dim();
+        ensure(gamma.len() == d && beta.len() == d, "layer_norm", || {
+            format!("x {:?}, gamma {:?}", x.shape, gamma.shape)
+        })?;
+        let rows = x.len() / d.max(1);
+        let mut y = self.out(x.len())?;
+        let di = d as i32;
+        let mut l = self.stream.launch_builder(self.f("layer_norm_f32"));
+        l.arg(&x.buf)
+            .arg(&gamma.buf)
+            .arg(&beta.buf)
+            .arg(&mut y)
+            .arg(&di)
+            .arg(&eps);
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: argument list matches the kernel signature.
+        unsafe { l.launch(cfg) }.map_err(dev)?;
+        Ok(CudaTensor {
+            shape: x.shape.clone(),
+            buf: y,
+        })
+    }
+
+    fn activation(&self, x: &CudaTensor, act: Activation) -> Result<CudaTensor> {
+        let n = x.len();
+        let mode: i32 = match act {
+            Activation::Gelu => 0,
+            Activation::GeluTanh => 1,
+            Activation::QuickGelu => 2,
+            Activation::Silu => 3,
+            Activation::Relu => 4,
+        };
+        let mut y = self.out(n)?;
+        let mut l = self.stream.launch_builder(self.f("activation_f32"));
+        l.arg(&x.buf).arg(&mut y).arg(&n).arg(&mode);
+        // SAFETY: as above.
+        unsafe { l.launch(grid(n)) }.map_err(dev)?;
+        Ok(CudaTensor {
+            shape: x.shape.clone(),
+            buf: y,
+        })
+    }
+
+    fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+        ensure(a.shape.ends_with(&b.shape) && b.len() > 0, "add", || {
+            format!(
+                "{:?} + {:?}: the second shape must be a suffix of the first",
+                a.shape, b.shape
+            )
+        })?;
+        let (n, bn) = (a.len(), b.len());
+        let mut y = self.out(n)?;
+        let mut l = self.stream.launch_builder(self.f("add_f32"));
+        l.arg(&a.buf).arg(&b.buf).arg(&mut y).arg(&n).arg(&bn);
+        // SAFETY: as above.
+        unsafe { l.launch(grid(n)) }.map_err(dev)?;
+        Ok(CudaTensor {
+            shape: a.shape.clone(),
+            buf: y,
+        })
+    }
+
+    fn attention(
+        &self,
+        q: &CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        heads: usize,
+        mask: &Mask,
+    ) -> Result<CudaTensor> {
+        check_attention(&q.shape, &k.shape, &v.shape, heads, mask)?;
+        let (b, sq, hd) = (q.shape[0], q.shape[1], q.shape[2]);
+        let sk = k.shape[1];
+        let d = hd / heads;
+        let lens: Vec<i32> = match &mask.key_lens {
+            Some(l) => {
+                ensure(l.len() == b, "attention", || {
+                    format!("{} key lengths for batch {b}", l.len())
+                })?;
+                l.iter().map(|&x| x.min(sk) as i32).collect()
+            }
+            None => vec![sk as i32; b],
+        };
+        let lens = self.ints(&lens)?;
+        let mut o = self.out(b * sq * hd)?;
+        let (sqi, ski, hi, di, causal, scale) = (
+            sq as i32,
+            sk as i32,
+            heads as i32,
+            d as i32,
+            mask.causal as i32,
+            1.0f32 / (d as f32).sqrt(),
+        );
+        let mut l = self.stream.launch_builder(self.f("attention_f32"));
+        l.arg(&q.buf)
+            .arg(&k.buf)
+            .arg(&v.buf)
+            .arg(&mut o)
+            .arg(&lens)
+            .arg(&sqi)
+            .arg(&ski)
+            .arg(&hi)
+            .arg(&di)
+            .arg(&causal)
+            .arg(&scale);
+        let cfg = LaunchConfig {
+            grid_dim: (sq as u32, heads as u32, b as u32),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: ((sk + d) * 4) as u32,
+        };
+        // SAFETY: as above; shared memory holds sk scores and d query values.
+        unsafe { l.launch(cfg) }.map_err(dev)?;
+        Ok(CudaTensor {
+            shape: q.shape.clone(),
+            buf: o,
+        })
+    }
+
+    fn embedding(&self, table: &CudaTensor, ids: &[u32]) -> Result<CudaTensor> {
+        ensure(table.shape.len() == 2, "embedding", || {
+            format!("table must be [vocab, d], got {:?}", table.shape)
+        })?;
+        let (vocab, d) = (table.shape[0], table.shape[1]);
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+            return Err(KernelError::Shape {
+                op: "embedding",
+                detail: format!("token id {bad} out of range for a vocabulary of {vocab}"),
+            });
+        }
+        self.gather("embedding_f32", table, ids, d)
+    }
+
+    fn prepend_row(&self, x: &CudaTensor, row: &CudaTensor) -> Result<CudaTensor> {
+        ensure(
+            x.shape.len() == 3 && row.len() == x.shape[2],
+            "prepend_row",
+            || format!("x {:?}, row {:?}", x.shape, row.shape),
+        )?;
+        let (b, s, d) = (x.shape[0] as i32, x.shape[1] as i32, x.shape[2] as i32);
+        let n = (b * (s + 1) * d) as usize;
+        let mut y = self.out(n)?;
+        let mut l = self.stream.launch_builder(self.f("prepend_row_f32"));
+        l.arg(&x.buf)
+            .arg(&row.buf)
+            .arg(&mut y)
+            .arg(&b)
+            .arg(&s)
+            .arg(&d);
+        // SAFETY: as above.
+        unsafe { l.launch(grid(n)) }.map_err(dev)?;
+        Ok(CudaTensor {
+            shape: vec![b as usize, s as usize + 1, d as usize],
+            buf: y,
+        })
+    }
+
+    fn gather_rows(&self, x: &CudaTensor, index: &[usize]) -> Result<CudaTensor> {
+        let d = x.last_dim();
+        let n = x.len() / d.max(1);
+        ensure(index.iter().all(|&i| i < n), "gather_rows", || {
+            format!("index out of range for {n} rows")
+        })?;
+        let idx: Vec<u32> = index.iter().map(|&i| i as u32).collect();
+        self.gather("gather_rows_f32", x, &idx, d)
+    }
+
+    fn masked_mean(&self, x: &CudaTensor, lens: &[usize]) -> Result<CudaTensor> {
+        ensure(
+            x.shape.len() == 3 && lens.len() == x.shape[0] && lens.iter().all(|&l| l <= x.shape[1]),
+            "masked_mean",
+            || format!("x {:?}, lens {lens:?}", x.shape),
+        )?;
+        let (b, s, d) = (x.shape[0] as i32, x.shape[1] as i32, x.shape[2] as i32);
+        let l32: Vec<i32> = lens.iter().map(|&l| l as i32).collect();
+        let lens_d = self.ints(&l32)?;
+        let n = (b * d) as usize;
+        let mut y = self.out(n)?;
+        let mut l = self.stream.launch_builder(self.f("masked_mean_f32"));
+        l.arg(&x.buf)
+            .arg(&lens_d)
+            .arg(&mut y)
+            .arg(&b)
+            .arg(&s)
+            .arg(&d);
+        // SAFETY: as above.
+        unsafe { l.launch(grid(n)) }.map_err(dev)?;
+        Ok(CudaTensor {
+            shape: vec![b as usize, d as usize],
+            buf: y,
+        })
+    }
+
+    fn l2_normalize(&self, x: &CudaTensor) -> Result<CudaTensor> {
+        let d = x.last_dim();
+        let rows = x.len() / d.max(1);
+        let mut y = self.out(x.len())?;
+        let di = d as i32;
+        let mut l = self.stream.launch_builder(self.f("l2_normalize_f32"));
+        l.arg(&x.buf).arg(&mut y).arg(&di);
+        let cfg = LaunchConfig {
+            grid_dim: (rows.max(1) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: as above.
+        unsafe { l.launch(cfg) }.map_err(dev)?;
+        Ok(CudaTensor {
+            shape: x.shape.clone(),
+            buf: y,
+        })
+    }
+}
+
+impl Cuda {
+    /// Rows `ids` of `src` viewed as `[_, d]`, with kernel `kernel`.
+    fn gather(&self, kernel: &str, src: &CudaTensor, ids: &[u32], d: usize) -> Result<CudaTensor> {
+        let rows = ids.len();
+        let idx = self.uints(if ids.is_empty() { &[0] } else { ids })?;
+        let mut y = self.out(rows * d)?;
+        let di = d as i32;
+        let mut l = self.stream.launch_builder(self.f(kernel));
+        l.arg(&src.buf).arg(&idx).arg(&mut y).arg(&rows).arg(&di);
+        // SAFETY: as above; ids were range-checked by the caller.
+        unsafe { l.launch(grid(rows * d)) }.map_err(dev)?;
+        Ok(CudaTensor {
+            shape: vec![rows, d],
+            buf: y,
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! One test body per op family, run on every available backend and compared
+//! with the plain CPU references by relative error.
+
+use half::{bf16, f16};
+use lakecap_kernels::cpu::{attention::attention_ref, gemm::linear_ref, norm::layer_norm_ref};
+use lakecap_kernels::cuda::{FAMILIES, compile_family, nvrtc_available, unavailable_reason};
+use lakecap_kernels::{Activation, Backend, Cpu, Cuda, HostData, Mask};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn rand_vec(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// ‖a − b‖ / ‖b‖.
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let num: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f32 = b.iter().map(|y| y * y).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+fn up<B: Backend>(be: &B, shape: &[usize], v: &[f32]) -> B::Tensor {
+    be.upload(shape, HostData::F32(v)).unwrap()
+}
+
+fn check_linear<B: Backend>(be: &B, tol: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (m, k, n) in [(1, 7, 3), (37, 64, 96), (130, 257, 65)] {
+        let (x, w, b) = (
+            rand_vec(&mut rng, m * k),
+            rand_vec(&mut rng, n * k),
+            rand_vec(&mut rng, n),
+        );
+        let want = linear_ref(&x, &w, Some(&b), k, n);
+        let got = be
+            .linear(
+                &up(be, &[m, k], &x),
+                &up(be, &[n, k], &w),
+                Some(&up(be, &[n], &b)),
+            )
+            .unwrap();
+        assert_eq!(be.shape(&got), &[m, n]);
+        let e = rel_err(&be.download(&got).unwrap(), &want);
+        assert!(e < tol, "linear {m}x{k}x{n}: rel err {e}");
+        // Half-precision weights: compare with the reference on the rounded weights.
+        let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+        let wr: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
+        let want = linear_ref(&x, &wr, None, k, n);
+        let got = be
+            .linear(
+                &up(be, &[m, k], &x),
+                &be.upload(&[n, k], HostData::F16(&w16)).unwrap(),
+                None,
+            )
+            .unwrap();
+        let e = rel_err(&be.download(&got).unwrap(), &want);
+        assert!(e < tol, "linear f16 weights {m}x{k}x{n}: rel err {e}");
+    }
+}
+
+fn check_norm_and_pointwise<B: Backend>(be: &B, tol: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (rows, d) = (33, 384);
+    let x: Vec<f32> = rand_vec(&mut rng, rows * d)
+        .iter()
+        .map(|v| v * 4.0 + 1.5)
+        .collect();
+    let (g, b) = (rand_vec(&mut rng, d), rand_vec(&mut rng, d));
+    let want = layer_norm_ref(&x, d, &g, &b, 1e-5);
+    let got = be
+        .layer_norm(
+            &up(be, &[rows, d], &x),
+            &up(be, &[d], &g),
+            &up(be, &[d], &b),
+            1e-5,
+        )
+        .unwrap();
+    let e = rel_err(&be.download(&got).unwrap(), &want);
+    assert!(e < tol, "layer_norm rel err {e}");
+
+    for act in [
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::QuickGelu,
+        Activation::Silu,
+    ] {
+        let got = be
+            .download(&be.activation(&up(be, &[rows, d], &x), act).unwrap())
+            .unwrap();
+        let want: Vec<f32> = x
+            .iter()
+            .map(|&v| lakecap_kernels::cpu::activation::apply(act, v))
+            .collect();
+        assert!(rel_err(&got, &want) < tol, "{act:?}");
+    }
+
+    // Broadcast add of a suffix shape, bf16 storage.
+    let bias16: Vec<bf16> = g.iter().map(|&v| bf16::from_f32(v)).collect();
+    let sum = be
+        .add(
+            &up(be, &[rows, d], &x),
+            &be.upload(&[d], HostData::BF16(&bias16)).unwrap(),
+        )
+        .unwrap();
+    let want: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + bias16[i % d].to_f32())
+        .collect();
+    assert!(rel_err(&be.download(&sum).unwrap(), &want) < tol);
+    assert!(
+        be.add(
+            &up(be, &[rows, d], &x),
+            &up(be, &[d + 1], &rand_vec(&mut rng, d + 1))
+        )
+        .is_err()
+    );
+
+    let n = be
+        .download(&be.l2_normalize(&up(be, &[rows, d], &x)).unwrap())
+        .unwrap();
+    for row in n.chunks(d) {
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
+}
+
+fn check_attention<B: Backend>(be: &B, tol: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (b, sq, sk, heads, d) = (3, 9, 9, 4, 16);
+    let hd = heads * d;
+    let q = rand_vec(&mut rng, b * sq * hd);
+    let k = rand_vec(&mut rng, b * sk * hd);
+    let v = rand_vec(&mut rng, b * sk * hd);
+    for mask in [
+        Mask::default(),
+        Mask {
+            causal: true,
+            key_lens: None,
+        },
+        Mask {
+            causal: false,
+            key_lens: Some(vec![9, 4, 1]),
+        },
+        Mask {
+            causal: true,
+            key_lens: Some(vec![2, 9, 5]),
+        },
+    ] {
+        let want = attention_ref(&q, &k, &v, b, sq, sk, heads, d, &mask);
+        let got = be
+            .attention(
+                &up(be, &[b, sq, hd], &q),
+                &up(be, &[b, sk, hd], &k),
+                &up(be, &[b, sk, hd], &v),
+                heads,
+                &mask,
+            )
+            .unwrap();
+        let e = rel_err(&be.download(&got).unwrap(), &want);
+        assert!(e < tol, "attention {mask:?}: rel err {e}");
+    }
+    // Cross-attention: fewer queries than keys.
+    let want = attention_ref(
+        &q[..b * 2 * hd],
+        &k,
+        &v,
+        b,
+        2,
+        sk,
+        heads,
+        d,
+        &Mask::default(),
+    );
+    let got = be
+        .attention(
+            &up(be, &[b, 2, hd], &q[..b * 2 * hd]),
+            &up(be, &[b, sk, hd], &k),
+            &up(be, &[b, sk, hd], &v),
+            heads,
+            &Mask::default(),
+        )
+        .unwrap();
+    assert!(rel_err(&be.download(&got).unwrap(), &want) < tol);
+}
+
+fn check_gather_and_pool<B: Backend>(be: &B) {
+    let table: Vec<f32> = (0..20).map(|v| v as f32).collect();
+    let t = up(be, &[5, 4], &table);
+    let e = be.download(&be.embedding(&t, &[4, 0, 4]).unwrap()).unwrap();
+    assert_eq!(e, [16., 17., 18., 19., 0., 1., 2., 3., 16., 17., 18., 19.]);
+    assert!(
+        be.embedding(&t, &[5]).is_err(),
+        "out-of-range ids are errors"
+    );
+
+    let x = up(be, &[2, 2, 4], &table[..16]);
+    let cls = up(be, &[4], &[-1., -2., -3., -4.]);
+    let p = be.prepend_row(&x, &cls).unwrap();
+    assert_eq!(be.shape(&p), &[2, 3, 4]);
+    assert_eq!(&be.download(&p).unwrap()[12..16], &[-1., -2., -3., -4.]);
+    let g = be.download(&be.gather_rows(&p, &[5, 0]).unwrap()).unwrap();
+    assert_eq!(g, [12., 13., 14., 15., -1., -2., -3., -4.]);
+    let m = be.download(&be.masked_mean(&x, &[1, 2]).unwrap()).unwrap();
+    assert_eq!(m, [0., 1., 2., 3., 10., 11., 12., 13.]);
+}
+
+fn run_all<B: Backend>(be: &B, tol: f32) {
+    check_linear(be, tol);
+    check_norm_and_pointwise(be, tol);
+    check_attention(be, tol);
+    check_gather_and_pool(be);
+}
+
+#[test]
+fn cpu_backend_matches_references() {
+    run_all(&Cpu, 1e-5);
+}
+
+#[test]
+fn cuda_backend_matches_references() {
+    if let Some(why) = unavailable_reason() {
+        eprintln!("skipping the CUDA backend test: {why}");
+        return;
+    }
+    let be = Cuda::new(0, false).expect("CUDA backend");
+    eprintln!("running on {}", be.name());
+    run_all(&be, 1e-4);
+}
+
+/// Every `.cu` family compiles to PTX; needs only NVRTC (CI installs it from
+/// PyPI and sets LAKECAP_REQUIRE_NVRTC=1 so that a missing library fails).
+#[test]
+fn cuda_kernels_compile_to_ptx() {
+    if !nvrtc_available() {
+        assert!(
+            std::env::var("LAKECAP_REQUIRE_NVRTC").is_err(),
+            "NVRTC required but not found"
+        );
+        eprintln!("skipping: no NVRTC library (install nvidia-cuda-nvrtc-cu12, see .ci/run)");
+        return;
+    }
+    for arch in ["compute_75", "compute_80", "compute_90"] {
+        for (family, src) in FAMILIES {
+            let ptx =
+                compile_family(src, arch).unwrap_or_else(|e| panic!("{family}.cu for {arch}: {e}"));
+            assert!(ptx.contains(".entry"), "{family}.cu produced no kernels");
+        }
+    }
+    let err = compile_family(
+        "extern \"C\" __global__ void broken(float* x) { x[0] = undefined_name; }",
+        "compute_80",
+    )
+    .unwrap_err();
+    assert!(err.contains("undefined_name"), "{err}");
+}

@@ -1,0 +1,178 @@
+//! Throughput of the model runtime, for scripts/bench-models.sh and
+//! scripts/gpu-check.sh (which run the PyTorch peers on the same weights).
+//!
+//!   bench_models clip DIR [--device cpu|cuda] [--batch 32] [--iters 3]
+//!       images/s of CLIP image embeddings from JPEG bytes (decode, preprocess,
+//!       vision tower, projection), and of the vision tower alone.
+//!   bench_models text DIR [--batch 64] [--iters 3]
+//!       sentences/s of a sentence encoder on sample-lake-like alt texts.
+//!
+//!   bench_models embed DIR OUT.f32 [--device cpu|cuda]
+//!       unnormalised image embeddings of the PNG photos in data/photos (sorted),
+//!       as little-endian f32, for parity checks against transformers.
+//!
+//! Prints one `key=value` line per measurement.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lakecap_kernels::{Backend, Cpu, Cuda};
+use lakecap_models::clip::{ClipConfig, ClipPreprocess, ClipVision};
+use lakecap_models::image::{DecodeLimits, decode};
+use lakecap_models::weights::Weights;
+use rayon::prelude::*;
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn jpegs(n: usize) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/photos");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
+        .collect();
+    files.sort();
+    // Re-encode every photo as a JPEG at quality 90, the common lake format.
+    let encoded: Vec<Vec<u8>> = files
+        .iter()
+        .map(|p| {
+            let img = image::open(p).unwrap().to_rgb8();
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+                .encode_image(&img)
+                .unwrap();
+            out
+        })
+        .collect();
+    (0..n).map(|i| encoded[i % encoded.len()].clone()).collect()
+}
+
+fn clip<B: Backend>(be: &B, dir: &Path, batch: usize, iters: usize) {
+    let cfg: ClipConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let t = Instant::now();
+    let w = Weights::open(dir).unwrap();
+    let model = ClipVision::load(be, &cfg, &w).unwrap();
+    println!("device={}", be.name());
+    println!("load_s={:.2}", t.elapsed().as_secs_f64());
+    let prep = ClipPreprocess::load(dir, &cfg.vision_config).unwrap();
+    let bytes = jpegs(batch);
+    let run = |timed_model: &mut f64| {
+        let flat: Vec<f32> = bytes
+            .par_iter()
+            .map(|b| prep.patches(&decode(b, DecodeLimits::default()).unwrap()))
+            .collect::<Vec<_>>()
+            .concat();
+        let t = Instant::now();
+        let out = model.forward(be, &flat, batch).unwrap();
+        let v = be.download(&out).unwrap();
+        *timed_model += t.elapsed().as_secs_f64();
+        assert_eq!(v.len(), batch * cfg.projection_dim);
+    };
+    let mut warm = 0.0;
+    run(&mut warm);
+    let mut model_s = 0.0;
+    let t = Instant::now();
+    for _ in 0..iters {
+        run(&mut model_s);
+    }
+    let total = t.elapsed().as_secs_f64();
+    let n = (batch * iters) as f64;
+    println!("clip_images_per_s={:.1}", n / total);
+    println!("clip_model_images_per_s={:.1}", n / model_s);
+    println!("clip_preprocess_images_per_s={:.1}", n / (total - model_s));
+}
+
+fn embed_photos<B: Backend>(be: &B, dir: &Path, out: &Path) {
+    let cfg: ClipConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let w = Weights::open(dir).unwrap();
+    let model = ClipVision::load(be, &cfg, &w).unwrap();
+    let prep = ClipPreprocess::load(dir, &cfg.vision_config).unwrap();
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/photos");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&photos)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    files.sort();
+    let flat: Vec<f32> = files
+        .iter()
+        .flat_map(|f| {
+            prep.patches(&decode(&std::fs::read(f).unwrap(), DecodeLimits::default()).unwrap())
+        })
+        .collect();
+    let v = be
+        .download(&model.forward(be, &flat, files.len()).unwrap())
+        .unwrap();
+    std::fs::write(
+        out,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    println!("embedded={} dim={}", files.len(), cfg.projection_dim);
+}
+
+fn text(dir: &Path, batch: usize, iters: usize) {
+    let emb = lakecap_models::embed::load_text_embedder(dir, "bench", batch).unwrap();
+    let texts: Vec<String> = (0..batch)
+        .map(|i| {
+            format!(
+                "a photo of {} {} on a sunny day near the old harbour, item {i}",
+                ["a red", "two", "the", "some"][i % 4],
+                ["boats", "cats", "bicycles", "houses"][i % 4]
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = || {
+        let ids = emb.tokenize(&refs).unwrap();
+        rt.block_on(emb.embed(ids)).unwrap()
+    };
+    run();
+    let t = Instant::now();
+    for _ in 0..iters {
+        run();
+    }
+    println!(
+        "text_sentences_per_s={:.1}",
+        (batch * iters) as f64 / t.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(mode), Some(dir)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: bench_models clip|text DIR [--device cpu|cuda] [--batch N] [--iters N]");
+        std::process::exit(2);
+    };
+    let batch: usize = arg(&args, "--batch", "32").parse().unwrap();
+    let iters: usize = arg(&args, "--iters", "3").parse().unwrap();
+    let dir = Path::new(dir);
+    match (mode.as_str(), arg(&args, "--device", "cpu").as_str()) {
+        ("clip", "cpu") => clip(&Cpu, dir, batch, iters),
+        ("clip", "cuda") => clip(&Cuda::new(0, true).unwrap(), dir, batch, iters),
+        ("text", _) => text(dir, batch, iters),
+        ("embed", dev) => {
+            let out = Path::new(args.get(3).expect("OUT.f32"));
+            if dev == "cuda" {
+                embed_photos(&Cuda::new(0, false).unwrap(), dir, out)
+            } else {
+                embed_photos(&Cpu, dir, out)
+            }
+        }
+        other => {
+            eprintln!("unknown mode {other:?}");
+            std::process::exit(2);
+        }
+    }
+}

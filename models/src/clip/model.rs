@@ -1,0 +1,235 @@
+//! CLIP vision and text towers with their projections.
+//!
+//! Port of transformers `models/clip/modeling_clip.py` (`CLIPVisionTransformer`,
+//! `CLIPTextTransformer`, `CLIPModel.get_image_features` / `get_text_features`),
+//! for any size in the config (ViT-B/32, B/16, L/14). Weight names are the HF
+//! state-dict names; checkpoints of `CLIPModel`, `CLIPVisionModelWithProjection`
+//! and `CLIPTextModelWithProjection` all load.
+
+use lakecap_kernels::{Activation, Backend, HostData, Mask};
+
+use super::config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
+use crate::error::{ModelError, Result};
+use crate::nn::{Attention, EncoderLayer, LayerNorm, Linear, Mlp, NormPlacement, encode};
+use crate::weights::Weights;
+
+fn activation(name: &str) -> Result<Activation> {
+    Activation::from_hf(name).ok_or_else(|| ModelError::Unsupported(format!("hidden_act `{name}`")))
+}
+
+/// The shape of one CLIP tower's encoder.
+struct Tower<'a> {
+    layers: usize,
+    d: usize,
+    ff: usize,
+    heads: usize,
+    act: &'a str,
+    eps: f64,
+}
+
+/// CLIP's encoder layers (`{prefix}encoder.layers.N.*`), pre-norm.
+fn clip_layers<B: Backend>(
+    be: &B,
+    w: &Weights,
+    prefix: &str,
+    t: &Tower,
+) -> Result<Vec<EncoderLayer<B>>> {
+    let (d, ff, heads, eps) = (t.d, t.ff, t.heads, t.eps);
+    let act = activation(t.act)?;
+    (0..t.layers)
+        .map(|i| {
+            let p = format!("{prefix}encoder.layers.{i}");
+            let lin = |name: &str, a: usize, b: usize| {
+                Linear::load(be, w, &format!("{p}.{name}"), a, b, true)
+            };
+            Ok(EncoderLayer {
+                attn: Attention {
+                    q: lin("self_attn.q_proj", d, d)?,
+                    k: lin("self_attn.k_proj", d, d)?,
+                    v: lin("self_attn.v_proj", d, d)?,
+                    out: lin("self_attn.out_proj", d, d)?,
+                    heads,
+                },
+                ln1: LayerNorm::load(be, w, &format!("{p}.layer_norm1"), d, eps)?,
+                mlp: Mlp {
+                    fc1: lin("mlp.fc1", d, ff)?,
+                    fc2: lin("mlp.fc2", ff, d)?,
+                    act,
+                },
+                ln2: LayerNorm::load(be, w, &format!("{p}.layer_norm2"), d, eps)?,
+                norm: NormPlacement::Pre,
+            })
+        })
+        .collect()
+}
+
+pub struct ClipVision<B: Backend> {
+    pub cfg: ClipVisionConfig,
+    patch: Linear<B>,
+    class: B::Tensor,
+    pos: B::Tensor,
+    pre_ln: LayerNorm<B>,
+    layers: Vec<EncoderLayer<B>>,
+    post_ln: LayerNorm<B>,
+    proj: Linear<B>,
+    pub projection_dim: usize,
+}
+
+impl<B: Backend> ClipVision<B> {
+    pub fn load(be: &B, cfg: &ClipConfig, w: &Weights) -> Result<Self> {
+        let c = cfg.vision_config.clone();
+        let d = c.hidden_size;
+        let p = w
+            .find_prefix(&["vision_model.", ""], "embeddings.class_embedding")
+            .ok_or_else(|| {
+                ModelError::Unsupported("no CLIP vision tower in the checkpoint".into())
+            })?;
+        let cpp = c.num_channels * c.patch_size * c.patch_size;
+        let eps = c.layer_norm_eps;
+        Ok(ClipVision {
+            patch: Linear::load(
+                be,
+                w,
+                &format!("{p}embeddings.patch_embedding"),
+                cpp,
+                d,
+                false,
+            )?,
+            class: w.load(be, &format!("{p}embeddings.class_embedding"), &[d])?,
+            pos: w.load(
+                be,
+                &format!("{p}embeddings.position_embedding.weight"),
+                &[c.num_patches() + 1, d],
+            )?,
+            // The HF attribute really is spelled `pre_layrnorm`.
+            pre_ln: LayerNorm::load(be, w, &format!("{p}pre_layrnorm"), d, eps)?,
+            layers: clip_layers(
+                be,
+                w,
+                p,
+                &Tower {
+                    layers: c.num_hidden_layers,
+                    d,
+                    ff: c.intermediate_size,
+                    heads: c.num_attention_heads,
+                    act: &c.hidden_act,
+                    eps,
+                },
+            )?,
+            post_ln: LayerNorm::load(be, w, &format!("{p}post_layernorm"), d, eps)?,
+            proj: Linear::load(be, w, "visual_projection", d, cfg.projection_dim, false)?,
+            projection_dim: cfg.projection_dim,
+            cfg: c,
+        })
+    }
+
+    /// `patches`: `b` images, each `[num_patches, 3·p·p]` flattened
+    /// (see [`crate::image::preprocess::patchify`]) -> image embeddings `[b, projection_dim]`.
+    pub fn forward(&self, be: &B, patches: &[f32], b: usize) -> Result<B::Tensor> {
+        let np = self.cfg.num_patches();
+        let cpp = self.cfg.num_channels * self.cfg.patch_size * self.cfg.patch_size;
+        let x = be.upload(&[b, np, cpp], HostData::F32(patches))?;
+        let x = self.patch.forward(be, &x)?;
+        let x = be.add(&be.prepend_row(&x, &self.class)?, &self.pos)?;
+        let x = self.pre_ln.forward(be, &x)?;
+        let x = encode(be, &self.layers, x, &Mask::default())?;
+        let cls: Vec<usize> = (0..b).map(|i| i * (np + 1)).collect();
+        let pooled = self.post_ln.forward(be, &be.gather_rows(&x, &cls)?)?;
+        self.proj.forward(be, &pooled)
+    }
+}
+
+pub struct ClipText<B: Backend> {
+    pub cfg: ClipTextConfig,
+    tok: B::Tensor,
+    pos: B::Tensor,
+    layers: Vec<EncoderLayer<B>>,
+    final_ln: LayerNorm<B>,
+    proj: Linear<B>,
+    pub projection_dim: usize,
+}
+
+impl<B: Backend> ClipText<B> {
+    pub fn load(be: &B, cfg: &ClipConfig, w: &Weights) -> Result<Self> {
+        let c = cfg.text_config.clone();
+        let d = c.hidden_size;
+        let p = w
+            .find_prefix(&["text_model.", ""], "embeddings.token_embedding.weight")
+            .ok_or_else(|| {
+                ModelError::Unsupported("no CLIP text tower in the checkpoint".into())
+            })?;
+        let eps = c.layer_norm_eps;
+        Ok(ClipText {
+            tok: w.load(
+                be,
+                &format!("{p}embeddings.token_embedding.weight"),
+                &[c.vocab_size, d],
+            )?,
+            pos: w.load(
+                be,
+                &format!("{p}embeddings.position_embedding.weight"),
+                &[c.max_position_embeddings, d],
+            )?,
+            layers: clip_layers(
+                be,
+                w,
+                p,
+                &Tower {
+                    layers: c.num_hidden_layers,
+                    d,
+                    ff: c.intermediate_size,
+                    heads: c.num_attention_heads,
+                    act: &c.hidden_act,
+                    eps,
+                },
+            )?,
+            final_ln: LayerNorm::load(be, w, &format!("{p}final_layer_norm"), d, eps)?,
+            proj: Linear::load(be, w, "text_projection", d, cfg.projection_dim, false)?,
+            projection_dim: cfg.projection_dim,
+            cfg: c,
+        })
+    }
+
+    /// Where the pooled token is: transformers takes the highest id for legacy
+    /// configs (`eos_token_id == 2`) and the first `eos_token_id` otherwise.
+    fn eos_position(&self, ids: &[u32]) -> usize {
+        if self.cfg.eos_token_id == 2 {
+            // argmax returns the first maximum, as torch does.
+            let mx = ids.iter().copied().max().unwrap_or(0);
+            ids.iter().position(|&t| t == mx).unwrap_or(0)
+        } else {
+            ids.iter()
+                .position(|&t| t == self.cfg.eos_token_id)
+                .unwrap_or(ids.len().saturating_sub(1))
+        }
+    }
+
+    /// Token id rows (special tokens included, at most `max_position_embeddings`)
+    /// -> text embeddings `[b, projection_dim]`.
+    pub fn forward(&self, be: &B, rows: &[Vec<u32>]) -> Result<B::Tensor> {
+        let (flat, s, lens) = crate::tokenize::pad_batch(rows, self.cfg.pad_token_id);
+        if s > self.cfg.max_position_embeddings {
+            return Err(ModelError::Tokenizer(format!(
+                "{s} tokens exceed max_position_embeddings {}",
+                self.cfg.max_position_embeddings
+            )));
+        }
+        let b = rows.len();
+        let d = self.cfg.hidden_size;
+        let x = be.reshape(be.embedding(&self.tok, &flat)?, &[b, s, d])?;
+        let positions: Vec<u32> = (0..s as u32).collect();
+        let x = be.add(&x, &be.embedding(&self.pos, &positions)?)?;
+        let mask = Mask {
+            causal: true,
+            key_lens: Some(lens.iter().map(|&l| l.max(1)).collect()),
+        };
+        let x = encode(be, &self.layers, x, &mask)?;
+        let x = self.final_ln.forward(be, &x)?;
+        let idx: Vec<usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| i * s + self.eos_position(r))
+            .collect();
+        self.proj.forward(be, &be.gather_rows(&x, &idx)?)
+    }
+}

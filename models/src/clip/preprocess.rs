@@ -1,0 +1,78 @@
+//! `CLIPImageProcessor`: shortest-side bicubic resize (Pillow-exact), center
+//! crop, rescale, normalise; then ViT patches for the vision tower.
+
+use std::path::Path;
+
+use image::DynamicImage;
+
+use super::config::ClipVisionConfig;
+use crate::error::{ModelError, Result};
+use crate::image::preprocess::{ProcessorConfig, Size, patchify, to_rgb};
+
+#[derive(Debug, Clone)]
+pub struct ClipPreprocess {
+    pub cfg: ProcessorConfig,
+    patch: usize,
+    image_size: usize,
+}
+
+impl ClipPreprocess {
+    /// Reads `dir/preprocessor_config.json`, or uses the OpenAI CLIP defaults
+    /// for the model's image size when the file is absent.
+    pub fn load(dir: &Path, vision: &ClipVisionConfig) -> Result<ClipPreprocess> {
+        let path = dir.join("preprocessor_config.json");
+        let mut cfg: ProcessorConfig = if path.exists() {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| ModelError::bad_file(&path, e))?;
+            serde_json::from_str(&text).map_err(|e| ModelError::bad_file(&path, e))?
+        } else {
+            Self::openai_defaults(vision.image_size)
+        };
+        // For CLIP a bare integer size means the shortest edge (default_to_square=False).
+        if let Size::Square(s) = cfg.size {
+            cfg.size = Size::ShortestEdge { shortest_edge: s };
+        }
+        let p = ClipPreprocess {
+            cfg,
+            patch: vision.patch_size,
+            image_size: vision.image_size,
+        };
+        let (h, w) = p
+            .cfg
+            .output_size(vision.image_size * 2, vision.image_size * 3);
+        if (h, w) != (vision.image_size, vision.image_size) {
+            return Err(ModelError::bad_file(
+                &path,
+                format!(
+                    "crops to {h}x{w} but the vision tower expects {0}x{0}",
+                    vision.image_size
+                ),
+            ));
+        }
+        Ok(p)
+    }
+
+    pub fn openai_defaults(image_size: usize) -> ProcessorConfig {
+        ProcessorConfig {
+            size: Size::ShortestEdge {
+                shortest_edge: image_size,
+            },
+            crop_size: Some(Size::Square(image_size)),
+            do_resize: true,
+            do_center_crop: true,
+            do_rescale: true,
+            rescale_factor: 1.0 / 255.0,
+            do_normalize: true,
+            image_mean: [0.481_454_66, 0.457_827_5, 0.408_210_73],
+            image_std: [0.268_629_54, 0.261_302_6, 0.275_777_1],
+            resample: 3,
+        }
+    }
+
+    /// One decoded image -> its `[num_patches, 3·p·p]` patch rows.
+    pub fn patches(&self, img: &DynamicImage) -> Vec<f32> {
+        let (chw, h, w) = self.cfg.pixel_values(&to_rgb(img));
+        debug_assert_eq!((h, w), (self.image_size, self.image_size));
+        patchify(&chw, h, w, self.patch)
+    }
+}

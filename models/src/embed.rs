@@ -1,0 +1,214 @@
+//! Embedding services: a loaded model behind a [`Scheduler`], shared by every
+//! query of the process (a model is loaded once per (directory, device)).
+//!
+//! - [`ImageEmbedder`]: a CLIP vision tower and its preprocessing.
+//! - [`TextEmbedder`]: a CLIP text tower or a BERT sentence encoder.
+//!
+//! Embeddings are unit-length, so a dot product is the cosine similarity.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use image::DynamicImage;
+use lakecap_kernels::{Backend, Cpu};
+
+use crate::bert::{Bert, BertConfig};
+use crate::clip::{ClipConfig, ClipPreprocess, ClipText, ClipVision};
+use crate::error::{ModelError, Result};
+use crate::hub;
+use crate::scheduler::Scheduler;
+use crate::tokenize::TextTokenizer;
+use crate::weights::Weights;
+
+pub struct ImageEmbedder {
+    pub id: String,
+    pub dim: usize,
+    prep: ClipPreprocess,
+    pub scheduler: Scheduler<Vec<f32>, Vec<f32>>,
+}
+
+impl ImageEmbedder {
+    /// Decoded image -> model input (runs on the caller's thread, off the worker).
+    pub fn preprocess(&self, img: &DynamicImage) -> Vec<f32> {
+        self.prep.patches(img)
+    }
+
+    /// Preprocessed images -> unit-length embeddings.
+    pub async fn embed(&self, inputs: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
+        self.scheduler.submit(inputs).await
+    }
+}
+
+pub struct TextEmbedder {
+    pub id: String,
+    pub dim: usize,
+    tokenizer: TextTokenizer,
+    pub scheduler: Scheduler<Vec<u32>, Vec<f32>>,
+}
+
+impl TextEmbedder {
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        self.tokenizer.encode(texts)
+    }
+
+    /// Token rows -> unit-length embeddings.
+    pub async fn embed(&self, ids: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>> {
+        self.scheduler.submit(ids).await
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::bad_file(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::bad_file(path, e))
+}
+
+fn model_type(dir: &Path) -> Result<String> {
+    let v: serde_json::Value = read_json(&dir.join("config.json"))?;
+    Ok(v["model_type"].as_str().unwrap_or_default().to_string())
+}
+
+/// Rows of a `[b, d]` tensor, L2-normalised on the device.
+fn rows<B: Backend>(be: &B, t: B::Tensor, normalize: bool) -> Result<Vec<Vec<f32>>> {
+    let t = if normalize { be.l2_normalize(&t)? } else { t };
+    let d = *be.shape(&t).last().unwrap_or(&1);
+    Ok(be
+        .download(&t)?
+        .chunks(d.max(1))
+        .map(<[f32]>::to_vec)
+        .collect())
+}
+
+/// The token limit of a sentence-transformers model, else the position table.
+fn st_max_len(dir: &Path, max_pos: usize) -> usize {
+    read_json::<serde_json::Value>(&dir.join("sentence_bert_config.json"))
+        .ok()
+        .and_then(|v| v["max_seq_length"].as_u64())
+        .map_or(max_pos, |m| (m as usize).min(max_pos))
+}
+
+/// The embedding width of model `id` (from its config alone): the projection
+/// width for CLIP, the hidden width for BERT. `image`: for image embeddings,
+/// which only CLIP provides.
+pub fn embedding_dim(id: &str, image: bool) -> Result<usize> {
+    let dir = hub::resolve(id)?;
+    match model_type(&dir)?.as_str() {
+        "clip" => Ok(read_json::<ClipConfig>(&dir.join("config.json"))?.projection_dim),
+        "bert" if !image => Ok(read_json::<BertConfig>(&dir.join("config.json"))?.hidden_size),
+        other => Err(ModelError::Unsupported(format!(
+            "`{id}` is a `{other}` model; {} need {}",
+            if image {
+                "image embeddings"
+            } else {
+                "text embeddings"
+            },
+            if image {
+                "a CLIP checkpoint"
+            } else {
+                "CLIP or BERT"
+            }
+        ))),
+    }
+}
+
+pub fn load_image_embedder(dir: &Path, id: &str, batch_size: usize) -> Result<ImageEmbedder> {
+    let kind = model_type(dir)?;
+    if kind != "clip" {
+        return Err(ModelError::Unsupported(format!(
+            "`{id}` is a `{kind}` model; image embeddings need a CLIP checkpoint"
+        )));
+    }
+    let cfg: ClipConfig = read_json(&dir.join("config.json"))?;
+    let prep = ClipPreprocess::load(dir, &cfg.vision_config)?;
+    let w = Weights::open(dir)?;
+    let be = Cpu;
+    let model = ClipVision::load(&be, &cfg, &w)?;
+    let (np, cpp) = (
+        model.cfg.num_patches(),
+        model.cfg.num_channels * model.cfg.patch_size.pow(2),
+    );
+    let scheduler = Scheduler::spawn("clip-vision", batch_size, move |batch: Vec<Vec<f32>>| {
+        let b = batch.len();
+        let mut flat = Vec::with_capacity(b * np * cpp);
+        for x in &batch {
+            flat.extend_from_slice(x);
+        }
+        rows(&be, model.forward(&be, &flat, b)?, true)
+    });
+    Ok(ImageEmbedder {
+        id: id.to_string(),
+        dim: cfg.projection_dim,
+        prep,
+        scheduler,
+    })
+}
+
+pub fn load_text_embedder(dir: &Path, id: &str, batch_size: usize) -> Result<TextEmbedder> {
+    let be = Cpu;
+    let w = Weights::open(dir)?;
+    match model_type(dir)?.as_str() {
+        "clip" => {
+            let cfg: ClipConfig = read_json(&dir.join("config.json"))?;
+            let tokenizer = TextTokenizer::load(dir, cfg.text_config.max_position_embeddings)?;
+            let model = ClipText::load(&be, &cfg, &w)?;
+            Ok(TextEmbedder {
+                id: id.to_string(),
+                dim: cfg.projection_dim,
+                tokenizer,
+                scheduler: Scheduler::spawn("clip-text", batch_size, move |ids: Vec<Vec<u32>>| {
+                    rows(&be, model.forward(&be, &ids)?, true)
+                }),
+            })
+        }
+        "bert" => {
+            let cfg: BertConfig = read_json(&dir.join("config.json"))?;
+            let tokenizer = TextTokenizer::load(dir, st_max_len(dir, cfg.max_position_embeddings))?;
+            let model = Bert::load(&be, &cfg, &w)?;
+            Ok(TextEmbedder {
+                id: id.to_string(),
+                dim: cfg.hidden_size,
+                tokenizer,
+                scheduler: Scheduler::spawn("bert", batch_size, move |ids: Vec<Vec<u32>>| {
+                    // Unit length whether or not the checkpoint ends in a
+                    // Normalize module: cosine() and semantic dedup assume it.
+                    rows(&be, model.embed(&be, &ids, false)?, true)
+                }),
+            })
+        }
+        other => Err(ModelError::Unsupported(format!(
+            "`{id}` is a `{other}` model; text embeddings need CLIP or BERT"
+        ))),
+    }
+}
+
+type Registry<T> = Mutex<HashMap<PathBuf, Arc<T>>>;
+
+fn cached<T>(
+    reg: &'static OnceLock<Registry<T>>,
+    id: &str,
+    load: impl FnOnce(&Path) -> Result<T>,
+) -> Result<Arc<T>> {
+    let dir = hub::resolve(id)?;
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let map = reg.get_or_init(Default::default);
+    // Holding the lock while loading makes concurrent first calls load once.
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(x) = m.get(&dir) {
+        return Ok(Arc::clone(x));
+    }
+    let x = Arc::new(load(&dir)?);
+    m.insert(dir, Arc::clone(&x));
+    Ok(x)
+}
+
+/// The process-wide image embedder for `id` (loaded on first use).
+pub fn image_embedder(id: &str, batch_size: usize) -> Result<Arc<ImageEmbedder>> {
+    static REG: OnceLock<Registry<ImageEmbedder>> = OnceLock::new();
+    cached(&REG, id, |dir| load_image_embedder(dir, id, batch_size))
+}
+
+/// The process-wide text embedder for `id` (loaded on first use).
+pub fn text_embedder(id: &str, batch_size: usize) -> Result<Arc<TextEmbedder>> {
+    static REG: OnceLock<Registry<TextEmbedder>> = OnceLock::new();
+    cached(&REG, id, |dir| load_text_embedder(dir, id, batch_size))
+}

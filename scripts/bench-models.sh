@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# CPU model throughput against PyTorch peers on the same weights and thread
+# count, in one run (results go to bench/RESULTS.md by hand).
+#   scripts/bench-models.sh [THREADS]
+# Needs a Python with torch, transformers, sentence-transformers and Pillow
+# (PYTHON=..., e.g. a venv from tests/fixtures/requirements-models.txt) and
+# all-MiniLM-L6-v2 from scripts/fetch-models.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS="${1:-$(nproc)}"
+PYTHON="${PYTHON:-python3}"
+export RAYON_NUM_THREADS="$THREADS" THREADS OMP_NUM_THREADS="$THREADS"
+cargo build --release -p lakecap-models --example bench_models 2>/dev/null
+BIN=target/release/examples/bench_models
+M="${CLIP_DIR:-target/bench-clip-b32}"
+[ -f "$M/model.safetensors" ] || "$PYTHON" bench/models_peer.py make "$M"
+MINILM="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/sentence-transformers/all-MiniLM-L6-v2"
+
+echo "threads=$THREADS cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+"$BIN" clip "$M" --batch 32 --iters 2
+"$PYTHON" bench/models_peer.py bench "$M" cpu 32 2 2>/dev/null
+"$BIN" text "$MINILM" --batch 64 --iters 5
+"$PYTHON" bench/models_peer.py text "$MINILM" 64 5 2>/dev/null

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# GPU checks, one prepared run (see bench/RESULTS.md). On a machine with a GPU:
+#   scripts/gpu-check.sh build    # here (any machine with cargo): release test and bench binaries -> target/gpu-bundle
+#   scripts/gpu-check.sh run      # there: parity (ops, tiny CLIP), full-size ViT-B/32 parity and speed vs PyTorch
+# The device needs no Rust toolchain: the bundle is carried; CUDA is loaded dynamically.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUNDLE=target/gpu-bundle
+
+if [ "${1:-run}" = build ]; then
+    set -e
+    cargo test --release -p lakecap-kernels -p lakecap-models --no-run --message-format=json 2>/dev/null \
+        | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"] in ("ops","clip_parity","bench_models"):
+        print(m["executable"])' > /tmp/gpu-bins
+    rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
+    while read -r b; do cp "$b" "$BUNDLE/$(basename "$b" | sed 's/-[0-9a-f]*$//')"; done < /tmp/gpu-bins
+    pwd > "$BUNDLE/built_at"
+    ls -la "$BUNDLE"
+    exit 0
+fi
+
+# The test binaries find fixtures through the path they were built at.
+BUILT_AT=$(cat "$BUNDLE/built_at")
+if [ -n "$BUILT_AT" ] && [ ! -e "$BUILT_AT" ]; then mkdir -p "$(dirname "$BUILT_AT")" && ln -s "$PWD" "$BUILT_AT"; fi
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64:$(python3 -c 'import nvidia, os; print(":".join(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in os.listdir(p)))' 2>/dev/null)"
+OUTDIR="${OUT:-/tmp/gpu-check}"
+mkdir -p "$OUTDIR"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUTDIR/gpu.txt"
+
+echo "== op parity (GPU vs CPU references)"
+"$BUNDLE/ops" --nocapture 2>&1 | tail -8
+echo "== tiny CLIP parity on CUDA (vs transformers fixtures)"
+"$BUNDLE/clip_parity" --nocapture 2>&1 | grep -E "cuda|test result|panicked|rel err" | tail -8
+
+echo "== full-size ViT-B/32 (random weights, made here by transformers)"
+M=/tmp/clip-b32
+python3 bench/models_peer.py make $M > /dev/null 2>&1
+"$BUNDLE/bench_models" embed $M /tmp/ours_cuda.f32 --device cuda
+python3 bench/models_peer.py parity $M /tmp/ours_cuda.f32 2>/dev/null | sed 's/^/cuda_vs_torch_fp32_/'
+"$BUNDLE/bench_models" clip $M --device cuda --batch 64 --iters 5 | tee "$OUTDIR/ours.txt"
+python3 bench/models_peer.py bench $M cuda 64 5 2>/dev/null | tee "$OUTDIR/torch.txt"
+python3 - "$OUTDIR" <<'PY'
+import sys, re
+d = sys.argv[1]
+kv = {}
+for f in ("ours.txt", "torch.txt"):
+    for line in open(f"{d}/{f}"):
+        if "=" in line:
+            k, v = line.strip().split("=", 1)
+            kv[k] = v
+f = lambda k: float(kv.get(k, "nan"))
+flop = 4.41e9  # ViT-B/32 forward, per image
+print("\n| ViT-B/32 embed_image, batch 64 | images/s | vs torch fp16 | TFLOP/s (model) |")
+print("|---|---|---|---|")
+rows = [("lakecap CUDA f32/TF32, from JPEG", f("clip_images_per_s"), f("clip_model_images_per_s")),
+        ("torch fp16, from JPEG (PIL processor)", f("torch_cuda_fp16_images_per_s"), f("torch_cuda_fp16_model_images_per_s")),
+        ("torch fp32, from JPEG (PIL processor)", f("torch_cuda_fp32_images_per_s"), f("torch_cuda_fp32_model_images_per_s"))]
+for name, e2e, model in rows:
+    print(f"| {name} | {e2e:.0f} (model only {model:.0f}) | {e2e / f('torch_cuda_fp16_images_per_s'):.2f}x | {model * flop / 1e12:.1f} |")
+PY

@@ -1,0 +1,110 @@
+//! What the table functions share: literal arguments, resolving the source
+//! table, and reading its (key, value) columns.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::concat;
+use datafusion::arrow::datatypes::Field;
+use datafusion::catalog::{Session, TableFunctionArgs, TableProvider};
+use datafusion::common::{Result, ScalarValue, TableReference, plan_datafusion_err, plan_err};
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use futures::FutureExt;
+
+pub(crate) fn string_arg(usage: &str, e: &Expr, what: &str) -> Result<String> {
+    match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Ok(s.clone()),
+        other => plan_err!("{usage}: {what} must be a string literal, got {other}"),
+    }
+}
+
+/// A numeric literal as f64, if it is one.
+pub(crate) fn number_arg(e: &Expr) -> Option<f64> {
+    match e {
+        Expr::Literal(v, _) => match v
+            .cast_to(&datafusion::arrow::datatypes::DataType::Float64)
+            .ok()?
+        {
+            ScalarValue::Float64(Some(x)) => Some(x),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The registered table a table function reads, and two of its columns.
+#[derive(Debug)]
+pub(crate) struct SourceColumns {
+    pub table: TableReference,
+    pub source: Arc<dyn TableProvider>,
+    pub key: Field,
+    pub value: Field,
+}
+
+/// Resolves `table` with columns `key` and `value` in the calling session.
+pub(crate) fn resolve(
+    usage: &str,
+    args: &TableFunctionArgs,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Result<SourceColumns> {
+    let table = TableReference::from(table);
+    let state = args
+        .session()
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| plan_datafusion_err!("{usage} needs a DataFusion SessionState"))?;
+    let schema = state.schema_for_ref(table.clone())?;
+    let source = schema
+        .table(table.table())
+        .now_or_never()
+        .ok_or_else(|| plan_datafusion_err!("{usage}: table '{table}' must be registered in memory (CREATE TABLE/VIEW/EXTERNAL TABLE)"))??
+        .ok_or_else(|| plan_datafusion_err!("{usage}: table '{table}' not found"))?;
+    let s = source.schema();
+    let field = |name: &str| {
+        s.field_with_name(name)
+            .cloned()
+            .map_err(|_| plan_datafusion_err!("{usage}: table '{table}' has no column '{name}'"))
+    };
+    Ok(SourceColumns {
+        key: field(key)?,
+        value: field(value)?,
+        table,
+        source,
+    })
+}
+
+impl SourceColumns {
+    /// Reads (key, value) rows where both are non-NULL, sorted by key; returns
+    /// the keys as one array and the batches for the values.
+    pub async fn read(&self, state: &dyn Session) -> Result<(ArrayRef, Vec<RecordBatch>)> {
+        let (k, v) = (self.key.name(), self.value.name());
+        let plan = LogicalPlanBuilder::scan(
+            self.table.clone(),
+            provider_as_source(Arc::clone(&self.source)),
+            None,
+        )?
+        .project(vec![col(k), col(v)])?
+        .filter(col(k).is_not_null().and(col(v).is_not_null()))?
+        .sort(vec![col(k).sort(true, false)])?
+        .build()?;
+        let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(&plan).await?;
+        let batches: Vec<RecordBatch> = collect(physical, state.task_ctx()).await?;
+        let key_arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
+        let keys = if key_arrays.is_empty() {
+            datafusion::arrow::array::new_empty_array(self.key.data_type())
+        } else {
+            concat(&key_arrays)?
+        };
+        Ok((keys, batches))
+    }
+}
