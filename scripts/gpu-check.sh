@@ -13,7 +13,7 @@ if [ "${1:-run}" = build ]; then
         | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"] in ("ops","clip_parity","bench_models"):
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"] in ("ops","clip_parity","bert_parity","bench_models"):
         print(m["executable"])' > /tmp/gpu-bins
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
     while read -r b; do cp "$b" "$BUNDLE/$(basename "$b" | sed 's/-[0-9a-f]*$//')"; done < /tmp/gpu-bins
@@ -32,8 +32,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 
 echo "== op parity (GPU vs CPU references)"
 "$BUNDLE/ops" --nocapture 2>&1 | tail -8
-echo "== tiny CLIP parity on CUDA (vs transformers fixtures)"
-"$BUNDLE/clip_parity" --nocapture 2>&1 | grep -E "cuda|test result|panicked|rel err" | tail -8
+echo "== tiny CLIP and BERT parity on CUDA (vs transformers fixtures), served embedder on CUDA vs CPU"
+"$BUNDLE/clip_parity" --nocapture 2>&1 | grep -E "cuda|test result|panicked|rel err" | tail -9
+"$BUNDLE/bert_parity" 2>&1 | grep -E "test |test result|panicked"
 
 echo "== full-size ViT-B/32 (random weights, made here by transformers)"
 M=/tmp/clip-b32

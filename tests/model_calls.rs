@@ -79,8 +79,18 @@ async fn where_and_select_compute_each_image_once() {
         "kept {kept}"
     );
 
-    let images = lakecap_models::embed::image_embedder(model.to_str().unwrap(), 32).unwrap();
-    let texts = lakecap_models::embed::text_embedder(model.to_str().unwrap(), 32).unwrap();
+    let images = lakecap_models::embed::image_embedder(
+        model.to_str().unwrap(),
+        32,
+        lakecap_models::embed::Device::Cpu,
+    )
+    .unwrap();
+    let texts = lakecap_models::embed::text_embedder(
+        model.to_str().unwrap(),
+        32,
+        lakecap_models::embed::Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(
         images.scheduler.stats.rows.load(Ordering::Relaxed),
         14,
@@ -121,7 +131,12 @@ async fn partitions_share_batches() {
         .unwrap()
         .to_string();
     assert!(table.contains("| 14 "), "{table}");
-    let images = lakecap_models::embed::image_embedder(model.to_str().unwrap(), 32).unwrap();
+    let images = lakecap_models::embed::image_embedder(
+        model.to_str().unwrap(),
+        32,
+        lakecap_models::embed::Device::Cpu,
+    )
+    .unwrap();
     let rows = images.scheduler.stats.rows.load(Ordering::Relaxed);
     let batches = images.scheduler.stats.batches.load(Ordering::Relaxed);
     assert_eq!(rows, 14);

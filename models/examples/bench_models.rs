@@ -118,8 +118,9 @@ fn embed_photos<B: Backend>(be: &B, dir: &Path, out: &Path) {
     println!("embedded={} dim={}", files.len(), cfg.projection_dim);
 }
 
-fn text(dir: &Path, batch: usize, iters: usize) {
-    let emb = lakecap_models::embed::load_text_embedder(dir, "bench", batch).unwrap();
+fn text(dir: &Path, batch: usize, iters: usize, device: &str) {
+    let (device, _) = lakecap_models::embed::Device::parse(device).unwrap();
+    let emb = lakecap_models::embed::load_text_embedder(dir, "bench", batch, device).unwrap();
     let texts: Vec<String> = (0..batch)
         .map(|i| {
             format!(
@@ -161,7 +162,7 @@ fn main() {
     match (mode.as_str(), arg(&args, "--device", "cpu").as_str()) {
         ("clip", "cpu") => clip(&Cpu, dir, batch, iters),
         ("clip", "cuda") => clip(&Cuda::new(0, true).unwrap(), dir, batch, iters),
-        ("text", _) => text(dir, batch, iters),
+        ("text", dev) => text(dir, batch, iters, dev),
         ("embed", dev) => {
             let out = Path::new(args.get(3).expect("OUT.f32"));
             if dev == "cuda" {

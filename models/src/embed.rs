@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use image::DynamicImage;
-use lakecap_kernels::{Backend, Cpu};
+use lakecap_kernels::{Backend, Cpu, Cuda};
 
 use crate::bert::{Bert, BertConfig};
 use crate::clip::{ClipConfig, ClipPreprocess, ClipText, ClipVision};
@@ -111,7 +111,80 @@ pub fn embedding_dim(id: &str, image: bool) -> Result<usize> {
     }
 }
 
-pub fn load_image_embedder(dir: &Path, id: &str, batch_size: usize) -> Result<ImageEmbedder> {
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+    Cuda(usize),
+}
+
+impl Device {
+    /// Parses `auto`, `cpu`, `cuda` or `cuda:N`. `auto` is CUDA device 0 when
+    /// the driver, NVRTC and cuBLAS can be loaded, else the CPU, and then also
+    /// returns why.
+    pub fn parse(s: &str) -> Result<(Device, Option<String>)> {
+        let s = s.trim().to_ascii_lowercase();
+        Ok(match s.as_str() {
+            "cpu" => (Device::Cpu, None),
+            "cuda" => (Device::Cuda(0), None),
+            "auto" => match lakecap_kernels::cuda::unavailable_reason() {
+                None => (Device::Cuda(0), None),
+                Some(why) => (Device::Cpu, Some(why)),
+            },
+            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                Some(n) => (Device::Cuda(n), None),
+                None => {
+                    return Err(ModelError::Unsupported(format!(
+                        "device `{other}`: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+                    )));
+                }
+            },
+        })
+    }
+}
+
+/// Runs `build` with the backend of `device`, on the worker thread.
+macro_rules! on_device {
+    ($device:expr, |$be:ident| $build:expr) => {
+        match $device {
+            Device::Cpu => {
+                let $be = Cpu;
+                $build
+            }
+            Device::Cuda(n) => {
+                let $be = Cuda::new(n, true)?;
+                $build
+            }
+        }
+    };
+}
+
+/// A model as the scheduler runs it: a batch of inputs to unit vectors.
+type BatchFn<I> = Box<dyn FnMut(Vec<I>) -> Result<Vec<Vec<f32>>>>;
+
+/// The vision tower on `be`, as a batch function for the scheduler.
+fn image_run<B: Backend>(be: B, cfg: &ClipConfig, w: &Weights) -> Result<BatchFn<Vec<f32>>> {
+    let model = ClipVision::load(&be, cfg, w)?;
+    let (np, cpp) = (
+        model.cfg.num_patches(),
+        model.cfg.num_channels * model.cfg.patch_size.pow(2),
+    );
+    Ok(Box::new(move |batch: Vec<Vec<f32>>| {
+        let b = batch.len();
+        let mut flat = Vec::with_capacity(b * np * cpp);
+        for x in &batch {
+            flat.extend_from_slice(x);
+        }
+        rows(&be, model.forward(&be, &flat, b)?, true)
+    }))
+}
+
+pub fn load_image_embedder(
+    dir: &Path,
+    id: &str,
+    batch_size: usize,
+    device: Device,
+) -> Result<ImageEmbedder> {
     let kind = model_type(dir)?;
     if kind != "clip" {
         return Err(ModelError::Unsupported(format!(
@@ -120,21 +193,11 @@ pub fn load_image_embedder(dir: &Path, id: &str, batch_size: usize) -> Result<Im
     }
     let cfg: ClipConfig = read_json(&dir.join("config.json"))?;
     let prep = ClipPreprocess::load(dir, &cfg.vision_config)?;
-    let w = Weights::open(dir)?;
-    let be = Cpu;
-    let model = ClipVision::load(&be, &cfg, &w)?;
-    let (np, cpp) = (
-        model.cfg.num_patches(),
-        model.cfg.num_channels * model.cfg.patch_size.pow(2),
-    );
-    let scheduler = Scheduler::spawn("clip-vision", batch_size, move |batch: Vec<Vec<f32>>| {
-        let b = batch.len();
-        let mut flat = Vec::with_capacity(b * np * cpp);
-        for x in &batch {
-            flat.extend_from_slice(x);
-        }
-        rows(&be, model.forward(&be, &flat, b)?, true)
-    });
+    let (d, c) = (dir.to_path_buf(), cfg.clone());
+    let scheduler = Scheduler::spawn_with("clip-vision", batch_size, move || {
+        let w = Weights::open(&d)?;
+        on_device!(device, |be| image_run(be, &c, &w))
+    })?;
     Ok(ImageEmbedder {
         id: id.to_string(),
         dim: cfg.projection_dim,
@@ -143,49 +206,71 @@ pub fn load_image_embedder(dir: &Path, id: &str, batch_size: usize) -> Result<Im
     })
 }
 
-pub fn load_text_embedder(dir: &Path, id: &str, batch_size: usize) -> Result<TextEmbedder> {
-    let be = Cpu;
+/// The text tower (CLIP) or sentence encoder (BERT) on `be`, as a batch function.
+fn text_run<B: Backend>(be: B, dir: &Path, kind: &str) -> Result<BatchFn<Vec<u32>>> {
     let w = Weights::open(dir)?;
-    match model_type(dir)?.as_str() {
+    Ok(match kind {
         "clip" => {
             let cfg: ClipConfig = read_json(&dir.join("config.json"))?;
-            let tokenizer = TextTokenizer::load(dir, cfg.text_config.max_position_embeddings)?;
             let model = ClipText::load(&be, &cfg, &w)?;
-            Ok(TextEmbedder {
-                id: id.to_string(),
-                dim: cfg.projection_dim,
-                tokenizer,
-                scheduler: Scheduler::spawn("clip-text", batch_size, move |ids: Vec<Vec<u32>>| {
-                    rows(&be, model.forward(&be, &ids)?, true)
-                }),
-            })
+            Box::new(move |ids: Vec<Vec<u32>>| rows(&be, model.forward(&be, &ids)?, true))
+        }
+        _ => {
+            let cfg: BertConfig = read_json(&dir.join("config.json"))?;
+            let model = Bert::load(&be, &cfg, &w)?;
+            // Unit length whether or not the checkpoint ends in a Normalize
+            // module: cosine() and semantic dedup assume it.
+            Box::new(move |ids: Vec<Vec<u32>>| rows(&be, model.embed(&be, &ids, false)?, true))
+        }
+    })
+}
+
+pub fn load_text_embedder(
+    dir: &Path,
+    id: &str,
+    batch_size: usize,
+    device: Device,
+) -> Result<TextEmbedder> {
+    let kind = model_type(dir)?;
+    let (tokenizer, dim) = match kind.as_str() {
+        "clip" => {
+            let cfg: ClipConfig = read_json(&dir.join("config.json"))?;
+            (
+                TextTokenizer::load(dir, cfg.text_config.max_position_embeddings)?,
+                cfg.projection_dim,
+            )
         }
         "bert" => {
             let cfg: BertConfig = read_json(&dir.join("config.json"))?;
-            let tokenizer = TextTokenizer::load(dir, st_max_len(dir, cfg.max_position_embeddings))?;
-            let model = Bert::load(&be, &cfg, &w)?;
-            Ok(TextEmbedder {
-                id: id.to_string(),
-                dim: cfg.hidden_size,
-                tokenizer,
-                scheduler: Scheduler::spawn("bert", batch_size, move |ids: Vec<Vec<u32>>| {
-                    // Unit length whether or not the checkpoint ends in a
-                    // Normalize module: cosine() and semantic dedup assume it.
-                    rows(&be, model.embed(&be, &ids, false)?, true)
-                }),
-            })
+            (
+                TextTokenizer::load(dir, st_max_len(dir, cfg.max_position_embeddings))?,
+                cfg.hidden_size,
+            )
         }
-        other => Err(ModelError::Unsupported(format!(
-            "`{id}` is a `{other}` model; text embeddings need CLIP or BERT"
-        ))),
-    }
+        other => {
+            return Err(ModelError::Unsupported(format!(
+                "`{id}` is a `{other}` model; text embeddings need CLIP or BERT"
+            )));
+        }
+    };
+    let d = dir.to_path_buf();
+    let scheduler = Scheduler::spawn_with(&format!("{kind}-text"), batch_size, move || {
+        on_device!(device, |be| text_run(be, &d, &kind))
+    })?;
+    Ok(TextEmbedder {
+        id: id.to_string(),
+        dim,
+        tokenizer,
+        scheduler,
+    })
 }
 
-type Registry<T> = Mutex<HashMap<PathBuf, Arc<T>>>;
+type Registry<T> = Mutex<HashMap<(PathBuf, Device), Arc<T>>>;
 
 fn cached<T>(
     reg: &'static OnceLock<Registry<T>>,
     id: &str,
+    device: Device,
     load: impl FnOnce(&Path) -> Result<T>,
 ) -> Result<Arc<T>> {
     let dir = hub::resolve(id)?;
@@ -193,22 +278,26 @@ fn cached<T>(
     let map = reg.get_or_init(Default::default);
     // Holding the lock while loading makes concurrent first calls load once.
     let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(x) = m.get(&dir) {
+    if let Some(x) = m.get(&(dir.clone(), device)) {
         return Ok(Arc::clone(x));
     }
     let x = Arc::new(load(&dir)?);
-    m.insert(dir, Arc::clone(&x));
+    m.insert((dir, device), Arc::clone(&x));
     Ok(x)
 }
 
-/// The process-wide image embedder for `id` (loaded on first use).
-pub fn image_embedder(id: &str, batch_size: usize) -> Result<Arc<ImageEmbedder>> {
+/// The process-wide image embedder for `id` on `device` (loaded on first use).
+pub fn image_embedder(id: &str, batch_size: usize, device: Device) -> Result<Arc<ImageEmbedder>> {
     static REG: OnceLock<Registry<ImageEmbedder>> = OnceLock::new();
-    cached(&REG, id, |dir| load_image_embedder(dir, id, batch_size))
+    cached(&REG, id, device, |dir| {
+        load_image_embedder(dir, id, batch_size, device)
+    })
 }
 
-/// The process-wide text embedder for `id` (loaded on first use).
-pub fn text_embedder(id: &str, batch_size: usize) -> Result<Arc<TextEmbedder>> {
+/// The process-wide text embedder for `id` on `device` (loaded on first use).
+pub fn text_embedder(id: &str, batch_size: usize, device: Device) -> Result<Arc<TextEmbedder>> {
     static REG: OnceLock<Registry<TextEmbedder>> = OnceLock::new();
-    cached(&REG, id, |dir| load_text_embedder(dir, id, batch_size))
+    cached(&REG, id, device, |dir| {
+        load_text_embedder(dir, id, batch_size, device)
+    })
 }

@@ -58,23 +58,49 @@ impl<I: Send + 'static, O: Send + 'static> Scheduler<I, O> {
     pub fn spawn(
         name: &str,
         batch_size: usize,
-        mut run: impl FnMut(Vec<I>) -> Result<Vec<O>> + Send + 'static,
+        run: impl FnMut(Vec<I>) -> Result<Vec<O>> + Send + 'static,
     ) -> Scheduler<I, O> {
+        Self::spawn_with(name, batch_size, move || Ok(run)).expect("an infallible init")
+    }
+
+    /// Like [`Scheduler::spawn`], but builds `run` on the worker thread with
+    /// `init` (loading a model there keeps device contexts on the thread that
+    /// uses them); returns `init`'s error if it fails.
+    pub fn spawn_with<R>(
+        name: &str,
+        batch_size: usize,
+        init: impl FnOnce() -> Result<R> + Send + 'static,
+    ) -> Result<Scheduler<I, O>>
+    where
+        R: FnMut(Vec<I>) -> Result<Vec<O>> + 'static,
+    {
         let batch_size = batch_size.max(1);
         // Up to four batches queued: enough to keep the worker fed, small
         // enough that memory stays bounded.
         let (tx, rx) = mpsc::sync_channel::<Request<I, O>>(4);
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let stats = Arc::new(SchedulerStats::default());
         let st = Arc::clone(&stats);
         std::thread::Builder::new()
             .name(format!("lakecap-{name}"))
-            .spawn(move || worker(rx, batch_size, &st, &mut run))
-            .expect("spawning a thread");
-        Scheduler {
+            .spawn(move || match init() {
+                Ok(mut run) => {
+                    let _ = ready_tx.send(Ok(()));
+                    worker(rx, batch_size, &st, &mut run)
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| ModelError::Worker(format!("cannot start a thread: {e}")))?;
+        ready_rx
+            .recv()
+            .map_err(|_| ModelError::Worker("the model worker died while loading".into()))??;
+        Ok(Scheduler {
             tx,
             batch_size,
             stats,
-        }
+        })
     }
 
     pub fn batch_size(&self) -> usize {

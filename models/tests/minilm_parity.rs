@@ -29,7 +29,7 @@ async fn minilm_matches_sentence_transformers() {
         .iter()
         .map(|s| s.as_str().unwrap())
         .collect();
-    let model = embed::text_embedder(ID, 4).unwrap();
+    let model = embed::text_embedder(ID, 4, embed::Device::Cpu).unwrap();
     assert_eq!(model.dim, 384);
 
     let ids = model.tokenize(&sentences).unwrap();

@@ -83,7 +83,7 @@ impl AsyncScalarUDFImpl for ClipScoreFunc {
         let cols = arrays(&args)?;
         let rows = Rows::new("clip_score", &args, 0, &self.diag.0);
         let images = image_vectors(&rows, &cols[0], &model, &self.memo.0).await?;
-        let texts = text_vectors(&cols[1], &model, rows.options.batch_size, &self.memo.0).await?;
+        let texts = text_vectors(&cols[1], &model, &rows.options, &self.memo.0).await?;
         let scores: Float32Array = images
             .iter()
             .zip(&texts)

@@ -89,8 +89,8 @@ impl AsyncScalarUDFImpl for EmbedTextFunc {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let model = model_id_at_run(&args.args, 1, &self.model)?;
         let dim = crate::model_args::dim_of(&args)?;
-        let bs = LakecapOptions::from_config(&args.config_options).batch_size;
-        let v = text_vectors(&arrays(&args)?[0], &model, bs, &self.memo.0).await?;
+        let options = LakecapOptions::from_config(&args.config_options);
+        let v = text_vectors(&arrays(&args)?[0], &model, &options, &self.memo.0).await?;
         Ok(ColumnarValue::Array(vectors_array(&v, dim)?))
     }
 }

@@ -126,6 +126,19 @@ pub(crate) fn vector_field(name: &str, id: &str, image: bool) -> Result<FieldRef
     Ok(Arc::new(Field::new(name, vector_type(dim), true)))
 }
 
+/// The device `lakecap.device` names; `auto` falling back to the CPU says why, once per process.
+pub(crate) fn device(options: &crate::options::LakecapOptions) -> Result<embed::Device> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let (device, why) =
+        embed::Device::parse(&options.device).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+    if let Some(why) = why {
+        SAID.call_once(|| {
+            eprintln!("lakecap: lakecap.device = 'auto' runs models on the CPU: {why}")
+        });
+    }
+    Ok(device)
+}
+
 /// Runs blocking work (model loading, decoding) off the tokio worker threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -280,7 +293,8 @@ pub(crate) async fn image_vectors(
 ) -> Result<Vectors> {
     let id = model.to_string();
     let bs = rows.options.batch_size;
-    let embedder = blocking(move || embed::image_embedder(&id, bs))
+    let dev = device(&rows.options)?;
+    let embedder = blocking(move || embed::image_embedder(&id, bs, dev))
         .await?
         .map_err(model_err)?;
     let bytes = bytes_rows(col.as_ref())?;
@@ -321,11 +335,12 @@ pub(crate) async fn image_vectors(
 pub(crate) async fn text_vectors(
     col: &ArrayRef,
     model: &str,
-    batch_size: usize,
+    options: &crate::options::LakecapOptions,
     memo: &EmbeddingMemo,
 ) -> Result<Vectors> {
     let id = model.to_string();
-    let embedder = blocking(move || embed::text_embedder(&id, batch_size))
+    let (bs, dev) = (options.batch_size, device(options)?);
+    let embedder = blocking(move || embed::text_embedder(&id, bs, dev))
         .await?
         .map_err(model_err)?;
     let texts: Vec<Option<&[u8]>> = bytes_rows(col.as_ref())?;

@@ -127,6 +127,8 @@ extensions_options! {
         pub text_model: ModelSetting, default = ModelSetting::new(DEFAULT_TEXT_MODEL)
         /// Rows per model batch; batches are formed across concurrent partitions. Read when a model is first loaded.
         pub batch_size: usize, default = 32
+        /// Where models run: 'auto' (the first GPU when CUDA can be loaded, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
+        pub device: String, default = "auto".to_string()
     }
 }
 
