@@ -30,33 +30,6 @@ pub fn ensure(cond: bool, op: &'static str, detail: impl FnOnce() -> String) -> 
     }
 }
 
-/// Checks the shapes of an attention call (shared by every backend).
-pub fn check_attention(
-    q: &[usize],
-    k: &[usize],
-    v: &[usize],
-    heads: usize,
-    mask: &Mask,
-) -> Result<()> {
-    ensure(
-        q.len() == 3
-            && k == v
-            && k.len() == 3
-            && q[0] == k[0]
-            && q[2] == k[2]
-            && heads > 0
-            && q[2].is_multiple_of(heads),
-        "attention",
-        || format!("q {q:?}, k {k:?}, v {v:?}, {heads} heads"),
-    )?;
-    if let Some(l) = &mask.key_lens {
-        ensure(l.len() == q[0], "attention", || {
-            format!("{} key lengths for batch {}", l.len(), q[0])
-        })?;
-    }
-    Ok(())
-}
-
 /// Host data handed to a backend, in the dtype it is stored in (weights keep
 /// their file dtype: f16/bf16 checkpoints stay half-size in memory).
 #[derive(Debug, Clone, Copy)]
@@ -173,4 +146,127 @@ pub trait Backend: Send + Sync + 'static {
     fn masked_mean(&self, x: &Self::Tensor, lens: &[usize]) -> Result<Self::Tensor>;
     /// Each row of `x [n, d]` scaled to unit L2 norm (zero rows stay zero).
     fn l2_normalize(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+}
+
+/// Shape checks shared by every backend, so that all of them reject the same
+/// calls with the same messages. Each returns the sizes the op needs.
+pub mod check {
+    use super::{Mask, Result, ensure};
+
+    fn numel(shape: &[usize]) -> usize {
+        shape.iter().product()
+    }
+
+    pub fn upload(shape: &[usize], len: usize) -> Result<()> {
+        let n = numel(shape);
+        ensure(n == len, "upload", || {
+            format!("shape {shape:?} holds {n} values, got {len}")
+        })
+    }
+
+    pub fn reshape(from: &[usize], to: &[usize]) -> Result<()> {
+        ensure(numel(from) == numel(to), "reshape", || {
+            format!("{from:?} -> {to:?}")
+        })
+    }
+
+    /// `(m, k, n)` of `x [m.., k] · w[n, k]ᵀ (+ b[n])`.
+    pub fn linear(x: &[usize], w: &[usize], b: Option<&[usize]>) -> Result<(usize, usize, usize)> {
+        let k = x.last().copied().unwrap_or(1);
+        ensure(w.len() == 2 && w[1] == k, "linear", || {
+            format!("x {x:?} · wᵀ with w {w:?}")
+        })?;
+        let n = w[0];
+        if let Some(b) = b {
+            ensure(numel(b) == n, "linear", || {
+                format!("bias {b:?} for {n} outputs")
+            })?;
+        }
+        Ok((numel(x) / k.max(1), k, n))
+    }
+
+    /// Width of the normalised axis.
+    pub fn layer_norm(x: &[usize], gamma: &[usize], beta: &[usize]) -> Result<usize> {
+        let d = x.last().copied().unwrap_or(1);
+        ensure(numel(gamma) == d && numel(beta) == d, "layer_norm", || {
+            format!("x {x:?}, gamma {gamma:?}, beta {beta:?}")
+        })?;
+        Ok(d)
+    }
+
+    pub fn add(a: &[usize], b: &[usize]) -> Result<()> {
+        ensure(a.ends_with(b) && numel(b) > 0, "add", || {
+            format!("{a:?} + {b:?}: the second shape must be a suffix of the first")
+        })
+    }
+
+    /// Checks the shapes of an attention call (shared by every backend).
+    pub fn attention(
+        q: &[usize],
+        k: &[usize],
+        v: &[usize],
+        heads: usize,
+        mask: &Mask,
+    ) -> Result<()> {
+        ensure(
+            q.len() == 3
+                && k == v
+                && k.len() == 3
+                && q[0] == k[0]
+                && q[2] == k[2]
+                && heads > 0
+                && q[2].is_multiple_of(heads),
+            "attention",
+            || format!("q {q:?}, k {k:?}, v {v:?}, {heads} heads"),
+        )?;
+        if let Some(l) = &mask.key_lens {
+            ensure(l.len() == q[0], "attention", || {
+                format!("{} key lengths for batch {}", l.len(), q[0])
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `(vocab, d)` of an embedding table, with every id in range.
+    pub fn embedding(table: &[usize], ids: &[u32]) -> Result<(usize, usize)> {
+        ensure(table.len() == 2, "embedding", || {
+            format!("table must be [vocab, d], got {table:?}")
+        })?;
+        let (vocab, d) = (table[0], table[1]);
+        match ids.iter().find(|&&i| i as usize >= vocab) {
+            Some(bad) => Err(super::KernelError::Shape {
+                op: "embedding",
+                detail: format!("token id {bad} out of range for a vocabulary of {vocab}"),
+            }),
+            None => Ok((vocab, d)),
+        }
+    }
+
+    /// `(b, s, d)` of `x` for `prepend_row`.
+    pub fn prepend_row(x: &[usize], row: &[usize]) -> Result<(usize, usize, usize)> {
+        ensure(x.len() == 3 && numel(row) == x[2], "prepend_row", || {
+            format!("x {x:?}, row {row:?}")
+        })?;
+        Ok((x[0], x[1], x[2]))
+    }
+
+    /// Row width of `x`, with every index in range.
+    pub fn gather_rows(x: &[usize], index: &[usize]) -> Result<usize> {
+        let d = x.last().copied().unwrap_or(1);
+        let n = numel(x) / d.max(1);
+        ensure(index.iter().all(|&i| i < n), "gather_rows", || {
+            format!("index out of range for {n} rows: {index:?}")
+        })?;
+        Ok(d)
+    }
+
+    /// `(b, s, d)` of `x` for `masked_mean`.
+    pub fn masked_mean(x: &[usize], lens: &[usize]) -> Result<(usize, usize, usize)> {
+        ensure(
+            x.len() == 3 && lens.len() == x[0] && lens.iter().all(|&l| l <= x[1]),
+            "masked_mean",
+            || format!("x {x:?}, lens {lens:?}"),
+        )?;
+        Ok((x[0], x[1], x[2]))
+    }
 }

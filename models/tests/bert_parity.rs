@@ -1,46 +1,29 @@
 //! Tiny random-init BERT (tests/fixtures/models/bert-tiny) against
 //! transformers' `BertModel` + sentence-transformers mean pooling.
 
+mod common;
+
 use std::path::Path;
 
+use common::{floats, ids, json, rel_err};
 use lakecap_kernels::{Backend, Cpu};
 use lakecap_models::bert::{Bert, BertConfig};
 use lakecap_models::weights::Weights;
 
 fn check<B: Backend>(be: &B, tol: f32) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/bert-tiny");
-    let cfg: BertConfig =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let exp: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let cfg: BertConfig = json(&dir.join("config.json"));
+    let exp: serde_json::Value = json(&dir.join("expected.json"));
     let model = Bert::load(be, &cfg, &Weights::open(&dir).unwrap()).unwrap();
-    let ids: Vec<Vec<u32>> = exp["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect();
-    let got = be.download(&model.embed(be, &ids, false).unwrap()).unwrap();
+    let got = be
+        .download(&model.embed(be, &ids(&exp["input_ids"]), false).unwrap())
+        .unwrap();
     for (i, (g, w)) in got
         .chunks(cfg.hidden_size)
-        .zip(exp["mean_pooled"].as_array().unwrap())
+        .zip(floats(&exp["mean_pooled"]))
         .enumerate()
     {
-        let w: Vec<f32> = w
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
-        let num: f32 = g.iter().zip(&w).map(|(a, b)| (a - b).powi(2)).sum();
-        let den: f32 = w.iter().map(|b| b * b).sum();
-        let e = (num / den).sqrt();
+        let e = rel_err(g, &w);
         assert!(e < tol, "row {i}: rel err {e}");
     }
 }

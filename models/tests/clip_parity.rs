@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::{floats, ids, json, rel_err};
 use lakecap_kernels::{Backend, Cpu};
 use lakecap_models::clip::{ClipConfig, ClipPreprocess, ClipText, ClipVision};
 use lakecap_models::image::preprocess::to_rgb;
@@ -22,28 +25,7 @@ fn fixture() -> PathBuf {
 }
 
 fn expected() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap())
-        .unwrap()
-}
-
-fn matrix(v: &serde_json::Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-    let num: f32 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
-    let den: f32 = b.iter().map(|y| y * y).sum();
-    (num / den).sqrt()
+    json(&fixture().join("expected.json"))
 }
 
 fn photo(name: &str) -> image::DynamicImage {
@@ -93,8 +75,7 @@ fn preprocessing_matches_clip_image_processor_at_224() {
 /// against transformers' on real photos; `tol` is the PNG-input tolerance.
 fn check_tiny_clip<B: Backend>(be: &B, tol_png: f32) {
     let dir = fixture();
-    let cfg: ClipConfig =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let cfg: ClipConfig = json(&dir.join("config.json"));
     let w = Weights::open(&dir).unwrap();
     let exp = expected();
 
@@ -113,7 +94,7 @@ fn check_tiny_clip<B: Backend>(be: &B, tol_png: f32) {
     let got = be
         .download(&vision.forward(be, &flat, photos.len()).unwrap())
         .unwrap();
-    let want = matrix(&exp["image_embeds"]);
+    let want = floats(&exp["image_embeds"]);
     for (i, (g, w)) in got.chunks(cfg.projection_dim).zip(&want).enumerate() {
         let e = rel_err(g, w);
         // PNG inputs are pixel-identical; JPEG decoding differs slightly.
@@ -134,24 +115,12 @@ fn check_tiny_clip<B: Backend>(be: &B, tol_png: f32) {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    let ids = tok.encode(&texts).unwrap();
-    let want_ids: Vec<Vec<u32>> = exp["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect();
-    assert_eq!(ids, want_ids, "token ids");
-    let got = be.download(&text.forward(be, &ids).unwrap()).unwrap();
+    let tokens = tok.encode(&texts).unwrap();
+    assert_eq!(tokens, ids(&exp["input_ids"]), "token ids");
+    let got = be.download(&text.forward(be, &tokens).unwrap()).unwrap();
     for ((g, w), t) in got
         .chunks(cfg.projection_dim)
-        .zip(&matrix(&exp["text_embeds"]))
+        .zip(&floats(&exp["text_embeds"]))
         .zip(&texts)
     {
         let e = rel_err(g, w);

@@ -5,6 +5,9 @@
 
 use std::path::Path;
 
+mod common;
+
+use common::{floats, ids, json, rel_err};
 use lakecap_models::{embed, hub};
 
 const ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
@@ -19,10 +22,10 @@ async fn minilm_matches_sentence_transformers() {
         eprintln!("skipping: {ID} not found (run scripts/fetch-models.sh)");
         return;
     }
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/minilm/expected.json");
-    let exp: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let exp: serde_json::Value = json(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/models/minilm/expected.json"),
+    );
     let sentences: Vec<&str> = exp["sentences"]
         .as_array()
         .unwrap()
@@ -32,35 +35,11 @@ async fn minilm_matches_sentence_transformers() {
     let model = embed::text_embedder(ID, 4, embed::Device::Cpu).unwrap();
     assert_eq!(model.dim, 384);
 
-    let ids = model.tokenize(&sentences).unwrap();
-    for (i, (got, want)) in ids
-        .iter()
-        .zip(exp["input_ids"].as_array().unwrap())
-        .enumerate()
-    {
-        let want: Vec<u32> = want
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect();
-        assert_eq!(got, &want, "token ids of sentence {i}");
-    }
-    let got = model.embed(ids).await.unwrap();
-    for ((g, w), s) in got
-        .iter()
-        .zip(exp["embeddings"].as_array().unwrap())
-        .zip(&sentences)
-    {
-        let w: Vec<f32> = w
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
-        let num: f32 = g.iter().zip(&w).map(|(a, b)| (a - b).powi(2)).sum();
-        let den: f32 = w.iter().map(|b| b * b).sum();
-        let e = (num / den).sqrt();
+    let tokens = model.tokenize(&sentences).unwrap();
+    assert_eq!(tokens, ids(&exp["input_ids"]), "token ids");
+    let got = model.embed(tokens).await.unwrap();
+    for ((g, w), s) in got.iter().zip(floats(&exp["embeddings"])).zip(&sentences) {
+        let e = rel_err(g, &w);
         assert!(e < 1e-5, "{:?}: rel err {e}", &s[..s.len().min(40)]);
     }
     // Paraphrases are closer than unrelated sentences.

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::CpuTensor;
-use crate::backend::{Mask, Result, check_attention};
+use crate::backend::{Mask, Result, check};
 
 /// How many keys query `i` of batch row `b` may see.
 fn visible(mask: &Mask, b: usize, i: usize, sk: usize) -> usize {
@@ -70,7 +70,7 @@ pub fn attention(
     heads: usize,
     mask: &Mask,
 ) -> Result<CpuTensor> {
-    check_attention(&q.shape, &k.shape, &v.shape, heads, mask)?;
+    check::attention(&q.shape, &k.shape, &v.shape, heads, mask)?;
     let (b, sq, hd) = (q.shape[0], q.shape[1], q.shape[2]);
     let sk = k.shape[1];
     let d = hd / heads;

@@ -2,7 +2,7 @@
 //! runtime-dispatched SIMD).
 
 use super::CpuTensor;
-use crate::backend::{Result, ensure};
+use crate::backend::{Result, check};
 
 /// Plain triple loop, f64 accumulation: the reference.
 pub fn linear_ref(x: &[f32], w: &[f32], b: Option<&[f32]>, k: usize, n: usize) -> Vec<f32> {
@@ -22,17 +22,7 @@ pub fn linear_ref(x: &[f32], w: &[f32], b: Option<&[f32]>, k: usize, n: usize) -
 
 /// `x [.., k] · wᵀ (+ b)` with `w [n, k]`.
 pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<CpuTensor> {
-    let k = x.last_dim();
-    ensure(w.shape.len() == 2 && w.shape[1] == k, "linear", || {
-        format!("x {:?} · wᵀ with w {:?}", x.shape, w.shape)
-    })?;
-    let n = w.shape[0];
-    if let Some(b) = b {
-        ensure(b.len() == n, "linear", || {
-            format!("bias {:?} for {n} outputs", b.shape)
-        })?;
-    }
-    let m = x.len() / k.max(1);
+    let (m, k, n) = check::linear(&x.shape, &w.shape, b.map(|b| b.shape.as_slice()))?;
     let (xv, wv) = (x.f32(), w.f32());
     let mut out = match b {
         Some(b) => b.f32().repeat(m),

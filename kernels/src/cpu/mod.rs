@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use crate::backend::{Activation, Backend, HostData, Mask, Result, ensure};
+use crate::backend::{Activation, Backend, HostData, Mask, Result, check};
 
 /// Element storage of a CPU tensor.
 #[derive(Debug, Clone)]
@@ -74,10 +74,7 @@ impl Backend for Cpu {
     }
 
     fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<CpuTensor> {
-        let n: usize = shape.iter().product();
-        ensure(n == data.len(), "upload", || {
-            format!("shape {shape:?} holds {n} values, got {}", data.len())
-        })?;
+        check::upload(shape, data.len())?;
         Ok(CpuTensor {
             shape: shape.to_vec(),
             data: match data {
@@ -97,10 +94,7 @@ impl Backend for Cpu {
     }
 
     fn reshape(&self, mut t: CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
-        let n: usize = shape.iter().product();
-        ensure(n == t.len(), "reshape", || {
-            format!("{:?} -> {shape:?}", t.shape)
-        })?;
+        check::reshape(&t.shape, shape)?;
         t.shape = shape.to_vec();
         Ok(t)
     }
@@ -127,12 +121,7 @@ impl Backend for Cpu {
     }
 
     fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        ensure(a.shape.ends_with(&b.shape) && !b.is_empty(), "add", || {
-            format!(
-                "{:?} + {:?}: the second shape must be a suffix of the first",
-                a.shape, b.shape
-            )
-        })?;
+        check::add(&a.shape, &b.shape)?;
         let mut out = a.f32().into_owned();
         let bv = b.f32();
         out.par_chunks_mut(bv.len())
@@ -152,16 +141,7 @@ impl Backend for Cpu {
     }
 
     fn embedding(&self, table: &CpuTensor, ids: &[u32]) -> Result<CpuTensor> {
-        ensure(table.shape.len() == 2, "embedding", || {
-            format!("table must be [vocab, d], got {:?}", table.shape)
-        })?;
-        let (vocab, d) = (table.shape[0], table.shape[1]);
-        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
-            return Err(crate::KernelError::Shape {
-                op: "embedding",
-                detail: format!("token id {bad} out of range for a vocabulary of {vocab}"),
-            });
-        }
+        let (_, d) = check::embedding(&table.shape, ids)?;
         let t = table.f32();
         let mut out = Vec::with_capacity(ids.len() * d);
         for &i in ids {
@@ -171,12 +151,7 @@ impl Backend for Cpu {
     }
 
     fn prepend_row(&self, x: &CpuTensor, row: &CpuTensor) -> Result<CpuTensor> {
-        ensure(
-            x.shape.len() == 3 && row.len() == x.shape[2],
-            "prepend_row",
-            || format!("x {:?}, row {:?}", x.shape, row.shape),
-        )?;
-        let (b, s, d) = (x.shape[0], x.shape[1], x.shape[2]);
+        let (b, s, d) = check::prepend_row(&x.shape, &row.shape)?;
         let (xv, rv) = (x.f32(), row.f32());
         let mut out = Vec::with_capacity(b * (s + 1) * d);
         for bi in 0..b {
@@ -187,11 +162,7 @@ impl Backend for Cpu {
     }
 
     fn gather_rows(&self, x: &CpuTensor, index: &[usize]) -> Result<CpuTensor> {
-        let d = x.last_dim();
-        let n = x.len() / d.max(1);
-        ensure(index.iter().all(|&i| i < n), "gather_rows", || {
-            format!("index out of range for {n} rows: {index:?}")
-        })?;
+        let d = check::gather_rows(&x.shape, index)?;
         let xv = x.f32();
         let mut out = Vec::with_capacity(index.len() * d);
         for &i in index {
@@ -201,12 +172,7 @@ impl Backend for Cpu {
     }
 
     fn masked_mean(&self, x: &CpuTensor, lens: &[usize]) -> Result<CpuTensor> {
-        ensure(
-            x.shape.len() == 3 && lens.len() == x.shape[0] && lens.iter().all(|&l| l <= x.shape[1]),
-            "masked_mean",
-            || format!("x {:?}, lens {lens:?}", x.shape),
-        )?;
-        let (s, d) = (x.shape[1], x.shape[2]);
+        let (_, s, d) = check::masked_mean(&x.shape, lens)?;
         let xv = x.f32();
         let mut out = vec![0f32; lens.len() * d];
         for (bi, (&len, o)) in lens.iter().zip(out.chunks_mut(d)).enumerate() {

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::CpuTensor;
-use crate::backend::{Result, ensure};
+use crate::backend::{Result, check};
 
 /// Plain LayerNorm: two passes in f64 per row.
 pub fn layer_norm_ref(x: &[f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
@@ -26,13 +26,7 @@ pub fn layer_norm(
     beta: &CpuTensor,
     eps: f32,
 ) -> Result<CpuTensor> {
-    let d = x.last_dim();
-    ensure(gamma.len() == d && beta.len() == d, "layer_norm", || {
-        format!(
-            "x {:?}, gamma {:?}, beta {:?}",
-            x.shape, gamma.shape, beta.shape
-        )
-    })?;
+    let d = check::layer_norm(&x.shape, &gamma.shape, &beta.shape)?;
     let (g, b) = (gamma.f32(), beta.f32());
     let mut out = x.f32().into_owned();
     out.par_chunks_mut(d).for_each(|row| {

@@ -15,9 +15,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
-use crate::backend::{
-    Activation, Backend, HostData, KernelError, Mask, Result, check_attention, ensure,
-};
+use crate::backend::{Activation, Backend, HostData, KernelError, Mask, Result, check};
 
 /// Kernel sources by op family; each is compiled with [`COMMON`] prepended.
 pub const FAMILIES: [(&str, &str); 3] = [
@@ -213,10 +211,7 @@ impl Backend for Cuda {
     }
 
     fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<CudaTensor> {
-        let n: usize = shape.iter().product();
-        ensure(n == data.len(), "upload", || {
-            format!("shape {shape:?} holds {n} values, got {}", data.len())
-        })?;
+        check::upload(shape, data.len())?;
         let v: Vec<f32> = match data {
             HostData::F32(d) => d.to_vec(),
             HostData::F16(d) => d.iter().map(|x| x.to_f32()).collect(),
@@ -244,21 +239,13 @@ impl Backend for Cuda {
     }
 
     fn reshape(&self, mut t: CudaTensor, shape: &[usize]) -> Result<CudaTensor> {
-        let n: usize = shape.iter().product();
-        ensure(n == t.len(), "reshape", || {
-            format!("{:?} -> {shape:?}", t.shape)
-        })?;
+        check::reshape(&t.shape, shape)?;
         t.shape = shape.to_vec();
         Ok(t)
     }
 
     fn linear(&self, x: &CudaTensor, w: &CudaTensor, b: Option<&CudaTensor>) -> Result<CudaTensor> {
-        let k = x.last_dim();
-        ensure(w.shape.len() == 2 && w.shape[1] == k, "linear", || {
-            format!("x {:?} · wᵀ with w {:?}", x.shape, w.shape)
-        })?;
-        let n = w.shape[0];
-        let m = x.len() / k.max(1);
+        let (m, k, n) = check::linear(&x.shape, &w.shape, b.map(|b| b.shape.as_slice()))?;
         let mut y = self.out(m * n)?;
         // Row-major y[m,n] = x[m,k]·w[n,k]ᵀ is column-major yᵀ = w·xᵀ: cuBLAS
         // sees w as a k×n column-major matrix (transposed) and x as k×m.
@@ -292,10 +279,7 @@ impl Backend for Cuda {
         beta: &CudaTensor,
         eps: f32,
     ) -> Result<CudaTensor> {
-        let d = x.last_dim();
-        ensure(gamma.len() == d && beta.len() == d, "layer_norm", || {
-            format!("x {:?}, gamma {:?}", x.shape, gamma.shape)
-        })?;
+        let d = check::layer_norm(&x.shape, &gamma.shape, &beta.shape)?;
         let rows = x.len() / d.max(1);
         let mut y = self.out(x.len())?;
         let di = d as i32;
@@ -340,12 +324,7 @@ impl Backend for Cuda {
     }
 
     fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
-        ensure(a.shape.ends_with(&b.shape) && b.len() > 0, "add", || {
-            format!(
-                "{:?} + {:?}: the second shape must be a suffix of the first",
-                a.shape, b.shape
-            )
-        })?;
+        check::add(&a.shape, &b.shape)?;
         let (n, bn) = (a.len(), b.len());
         let mut y = self.out(n)?;
         let mut l = self.stream.launch_builder(self.f("add_f32"));
@@ -366,17 +345,12 @@ impl Backend for Cuda {
         heads: usize,
         mask: &Mask,
     ) -> Result<CudaTensor> {
-        check_attention(&q.shape, &k.shape, &v.shape, heads, mask)?;
+        check::attention(&q.shape, &k.shape, &v.shape, heads, mask)?;
         let (b, sq, hd) = (q.shape[0], q.shape[1], q.shape[2]);
         let sk = k.shape[1];
         let d = hd / heads;
         let lens: Vec<i32> = match &mask.key_lens {
-            Some(l) => {
-                ensure(l.len() == b, "attention", || {
-                    format!("{} key lengths for batch {b}", l.len())
-                })?;
-                l.iter().map(|&x| x.min(sk) as i32).collect()
-            }
+            Some(l) => l.iter().map(|&x| x.min(sk) as i32).collect(),
             None => vec![sk as i32; b],
         };
         let lens = self.ints(&lens)?;
@@ -415,26 +389,13 @@ impl Backend for Cuda {
     }
 
     fn embedding(&self, table: &CudaTensor, ids: &[u32]) -> Result<CudaTensor> {
-        ensure(table.shape.len() == 2, "embedding", || {
-            format!("table must be [vocab, d], got {:?}", table.shape)
-        })?;
-        let (vocab, d) = (table.shape[0], table.shape[1]);
-        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
-            return Err(KernelError::Shape {
-                op: "embedding",
-                detail: format!("token id {bad} out of range for a vocabulary of {vocab}"),
-            });
-        }
+        let (_, d) = check::embedding(&table.shape, ids)?;
         self.gather("embedding_f32", table, ids, d)
     }
 
     fn prepend_row(&self, x: &CudaTensor, row: &CudaTensor) -> Result<CudaTensor> {
-        ensure(
-            x.shape.len() == 3 && row.len() == x.shape[2],
-            "prepend_row",
-            || format!("x {:?}, row {:?}", x.shape, row.shape),
-        )?;
-        let (b, s, d) = (x.shape[0] as i32, x.shape[1] as i32, x.shape[2] as i32);
+        let (b, s, d) = check::prepend_row(&x.shape, &row.shape)?;
+        let (b, s, d) = (b as i32, s as i32, d as i32);
         let n = (b * (s + 1) * d) as usize;
         let mut y = self.out(n)?;
         let mut l = self.stream.launch_builder(self.f("prepend_row_f32"));
@@ -453,22 +414,14 @@ impl Backend for Cuda {
     }
 
     fn gather_rows(&self, x: &CudaTensor, index: &[usize]) -> Result<CudaTensor> {
-        let d = x.last_dim();
-        let n = x.len() / d.max(1);
-        ensure(index.iter().all(|&i| i < n), "gather_rows", || {
-            format!("index out of range for {n} rows")
-        })?;
+        let d = check::gather_rows(&x.shape, index)?;
         let idx: Vec<u32> = index.iter().map(|&i| i as u32).collect();
         self.gather("gather_rows_f32", x, &idx, d)
     }
 
     fn masked_mean(&self, x: &CudaTensor, lens: &[usize]) -> Result<CudaTensor> {
-        ensure(
-            x.shape.len() == 3 && lens.len() == x.shape[0] && lens.iter().all(|&l| l <= x.shape[1]),
-            "masked_mean",
-            || format!("x {:?}, lens {lens:?}", x.shape),
-        )?;
-        let (b, s, d) = (x.shape[0] as i32, x.shape[1] as i32, x.shape[2] as i32);
+        let (b, s, d) = check::masked_mean(&x.shape, lens)?;
+        let (b, s, d) = (b as i32, s as i32, d as i32);
         let l32: Vec<i32> = lens.iter().map(|&l| l as i32).collect();
         let lens_d = self.ints(&l32)?;
         let n = (b * d) as usize;
