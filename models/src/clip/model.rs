@@ -27,6 +27,20 @@ struct Tower<'a> {
     eps: f64,
 }
 
+/// The encoder shape of either tower's config (both use the same HF field names).
+macro_rules! tower {
+    ($c:expr) => {
+        Tower {
+            layers: $c.num_hidden_layers,
+            d: $c.hidden_size,
+            ff: $c.intermediate_size,
+            heads: $c.num_attention_heads,
+            act: &$c.hidden_act,
+            eps: $c.layer_norm_eps,
+        }
+    };
+}
+
 /// CLIP's encoder layers (`{prefix}encoder.layers.N.*`), pre-norm.
 fn clip_layers<B: Backend>(
     be: &B,
@@ -103,19 +117,7 @@ impl<B: Backend> ClipVision<B> {
             )?,
             // The HF attribute really is spelled `pre_layrnorm`.
             pre_ln: LayerNorm::load(be, w, &format!("{p}pre_layrnorm"), d, eps)?,
-            layers: clip_layers(
-                be,
-                w,
-                p,
-                &Tower {
-                    layers: c.num_hidden_layers,
-                    d,
-                    ff: c.intermediate_size,
-                    heads: c.num_attention_heads,
-                    act: &c.hidden_act,
-                    eps,
-                },
-            )?,
+            layers: clip_layers(be, w, p, &tower!(c))?,
             post_ln: LayerNorm::load(be, w, &format!("{p}post_layernorm"), d, eps)?,
             proj: Linear::load(be, w, "visual_projection", d, cfg.projection_dim, false)?,
             projection_dim: cfg.projection_dim,
@@ -170,19 +172,7 @@ impl<B: Backend> ClipText<B> {
                 &format!("{p}embeddings.position_embedding.weight"),
                 &[c.max_position_embeddings, d],
             )?,
-            layers: clip_layers(
-                be,
-                w,
-                p,
-                &Tower {
-                    layers: c.num_hidden_layers,
-                    d,
-                    ff: c.intermediate_size,
-                    heads: c.num_attention_heads,
-                    act: &c.hidden_act,
-                    eps,
-                },
-            )?,
+            layers: clip_layers(be, w, p, &tower!(c))?,
             final_ln: LayerNorm::load(be, w, &format!("{p}final_layer_norm"), d, eps)?,
             proj: Linear::load(be, w, "text_projection", d, cfg.projection_dim, false)?,
             projection_dim: cfg.projection_dim,
