@@ -8,10 +8,14 @@
 //! with the ops transformer models need (linear, layer norm, fused attention,
 //! activations, embedding lookup, pooling). [`cpu::Cpu`] implements it with
 //! f32 compute over f32/f16/bf16 storage, GEMMs through the `gemm` crate and
-//! rayon for the rest; the CUDA backend implements the same trait, so models
-//! never know which device runs them.
+//! rayon for the rest; [`cuda::Cuda`] implements the same trait with kernels
+//! from `kernels/cu/` (one file per op family, compiled by NVRTC at start-up
+//! for the device) and cuBLAS, so models never know which device runs them.
+//! [`backend::check`] holds the shape checks every backend shares.
 //!
-//! Families today:
+//! Families:
+//! - `cpu::{gemm, norm, attention, activation}` and `cu/{norm, attention,
+//!   elementwise}.cu`: the transformer ops, each with a plain `*_ref`.
 //! - [`image`]: pixel-exact ports of the resamplers that reference image
 //!   pipelines use (Pillow's `Image.resize`), on interleaved `u8` pixels. The
 //!   perceptual hashes and every model preprocessor resize through here, so
