@@ -15,8 +15,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc;
 
+use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 use crate::error::{ModelError, Result};
@@ -37,7 +38,7 @@ pub struct SchedulerStats {
 
 /// A handle to one model worker; cheap to clone.
 pub struct Scheduler<I, O> {
-    tx: SyncSender<Request<I, O>>,
+    tx: Sender<Request<I, O>>,
     batch_size: usize,
     pub stats: Arc<SchedulerStats>,
 }
@@ -77,7 +78,7 @@ impl<I: Send + 'static, O: Send + 'static> Scheduler<I, O> {
         let batch_size = batch_size.max(1);
         // Up to four batches queued: enough to keep the worker fed, small
         // enough that memory stays bounded.
-        let (tx, rx) = mpsc::sync_channel::<Request<I, O>>(4);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Request<I, O>>(4);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let stats = Arc::new(SchedulerStats::default());
         let st = Arc::clone(&stats);
@@ -103,54 +104,40 @@ impl<I: Send + 'static, O: Send + 'static> Scheduler<I, O> {
         })
     }
 
-    pub fn batch_size(&self) -> usize {
-        self.batch_size
-    }
-
     /// Runs `items` through the model; the result has one output per item.
     pub async fn submit(&self, mut items: Vec<I>) -> Result<Vec<O>> {
         let mut pending = Vec::new();
         while !items.is_empty() {
             let rest = items.split_off(items.len().min(self.batch_size));
             let (reply, rx) = oneshot::channel();
-            self.enqueue(Request { items, reply }).await?;
+            // A full queue makes the caller wait here (backpressure).
+            self.tx
+                .send(Request { items, reply })
+                .await
+                .map_err(|_| worker_exited())?;
             pending.push(rx);
             items = rest;
         }
         let mut out = Vec::new();
         for rx in pending {
-            out.extend(
-                rx.await
-                    .map_err(|_| ModelError::Worker("the model worker exited".into()))??,
-            );
+            out.extend(rx.await.map_err(|_| worker_exited())??);
         }
         Ok(out)
     }
+}
 
-    /// Sends without blocking a tokio thread: a full queue yields and retries.
-    async fn enqueue(&self, mut req: Request<I, O>) -> Result<()> {
-        loop {
-            match self.tx.try_send(req) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Full(r)) => {
-                    req = r;
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    return Err(ModelError::Worker("the model worker exited".into()));
-                }
-            }
-        }
-    }
+fn worker_exited() -> ModelError {
+    ModelError::Worker("the model worker exited".into())
 }
 
 fn worker<I, O>(
-    rx: Receiver<Request<I, O>>,
+    mut rx: Receiver<Request<I, O>>,
     batch_size: usize,
     stats: &SchedulerStats,
     run: &mut impl FnMut(Vec<I>) -> Result<Vec<O>>,
 ) {
-    while let Ok(first) = rx.recv() {
+    // The worker is a plain thread, so it may block on the queue.
+    while let Some(first) = rx.blocking_recv() {
         // Gather what is already waiting, up to one batch.
         let mut reqs = vec![first];
         let mut n = reqs[0].items.len();

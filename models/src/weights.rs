@@ -21,8 +21,7 @@ struct Shard {
     meta: Metadata,
 }
 
-/// Every tensor of a checkpoint, by name, with an optional name prefix that
-/// `get` prepends (e.g. `text_model.`).
+/// Every tensor of a checkpoint, by name.
 pub struct Weights {
     shards: Vec<Shard>,
     /// name -> shard index
@@ -93,10 +92,6 @@ impl Weights {
             .copied()
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.index.keys().map(String::as_str)
-    }
-
     /// Uploads tensor `name`, checking its shape, keeping f16/bf16 storage.
     pub fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor> {
         let err = |detail: String| ModelError::Weight {
@@ -152,24 +147,5 @@ impl Weights {
             }
         };
         Ok(t)
-    }
-
-    /// Reads a scalar or small tensor to host f32 (e.g. `logit_scale`).
-    pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
-        let cpu = lakecap_kernels::Cpu;
-        let n = {
-            let &si = self.index.get(name).ok_or_else(|| ModelError::Weight {
-                name: name.to_string(),
-                detail: "missing from the checkpoint".into(),
-            })?;
-            self.shards[si]
-                .meta
-                .info(name)
-                .expect("indexed")
-                .shape
-                .iter()
-                .product::<usize>()
-        };
-        Ok(self.load(&cpu, name, &[n])?.f32().into_owned())
     }
 }

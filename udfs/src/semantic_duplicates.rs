@@ -13,7 +13,7 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use lakecap_models::semdedup::{SemDedupParams, semantic_duplicates};
 
-use crate::model_args::vector_rows;
+use crate::model_args::{blocking, model_err, vector_rows};
 use crate::table_args::{SourceColumns, number_arg, resolve, string_arg};
 
 /// Table function: semantic deduplication (SemDeDup) of the vectors in
@@ -144,10 +144,9 @@ impl TableProvider for SemanticDuplicatesTable {
         }
         let d = dim.unwrap_or(1);
         let params = self.params.clone();
-        let verdicts = tokio::task::spawn_blocking(move || semantic_duplicates(&flat, d, &params))
-            .await
-            .map_err(|e| datafusion::common::DataFusionError::Execution(e.to_string()))?
-            .map_err(|e| datafusion::common::DataFusionError::Execution(e.to_string()))?;
+        let verdicts = blocking(move || semantic_duplicates(&flat, d, &params))
+            .await?
+            .map_err(model_err)?;
         let dup_idx: UInt64Array = verdicts
             .iter()
             .map(|v| v.dup_of.map(|i| i as u64))

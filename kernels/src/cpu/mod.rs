@@ -62,6 +62,17 @@ impl CpuTensor {
     }
 }
 
+/// Rows `rows` of `src` viewed as `[_, d]` -> `[rows, d]` (indices checked by the caller).
+fn gather(src: &CpuTensor, rows: impl ExactSizeIterator<Item = usize>, d: usize) -> CpuTensor {
+    let v = src.f32();
+    let n = rows.len();
+    let mut out = Vec::with_capacity(n * d);
+    for i in rows {
+        out.extend_from_slice(&v[i * d..(i + 1) * d]);
+    }
+    CpuTensor::from_f32(&[n, d], out)
+}
+
 /// The CPU backend.
 #[derive(Debug, Clone, Default)]
 pub struct Cpu;
@@ -142,12 +153,7 @@ impl Backend for Cpu {
 
     fn embedding(&self, table: &CpuTensor, ids: &[u32]) -> Result<CpuTensor> {
         let (_, d) = check::embedding(&table.shape, ids)?;
-        let t = table.f32();
-        let mut out = Vec::with_capacity(ids.len() * d);
-        for &i in ids {
-            out.extend_from_slice(&t[i as usize * d..(i as usize + 1) * d]);
-        }
-        Ok(CpuTensor::from_f32(&[ids.len(), d], out))
+        Ok(gather(table, ids.iter().map(|&i| i as usize), d))
     }
 
     fn prepend_row(&self, x: &CpuTensor, row: &CpuTensor) -> Result<CpuTensor> {
@@ -163,12 +169,7 @@ impl Backend for Cpu {
 
     fn gather_rows(&self, x: &CpuTensor, index: &[usize]) -> Result<CpuTensor> {
         let d = check::gather_rows(&x.shape, index)?;
-        let xv = x.f32();
-        let mut out = Vec::with_capacity(index.len() * d);
-        for &i in index {
-            out.extend_from_slice(&xv[i * d..(i + 1) * d]);
-        }
-        Ok(CpuTensor::from_f32(&[index.len(), d], out))
+        Ok(gather(x, index.iter().copied(), d))
     }
 
     fn masked_mean(&self, x: &CpuTensor, lens: &[usize]) -> Result<CpuTensor> {

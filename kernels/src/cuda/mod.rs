@@ -104,15 +104,19 @@ pub struct Cuda {
     name: String,
 }
 
-// SAFETY: cudarc's handles are used from one thread at a time by the model
-// worker that owns the backend; the stream serialises device work.
-unsafe impl Send for Cuda {}
-unsafe impl Sync for Cuda {}
-
 fn grid(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(256).clamp(1, 65_535 * 8) as u32;
     LaunchConfig {
         grid_dim: (blocks, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One 256-thread block per row, for the row-wise reductions (norms).
+fn per_row(rows: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     }
@@ -282,6 +286,12 @@ impl Backend for Cuda {
         let d = check::layer_norm(&x.shape, &gamma.shape, &beta.shape)?;
         let rows = x.len() / d.max(1);
         let mut y = self.out(x.len())?;
+        if rows == 0 {
+            return Ok(CudaTensor {
+                shape: x.shape.clone(),
+                buf: y,
+            });
+        }
         let di = d as i32;
         let mut l = self.stream.launch_builder(self.f("layer_norm_f32"));
         l.arg(&x.buf)
@@ -290,13 +300,8 @@ impl Backend for Cuda {
             .arg(&mut y)
             .arg(&di)
             .arg(&eps);
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // SAFETY: argument list matches the kernel signature.
-        unsafe { l.launch(cfg) }.map_err(dev)?;
+        unsafe { l.launch(per_row(rows)) }.map_err(dev)?;
         Ok(CudaTensor {
             shape: x.shape.clone(),
             buf: y,
@@ -445,16 +450,17 @@ impl Backend for Cuda {
         let d = x.last_dim();
         let rows = x.len() / d.max(1);
         let mut y = self.out(x.len())?;
+        if rows == 0 {
+            return Ok(CudaTensor {
+                shape: x.shape.clone(),
+                buf: y,
+            });
+        }
         let di = d as i32;
         let mut l = self.stream.launch_builder(self.f("l2_normalize_f32"));
         l.arg(&x.buf).arg(&mut y).arg(&di);
-        let cfg = LaunchConfig {
-            grid_dim: (rows.max(1) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // SAFETY: as above.
-        unsafe { l.launch(cfg) }.map_err(dev)?;
+        unsafe { l.launch(per_row(rows)) }.map_err(dev)?;
         Ok(CudaTensor {
             shape: x.shape.clone(),
             buf: y,
