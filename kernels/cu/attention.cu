@@ -41,3 +41,58 @@ extern "C" __global__ void attention_f32(const float* q, const float* k, const f
         orow[t] = acc / z;
     }
 }
+
+// KV cache: per slot, `capacity` rows of `width` floats for keys and values.
+// Row i of k/v [n, width] goes to cache row dst[i] = slot * capacity + pos.
+extern "C" __global__ void kv_store_f32(const float* k, const float* v, float* kc, float* vc,
+                                        const int* dst, int n, int width) {
+    GRID_LOOP(t, (size_t)n * width) {
+        size_t i = t / width, c = t % width;
+        size_t o = (size_t)dst[i] * width + c;
+        kc[o] = k[t];
+        vc[o] = v[t];
+    }
+}
+
+// Attention over the cache, one block per (query row, head): row i reads
+// cache rows base[i] .. base[i] + len[i] of its kv head (h / group).
+// Dynamic shared memory: (max len + d) floats.
+extern "C" __global__ void kv_attention_f32(const float* q, const float* kc, const float* vc, float* o,
+                                            const int* base, const int* len, int heads, int d,
+                                            int width, int group, float scale) {
+    extern __shared__ float sh[];
+    int i = blockIdx.x, h = blockIdx.y;
+    int n = len[i];
+    float* scores = sh;
+    float* qs = sh + n;
+    const float* qr = q + ((size_t)i * heads + h) * d;
+    for (int t = threadIdx.x; t < d; t += blockDim.x) qs[t] = qr[t];
+    __syncthreads();
+    size_t off = (size_t)(h / group) * d;
+    const float* kb = kc + (size_t)base[i] * width + off;
+    const float* vb = vc + (size_t)base[i] * width + off;
+    float mx = -LAKECAP_INF;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const float* kr = kb + (size_t)j * width;
+        float s = 0.f;
+        for (int t = 0; t < d; t++) s += qs[t] * kr[t];
+        s *= scale;
+        scores[j] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = block_max(mx);
+    float z = 0.f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float e = __expf(scores[j] - mx);
+        scores[j] = e;
+        z += e;
+    }
+    z = block_sum(z);
+    __syncthreads();
+    float* orow = o + ((size_t)i * heads + h) * d;
+    for (int t = threadIdx.x; t < d; t += blockDim.x) {
+        float acc = 0.f;
+        for (int j = 0; j < n; j++) acc += scores[j] * vb[(size_t)j * width + t];
+        orow[t] = acc / z;
+    }
+}

@@ -1,6 +1,9 @@
 // NVRTC has no math.h: define infinity ourselves.
 #define LAKECAP_INF __int_as_float(0x7f800000)
 
+// Grid-stride loop: one logical thread per element, any grid size.
+#define GRID_LOOP(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
 // Shared device helpers, prepended to every op family's source before NVRTC
 // compiles it (NVRTC sees no files at run time).
 

@@ -1,6 +1,5 @@
 // Element-wise ops, gathers and pooling. One thread per output element.
 
-#define GRID_LOOP(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
 // y = a + b, b broadcast over a's leading axes (bn divides n).
 extern "C" __global__ void add_f32(const float* a, const float* b, float* y, size_t n, size_t bn) {
@@ -50,4 +49,9 @@ extern "C" __global__ void masked_mean_f32(const float* x, const int* lens, floa
         for (int t = 0; t < n; t++) acc += x[(bi * s + t) * d + c];
         y[i] = acc / fmaxf((float)n, 1e-9f);
     }
+}
+
+// y = a * b, b broadcast like add_f32.
+extern "C" __global__ void mul_f32(const float* a, const float* b, float* y, size_t n, size_t bn) {
+    GRID_LOOP(i, n) y[i] = a[i] * b[i % bn];
 }

@@ -24,3 +24,13 @@ extern "C" __global__ void l2_normalize_f32(const float* x, float* y, int d) {
     float n = fmaxf(sqrtf(block_sum(s)), 1e-12f);
     for (int i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] / n;
 }
+
+// RMSNorm (HF LlamaRMSNorm): x / sqrt(mean(x^2) + eps) * gamma.
+extern "C" __global__ void rms_norm_f32(const float* x, const float* gamma, float* y, int d, float eps) {
+    const float* xr = x + (size_t)blockIdx.x * d;
+    float* yr = y + (size_t)blockIdx.x * d;
+    float s2 = 0.f;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) s2 += xr[i] * xr[i];
+    float inv = rsqrtf(block_sum(s2) / d + eps);
+    for (int i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * inv * gamma[i];
+}

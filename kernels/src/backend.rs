@@ -90,10 +90,32 @@ pub struct Mask {
     pub key_lens: Option<Vec<usize>>,
 }
 
+/// Where a token sits in a [`Backend::KvCache`]: its sequence slot and its
+/// position in that sequence. A query at `pos` sees the slot's keys `0..=pos`,
+/// which makes prefill causal and lets one call mix prefill and decode rows of
+/// different sequences (continuous batching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    pub slot: usize,
+    pub pos: usize,
+}
+
+/// Rotary position embedding (HF `rotate_half` convention): per head, pairs
+/// `(i, i + d/2)` rotate by `pos · inv_freq[i]`; `scale` multiplies cos and sin
+/// (YaRN's attention factor, else 1).
+#[derive(Debug, Clone, Copy)]
+pub struct Rope<'a> {
+    pub inv_freq: &'a [f32],
+    pub scale: f32,
+}
+
 /// The ops a model runs. Every method takes and returns device tensors; only
 /// `upload`/`download` cross the host boundary.
 pub trait Backend: Send + Sync + 'static {
     type Tensor: Send + Sync;
+    /// Keys and values of one attention layer for up to `slots` sequences of
+    /// up to `capacity` positions each (a decoder's KV cache).
+    type KvCache: Send;
 
     /// Human-readable device name (for progress lines and benchmarks).
     fn name(&self) -> String;
@@ -125,6 +147,38 @@ pub trait Backend: Send + Sync + 'static {
     /// Element-wise `a + b`; `b` may also be a suffix shape of `a`, broadcast
     /// over the leading axes (biases, position embeddings).
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Element-wise `a * b`, with `add`'s broadcasting (gated MLPs).
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// RMSNorm over the last axis: `x / sqrt(mean(x²) + eps) * gamma`.
+    fn rms_norm(&self, x: &Self::Tensor, gamma: &Self::Tensor, eps: f32) -> Result<Self::Tensor>;
+    /// Rotary embedding of `x [n, heads·d]`, row `i` at `positions[i]`.
+    fn rope(
+        &self,
+        x: &Self::Tensor,
+        heads: usize,
+        positions: &[usize],
+        rope: Rope<'_>,
+    ) -> Result<Self::Tensor>;
+    /// An empty cache; `width` is the key (and value) row width, kv_heads·d.
+    fn kv_cache(&self, slots: usize, capacity: usize, width: usize) -> Result<Self::KvCache>;
+    /// Stores rows of `k`, `v [n, width]` at `at[i]`.
+    fn kv_store(
+        &self,
+        cache: &mut Self::KvCache,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        at: &[Pos],
+    ) -> Result<()>;
+    /// Attention of `q [n, heads·d]` over the cache: row `i` attends to keys
+    /// `0..=at[i].pos` of slot `at[i].slot`. Grouped-query attention when the
+    /// cache holds fewer heads (`width / d`) than `heads`.
+    fn kv_attention(
+        &self,
+        q: &Self::Tensor,
+        cache: &Self::KvCache,
+        at: &[Pos],
+        heads: usize,
+    ) -> Result<Self::Tensor>;
     /// Multi-head attention, `q [b, sq, h·d]`, `k`/`v [b, sk, h·d]` -> `[b, sq, h·d]`,
     /// softmax(q kᵀ / √d + mask) v, fused per (batch, head).
     fn attention(
@@ -192,6 +246,108 @@ pub mod check {
             format!("x {x:?}, gamma {gamma:?}, beta {beta:?}")
         })?;
         Ok(d)
+    }
+
+    /// Width of the normalised axis.
+    pub fn rms_norm(x: &[usize], gamma: &[usize]) -> Result<usize> {
+        let d = x.last().copied().unwrap_or(1);
+        ensure(numel(gamma) == d, "rms_norm", || {
+            format!("x {x:?}, gamma {gamma:?}")
+        })?;
+        Ok(d)
+    }
+
+    /// `(rows, d)` of a rope call on `x [rows, heads·d]`.
+    pub fn rope(
+        x: &[usize],
+        heads: usize,
+        positions: &[usize],
+        inv_freq: &[f32],
+    ) -> Result<(usize, usize)> {
+        let w = x.last().copied().unwrap_or(0);
+        let rows = numel(x) / w.max(1);
+        let d = if heads > 0 { w / heads } else { 0 };
+        ensure(
+            heads > 0
+                && w.is_multiple_of(heads)
+                && d == 2 * inv_freq.len()
+                && positions.len() == rows,
+            "rope",
+            || {
+                format!(
+                    "x {x:?}, {heads} heads, {} positions, {} frequencies",
+                    positions.len(),
+                    inv_freq.len()
+                )
+            },
+        )?;
+        Ok((rows, d))
+    }
+
+    /// Rows of `k`/`v [n, width]` stored at `at` in a cache of `slots × capacity`.
+    pub fn kv_store(
+        k: &[usize],
+        v: &[usize],
+        width: usize,
+        slots: usize,
+        capacity: usize,
+        at: &[super::Pos],
+    ) -> Result<usize> {
+        ensure(
+            k == v && k.last() == Some(&width) && numel(k) / width.max(1) == at.len(),
+            "kv_store",
+            || format!("k {k:?}, v {v:?}, width {width}, {} positions", at.len()),
+        )?;
+        kv_positions("kv_store", slots, capacity, at)?;
+        Ok(at.len())
+    }
+
+    fn kv_positions(
+        op: &'static str,
+        slots: usize,
+        capacity: usize,
+        at: &[super::Pos],
+    ) -> Result<()> {
+        match at.iter().find(|p| p.slot >= slots || p.pos >= capacity) {
+            Some(p) => Err(super::KernelError::Shape {
+                op,
+                detail: format!(
+                    "position {} of slot {} is outside the cache ({slots} slots of {capacity} positions)",
+                    p.pos, p.slot
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// `(rows, d, kv_heads)` of a cached attention call.
+    pub fn kv_attention(
+        q: &[usize],
+        width: usize,
+        slots: usize,
+        capacity: usize,
+        at: &[super::Pos],
+        heads: usize,
+    ) -> Result<(usize, usize, usize)> {
+        let w = q.last().copied().unwrap_or(0);
+        let rows = numel(q) / w.max(1);
+        let d = if heads > 0 { w / heads } else { 0 };
+        ensure(
+            d > 0
+                && w == heads * d
+                && width.is_multiple_of(d)
+                && heads.is_multiple_of(width / d)
+                && rows == at.len(),
+            "kv_attention",
+            || {
+                format!(
+                    "q {q:?} with {heads} heads over a cache of width {width}, {} positions",
+                    at.len()
+                )
+            },
+        )?;
+        kv_positions("kv_attention", slots, capacity, at)?;
+        Ok((rows, d, width / d))
     }
 
     pub fn add(a: &[usize], b: &[usize]) -> Result<()> {

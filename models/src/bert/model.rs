@@ -9,7 +9,7 @@ use lakecap_kernels::{Activation, Backend, Mask};
 use super::config::BertConfig;
 use crate::error::{ModelError, Result};
 use crate::nn::{Attention, EncoderLayer, LayerNorm, Linear, Mlp, NormPlacement, encode};
-use crate::weights::Weights;
+use crate::weights::{WeightSource, Weights};
 
 pub struct Bert<B: Backend> {
     pub cfg: BertConfig,

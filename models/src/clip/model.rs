@@ -11,7 +11,7 @@ use lakecap_kernels::{Activation, Backend, HostData, Mask};
 use super::config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
 use crate::error::{ModelError, Result};
 use crate::nn::{Attention, EncoderLayer, LayerNorm, Linear, Mlp, NormPlacement, encode};
-use crate::weights::Weights;
+use crate::weights::{WeightSource, Weights};
 
 fn activation(name: &str) -> Result<Activation> {
     Activation::from_hf(name).ok_or_else(|| ModelError::Unsupported(format!("hidden_act `{name}`")))

@@ -1,0 +1,644 @@
+//! Text generation with continuous batching, for every decoder (Llama family
+//! now; BLIP's text decoder implements the same [`Decoder`]).
+//!
+//! One worker thread owns the model and its KV caches. Each step it runs one
+//! ragged batch: a token for every running sequence plus chunks of waiting
+//! prompts (chunked prefill), up to [`STEP_TOKENS`]. A sequence that finishes
+//! (EOS, a stop string, its token limit) leaves at once and its slot goes to
+//! the next waiting prompt, so the batch never idles on its longest row.
+//!
+//! Sampling follows transformers' `generate`: repetition penalty, then
+//! temperature, top-k and top-p, then a draw; temperature 0 is greedy
+//! (first maximum, as `argmax`). Each row draws from its own generator seeded
+//! by `seed` and the row's prompt, so a row's output does not depend on what
+//! else shares its batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lakecap_kernels::Pos;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{ModelError, Result};
+
+/// Most tokens one step runs (decode rows plus prefill chunks).
+pub const STEP_TOKENS: usize = 512;
+
+/// A model the generation loop can drive.
+pub trait Decoder {
+    /// Sequences that can run at once.
+    fn slots(&self) -> usize;
+    /// Most positions (prompt and generated) per sequence.
+    fn capacity(&self) -> usize;
+    /// Runs `tokens` (token `i` at `at[i]`), storing their keys and values,
+    /// and returns the logits of rows `last`, flattened `[last.len(), vocab]`.
+    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>>;
+}
+
+impl<D: Decoder + ?Sized> Decoder for Box<D> {
+    fn slots(&self) -> usize {
+        (**self).slots()
+    }
+    fn capacity(&self) -> usize {
+        (**self).capacity()
+    }
+    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>> {
+        (**self).step(tokens, at, last)
+    }
+}
+
+/// How to generate. The defaults are greedy decoding of up to 64 tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenParams {
+    pub max_new_tokens: usize,
+    /// 0 is greedy.
+    pub temperature: f32,
+    /// 0 keeps every token.
+    pub top_k: usize,
+    pub top_p: f32,
+    pub repetition_penalty: f32,
+    pub seed: u64,
+    /// Generation ends at the first of these; the text ends before it.
+    pub stop: Vec<String>,
+    /// Ignore EOS (benchmarks force a fixed length).
+    pub ignore_eos: bool,
+}
+
+impl Default for GenParams {
+    fn default() -> Self {
+        GenParams {
+            max_new_tokens: 64,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+            stop: Vec::new(),
+            ignore_eos: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Eos,
+    Stop,
+    Length,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    /// Generated token ids (EOS excluded).
+    pub tokens: Vec<u32>,
+    pub finish: Finish,
+}
+
+/// Counters for tests, progress and benchmarks.
+#[derive(Debug, Default)]
+pub struct GenStats {
+    pub steps: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub generated_tokens: AtomicU64,
+    pub sequences: AtomicU64,
+    /// Most sequences that ran in one step.
+    pub max_running: AtomicU64,
+}
+
+/// Token ids -> text (special tokens skipped).
+pub type Detokenize = Arc<dyn Fn(&[u32]) -> String + Send + Sync>;
+
+type Replies = Vec<Result<Completion>>;
+
+struct Request {
+    prompts: Vec<Vec<u32>>,
+    params: Arc<GenParams>,
+    reply: oneshot::Sender<Replies>,
+}
+
+/// A handle to a generation worker; cheap to clone.
+#[derive(Clone)]
+pub struct Generator {
+    tx: mpsc::Sender<Request>,
+    pub stats: Arc<GenStats>,
+}
+
+impl Generator {
+    /// Starts a worker that builds its decoder with `init` (on its own thread,
+    /// so device contexts stay there); `eos`: the end-of-sequence ids.
+    pub fn spawn<D: Decoder + 'static>(
+        name: &str,
+        init: impl FnOnce() -> Result<D> + Send + 'static,
+        eos: Vec<u32>,
+        detok: Detokenize,
+    ) -> Result<Generator> {
+        let (tx, rx) = mpsc::channel::<Request>(16);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        let stats = Arc::new(GenStats::default());
+        let st = Arc::clone(&stats);
+        std::thread::Builder::new()
+            .name(format!("lakecap-{name}"))
+            .spawn(move || match init() {
+                Ok(d) => {
+                    let _ = ready_tx.send(Ok(()));
+                    Worker::new(d, eos, detok, st).run(rx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| ModelError::Worker(format!("cannot start a thread: {e}")))?;
+        ready_rx
+            .recv()
+            .map_err(|_| ModelError::Worker("the generation worker died while loading".into()))??;
+        Ok(Generator { tx, stats })
+    }
+
+    /// Generates a completion for each prompt (token ids); one row's failure
+    /// (an empty or too long prompt) is that row's error only.
+    pub async fn generate(&self, prompts: Vec<Vec<u32>>, params: GenParams) -> Result<Replies> {
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        let gone = || ModelError::Worker("the generation worker exited".into());
+        self.tx
+            .send(Request {
+                prompts,
+                params: Arc::new(params),
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}
+
+struct Pending {
+    results: Vec<Option<Result<Completion>>>,
+    left: usize,
+    reply: oneshot::Sender<Replies>,
+}
+
+struct Seq {
+    req: u64,
+    idx: usize,
+    slot: usize,
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// Tokens already in the cache.
+    fed: usize,
+    params: Arc<GenParams>,
+    rng: ChaCha8Rng,
+}
+
+struct Worker<D> {
+    dec: D,
+    eos: Vec<u32>,
+    detok: Detokenize,
+    stats: Arc<GenStats>,
+    pending: HashMap<u64, Pending>,
+    waiting: VecDeque<Seq>,
+    running: Vec<Seq>,
+    free: Vec<usize>,
+    next_req: u64,
+}
+
+/// FNV-1a over the prompt: a per-row seed that is stable across builds.
+fn prompt_hash(tokens: &[u32]) -> u64 {
+    tokens.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, t| {
+        t.to_le_bytes()
+            .iter()
+            .fold(h, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+    })
+}
+
+impl<D: Decoder> Worker<D> {
+    fn new(dec: D, eos: Vec<u32>, detok: Detokenize, stats: Arc<GenStats>) -> Self {
+        let free = (0..dec.slots()).rev().collect();
+        Worker {
+            dec,
+            eos,
+            detok,
+            stats,
+            pending: HashMap::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            free,
+            next_req: 0,
+        }
+    }
+
+    fn accept(&mut self, r: Request) {
+        let id = self.next_req;
+        self.next_req += 1;
+        let n = r.prompts.len();
+        self.pending.insert(
+            id,
+            Pending {
+                results: (0..n).map(|_| None).collect(),
+                left: n,
+                reply: r.reply,
+            },
+        );
+        let cap = self.dec.capacity();
+        for (idx, prompt) in r.prompts.into_iter().enumerate() {
+            if prompt.is_empty() || prompt.len() >= cap {
+                let why = if prompt.is_empty() {
+                    "empty prompt".to_string()
+                } else {
+                    format!(
+                        "prompt of {} tokens does not fit the context of {cap} positions",
+                        prompt.len()
+                    )
+                };
+                self.finish(id, idx, Err(ModelError::Unsupported(why)));
+                continue;
+            }
+            let rng = ChaCha8Rng::seed_from_u64(r.params.seed ^ prompt_hash(&prompt));
+            self.waiting.push_back(Seq {
+                req: id,
+                idx,
+                slot: usize::MAX,
+                prompt_len: prompt.len(),
+                tokens: prompt,
+                fed: 0,
+                params: Arc::clone(&r.params),
+                rng,
+            });
+        }
+    }
+
+    fn finish(&mut self, req: u64, idx: usize, out: Result<Completion>) {
+        let p = self.pending.get_mut(&req).expect("pending request");
+        p.results[idx] = Some(out);
+        p.left -= 1;
+        if p.left == 0 {
+            let p = self.pending.remove(&req).expect("pending request");
+            let _ = p.reply.send(
+                p.results
+                    .into_iter()
+                    .map(|r| r.expect("every row answered"))
+                    .collect(),
+            );
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        loop {
+            if self.running.is_empty() && self.waiting.is_empty() {
+                match rx.blocking_recv() {
+                    Some(r) => self.accept(r),
+                    None => return,
+                }
+            }
+            // Take what has arrived, keeping the local queue bounded.
+            while self.waiting.len() < 4 * self.dec.slots().max(1) {
+                match rx.try_recv() {
+                    Ok(r) => self.accept(r),
+                    Err(_) => break,
+                }
+            }
+            while !self.free.is_empty() {
+                let Some(mut s) = self.waiting.pop_front() else {
+                    break;
+                };
+                s.slot = self.free.pop().expect("a free slot");
+                self.running.push(s);
+            }
+            if !self.running.is_empty() {
+                self.step();
+            }
+        }
+    }
+
+    /// One ragged batch: decode rows first, then prefill chunks.
+    fn step(&mut self) {
+        let (mut tokens, mut at, mut last, mut sampled) = (vec![], vec![], vec![], vec![]);
+        let mut order: Vec<usize> = (0..self.running.len()).collect();
+        order.sort_by_key(|&i| self.running[i].tokens.len() - self.running[i].fed);
+        for i in order {
+            let s = &mut self.running[i];
+            let want = s.tokens.len() - s.fed;
+            let n = want.min(STEP_TOKENS.saturating_sub(tokens.len()));
+            if n == 0 {
+                continue;
+            }
+            for p in s.fed..s.fed + n {
+                tokens.push(s.tokens[p]);
+                at.push(Pos {
+                    slot: s.slot,
+                    pos: p,
+                });
+            }
+            if s.fed < s.prompt_len {
+                let fresh = (s.prompt_len.min(s.fed + n) - s.fed) as u64;
+                self.stats.prompt_tokens.fetch_add(fresh, Ordering::Relaxed);
+            }
+            s.fed += n;
+            if n == want {
+                last.push(tokens.len() - 1);
+                sampled.push(i);
+            }
+        }
+        self.stats.steps.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .max_running
+            .fetch_max(self.running.len() as u64, Ordering::Relaxed);
+        let dec = &mut self.dec;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dec.step(&tokens, &at, &last)
+        }))
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(ModelError::Worker(format!("model panicked: {msg}")))
+        });
+        let logits = match out {
+            Ok(l) => l,
+            Err(e) => {
+                // The whole batch fails; its sequences are answered, slots freed.
+                let msg = e.to_string();
+                for s in std::mem::take(&mut self.running) {
+                    self.free.push(s.slot);
+                    self.finish(s.req, s.idx, Err(ModelError::Worker(msg.clone())));
+                }
+                return;
+            }
+        };
+        let vocab = logits.len() / last.len().max(1);
+        let mut done = Vec::new();
+        for (row, &i) in sampled.iter().enumerate() {
+            let s = &mut self.running[i];
+            let next = sample(&logits[row * vocab..(row + 1) * vocab], s);
+            self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+            if let Some(f) = self.check_done(i, next) {
+                done.push((i, f));
+            }
+        }
+        done.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        for (i, (finish, text)) in done {
+            let s = self.running.swap_remove(i);
+            self.free.push(s.slot);
+            self.stats.sequences.fetch_add(1, Ordering::Relaxed);
+            let tokens = s.tokens[s.prompt_len..].to_vec();
+            self.finish(
+                s.req,
+                s.idx,
+                Ok(Completion {
+                    text,
+                    tokens,
+                    finish,
+                }),
+            );
+        }
+    }
+
+    /// Appends `next` to sequence `i`; returns how it ended and its text when it did.
+    fn check_done(&mut self, i: usize, next: u32) -> Option<(Finish, String)> {
+        let cap = self.dec.capacity();
+        let s = &mut self.running[i];
+        if !s.params.ignore_eos && self.eos.contains(&next) {
+            return Some((Finish::Eos, (self.detok)(&s.tokens[s.prompt_len..])));
+        }
+        s.tokens.push(next);
+        let generated = &s.tokens[s.prompt_len..];
+        if !s.params.stop.is_empty() {
+            let text = (self.detok)(generated);
+            let cut = s
+                .params
+                .stop
+                .iter()
+                .filter_map(|st| text.find(st.as_str()))
+                .min();
+            if let Some(c) = cut {
+                return Some((Finish::Stop, text[..c].to_string()));
+            }
+        }
+        if generated.len() >= s.params.max_new_tokens || s.tokens.len() >= cap {
+            return Some((Finish::Length, (self.detok)(generated)));
+        }
+        None
+    }
+}
+
+/// Picks the next token of `s` from its logits (transformers' processor order).
+fn sample(logits: &[f32], s: &mut Seq) -> u32 {
+    let p = &s.params;
+    let mut l = logits.to_vec();
+    if p.repetition_penalty != 1.0 {
+        let mut seen = s.tokens.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        for t in seen {
+            if let Some(x) = l.get_mut(t as usize) {
+                *x = if *x < 0.0 {
+                    *x * p.repetition_penalty
+                } else {
+                    *x / p.repetition_penalty
+                };
+            }
+        }
+    }
+    if p.temperature <= 0.0 {
+        return argmax(&l);
+    }
+    l.iter_mut().for_each(|x| *x /= p.temperature);
+    // Candidates by descending logit (stable: ties keep id order).
+    let mut idx: Vec<usize> = (0..l.len()).collect();
+    idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
+    if p.top_k > 0 {
+        idx.truncate(p.top_k);
+    }
+    let mx = l[idx[0]];
+    let mut probs: Vec<f64> = idx.iter().map(|&i| ((l[i] - mx) as f64).exp()).collect();
+    let z: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|x| *x /= z);
+    if p.top_p < 1.0 {
+        // Keep the smallest prefix whose mass reaches top_p (at least one).
+        let mut acc = 0.0;
+        let keep = probs
+            .iter()
+            .position(|&x| {
+                acc += x;
+                acc >= p.top_p as f64
+            })
+            .map_or(probs.len(), |k| k + 1);
+        idx.truncate(keep);
+        probs.truncate(keep);
+    }
+    let total: f64 = probs.iter().sum();
+    let mut u = s.rng.random::<f64>() * total;
+    for (k, &pr) in probs.iter().enumerate() {
+        u -= pr;
+        if u <= 0.0 {
+            return idx[k] as u32;
+        }
+    }
+    idx[probs.len() - 1] as u32
+}
+
+/// Index of the first maximum (as `torch.argmax`).
+pub fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A toy decoder: the next token is (last token + 1) mod vocab, so outputs
+    /// are predictable; it checks that positions arrive in order per slot.
+    struct Counter {
+        vocab: usize,
+        slots: usize,
+        seen: Vec<usize>,
+    }
+
+    impl Decoder for Counter {
+        fn slots(&self) -> usize {
+            self.slots
+        }
+        fn capacity(&self) -> usize {
+            64
+        }
+        fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>> {
+            for p in at {
+                if p.pos != 0 && p.pos != self.seen[p.slot] {
+                    return Err(ModelError::Worker(format!("gap at {p:?}")));
+                }
+                self.seen[p.slot] = p.pos + 1;
+            }
+            let mut out = vec![0f32; last.len() * self.vocab];
+            for (r, &i) in last.iter().enumerate() {
+                out[r * self.vocab + (tokens[i] as usize + 1) % self.vocab] = 1.0;
+            }
+            Ok(out)
+        }
+    }
+
+    fn generator(slots: usize) -> Generator {
+        let detok: Detokenize = Arc::new(|t: &[u32]| {
+            t.iter()
+                .map(|x| char::from(b'a' + (*x % 26) as u8))
+                .collect()
+        });
+        Generator::spawn(
+            "test",
+            move || {
+                Ok(Counter {
+                    vocab: 30,
+                    slots,
+                    seen: vec![0; slots],
+                })
+            },
+            vec![29],
+            detok,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn continuous_batching_finishes_rows_independently() {
+        let g = generator(2);
+        let params = GenParams {
+            max_new_tokens: 5,
+            ..Default::default()
+        };
+        // Row 0 hits EOS (29) after 2 tokens; the others run to the limit.
+        let prompts = vec![vec![1, 2, 26], vec![3], vec![10, 11], vec![], vec![0; 64]];
+        let out = g.generate(prompts, params.clone()).await.unwrap();
+        let ok = |i: usize| out[i].as_ref().unwrap();
+        assert_eq!(ok(0).tokens, vec![27, 28]);
+        assert_eq!(ok(0).finish, Finish::Eos);
+        assert_eq!(ok(1).tokens, vec![4, 5, 6, 7, 8]);
+        assert_eq!(ok(1).text, "efghi");
+        assert_eq!(ok(1).finish, Finish::Length);
+        assert_eq!(ok(2).tokens, vec![12, 13, 14, 15, 16]);
+        assert!(
+            out[3]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("empty prompt")
+        );
+        assert!(
+            out[4]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("does not fit")
+        );
+        // Three rows through two slots: the third joined when the first left.
+        assert_eq!(g.stats.sequences.load(Ordering::Relaxed), 3);
+        assert_eq!(g.stats.max_running.load(Ordering::Relaxed), 2);
+
+        let stop = GenParams {
+            stop: vec!["gh".into()],
+            ..params
+        };
+        let out = g.generate(vec![vec![3]], stop).await.unwrap();
+        let c = out[0].as_ref().unwrap();
+        assert_eq!((c.text.as_str(), c.finish), ("ef", Finish::Stop));
+    }
+
+    #[test]
+    fn sampling_follows_the_processors() {
+        let mk = |params: GenParams| Seq {
+            req: 0,
+            idx: 0,
+            slot: 0,
+            tokens: vec![2],
+            prompt_len: 1,
+            fed: 1,
+            params: Arc::new(params),
+            rng: ChaCha8Rng::seed_from_u64(5),
+        };
+        let logits = [1.0, 3.0, 3.0, -2.0];
+        assert_eq!(
+            sample(&logits, &mut mk(GenParams::default())),
+            1,
+            "first maximum"
+        );
+        // Repetition penalty on token 2 is irrelevant to token 1's win; on
+        // token 1 (seen) it lets token 2 win.
+        let mut s = mk(GenParams {
+            repetition_penalty: 2.0,
+            ..Default::default()
+        });
+        s.tokens = vec![1];
+        assert_eq!(sample(&logits, &mut s), 2);
+        // top_k = 1 is greedy whatever the temperature.
+        let mut s = mk(GenParams {
+            temperature: 5.0,
+            top_k: 1,
+            ..Default::default()
+        });
+        assert!((0..50).all(|_| sample(&logits, &mut s) == 1));
+        // top_p keeps only the two 3.0 logits (mass ≈ 0.93 ≥ 0.9).
+        let mut s = mk(GenParams {
+            temperature: 1.0,
+            top_p: 0.9,
+            ..Default::default()
+        });
+        let draws: Vec<u32> = (0..400).map(|_| sample(&logits, &mut s)).collect();
+        assert!(draws.iter().all(|&t| t == 1 || t == 2));
+        let ones = draws.iter().filter(|&&t| t == 1).count();
+        assert!(
+            (140..260).contains(&ones),
+            "{ones} of 400 should be near half"
+        );
+    }
+}
