@@ -62,7 +62,8 @@ fn flatten_one(key: &str, value: &toml::Value) -> Vec<(String, String)> {
     }
 }
 
-/// Applies `LAKECAP_<OPTION>` variables (e.g. `LAKECAP_ON_ERROR=fail`) from `vars`.
+/// Applies `LAKECAP_<OPTION>` variables (e.g. `LAKECAP_ON_ERROR=fail`,
+/// `LAKECAP_LLM_MODEL=...` for `lakecap.llm.model`) from `vars`.
 pub fn apply_env(
     config: &mut SessionConfig,
     vars: impl Iterator<Item = (String, String)>,
@@ -76,8 +77,9 @@ pub fn apply_env(
         let Some(rest) = name.strip_prefix("LAKECAP_") else {
             continue;
         };
-        let key = rest.to_ascii_lowercase();
-        if known.contains(&key) {
+        // LAKECAP_LLM_MODEL names lakecap.llm.model.
+        let flat = rest.to_ascii_lowercase();
+        if let Some(key) = known.iter().find(|k| k.replace('.', "_") == flat) {
             config
                 .options_mut()
                 .set(&format!("lakecap.{key}"), &value)

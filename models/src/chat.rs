@@ -29,6 +29,34 @@ impl Message {
     }
 }
 
+/// Parses a prompt file: `[system]`, `[user]` and `[assistant]` lines open
+/// turns (few-shot examples are user/assistant pairs); text before any marker,
+/// or a text without markers, is a user turn. Surrounding blank lines of each
+/// turn are dropped.
+pub fn parse_turns(text: &str) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::new();
+    let mut role = "user";
+    let mut buf: Vec<&str> = Vec::new();
+    let flush = |role: &str, buf: &mut Vec<&str>, out: &mut Vec<Message>| {
+        let body = buf.join("\n").trim().to_string();
+        if !body.is_empty() {
+            out.push(Message::new(role, &body));
+        }
+        buf.clear();
+    };
+    for line in text.lines() {
+        match line.trim() {
+            "[system]" | "[user]" | "[assistant]" => {
+                flush(role, &mut buf, &mut out);
+                role = line.trim().trim_matches(['[', ']']);
+            }
+            _ => buf.push(line),
+        }
+    }
+    flush(role, &mut buf, &mut out);
+    out
+}
+
 impl ChatTemplate {
     /// Compiles `source`; `bos`/`eos` are the token strings templates may use.
     pub fn new(source: &str, bos: &str, eos: &str) -> Result<ChatTemplate> {
@@ -69,6 +97,30 @@ impl ChatTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_turns() {
+        let t = parse_turns("[system]\nBe brief.\n[user]\nQ: {x}\n\n[assistant]\nA\n[user]\nQ2");
+        let got: Vec<(&str, &str)> = t
+            .iter()
+            .map(|m| (m.role.as_str(), m.content.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("system", "Be brief."),
+                ("user", "Q: {x}"),
+                ("assistant", "A"),
+                ("user", "Q2")
+            ]
+        );
+        let plain = parse_turns("just a question\non two lines");
+        assert_eq!(plain.len(), 1);
+        assert_eq!(
+            (plain[0].role.as_str(), plain[0].content.as_str()),
+            ("user", "just a question\non two lines")
+        );
+    }
 
     #[test]
     fn renders_a_chatml_template_with_python_methods() {

@@ -31,22 +31,16 @@ pub struct Llm {
 }
 
 impl Llm {
-    /// The prompt text for a system and a user message: the model's chat
-    /// template when it has one, else the two joined by a blank line.
-    pub fn chat_prompt(&self, system: Option<&str>, user: &str) -> Result<String> {
+    /// The prompt text of a conversation: the model's chat template with the
+    /// assistant's turn opened, else the turns' texts joined by blank lines.
+    pub fn chat_prompt(&self, messages: &[Message]) -> Result<String> {
         match &self.template {
-            Some(t) => {
-                let mut m = Vec::new();
-                if let Some(s) = system {
-                    m.push(Message::new("system", s));
-                }
-                m.push(Message::new("user", user));
-                t.render(&m, true)
-            }
-            None => Ok(match system {
-                Some(s) => format!("{s}\n\n{user}"),
-                None => user.to_string(),
-            }),
+            Some(t) => t.render(messages, true),
+            None => Ok(messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n")),
         }
     }
 

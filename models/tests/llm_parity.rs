@@ -10,6 +10,7 @@ mod common;
 
 use common::{floats, ids, json, rel_err};
 use lakecap_kernels::{Backend, Cpu, Cuda, Pos, cuda::unavailable_reason};
+use lakecap_models::chat::Message;
 use lakecap_models::embed::Device;
 use lakecap_models::generate::GenParams;
 use lakecap_models::gguf::Gguf;
@@ -161,7 +162,12 @@ async fn greedy_generation_matches_transformers_generate() {
             }
             assert_eq!(got.unwrap().tokens, want, "{kind}: {}", r["prompt"]);
         }
-        let chat = m.chat_prompt(Some(" Be brief. "), "hi").unwrap();
+        let chat = m
+            .chat_prompt(&[
+                Message::new("system", " Be brief. "),
+                Message::new("user", "hi"),
+            ])
+            .unwrap();
         assert_eq!(chat, exp["chat"].as_str().unwrap(), "{kind} chat template");
     }
 }

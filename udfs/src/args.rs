@@ -155,6 +155,16 @@ impl<'a> Rows<'a> {
         self.options.decode_limits()
     }
 
+    /// Counts a warning for a row that still has a value (a fallback).
+    pub fn warn(&self, row: usize, kind: &'static str, message: &str) {
+        self.diag.warn(self.func, &self.column, kind, || {
+            format!(
+                "{}({}): row {row} of the batch: {message}",
+                self.func, self.column
+            )
+        });
+    }
+
     /// Applies `lakecap.on_error` to one row's outcome.
     pub fn row<T>(&self, row: usize, outcome: Result<T, RowFailure>) -> Result<Option<T>> {
         match outcome {

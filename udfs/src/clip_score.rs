@@ -82,8 +82,8 @@ impl AsyncScalarUDFImpl for ClipScoreFunc {
         let model = model_id_at_run(&args.args, 2, &self.model)?;
         let cols = arrays(&args)?;
         let rows = Rows::new("clip_score", &args, 0, &self.diag.0);
-        let images = image_vectors(&rows, &cols[0], &model, &self.memo.0).await?;
-        let texts = text_vectors(&cols[1], &model, &rows.options, &self.memo.0).await?;
+        let images = image_vectors(&rows, &cols[0], &model, &self.memo.0.vectors).await?;
+        let texts = text_vectors(&cols[1], &model, &rows.options, &self.memo.0.vectors).await?;
         let scores: Float32Array = images
             .iter()
             .zip(&texts)

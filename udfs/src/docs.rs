@@ -19,3 +19,10 @@ pub(crate) const MODEL: DocSection = DocSection {
         "Embeddings and scores from CLIP and sentence encoders, batched across partitions",
     ),
 };
+pub(crate) const LLM: DocSection = DocSection {
+    include: true,
+    label: "lakecap generation functions",
+    description: Some(
+        "Caption fusion and free-form generation with a Llama-family LLM, batched continuously",
+    ),
+};

@@ -89,7 +89,7 @@ impl AsyncScalarUDFImpl for EmbedImageFunc {
         let model = model_id_at_run(&args.args, 1, &self.model)?;
         let dim = crate::model_args::dim_of(&args)?;
         let rows = Rows::new("embed_image", &args, 0, &self.diag.0);
-        let v = image_vectors(&rows, &arrays(&args)?[0], &model, &self.memo.0).await?;
+        let v = image_vectors(&rows, &arrays(&args)?[0], &model, &self.memo.0.vectors).await?;
         Ok(ColumnarValue::Array(vectors_array(&v, dim)?))
     }
 }

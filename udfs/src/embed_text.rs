@@ -90,7 +90,7 @@ impl AsyncScalarUDFImpl for EmbedTextFunc {
         let model = model_id_at_run(&args.args, 1, &self.model)?;
         let dim = crate::model_args::dim_of(&args)?;
         let options = LakecapOptions::from_config(&args.config_options);
-        let v = text_vectors(&arrays(&args)?[0], &model, &options, &self.memo.0).await?;
+        let v = text_vectors(&arrays(&args)?[0], &model, &options, &self.memo.0.vectors).await?;
         Ok(ColumnarValue::Array(vectors_array(&v, dim)?))
     }
 }

@@ -11,9 +11,11 @@
 //! - `args`: argument coercion (clear plan-time errors for wrong types) and
 //!   per-row value access for the plain and view Arrow types parquet delivers.
 //!
-//! Model functions (`embed_image`, `embed_text`, `clip_score`) are async UDFs:
+//! Model functions (`embed_image`, `embed_text`, `clip_score`, and the
+//! generation functions `fuse` and `llm`) are async UDFs:
 //! they hand whole batches to the model scheduler of `lakecap-models` and
-//! share an [`EmbeddingMemo`] so that each distinct input is computed once per
+//! share a [`SessionMemo`] (embeddings and generated texts) so that each
+//! distinct input is computed once per
 //! session, however often a query mentions it (DataFusion evaluates a UDF in
 //! WHERE and again in SELECT). `model_args` holds what they share.
 //!
@@ -22,6 +24,7 @@
 mod args;
 mod diagnostics;
 mod docs;
+mod llm_call;
 mod model_args;
 mod options;
 mod table_args;
@@ -32,9 +35,11 @@ mod cosine;
 mod dhash;
 mod embed_image;
 mod embed_text;
+mod fuse;
 mod hamming;
 mod image_error;
 mod image_info;
+mod llm;
 mod near_duplicates;
 mod phash;
 mod semantic_duplicates;
@@ -53,12 +58,17 @@ pub use dhash::DhashFunc;
 pub use diagnostics::{DiagHandle, Diagnostics, WarningCount};
 pub use embed_image::EmbedImageFunc;
 pub use embed_text::EmbedTextFunc;
+pub use fuse::FuseFunc;
 pub use hamming::HammingFunc;
 pub use image_error::ImageErrorFunc;
 pub use image_info::ImageInfoFunc;
-pub use model_args::{EmbeddingMemo, MemoHandle};
+pub use llm::LlmFunc;
+pub use model_args::{EmbeddingMemo, MemoHandle, SessionMemo, TextMemo};
 pub use near_duplicates::NearDuplicatesFunc;
-pub use options::{DEFAULT_CLIP_MODEL, DEFAULT_TEXT_MODEL, LakecapOptions, ModelSetting, OnError};
+pub use options::{
+    DEFAULT_CLIP_MODEL, DEFAULT_FUSE_PROMPT, DEFAULT_LLM_MODEL, DEFAULT_TEXT_MODEL, FuseOptions,
+    LakecapOptions, LlmOptions, ModelSetting, OnError,
+};
 pub use phash::PhashFunc;
 pub use semantic_duplicates::SemanticDuplicatesFunc;
 pub use thumbnail::ThumbnailFunc;
@@ -83,9 +93,11 @@ pub fn scalar_functions(diag: &Arc<Diagnostics>, options: &LakecapOptions) -> Ve
         ))),
         asynchronous(Arc::new(ClipScoreFunc::new(
             options.clip_model.clone(),
-            memo,
+            memo.clone(),
             d.clone(),
         ))),
+        asynchronous(Arc::new(FuseFunc::new(memo.clone(), d.clone()))),
+        asynchronous(Arc::new(LlmFunc::new(memo, d.clone()))),
         ScalarUDF::from(CosineFunc::new()),
         ScalarUDF::from(ImageInfoFunc::new(d.clone())),
         ScalarUDF::from(ImageErrorFunc::new()),
@@ -104,6 +116,8 @@ pub fn documentation(udf: &ScalarUDF) -> Option<&Documentation> {
         "embed_image" => Some(&*embed_image::DOC),
         "embed_text" => Some(&*embed_text::DOC),
         "clip_score" => Some(&*clip_score::DOC),
+        "fuse" => Some(&*fuse::DOC),
+        "llm" => Some(&*llm::DOC),
         _ => None,
     })
 }

@@ -155,27 +155,59 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// Bounded: two generations of at most `cap_bytes / 2` each; a full current
 /// generation becomes the old one and the old one is dropped.
 #[derive(Debug)]
-pub struct EmbeddingMemo {
-    inner: Mutex<MemoGens>,
+pub struct Memo<V> {
+    inner: Mutex<MemoGens<V>>,
     cap_bytes: usize,
 }
 
-#[derive(Debug, Default)]
-struct MemoGens {
-    cur: HashMap<u128, Arc<[f32]>>,
-    old: HashMap<u128, Arc<[f32]>>,
-    cur_bytes: usize,
+/// A memoised value and what it costs to keep.
+pub trait MemoValue: Clone {
+    fn bytes(&self) -> usize;
 }
 
-impl Default for EmbeddingMemo {
-    fn default() -> Self {
-        EmbeddingMemo::with_capacity(256 << 20)
+impl MemoValue for Arc<[f32]> {
+    fn bytes(&self) -> usize {
+        self.len() * 4
     }
 }
 
-impl EmbeddingMemo {
-    pub fn with_capacity(cap_bytes: usize) -> EmbeddingMemo {
-        EmbeddingMemo {
+impl MemoValue for Arc<str> {
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Embeddings by input.
+pub type EmbeddingMemo = Memo<Arc<[f32]>>;
+/// Generated texts by (model, settings, prompt).
+pub type TextMemo = Memo<Arc<str>>;
+
+#[derive(Debug)]
+struct MemoGens<V> {
+    cur: HashMap<u128, V>,
+    old: HashMap<u128, V>,
+    cur_bytes: usize,
+}
+
+impl<V> Default for MemoGens<V> {
+    fn default() -> Self {
+        MemoGens {
+            cur: HashMap::new(),
+            old: HashMap::new(),
+            cur_bytes: 0,
+        }
+    }
+}
+
+impl<V: MemoValue> Default for Memo<V> {
+    fn default() -> Self {
+        Memo::with_capacity(256 << 20)
+    }
+}
+
+impl<V: MemoValue> Memo<V> {
+    pub fn with_capacity(cap_bytes: usize) -> Memo<V> {
+        Memo {
             inner: Mutex::default(),
             cap_bytes,
         }
@@ -189,17 +221,17 @@ impl EmbeddingMemo {
         h.digest128()
     }
 
-    fn get(&self, k: u128) -> Option<Arc<[f32]>> {
+    pub(crate) fn get(&self, k: u128) -> Option<V> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = g.cur.get(&k) {
-            return Some(Arc::clone(v));
+            return Some(v.clone());
         }
         let v = g.old.remove(&k)?;
-        g.insert(k, Arc::clone(&v), self.cap_bytes);
+        g.insert(k, v.clone(), self.cap_bytes);
         Some(v)
     }
 
-    fn put(&self, k: u128, v: Arc<[f32]>) {
+    pub(crate) fn put(&self, k: u128, v: V) {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -207,9 +239,9 @@ impl EmbeddingMemo {
     }
 }
 
-impl MemoGens {
-    fn insert(&mut self, k: u128, v: Arc<[f32]>, cap: usize) {
-        self.cur_bytes += v.len() * 4 + 48;
+impl<V: MemoValue> MemoGens<V> {
+    fn insert(&mut self, k: u128, v: V, cap: usize) {
+        self.cur_bytes += v.bytes() + 48;
         self.cur.insert(k, v);
         if self.cur_bytes > cap / 2 {
             self.old = std::mem::take(&mut self.cur);
@@ -218,9 +250,16 @@ impl MemoGens {
     }
 }
 
+/// The memos of one session.
+#[derive(Debug, Default)]
+pub struct SessionMemo {
+    pub vectors: EmbeddingMemo,
+    pub texts: TextMemo,
+}
+
 /// Handle for `Eq + Hash` function structs (equal when shared).
 #[derive(Debug, Clone, Default)]
-pub struct MemoHandle(pub Arc<EmbeddingMemo>);
+pub struct MemoHandle(pub Arc<SessionMemo>);
 
 impl PartialEq for MemoHandle {
     fn eq(&self, other: &Self) -> bool {

@@ -106,6 +106,70 @@ impl ConfigField for ModelSetting {
     }
 }
 
+/// A nested `lakecap.<namespace>.*` group of options. (`extensions_options!`
+/// visits nested structs without their key prefix, so this writes the
+/// `ConfigField` impl that keeps `lakecap.llm.model` a full key.)
+macro_rules! namespace {
+    ($(#[$meta:meta])* $name:ident { $($(#[doc = $d:literal])* $field:ident : $ty:ty = $default:expr),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $($(#[doc = $d])* pub $field: $ty,)*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $($field: $default,)* }
+            }
+        }
+
+        impl ConfigField for $name {
+            fn visit<V: Visit>(&self, v: &mut V, key: &str, _: &'static str) {
+                $(self.$field.visit(v, &format!("{key}.{}", stringify!($field)), concat!($($d),*).trim());)*
+            }
+
+            fn set(&mut self, key: &str, value: &str) -> Result<()> {
+                let (k, rest) = key.split_once('.').unwrap_or((key, ""));
+                match k {
+                    $(stringify!($field) => self.$field.set(rest, value),)*
+                    _ => Err(DataFusionError::Configuration(format!(
+                        "unknown option '{k}' in {}", stringify!($name)
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+/// The default LLM (real weights from scripts/fetch-models.sh).
+pub const DEFAULT_LLM_MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
+/// The fusion prompt shipped with lakecap (`udfs/prompts/fuse.txt`).
+pub const DEFAULT_FUSE_PROMPT: &str = include_str!("../prompts/fuse.txt");
+
+namespace! {
+    /// `lakecap.llm.*`: the model and sampling of `fuse` and `llm`.
+    LlmOptions {
+        /// LLM for fuse and llm: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, a directory (HF safetensors) or a .gguf file.
+        model: String = DEFAULT_LLM_MODEL.to_string(),
+        /// Most tokens generated per row.
+        max_tokens: usize = 96,
+        /// 0 is greedy decoding; above 0 samples with top_p and seed.
+        temperature: f64 = 0.0,
+        /// Nucleus sampling mass (with temperature > 0).
+        top_p: f64 = 1.0,
+        /// Sampling seed; each row mixes in its prompt, so results do not depend on batching.
+        seed: u64 = 0,
+    }
+}
+
+namespace! {
+    /// `lakecap.fuse.*`: caption fusion.
+    FuseOptions {
+        /// The fusion prompt: `[system]`/`[user]`/`[assistant]` sections (few-shot turns) with {alt}, {caption} and {extra} placeholders; see udfs/prompts/fuse.txt.
+        prompt: String = DEFAULT_FUSE_PROMPT.to_string(),
+    }
+}
+
 /// The default CLIP model: users bring their own weights (no hub here).
 pub const DEFAULT_CLIP_MODEL: &str = "openai/clip-vit-base-patch32";
 /// The default sentence encoder (real weights from scripts/fetch-models.sh).
@@ -129,6 +193,10 @@ extensions_options! {
         pub batch_size: usize, default = 32
         /// Where models run: 'auto' (the first GPU when CUDA can be loaded, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
         pub device: String, default = "auto".to_string()
+        /// LLM model and sampling (lakecap.llm.model, .max_tokens, .temperature, .top_p, .seed).
+        pub llm: LlmOptions, default = LlmOptions::default()
+        /// Caption fusion (lakecap.fuse.prompt).
+        pub fuse: FuseOptions, default = FuseOptions::default()
     }
 }
 

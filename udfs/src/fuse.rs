@@ -1,0 +1,237 @@
+//! `fuse(alt, caption [, extra …])`: CapsFusion-style fusion of a web alt text
+//! and synthetic caption(s) into one caption by an LLM.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, internal_err};
+use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+};
+use lakecap_models::chat::parse_turns;
+use lakecap_models::text::alt_quality;
+
+use crate::args::{Rows, arrays};
+use crate::diagnostics::DiagHandle;
+use crate::llm_call::{at_least, fill, generate, string_columns, strings_array, strings_signature};
+use crate::model_args::MemoHandle;
+
+const USAGE: &str = "fuse(alt, caption [, extra …])";
+
+pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        crate::docs::LLM,
+        "One fluent caption that keeps the facts of a web alt text (names, places, dates) and the \
+         visual details of a synthetic caption, written by an LLM (CapsFusion). Extra arguments \
+         (more captions, detected tags, OCR text, as in FuseCap) are given to the model as further \
+         details. The prompt is udfs/prompts/fuse.txt, overridable with SET lakecap.fuse.prompt; \
+         the model and sampling follow lakecap.llm.*. Without a usable alt text (NULL, empty, a \
+         file name, boilerplate, an ad or a single word) the caption is returned unchanged; \
+         without a caption, the alt text. Both NULL gives NULL. A reply that keeps under a third of \
+         the caption's content words (a small model repeating the prompt's example) is rejected: \
+         the caption is kept and a warning counted.",
+        USAGE,
+    )
+    .with_argument("alt", "The web alt text.")
+    .with_argument("caption", "A synthetic caption (e.g. recaption(img)).")
+    .with_argument("extra", "Optional further captions, tags or OCR text.")
+    .with_sql_example("SELECT key, fuse(alt, caption) AS fused FROM captions;")
+    .with_related_udf("llm")
+    .with_related_udf("alt_quality")
+    .build()
+});
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FuseFunc {
+    signature: Signature,
+    memo: MemoHandle,
+    diag: DiagHandle,
+}
+
+impl FuseFunc {
+    pub fn new(memo: MemoHandle, diag: DiagHandle) -> Self {
+        Self {
+            signature: strings_signature(),
+            memo,
+            diag,
+        }
+    }
+}
+
+/// Whether an alt text carries facts worth fusing.
+fn usable_alt(alt: &str) -> bool {
+    let q = alt_quality(alt);
+    q.words >= 2 && !q.is_filename && !q.is_boilerplate && !q.is_ad
+}
+
+/// The caption in a model reply: its first non-empty line, without quotes or
+/// a "Caption:" label.
+fn clean(reply: &str) -> String {
+    let line = reply
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let line = ["Caption:", "caption:", "Fused caption:"]
+        .iter()
+        .fold(line, |l, p| l.strip_prefix(p).unwrap_or(l))
+        .trim();
+    line.trim_matches(['"', '\u{201c}', '\u{201d}'])
+        .trim()
+        .to_string()
+}
+
+/// Whether a fused caption is grounded in the description: it must keep at
+/// least a third of the description's content words (the visual details a
+/// fusion exists to keep). A reply that does not (a small model repeating the
+/// prompt's example, or echoing only the alt text) is rejected.
+fn grounded(fused: &str, caption: &str) -> bool {
+    let words = |s: &str| -> std::collections::HashSet<String> {
+        s.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() > 3)
+            .map(str::to_string)
+            .collect()
+    };
+    let (f, c) = (words(fused), words(caption));
+    !f.is_empty() && 3 * c.intersection(&f).count() >= c.len()
+}
+
+/// What a row becomes without the model, or `None` when it needs fusing.
+fn shortcut(alt: Option<&str>, caption: Option<&str>) -> Option<Option<String>> {
+    let (a, c) = (alt.map(str::trim), caption.map(str::trim));
+    match (a.filter(|a| !a.is_empty()), c.filter(|c| !c.is_empty())) {
+        // Nothing to fuse: NULL stays NULL, an empty string stays empty.
+        (None, None) => Some(caption.or(alt).map(str::to_string)),
+        (Some(_), None) => Some(alt.map(str::to_string)),
+        (None, Some(_)) => Some(caption.map(str::to_string)),
+        (Some(a), Some(c)) if !usable_alt(a) || a.eq_ignore_ascii_case(c) => {
+            Some(caption.map(str::to_string))
+        }
+        _ => None,
+    }
+}
+
+impl ScalarUDFImpl for FuseFunc {
+    fn name(&self) -> &str {
+        "fuse"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        at_least("fuse", USAGE, 2, args.len())?;
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        internal_err!("fuse is async")
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOC)
+    }
+}
+
+#[async_trait]
+impl AsyncScalarUDFImpl for FuseFunc {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let cols = string_columns(&arrays(&args)?)?;
+        let rows = Rows::new("fuse", &args, 0, &self.diag.0);
+        let prompt = rows.options.fuse.prompt.clone();
+        let n = cols[0].len();
+        let mut out: Vec<Option<String>> = vec![None; n];
+        let mut convs = vec![None; n];
+        for i in 0..n {
+            let (alt, cap) = (cols[0][i].as_deref(), cols[1][i].as_deref());
+            match shortcut(alt, cap) {
+                Some(v) => out[i] = v,
+                None => {
+                    let extras: Vec<&str> = cols[2..]
+                        .iter()
+                        .filter_map(|c| c[i].as_deref().map(str::trim))
+                        .filter(|e| !e.is_empty())
+                        .collect();
+                    let extra = if extras.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\nMore details: {}", extras.join("; "))
+                    };
+                    let (alt, cap) = (alt.unwrap_or("").trim(), cap.unwrap_or("").trim());
+                    let text = fill(
+                        &prompt,
+                        &[("alt", alt), ("caption", cap), ("extra", &extra)],
+                    );
+                    convs[i] = Some(parse_turns(&text));
+                }
+            }
+        }
+        let fused = generate(&rows, convs.clone(), &self.memo.0.texts).await?;
+        for (i, f) in fused.into_iter().enumerate() {
+            if convs[i].is_none() {
+                continue;
+            }
+            let caption = cols[1][i].clone();
+            out[i] = match f.map(|r| clean(&r)) {
+                Some(c) if grounded(&c, caption.as_deref().unwrap_or("")) => Some(c),
+                Some(c) => {
+                    let msg = format!(
+                        "the model's reply {c:?} keeps too little of the caption; the caption is kept"
+                    );
+                    rows.warn(i, "ungrounded_fusion", &msg);
+                    caption
+                }
+                // A row the model could not run (warned already): keep the caption.
+                None => caption,
+            };
+        }
+        Ok(ColumnarValue::Array(strings_array(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortcuts_and_cleaning() {
+        let cap = "a cat on a mat";
+        assert_eq!(shortcut(None, None), Some(None));
+        assert_eq!(shortcut(Some(""), None), Some(Some(String::new())));
+        assert_eq!(shortcut(None, Some(cap)), Some(Some(cap.into())));
+        assert_eq!(shortcut(Some("  "), Some(cap)), Some(Some(cap.into())));
+        assert_eq!(
+            shortcut(Some("Tabby cat Chelsea, 2009"), None),
+            Some(Some("Tabby cat Chelsea, 2009".into()))
+        );
+        assert_eq!(
+            shortcut(Some("IMG_0042.JPG"), Some(cap)),
+            Some(Some(cap.into()))
+        );
+        assert_eq!(
+            shortcut(Some("click here to enlarge"), Some(cap)),
+            Some(Some(cap.into()))
+        );
+        assert_eq!(shortcut(Some("texture"), Some(cap)), Some(Some(cap.into())));
+        assert_eq!(
+            shortcut(Some("A cat on a mat"), Some(cap)),
+            Some(Some(cap.into()))
+        );
+        assert_eq!(shortcut(Some("Tabby cat Chelsea, 2009"), Some(cap)), None);
+        assert_eq!(clean("\n  Caption: \"A cat.\"\nmore"), "A cat.");
+        assert_eq!(clean("   "), "");
+        assert!(grounded(
+            "Chelsea, a tabby cat, sits",
+            "a tabby cat with green eyes"
+        ));
+        assert!(!grounded(
+            "The Golden Gate Bridge spans the water",
+            "a black silhouette of a horse"
+        ));
+        assert!(!grounded("", "a cat"));
+    }
+}
