@@ -152,12 +152,14 @@ fn run_script_with_defines_and_warnings() {
 }
 
 /// The model recipes on a sample lake, with the tiny CLIP fixture standing in
-/// for real weights (its text tower serves embed_text too).
+/// for real weights (its text tower serves embed_text too) and the tiny Llama
+/// for the LLM (with a prompt that fits its short context).
 #[test]
 fn model_recipes_run_on_the_sample_lake() {
     let dir = tempfile::tempdir().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let model = format!("{root}/tests/fixtures/models/clip-tiny");
+    let llm = format!("{root}/tests/fixtures/models/llama-tiny");
     assert!(
         lakecap(
             &["sample-lake", "lake", "--rows", "80", "--seed", "3"],
@@ -170,6 +172,13 @@ fn model_recipes_run_on_the_sample_lake() {
         ("datacomp_filter", "rows,scored,above_28,p70\n"),
         ("semdedup", "embedded,kept,duplicates,clusters\n"),
         ("caption_dedup", "captions,paraphrase_duplicates\n"),
+        ("capsfusion", "rows,fused,caption_kept\n"),
+        ("veclip", "rows,rewritten,trained_on_vec\n"),
+        ("fusecap", "rows,tagged,fused\n"),
+        (
+            "rank_fuse",
+            "images,alt_ranked_first,caption_ranked_first\n",
+        ),
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_lakecap"))
             .args([
@@ -178,13 +187,19 @@ fn model_recipes_run_on_the_sample_lake() {
                 "-D",
                 "LAKE=lake/",
                 "-D",
-                "OUT=out/",
+                "CAPTIONS=lake.captions.parquet",
+                "-D",
+                &format!("OUT=out-{recipe}/"),
                 "-f",
                 "csv",
             ])
             .current_dir(dir.path())
             .env("LAKECAP_CLIP_MODEL", &model)
             .env("LAKECAP_TEXT_MODEL", &model)
+            .env("LAKECAP_LLM_MODEL", &llm)
+            .env("LAKECAP_LLM_MAX_TOKENS", "3")
+            .env("LAKECAP_FUSE_PROMPT", "Fuse: {alt} | {caption}{extra}")
+            .env("LAKECAP_DEVICE", "cpu")
             .output()
             .unwrap();
         let (out, err) = text(&o);

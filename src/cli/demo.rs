@@ -6,27 +6,61 @@ use anyhow::{Context, Result, bail};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use lakecap::output::{self, Format};
-use lakecap::sample_lake::{SampleLakeOptions, truth_path, write_sample_lake};
+use lakecap::sample_lake::{SampleLakeOptions, captions_path, truth_path, write_sample_lake};
 use lakecap::{Engine, Vars};
 
 /// The demo pipeline, also runnable as `lakecap run sql/demo.sql -D LAKE=... -D OUT=...`.
 const DEMO_SQL: &str = include_str!("../../sql/demo.sql");
 
 /// Model stages of the full recipe that have no runtime yet, and what will enable them.
-const FUTURE_STAGES: &[(&str, &str)] = &[
-    (
-        "recaption",
-        "recaptioning: needs a BLIP captioner (HF layout) in the HF cache",
-    ),
-    (
-        "fuse",
-        "caption fusion: needs an LLM (e.g. SmolLM2 GGUF via scripts/fetch-models.sh)",
-    ),
-];
+const FUTURE_STAGES: &[(&str, &str)] = &[(
+    "recaption",
+    "recaptioning: needs a BLIP captioner (HF layout) in the HF cache",
+)];
+
+/// Kept rows the demo fuses (an LLM on the CPU takes about a second a row).
+const FUSE_ROWS: usize = 12;
+
+/// Fuses the alt texts of some kept rows with the sample lake's image
+/// descriptions (standing in for recaption output) and shows them.
+async fn fuse_stage(engine: &Engine, lake: &Path) -> Result<()> {
+    let llm = engine.options().llm.model.clone();
+    let captions = captions_path(lake);
+    if lakecap_models::hub::resolve(&llm).is_err() {
+        eprintln!(
+            "note: fuse skipped: LLM `{llm}` not found; run scripts/fetch-models.sh (SmolLM2) or set \
+             lakecap.llm.model (LAKECAP_LLM_MODEL) to a GGUF file or HF directory"
+        );
+        return Ok(());
+    }
+    if !captions.is_file() {
+        eprintln!(
+            "note: fuse skipped: {} not found (made by `lakecap sample-lake`)",
+            captions.display()
+        );
+        return Ok(());
+    }
+    engine
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE demo_captions STORED AS PARQUET LOCATION '{}'",
+            captions.display()
+        ))
+        .await?;
+    let b = engine
+        .sql(&format!(
+            "SELECT alt, fuse(alt, caption) AS fused FROM \
+               (SELECT d.key, d.alt, c.caption FROM decided d JOIN demo_captions c ON c.key = d.key \
+                WHERE d.dropped_because IS NULL ORDER BY d.alt_score DESC, d.key LIMIT {FUSE_ROWS})"
+        ))
+        .await?;
+    println!("caption fusion ({llm}) of the {FUSE_ROWS} kept rows with the best alt texts:");
+    output::write(&mut std::io::stdout().lock(), &b, Format::Table)?;
+    Ok(())
+}
 
 /// Runs the model stages whose weights are present on the demo's kept rows
 /// (table `decided`), and says how to enable the others.
-async fn model_stages(engine: &Engine) -> Result<()> {
+async fn model_stages(engine: &Engine, lake: &Path) -> Result<()> {
     let options = engine.options();
     let (clip, text) = (options.clip_model.get(), options.text_model.get());
     match lakecap_models::hub::resolve(&clip) {
@@ -64,6 +98,7 @@ async fn model_stages(engine: &Engine) -> Result<()> {
             "note: embed_text skipped: sentence encoder `{text}` not found; run scripts/fetch-models.sh"
         ),
     }
+    fuse_stage(engine, lake).await?;
     for (name, what) in FUTURE_STAGES {
         eprintln!("note: {name} skipped: {what}");
     }
@@ -89,6 +124,10 @@ pub fn sample_lake(dir: &Path, rows: usize, seed: u64) -> Result<()> {
         println!("  {defect:<24} {n}");
     }
     println!("ground truth per row: {}", truth_path(dir).display());
+    println!(
+        "image descriptions per row: {}",
+        captions_path(dir).display()
+    );
     Ok(())
 }
 
@@ -182,5 +221,5 @@ pub async fn run(engine: &Engine, lake: &Path, out: &Path, rows: usize) -> Resul
         "rows out: {rows_out} (curated parquet in {})",
         out.display()
     );
-    model_stages(engine).await
+    model_stages(engine, lake).await
 }

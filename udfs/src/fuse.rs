@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(clean("\n  Caption: \"A cat.\"\nmore"), "A cat.");
         assert_eq!(clean("   "), "");
         assert!(grounded(
-            "Chelsea, a tabby cat, sits",
+            "Chelsea, a tabby cat with green eyes, sits",
             "a tabby cat with green eyes"
         ));
         assert!(!grounded(

@@ -7,7 +7,11 @@
 //! the row count ([`IMAGE_DEFECTS`], [`ALT_DEFECTS`]) and are recorded per row in
 //! `DIR.truth.csv` beside the lake (key, crawl, image_defect, alt_defect, dup_of;
 //! outside it, so that listing the lake finds only its parquet shards) so tests
-//! and demos can check what curation found. The same seed gives the same bytes.
+//! and demos can check what curation found. `DIR.captions.parquet` (key,
+//! caption) holds a description of every row's image (the photos' human
+//! reference captions, the scenes' generated ones): a stand-in for recaption
+//! output, so the fusion recipes run on the sample lake. The same seed gives
+//! the same bytes.
 
 mod images;
 
@@ -97,6 +101,8 @@ struct Row {
     key: String,
     ext: &'static str,
     alt: Option<String>,
+    /// What the image shows (see `captions_path`).
+    caption: String,
     img: Option<Vec<u8>>,
     image_defect: &'static str,
     alt_defect: &'static str,
@@ -117,6 +123,17 @@ pub fn truth_path(dir: &Path) -> PathBuf {
         .file_name()
         .map_or_else(|| "lake".into(), |n| n.to_string_lossy().into_owned());
     dir.with_file_name(format!("{name}.truth.csv"))
+}
+
+/// Where [`write_sample_lake`] puts the per-row image descriptions.
+pub fn captions_path(dir: &Path) -> PathBuf {
+    let t = truth_path(dir);
+    t.with_file_name(
+        t.file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .replace(".truth.csv", ".captions.parquet"),
+    )
 }
 
 /// Writes the lake into `dir` (created if missing; must not already hold parquet files).
@@ -149,6 +166,7 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
             key,
             ext,
             alt: Some(p.web_alt_text.to_string()),
+            caption: p.reference_caption.to_string(),
             img: Some(p.bytes.to_vec()),
             image_defect: "",
             alt_defect: "",
@@ -162,7 +180,8 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
         rows.push(Row {
             key,
             ext,
-            alt: Some(caption),
+            alt: Some(caption.clone()),
+            caption,
             img: Some(bytes),
             image_defect: "",
             alt_defect: "",
@@ -178,7 +197,8 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
             }
             let src = &rows[rng.random_range(0..clean)];
             let src_bytes = src.img.clone().expect("clean rows have images");
-            let (src_key, src_alt) = (src.key.clone(), src.alt.clone());
+            let (src_key, src_alt, caption) =
+                (src.key.clone(), src.alt.clone(), src.caption.clone());
             let (img, dup_of) = match defect {
                 "exact_duplicate" => (Some(src_bytes), Some(src_key)),
                 "near_duplicate" => (
@@ -197,6 +217,7 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
                 key,
                 ext: "jpg",
                 alt: src_alt,
+                caption,
                 img,
                 image_defect: defect,
                 alt_defect: "",
@@ -262,7 +283,36 @@ pub fn write_sample_lake(dir: &Path, opts: &SampleLakeOptions) -> Result<SampleL
         }
     }
     fs::write(truth_path(dir), truth)?;
+    write_captions(&captions_path(dir), &rows)?;
     Ok(report)
+}
+
+fn write_captions(path: &Path, rows: &[Row]) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("caption", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.key.clone()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.caption.clone()))
+                    .collect::<StringArray>(),
+            ),
+        ],
+    )?;
+    let file =
+        fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut writer = ArrowWriter::try_new(file, schema, None)?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(())
 }
 
 fn write_parquet(path: &Path, crawl: &str, rows: &[Row]) -> Result<()> {
