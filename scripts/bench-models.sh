@@ -2,9 +2,10 @@
 # CPU model throughput against PyTorch peers on the same weights and thread
 # count, in one run (results go to bench/RESULTS.md by hand).
 #   scripts/bench-models.sh [THREADS]
-# Needs a Python with torch, transformers, sentence-transformers and Pillow
-# (PYTHON=..., e.g. a venv from tests/fixtures/requirements-models.txt) and
-# all-MiniLM-L6-v2 from scripts/fetch-models.sh.
+# Needs a Python with torch, transformers, sentence-transformers, Pillow and
+# llama-cpp-python (PYTHON=..., e.g. a venv from tests/fixtures/requirements-models.txt
+# plus requirements-llm.txt), and all-MiniLM-L6-v2 and SmolLM2 from
+# scripts/fetch-models.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${1:-$(nproc)}"
@@ -21,3 +22,8 @@ echo "threads=$THREADS cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 |
 "$PYTHON" bench/models_peer.py bench "$M" cpu 32 2 2>/dev/null
 "$BIN" text "$MINILM" --batch 64 --iters 5
 "$PYTHON" bench/models_peer.py text "$MINILM" 64 5 2>/dev/null
+SMOL="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/HuggingFaceTB/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+for b in 1 32; do
+    "$BIN" llm "$SMOL" --batch "$b" --prompt 128 --steps 32
+    "$PYTHON" bench/llm_peer.py "$SMOL" "$b" 128 32 "$THREADS" 2>/dev/null
+done

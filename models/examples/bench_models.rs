@@ -7,6 +7,11 @@
 //!   bench_models text DIR [--batch 64] [--iters 3]
 //!       sentences/s of a sentence encoder on sample-lake-like alt texts.
 //!
+//!   bench_models llm FILE.gguf|DIR [--device cpu|cuda] [--batch 32] [--prompt 128] [--steps 32]
+//!       prefill and decode tokens/s of a Llama-family model: one step with
+//!       `batch` prompts of `prompt` tokens, then `steps` decode steps of one
+//!       token per sequence (the shape bench/llm_peer.py gives llama.cpp).
+//!
 //!   bench_models embed DIR OUT.f32 [--device cpu|cuda]
 //!       unnormalised image embeddings of the PNG photos in data/photos (sorted),
 //!       as little-endian f32, for parity checks against transformers.
@@ -150,10 +155,80 @@ fn text(dir: &Path, batch: usize, iters: usize, device: &str) {
     );
 }
 
+fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize) {
+    use lakecap_kernels::Pos;
+    use lakecap_models::generate::Decoder;
+    use lakecap_models::gguf::Gguf;
+    use lakecap_models::llama::{GgufWeights, Llama, LlamaConfig, LlamaDecoder, config_from_gguf};
+
+    let t = Instant::now();
+    let model = match lakecap_models::hub::gguf_file(path)
+        .filter(|_| !path.join("config.json").is_file())
+    {
+        Some(f) => {
+            let g = Gguf::open(&f).unwrap();
+            let cfg = config_from_gguf(&g).unwrap();
+            Llama::load(&be, &cfg, &GgufWeights::new(g, &cfg)).unwrap()
+        }
+        None => {
+            let cfg: LlamaConfig =
+                serde_json::from_str(&std::fs::read_to_string(path.join("config.json")).unwrap())
+                    .unwrap();
+            Llama::load(&be, &cfg, &Weights::open(path).unwrap()).unwrap()
+        }
+    };
+    println!("device={}", be.name());
+    println!("load_s={:.2}", t.elapsed().as_secs_f64());
+    let mut dec = LlamaDecoder::new(be, model, batch, prompt + steps + 1).unwrap();
+    let mut run = |timed: bool| {
+        // The token ids bench/llm_peer.py feeds llama.cpp.
+        let (mut tokens, mut at, mut last) = (vec![], vec![], vec![]);
+        for s in 0..batch {
+            for i in 0..prompt {
+                tokens.push(((7 * i + 13 * s) % 5000 + 100) as u32);
+                at.push(Pos { slot: s, pos: i });
+            }
+            last.push(tokens.len() - 1);
+        }
+        let t0 = Instant::now();
+        dec.step(&tokens, &at, &last).unwrap();
+        let t1 = Instant::now();
+        let all: Vec<usize> = (0..batch).collect();
+        for k in 0..steps {
+            let tokens: Vec<u32> = (0..batch)
+                .map(|s| ((k * 31 + s) % 5000 + 100) as u32)
+                .collect();
+            let at: Vec<Pos> = (0..batch)
+                .map(|s| Pos {
+                    slot: s,
+                    pos: prompt + k,
+                })
+                .collect();
+            dec.step(&tokens, &at, &all).unwrap();
+        }
+        let t2 = Instant::now();
+        if timed {
+            let (p, d) = ((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
+            println!(
+                "lakecap_b{batch}_prefill_tokens_per_s={:.1}",
+                (batch * prompt) as f64 / p
+            );
+            println!(
+                "lakecap_b{batch}_decode_tokens_per_s={:.1}",
+                (batch * steps) as f64 / d
+            );
+        }
+    };
+    run(false);
+    run(true);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(dir)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: bench_models clip|text DIR [--device cpu|cuda] [--batch N] [--iters N]");
+        eprintln!(
+            "usage: bench_models clip|text|llm|embed DIR [--device cpu|cuda] [--batch N] [--iters N]"
+        );
         std::process::exit(2);
     };
     let batch: usize = arg(&args, "--batch", "32").parse().unwrap();
@@ -163,6 +238,15 @@ fn main() {
         ("clip", "cpu") => clip(&Cpu, dir, batch, iters),
         ("clip", "cuda") => clip(&Cuda::new(0, true).unwrap(), dir, batch, iters),
         ("text", dev) => text(dir, batch, iters, dev),
+        ("llm", dev) => {
+            let prompt: usize = arg(&args, "--prompt", "128").parse().unwrap();
+            let steps: usize = arg(&args, "--steps", "32").parse().unwrap();
+            if dev == "cuda" {
+                llm(Cuda::new(0, true).unwrap(), dir, batch, prompt, steps)
+            } else {
+                llm(Cpu, dir, batch, prompt, steps)
+            }
+        }
         ("embed", dev) => {
             let out = Path::new(args.get(3).expect("OUT.f32"));
             if dev == "cuda" {

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::CpuTensor;
+use super::gemm::dot;
 use crate::backend::{Mask, Pos, Result, check};
 
 /// How many keys query `i` of batch row `b` may see.
@@ -86,8 +87,7 @@ pub fn attention(
             let qr = &qv[row * hd + h * d..][..d];
             let mut mx = f32::NEG_INFINITY;
             for (j, s) in scores.iter_mut().enumerate() {
-                let kr = &kv[(bi * sk + j) * hd + h * d..][..d];
-                *s = qr.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale;
+                *s = dot(qr, &kv[(bi * sk + j) * hd + h * d..][..d]) * scale;
                 mx = mx.max(*s);
             }
             let mut z = 0f32;
@@ -149,10 +149,7 @@ fn head_attend(qr: &[f32], k: &[f32], v: &[f32], n: usize, w: usize, off: usize,
     let d = qr.len();
     let scale = 1.0 / (d as f32).sqrt();
     let mut scores: Vec<f32> = (0..n)
-        .map(|j| {
-            let kr = &k[j * w + off..][..d];
-            qr.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale
-        })
+        .map(|j| dot(qr, &k[j * w + off..][..d]) * scale)
         .collect();
     let mx = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let mut z = 0f32;
