@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks, one prepared run (see bench/RESULTS.md). On a machine with a GPU:
 #   scripts/gpu-check.sh build    # here (any machine with cargo): release test and bench binaries -> target/gpu-bundle
-#   scripts/gpu-check.sh run      # there: parity (ops, tiny CLIP), full-size ViT-B/32 parity and speed vs PyTorch
+#   scripts/gpu-check.sh run      # there: parity (ops incl. KV cache, tiny CLIP/BERT/Llama/Qwen2),
+#                                 # full-size ViT-B/32 parity and speed vs PyTorch, SmolLM2-size decoding speed
 # The device needs no Rust toolchain: the bundle is carried; CUDA is loaded dynamically.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ if [ "${1:-run}" = build ]; then
         | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"] in ("ops","clip_parity","bert_parity","bench_models"):
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"] in ("ops","clip_parity","bert_parity","llm_parity","bench_models"):
         print(m["executable"])' > /tmp/gpu-bins
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
     while read -r b; do cp "$b" "$BUNDLE/$(basename "$b" | sed 's/-[0-9a-f]*$//')"; done < /tmp/gpu-bins
@@ -35,6 +36,21 @@ echo "== op parity (GPU vs CPU references)"
 echo "== tiny CLIP and BERT parity on CUDA (vs transformers fixtures), served embedder on CUDA vs CPU"
 "$BUNDLE/clip_parity" --nocapture 2>&1 | grep -E "cuda|test result|panicked|rel err" | tail -9
 "$BUNDLE/bert_parity" 2>&1 | grep -E "test |test result|panicked"
+echo "== tiny Llama and Qwen2 logits on CUDA (vs transformers fixtures)"
+"$BUNDLE/llm_parity" tiny_llama_and_qwen2_logits --nocapture 2>&1 | grep -E "test |test result|panicked|rel err|skipped"
+
+echo "== SmolLM2-135M-size decoder (random weights from its config, made here by transformers)"
+L=/tmp/smollm2-random
+python3 - "$L" <<'PY' > /dev/null 2>&1
+import sys, torch
+from transformers import LlamaConfig, LlamaForCausalLM
+torch.manual_seed(0)
+cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                  num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                  rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True)
+LlamaForCausalLM(cfg).save_pretrained(sys.argv[1])
+PY
+for b in 1 32 128; do "$BUNDLE/bench_models" llm $L --device cuda --batch $b --prompt 128 --steps 32 | grep tokens_per_s; done
 
 echo "== full-size ViT-B/32 (random weights, made here by transformers)"
 M=/tmp/clip-b32

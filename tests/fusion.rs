@@ -4,26 +4,15 @@
 //! the fusions of the real photos' alt texts and reference captions read as
 //! one caption that keeps facts of both.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
-use lakecap::{Engine, EngineOptions, ProgressMode};
 use lakecap_models::embed::Device;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
 
-fn engine() -> Engine {
-    Engine::with_options(EngineOptions {
-        ignore_env: true,
-        progress: ProgressMode::Off,
-        ..Default::default()
-    })
-    .unwrap()
-}
+use common::{engine, root};
 
 /// `(file, alt, caption)` of the real photos (data/photos/MANIFEST.tsv).
 fn manifest() -> Vec<(String, String, String)> {
@@ -68,13 +57,7 @@ fn strings(batches: &[RecordBatch], col: usize) -> Vec<Option<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn where_and_select_generate_each_row_once() {
-    // A private copy: the process-wide model and its counters are this test's.
-    let dir = std::env::temp_dir().join(format!("lakecap-fuse-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for e in std::fs::read_dir(root().join("tests/fixtures/models/llama-tiny")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-    }
+    let dir = common::private_model("llama-tiny", "fuse");
     let engine = engine();
     engine.ctx().register_batch("m", pairs_table(3)).unwrap();
     for s in [

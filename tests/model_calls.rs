@@ -7,23 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
-use lakecap::{Engine, EngineOptions, ProgressMode};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
 
-/// A private copy of the tiny CLIP fixture: the process-wide embedder for this
-/// directory, and its counters, belong to this test alone.
+use common::{engine, root};
+
+/// A private copy of the tiny CLIP fixture.
 fn private_model(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lakecap-calls-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = root().join("tests/fixtures/models/clip-tiny");
-    for e in std::fs::read_dir(&src).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-    }
-    dir
+    common::private_model("clip-tiny", &format!("calls-{tag}"))
 }
 
 fn photos(copies: usize) -> RecordBatch {
@@ -47,15 +38,6 @@ fn photos(copies: usize) -> RecordBatch {
         ("name", Arc::new(names) as ArrayRef),
         ("img", Arc::new(imgs) as ArrayRef),
     ])
-    .unwrap()
-}
-
-fn engine() -> Engine {
-    Engine::with_options(EngineOptions {
-        ignore_env: true,
-        progress: ProgressMode::Off,
-        ..Default::default()
-    })
     .unwrap()
 }
 

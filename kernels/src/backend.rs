@@ -266,7 +266,7 @@ pub mod check {
     ) -> Result<(usize, usize)> {
         let w = x.last().copied().unwrap_or(0);
         let rows = numel(x) / w.max(1);
-        let d = if heads > 0 { w / heads } else { 0 };
+        let d = w.checked_div(heads).unwrap_or(0);
         ensure(
             heads > 0
                 && w.is_multiple_of(heads)
@@ -331,7 +331,7 @@ pub mod check {
     ) -> Result<(usize, usize, usize)> {
         let w = q.last().copied().unwrap_or(0);
         let rows = numel(q) / w.max(1);
-        let d = if heads > 0 { w / heads } else { 0 };
+        let d = w.checked_div(heads).unwrap_or(0);
         ensure(
             d > 0
                 && w == heads * d

@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ModelError, Result};
+use crate::scheduler::{catch, spawn_worker};
 
 /// Most tokens one step runs (decode rows plus prefill chunks).
 pub const STEP_TOKENS: usize = 512;
@@ -136,24 +137,9 @@ impl Generator {
         detok: Detokenize,
     ) -> Result<Generator> {
         let (tx, rx) = mpsc::channel::<Request>(16);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
         let stats = Arc::new(GenStats::default());
         let st = Arc::clone(&stats);
-        std::thread::Builder::new()
-            .name(format!("lakecap-{name}"))
-            .spawn(move || match init() {
-                Ok(d) => {
-                    let _ = ready_tx.send(Ok(()));
-                    Worker::new(d, eos, detok, st).run(rx);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
-            .map_err(|e| ModelError::Worker(format!("cannot start a thread: {e}")))?;
-        ready_rx
-            .recv()
-            .map_err(|_| ModelError::Worker("the generation worker died while loading".into()))??;
+        spawn_worker(name, init, move |d| Worker::new(d, eos, detok, st).run(rx))?;
         Ok(Generator { tx, stats })
     }
 
@@ -349,17 +335,7 @@ impl<D: Decoder> Worker<D> {
             .max_running
             .fetch_max(self.running.len() as u64, Ordering::Relaxed);
         let dec = &mut self.dec;
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            dec.step(&tokens, &at, &last)
-        }))
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(ModelError::Worker(format!("model panicked: {msg}")))
-        });
+        let out = catch(|| dec.step(&tokens, &at, &last));
         let logits = match out {
             Ok(l) => l,
             Err(e) => {

@@ -79,24 +79,11 @@ impl<I: Send + 'static, O: Send + 'static> Scheduler<I, O> {
         // Up to four batches queued: enough to keep the worker fed, small
         // enough that memory stays bounded.
         let (tx, rx) = tokio::sync::mpsc::channel::<Request<I, O>>(4);
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let stats = Arc::new(SchedulerStats::default());
         let st = Arc::clone(&stats);
-        std::thread::Builder::new()
-            .name(format!("lakecap-{name}"))
-            .spawn(move || match init() {
-                Ok(mut run) => {
-                    let _ = ready_tx.send(Ok(()));
-                    worker(rx, batch_size, &st, &mut run)
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
-            .map_err(|e| ModelError::Worker(format!("cannot start a thread: {e}")))?;
-        ready_rx
-            .recv()
-            .map_err(|_| ModelError::Worker("the model worker died while loading".into()))??;
+        spawn_worker(name, init, move |mut run| {
+            worker(rx, batch_size, &st, &mut run)
+        })?;
         Ok(Scheduler {
             tx,
             batch_size,
@@ -124,6 +111,45 @@ impl<I: Send + 'static, O: Send + 'static> Scheduler<I, O> {
         }
         Ok(out)
     }
+}
+
+/// Starts thread `lakecap-{name}`, which builds its state with `init` (so
+/// device contexts live on the thread that uses them) and then runs
+/// `work(state)`; returns once `init` is done, with its error if it failed.
+pub(crate) fn spawn_worker<S>(
+    name: &str,
+    init: impl FnOnce() -> Result<S> + Send + 'static,
+    work: impl FnOnce(S) + Send + 'static,
+) -> Result<()> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+    std::thread::Builder::new()
+        .name(format!("lakecap-{name}"))
+        .spawn(move || match init() {
+            Ok(state) => {
+                let _ = ready_tx.send(Ok(()));
+                work(state)
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        })
+        .map_err(|e| ModelError::Worker(format!("cannot start a thread: {e}")))?;
+    ready_rx
+        .recv()
+        .map_err(|_| ModelError::Worker(format!("the {name} worker died while loading")))?
+}
+
+/// Runs `f`, turning a panic into an error (model code must never take the
+/// process down).
+pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(ModelError::Worker(format!("model panicked: {msg}")))
+    })
 }
 
 fn worker_exited() -> ModelError {
@@ -159,16 +185,7 @@ fn worker<I, O>(
         }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.rows.fetch_add(n as u64, Ordering::Relaxed);
-        // A panic in model code must not take the process down: report it.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(items)))
-            .unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                Err(ModelError::Worker(format!("model panicked: {msg}")))
-            });
+        let outcome = catch(|| run(items));
         match outcome {
             Ok(mut out) if out.len() == n => {
                 for (reply, k) in replies.into_iter().zip(sizes).rev() {

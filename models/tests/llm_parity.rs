@@ -190,7 +190,7 @@ async fn smollm2_gguf_matches_llama_cpp() {
         let text = t["text"].as_str().unwrap().to_string();
         let want = ids(&serde_json::json!([t["ids"]]))[0].clone();
         assert_eq!(
-            m.encode(&[text.clone()]).unwrap()[0],
+            m.encode(std::slice::from_ref(&text)).unwrap()[0],
             want,
             "tokenising {text:?}"
         );

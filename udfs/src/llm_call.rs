@@ -119,11 +119,11 @@ pub(crate) async fn generate(
         }
     }
     // Rows that repeat an input computed in this batch.
-    for i in 0..out.len() {
-        if out[i].is_none() {
-            if let Some(v) = keys[i].and_then(|k| memo.get(k)) {
-                out[i] = Some(v.to_string());
-            }
+    for (o, k) in out.iter_mut().zip(&keys) {
+        if o.is_none()
+            && let Some(v) = k.and_then(|k| memo.get(k))
+        {
+            *o = Some(v.to_string());
         }
     }
     Ok(out)

@@ -307,10 +307,18 @@ fn write_captions(path: &Path, rows: &[Row]) -> Result<()> {
             ),
         ],
     )?;
+    write_batch(path, &batch)
+}
+
+/// One parquet file holding `batch`.
+fn write_batch(path: &Path, batch: &RecordBatch) -> Result<()> {
+    let props = WriterProperties::builder()
+        .set_created_by("lakecap sample-lake".into())
+        .build();
     let file =
         fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    let mut writer = ArrowWriter::try_new(file, schema, None)?;
-    writer.write(&batch)?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    writer.write(batch)?;
     writer.close()?;
     Ok(())
 }
@@ -348,15 +356,7 @@ fn write_parquet(path: &Path, crawl: &str, rows: &[Row]) -> Result<()> {
             ),
         ],
     )?;
-    let props = WriterProperties::builder()
-        .set_created_by("lakecap sample-lake".into())
-        .build();
-    let file =
-        fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(())
+    write_batch(path, &batch)
 }
 
 #[cfg(test)]

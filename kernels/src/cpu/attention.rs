@@ -17,6 +17,35 @@ fn visible(mask: &Mask, b: usize, i: usize, sk: usize) -> usize {
     n
 }
 
+/// Plain reference of one query head over `n` keys, in f64: `key(j)` and
+/// `value(j)` are that head's rows.
+fn attend_ref<'a>(
+    qr: &[f32],
+    n: usize,
+    key: impl Fn(usize) -> &'a [f32],
+    value: impl Fn(usize) -> &'a [f32],
+    out: &mut [f32],
+) {
+    let scale = 1.0 / (qr.len() as f64).sqrt();
+    let scores: Vec<f64> = (0..n)
+        .map(|j| {
+            let dot: f64 = qr
+                .iter()
+                .zip(key(j))
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum();
+            dot * scale
+        })
+        .collect();
+    let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+    let z: f64 = e.iter().sum();
+    for (t, o) in out.iter_mut().enumerate() {
+        let acc: f64 = (0..n).map(|j| e[j] / z * value(j)[t] as f64).sum();
+        *o = acc as f32;
+    }
+}
+
 /// Plain reference: per (batch, head, query), f64 softmax.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_ref(
@@ -31,32 +60,19 @@ pub fn attention_ref(
     mask: &Mask,
 ) -> Vec<f32> {
     let hd = heads * d;
-    let scale = 1.0 / (d as f64).sqrt();
     let mut out = vec![0f32; b * sq * hd];
     for bi in 0..b {
         for h in 0..heads {
             for i in 0..sq {
-                let n = visible(mask, bi, i, sk);
-                let qr = &q[(bi * sq + i) * hd + h * d..][..d];
-                let scores: Vec<f64> = (0..n)
-                    .map(|j| {
-                        let kr = &k[(bi * sk + j) * hd + h * d..][..d];
-                        qr.iter()
-                            .zip(kr)
-                            .map(|(a, b)| *a as f64 * *b as f64)
-                            .sum::<f64>()
-                            * scale
-                    })
-                    .collect();
-                let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for t in 0..d {
-                    let acc: f64 = (0..n)
-                        .map(|j| e[j] / z * v[(bi * sk + j) * hd + h * d + t] as f64)
-                        .sum();
-                    out[(bi * sq + i) * hd + h * d + t] = acc as f32;
-                }
+                let row = (bi * sq + i) * hd + h * d;
+                let base = |j: usize| (bi * sk + j) * hd + h * d;
+                attend_ref(
+                    &q[row..row + d],
+                    visible(mask, bi, i, sk),
+                    |j| &k[base(j)..base(j) + d],
+                    |j| &v[base(j)..base(j) + d],
+                    &mut out[row..row + d],
+                );
             }
         }
     }
@@ -76,31 +92,14 @@ pub fn attention(
     let (b, sq, hd) = (q.shape[0], q.shape[1], q.shape[2]);
     let sk = k.shape[1];
     let d = hd / heads;
-    let scale = 1.0 / (d as f32).sqrt();
     let (qv, kv, vv) = (q.f32(), k.f32(), v.f32());
     let mut out = vec![0f32; b * sq * hd];
     out.par_chunks_mut(hd).enumerate().for_each(|(row, o)| {
         let (bi, i) = (row / sq, row % sq);
         let n = visible(mask, bi, i, sk);
-        let mut scores = vec![0f32; n];
-        for h in 0..heads {
-            let qr = &qv[row * hd + h * d..][..d];
-            let mut mx = f32::NEG_INFINITY;
-            for (j, s) in scores.iter_mut().enumerate() {
-                *s = dot(qr, &kv[(bi * sk + j) * hd + h * d..][..d]) * scale;
-                mx = mx.max(*s);
-            }
-            let mut z = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - mx).exp();
-                z += *s;
-            }
-            let oh = &mut o[h * d..(h + 1) * d];
-            for (j, s) in scores.iter().enumerate() {
-                let w = s / z;
-                let vr = &vv[(bi * sk + j) * hd + h * d..][..d];
-                oh.iter_mut().zip(vr).for_each(|(a, b)| *a += w * b);
-            }
+        let (ks, vs) = (&kv[bi * sk * hd..], &vv[bi * sk * hd..]);
+        for (h, oh) in o.chunks_mut(d).enumerate() {
+            head_attend(&qv[row * hd + h * d..][..d], ks, vs, n, hd, h * d, oh);
         }
     });
     Ok(CpuTensor::from_f32(&q.shape, out))
@@ -181,27 +180,15 @@ pub fn kv_attention_ref(
     for (i, p) in at.iter().enumerate() {
         for h in 0..heads {
             let off = (h / group) * d;
-            let qr = &q[i * hd + h * d..][..d];
-            let n = p.pos + 1;
-            let scores: Vec<f64> = (0..n)
-                .map(|j| {
-                    let kr = &keys[p.slot][j * width + off..][..d];
-                    qr.iter()
-                        .zip(kr)
-                        .map(|(a, b)| *a as f64 * *b as f64)
-                        .sum::<f64>()
-                        / (d as f64).sqrt()
-                })
-                .collect();
-            let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
-            let z: f64 = e.iter().sum();
-            for t in 0..d {
-                let acc: f64 = (0..n)
-                    .map(|j| e[j] / z * values[p.slot][j * width + off + t] as f64)
-                    .sum();
-                out[i * hd + h * d + t] = acc as f32;
-            }
+            let row = i * hd + h * d;
+            let (ks, vs) = (&keys[p.slot], &values[p.slot]);
+            attend_ref(
+                &q[row..row + d],
+                p.pos + 1,
+                |j| &ks[j * width + off..][..d],
+                |j| &vs[j * width + off..][..d],
+                &mut out[row..row + d],
+            );
         }
     }
     out
