@@ -37,6 +37,12 @@ pub trait Decoder {
     /// Runs `tokens` (token `i` at `at[i]`), storing their keys and values,
     /// and returns the logits of rows `last`, flattened `[last.len(), vocab]`.
     fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>>;
+    /// Sequences entering slots, with the context their request gave (an
+    /// encoder-decoder encodes it here, once per sequence, all new ones in one
+    /// batch). Decoder-only models have nothing to do.
+    fn admit(&mut self, _new: &[(usize, &[f32])]) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<D: Decoder + ?Sized> Decoder for Box<D> {
@@ -48,6 +54,9 @@ impl<D: Decoder + ?Sized> Decoder for Box<D> {
     }
     fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>> {
         (**self).step(tokens, at, last)
+    }
+    fn admit(&mut self, new: &[(usize, &[f32])]) -> Result<()> {
+        (**self).admit(new)
     }
 }
 
@@ -114,8 +123,12 @@ pub type Detokenize = Arc<dyn Fn(&[u32]) -> String + Send + Sync>;
 
 type Replies = Vec<Result<Completion>>;
 
+/// Per-row input beside the prompt (e.g. an image's pixels for a captioner).
+pub type Context = Arc<[f32]>;
+
 struct Request {
     prompts: Vec<Vec<u32>>,
+    contexts: Vec<Option<Context>>,
     params: Arc<GenParams>,
     reply: oneshot::Sender<Replies>,
 }
@@ -146,6 +159,17 @@ impl Generator {
     /// Generates a completion for each prompt (token ids); one row's failure
     /// (an empty or too long prompt) is that row's error only.
     pub async fn generate(&self, prompts: Vec<Vec<u32>>, params: GenParams) -> Result<Replies> {
+        self.generate_with(prompts, Vec::new(), params).await
+    }
+
+    /// [`Generator::generate`] with a context per row (empty: none), handed
+    /// to the decoder's `admit` when the row starts.
+    pub async fn generate_with(
+        &self,
+        prompts: Vec<Vec<u32>>,
+        contexts: Vec<Option<Context>>,
+        params: GenParams,
+    ) -> Result<Replies> {
         if prompts.is_empty() {
             return Ok(Vec::new());
         }
@@ -154,6 +178,7 @@ impl Generator {
         self.tx
             .send(Request {
                 prompts,
+                contexts,
                 params: Arc::new(params),
                 reply,
             })
@@ -179,6 +204,7 @@ struct Seq {
     fed: usize,
     params: Arc<GenParams>,
     rng: ChaCha8Rng,
+    context: Option<Context>,
 }
 
 struct Worker<D> {
@@ -231,7 +257,9 @@ impl<D: Decoder> Worker<D> {
             },
         );
         let cap = self.dec.capacity();
+        let mut contexts = r.contexts.into_iter();
         for (idx, prompt) in r.prompts.into_iter().enumerate() {
+            let context = contexts.next().flatten();
             if prompt.is_empty() || prompt.len() >= cap {
                 let why = if prompt.is_empty() {
                     "empty prompt".to_string()
@@ -254,6 +282,7 @@ impl<D: Decoder> Worker<D> {
                 fed: 0,
                 params: Arc::clone(&r.params),
                 rng,
+                context,
             });
         }
     }
@@ -288,6 +317,7 @@ impl<D: Decoder> Worker<D> {
                     Err(_) => break,
                 }
             }
+            let first_new = self.running.len();
             while !self.free.is_empty() {
                 let Some(mut s) = self.waiting.pop_front() else {
                     break;
@@ -295,8 +325,41 @@ impl<D: Decoder> Worker<D> {
                 s.slot = self.free.pop().expect("a free slot");
                 self.running.push(s);
             }
+            if first_new < self.running.len() && !self.admit(first_new) {
+                continue;
+            }
             if !self.running.is_empty() {
                 self.step();
+            }
+        }
+    }
+
+    /// Hands the sequences from `first` on to the decoder's `admit`; on an
+    /// error they are answered with it and leave (false).
+    fn admit(&mut self, first: usize) -> bool {
+        let new: Vec<(usize, &[f32])> = self.running[first..]
+            .iter()
+            .filter_map(|s| s.context.as_deref().map(|c| (s.slot, c)))
+            .collect();
+        if new.is_empty() {
+            return true;
+        }
+        let dec = &mut self.dec;
+        match catch(|| dec.admit(&new)) {
+            Ok(()) => {
+                // Encoded: the context's memory can go.
+                self.running[first..]
+                    .iter_mut()
+                    .for_each(|s| s.context = None);
+                true
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for s in self.running.split_off(first) {
+                    self.free.push(s.slot);
+                    self.finish(s.req, s.idx, Err(ModelError::Worker(msg.clone())));
+                }
+                false
             }
         }
     }
@@ -581,6 +644,7 @@ mod tests {
             fed: 1,
             params: Arc::new(params),
             rng: ChaCha8Rng::seed_from_u64(5),
+            context: None,
         };
         let logits = [1.0, 3.0, 3.0, -2.0];
         assert_eq!(

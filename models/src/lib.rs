@@ -31,6 +31,8 @@
 //! adapts it to SQL.
 
 pub mod bert;
+pub mod blip;
+pub mod caption;
 pub mod chat;
 pub mod clip;
 pub mod dedup;

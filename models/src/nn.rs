@@ -4,7 +4,7 @@
 //! attention with rotary positions and grouped-query heads (Llama, Qwen2).
 //! Models only map their weight names onto these.
 
-use lakecap_kernels::{Activation, Backend, Mask, Pos, Rope};
+use lakecap_kernels::{Activation, Backend, HostData, Mask, Pos, Rope};
 
 use crate::error::Result;
 use crate::weights::WeightSource;
@@ -33,6 +33,37 @@ impl<B: Backend> Linear<B> {
                 None
             },
         })
+    }
+
+    /// Loads a fused projection (`{prefix}.weight [parts·d_out, d_in]`, with
+    /// bias) as `parts` separate layers, e.g. BLIP's `qkv`.
+    pub fn load_split(
+        be: &B,
+        w: &impl WeightSource,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        parts: usize,
+    ) -> Result<Vec<Self>> {
+        let (ws, wv) = w.read_f32(&format!("{prefix}.weight"))?;
+        let (_, bv) = w.read_f32(&format!("{prefix}.bias"))?;
+        if wv.len() != parts * d_out * d_in || bv.len() != parts * d_out {
+            return Err(crate::error::ModelError::Weight {
+                name: format!("{prefix}.weight"),
+                detail: format!("shape {ws:?}, expected [{}, {d_in}]", parts * d_out),
+            });
+        }
+        (0..parts)
+            .map(|i| {
+                Ok(Linear {
+                    w: be.upload(
+                        &[d_out, d_in],
+                        HostData::F32(&wv[i * d_out * d_in..(i + 1) * d_out * d_in]),
+                    )?,
+                    b: Some(be.upload(&[d_out], HostData::F32(&bv[i * d_out..(i + 1) * d_out]))?),
+                })
+            })
+            .collect()
     }
 
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
@@ -160,6 +191,41 @@ impl<B: Backend> CachedAttention<B> {
         }
         be.kv_store(cache, &k, &v, at)?;
         let a = be.kv_attention(&q, cache, at, self.heads)?;
+        self.out.forward(be, &a)
+    }
+}
+
+/// Decoder cross-attention over an encoder's output: each sequence's encoder
+/// keys and values are computed once ([`CrossAttention::fill`]) into a cache
+/// slot; every decoding step's queries then attend to all of them.
+pub struct CrossAttention<B: Backend> {
+    pub q: Linear<B>,
+    pub k: Linear<B>,
+    pub v: Linear<B>,
+    pub out: Linear<B>,
+    pub heads: usize,
+}
+
+impl<B: Backend> CrossAttention<B> {
+    /// Stores the keys and values of `enc [n, d_enc]` at positions `0..n` of `slot`.
+    pub fn fill(&self, be: &B, cache: &mut B::KvCache, enc: &B::Tensor, slot: usize) -> Result<()> {
+        let n = be.shape(enc)[0];
+        let at: Vec<Pos> = (0..n).map(|pos| Pos { slot, pos }).collect();
+        let (k, v) = (self.k.forward(be, enc)?, self.v.forward(be, enc)?);
+        Ok(be.kv_store(cache, &k, &v, &at)?)
+    }
+
+    /// `x [rows, d]`, row `i` of sequence slot `slots[i]`, over `n` encoder positions.
+    pub fn forward(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        cache: &B::KvCache,
+        slots: &[usize],
+        n: usize,
+    ) -> Result<B::Tensor> {
+        let at: Vec<Pos> = slots.iter().map(|&slot| Pos { slot, pos: n - 1 }).collect();
+        let a = be.kv_attention(&self.q.forward(be, x)?, cache, &at, self.heads)?;
         self.out.forward(be, &a)
     }
 }

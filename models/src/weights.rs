@@ -80,6 +80,26 @@ impl Weights {
         Ok(Weights { shards, index })
     }
 
+    /// Shape, bytes and dtype of tensor `name`.
+    fn raw(&self, name: &str) -> Result<(Vec<usize>, &[u8], Dtype)> {
+        let err = |detail: String| ModelError::Weight {
+            name: name.to_string(),
+            detail,
+        };
+        let &si = self
+            .index
+            .get(name)
+            .ok_or_else(|| err("missing from the checkpoint".into()))?;
+        let shard = &self.shards[si];
+        let info = shard.meta.info(name).expect("indexed name");
+        let (a, b) = info.data_offsets;
+        let bytes = shard
+            .map
+            .get(shard.data_start + a..shard.data_start + b)
+            .ok_or_else(|| err(format!("data past the end of {}", shard.path.display())))?;
+        Ok((info.shape.clone(), bytes, info.dtype))
+    }
+
     /// The first prefix (`""` included) under which `name` exists.
     pub fn find_prefix<'a>(&self, candidates: &[&'a str], name: &str) -> Option<&'a str> {
         candidates
@@ -93,6 +113,9 @@ impl Weights {
 /// ([`Weights`]) or a GGUF file mapped to HF names (`crate::llama::GgufWeights`).
 pub trait WeightSource {
     fn contains(&self, name: &str) -> bool;
+    /// Tensor `name` in host memory as f32, with its shape (for weights a
+    /// model splits or reshapes before uploading).
+    fn read_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)>;
     /// Uploads tensor `name` (an HF state-dict name), checking its shape.
     fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor>;
 }
@@ -102,40 +125,42 @@ impl WeightSource for Weights {
         self.index.contains_key(name)
     }
 
+    fn read_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        let (shape, bytes, dtype) = self.raw(name)?;
+        let v: Vec<f32> = match dtype {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(ModelError::Weight {
+                    name: name.into(),
+                    detail: format!("dtype {other:?} is not supported (f32, f16, bf16 are)"),
+                });
+            }
+        };
+        Ok((shape, v))
+    }
+
     /// Keeps f16/bf16 storage as the file has it.
     fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor> {
-        let err = |detail: String| ModelError::Weight {
-            name: name.to_string(),
-            detail,
-        };
-        let &si = self
-            .index
-            .get(name)
-            .ok_or_else(|| err("missing from the checkpoint".into()))?;
-        let shard = &self.shards[si];
-        let info = shard.meta.info(name).expect("indexed name");
-        let got: usize = info.shape.iter().product();
+        let (got, bytes, dtype) = self.raw(name)?;
         let want: usize = shape.iter().product();
-        if got != want || (info.shape.len() == shape.len() && info.shape != shape) {
-            return Err(err(format!(
-                "shape {:?} in {}, the config implies {shape:?}",
-                info.shape,
-                shard.path.display()
-            )));
+        if got.iter().product::<usize>() != want || (got.len() == shape.len() && got != shape) {
+            return Err(ModelError::Weight {
+                name: name.into(),
+                detail: format!("shape {got:?} in the checkpoint, the config implies {shape:?}"),
+            });
         }
-        let (a, b) = info.data_offsets;
-        let bytes = shard
-            .map
-            .get(shard.data_start + a..shard.data_start + b)
-            .ok_or_else(|| err(format!("data past the end of {}", shard.path.display())))?;
-        let t = match info.dtype {
-            Dtype::F32 => {
-                let v: Vec<f32> = bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect();
-                be.upload(shape, HostData::F32(&v))?
-            }
+        Ok(match dtype {
             Dtype::F16 => {
                 let v: Vec<f16> = bytes
                     .chunks_exact(2)
@@ -150,12 +175,7 @@ impl WeightSource for Weights {
                     .collect();
                 be.upload(shape, HostData::BF16(&v))?
             }
-            other => {
-                return Err(err(format!(
-                    "dtype {other:?} is not supported (f32, f16, bf16 are)"
-                )));
-            }
-        };
-        Ok(t)
+            _ => be.upload(shape, HostData::F32(&self.read_f32(name)?.1))?,
+        })
     }
 }

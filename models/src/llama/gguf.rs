@@ -75,21 +75,23 @@ impl WeightSource for GgufWeights {
         gguf_name(name).is_some_and(|g| self.file.tensors.contains_key(&g))
     }
 
-    /// Dequantises to f32 (the CPU GEMM runs f32; quantised storage would
-    /// need quantised kernels).
-    fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor> {
+    fn read_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let g = gguf_name(name).ok_or_else(|| ModelError::Weight {
             name: name.into(),
             detail: "has no GGUF counterpart".into(),
         })?;
-        let (got, mut v) = self.file.tensor_f32(&g)?;
+        self.file.tensor_f32(&g)
+    }
+
+    /// Dequantises to f32 (the CPU GEMM runs f32; quantised storage would
+    /// need quantised kernels).
+    fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor> {
+        let (got, mut v) = self.read_f32(name)?;
         let n: usize = shape.iter().product();
         if v.len() != n || (got.len() == shape.len() && got != shape) {
             return Err(ModelError::Weight {
                 name: name.into(),
-                detail: format!(
-                    "shape {got:?} as `{g}` in the GGUF file, the config implies {shape:?}"
-                ),
+                detail: format!("shape {got:?} in the GGUF file, the config implies {shape:?}"),
             });
         }
         if let Some((h, kv, d)) = self.unpermute {

@@ -1,0 +1,75 @@
+//! `BlipImageProcessor`: bicubic resize straight to the square input size
+//! (no crop; Pillow-exact, as its PIL backend), rescale, normalise with the
+//! OpenAI CLIP statistics; then ViT patches for the vision tower.
+
+use std::path::Path;
+
+use image::DynamicImage;
+
+use super::config::BlipVisionConfig;
+use crate::clip::ClipPreprocess;
+use crate::error::{ModelError, Result};
+use crate::image::preprocess::{ProcessorConfig, Size, patchify, to_rgb};
+
+#[derive(Debug, Clone)]
+pub struct BlipPreprocess {
+    pub cfg: ProcessorConfig,
+    patch: usize,
+    image_size: usize,
+}
+
+impl BlipPreprocess {
+    /// Reads `dir/preprocessor_config.json`, or uses BLIP's defaults.
+    pub fn load(dir: &Path, vision: &BlipVisionConfig) -> Result<BlipPreprocess> {
+        let path = dir.join("preprocessor_config.json");
+        let cfg: ProcessorConfig = if path.exists() {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| ModelError::bad_file(&path, e))?;
+            serde_json::from_str(&text).map_err(|e| ModelError::bad_file(&path, e))?
+        } else {
+            ProcessorConfig {
+                size: Size::Exact {
+                    height: vision.image_size,
+                    width: vision.image_size,
+                },
+                crop_size: None,
+                do_center_crop: false,
+                ..ClipPreprocess::openai_defaults(vision.image_size)
+            }
+        };
+        let p = BlipPreprocess {
+            cfg,
+            patch: vision.patch_size,
+            image_size: vision.image_size,
+        };
+        // BLIP's processor resizes to a square whatever the aspect ratio.
+        let (h, w) = p
+            .cfg
+            .output_size(vision.image_size * 2, vision.image_size * 3);
+        if (h, w) != (vision.image_size, vision.image_size) {
+            return Err(ModelError::bad_file(
+                &path,
+                format!(
+                    "resizes to {h}x{w} but the vision tower expects {0}x{0}",
+                    vision.image_size
+                ),
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Normalised CHW pixels (what `pixel_values` holds).
+    pub fn pixels(&self, img: &DynamicImage) -> Vec<f32> {
+        self.cfg.pixel_values(&to_rgb(img)).0
+    }
+
+    /// One decoded image -> its `[num_patches, 3·p·p]` patch rows.
+    pub fn patches(&self, img: &DynamicImage) -> Vec<f32> {
+        patchify(
+            &self.pixels(img),
+            self.image_size,
+            self.image_size,
+            self.patch,
+        )
+    }
+}

@@ -1,0 +1,89 @@
+//! Tiny random-init BLIP against transformers (tests/fixtures/gen_blip_fixtures.py):
+//! `BlipImageProcessor` pixels on real photos and greedy `generate` tokens,
+//! without and with the text prefix, through the continuous-batching
+//! captioner (five images through two slots).
+
+use std::path::{Path, PathBuf};
+
+mod common;
+
+use common::{floats, ids, json};
+use lakecap_models::blip::{BlipConfig, BlipPreprocess};
+use lakecap_models::caption::load_captioner;
+use lakecap_models::embed::Device;
+use lakecap_models::generate::GenParams;
+use lakecap_models::image::{DecodeLimits, decode};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/blip-tiny")
+}
+
+fn photo(name: &str) -> image::DynamicImage {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/photos")
+        .join(name);
+    decode(&std::fs::read(p).unwrap(), DecodeLimits::default()).unwrap()
+}
+
+#[test]
+fn preprocessing_matches_blip_image_processor() {
+    let dir = fixture();
+    let cfg: BlipConfig = json(&dir.join("config.json"));
+    let prep = BlipPreprocess::load(&dir, &cfg.vision_config).unwrap();
+    let exp: serde_json::Value = json(&dir.join("expected.json"));
+    for r in exp["rows"].as_array().unwrap() {
+        let want = floats(&serde_json::json!([r["pixel_values"]]))[0].clone();
+        let got = prep.pixels(&photo(r["photo"].as_str().unwrap()));
+        // One 8-bit level, in normalised units (1/255 / std).
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1.0 / 255.0 / 0.26 + 1e-4, "{}: {worst}", r["photo"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_captions_match_transformers_generate() {
+    let dir = fixture();
+    let exp: serde_json::Value = json(&dir.join("expected.json"));
+    let rows = exp["rows"].as_array().unwrap();
+    let cap = load_captioner(&dir, "blip-tiny", 2, Device::Cpu).unwrap();
+    let prefix_ids = ids(&serde_json::json!([exp["prefix_ids"]]))[0].clone();
+    // [CLS] a picture of [SEP] -> [DEC] a picture of
+    let mut want_prompt = vec![300];
+    want_prompt.extend_from_slice(&prefix_ids[1..prefix_ids.len() - 1]);
+    assert_eq!(cap.prompt_ids("a picture of").unwrap(), want_prompt);
+    let images: Vec<Vec<f32>> = rows
+        .iter()
+        .map(|r| cap.preprocess(&photo(r["photo"].as_str().unwrap())))
+        .collect();
+    let params = GenParams {
+        max_new_tokens: 12,
+        ..Default::default()
+    };
+    for (prefix, key, text) in [
+        ("", "greedy", "text"),
+        ("a picture of", "greedy_prefixed", "text_prefixed"),
+    ] {
+        let out = cap
+            .caption(images.clone(), prefix, params.clone())
+            .await
+            .unwrap();
+        for (r, got) in rows.iter().zip(out) {
+            let got = got.unwrap();
+            assert_eq!(
+                got,
+                r[text].as_str().unwrap(),
+                "{} {key}: {:?}",
+                r["photo"],
+                r[key]
+            );
+        }
+    }
+    // Five captions per call through two slots: rows joined as others left.
+    let st = &cap.generator.stats;
+    assert_eq!(st.sequences.load(std::sync::atomic::Ordering::Relaxed), 10);
+    assert_eq!(st.max_running.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
