@@ -152,14 +152,16 @@ fn run_script_with_defines_and_warnings() {
 }
 
 /// The model recipes on a sample lake, with the tiny CLIP fixture standing in
-/// for real weights (its text tower serves embed_text too) and the tiny Llama
-/// for the LLM (with a prompt that fits its short context).
+/// for real weights (its text tower serves embed_text too), the tiny Llama for
+/// the LLM (with a prompt that fits its short context) and the tiny BLIP for
+/// the captioner.
 #[test]
 fn model_recipes_run_on_the_sample_lake() {
     let dir = tempfile::tempdir().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let model = format!("{root}/tests/fixtures/models/clip-tiny");
     let llm = format!("{root}/tests/fixtures/models/llama-tiny");
+    let blip = format!("{root}/tests/fixtures/models/blip-tiny");
     assert!(
         lakecap(
             &["sample-lake", "lake", "--rows", "80", "--seed", "3"],
@@ -189,6 +191,8 @@ fn model_recipes_run_on_the_sample_lake() {
                 "-D",
                 "CAPTIONS=lake.captions.parquet",
                 "-D",
+                "SYNTHETIC_SHARE=0.5",
+                "-D",
                 &format!("OUT=out-{recipe}/"),
                 "-f",
                 "csv",
@@ -200,6 +204,8 @@ fn model_recipes_run_on_the_sample_lake() {
             .env("LAKECAP_LLM_MAX_TOKENS", "3")
             .env("LAKECAP_FUSE_PROMPT", "Fuse: {alt} | {caption}{extra}")
             .env("LAKECAP_DEVICE", "cpu")
+            .env("LAKECAP_CAPTION_MODEL", &blip)
+            .env("LAKECAP_CACHE", "off")
             .output()
             .unwrap();
         let (out, err) = text(&o);
@@ -215,6 +221,7 @@ fn demo_curates_the_sample_lake() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("note: clip_score skipped"), "{err}");
+    assert!(err.contains("note: recaption skipped"), "{err}");
     assert!(out.contains("rows in:  120"), "{out}");
     for reason in [
         "exact duplicate",

@@ -75,6 +75,10 @@ pub struct GenParams {
     pub stop: Vec<String>,
     /// Ignore EOS (benchmarks force a fixed length).
     pub ignore_eos: bool,
+    /// EOS is not allowed before this many new tokens.
+    pub min_new_tokens: usize,
+    /// No n-gram of this size occurs twice in prompt + output (0: off).
+    pub no_repeat_ngram_size: usize,
 }
 
 impl Default for GenParams {
@@ -88,6 +92,8 @@ impl Default for GenParams {
             seed: 0,
             stop: Vec::new(),
             ignore_eos: false,
+            min_new_tokens: 0,
+            no_repeat_ngram_size: 0,
         }
     }
 }
@@ -415,7 +421,7 @@ impl<D: Decoder> Worker<D> {
         let mut done = Vec::new();
         for (row, &i) in sampled.iter().enumerate() {
             let s = &mut self.running[i];
-            let next = sample(&logits[row * vocab..(row + 1) * vocab], s);
+            let next = sample(&logits[row * vocab..(row + 1) * vocab], s, &self.eos);
             self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
             if let Some(f) = self.check_done(i, next) {
                 done.push((i, f));
@@ -468,7 +474,7 @@ impl<D: Decoder> Worker<D> {
 }
 
 /// Picks the next token of `s` from its logits (transformers' processor order).
-fn sample(logits: &[f32], s: &mut Seq) -> u32 {
+fn sample(logits: &[f32], s: &mut Seq, eos: &[u32]) -> u32 {
     let p = &s.params;
     let mut l = logits.to_vec();
     if p.repetition_penalty != 1.0 {
@@ -482,6 +488,25 @@ fn sample(logits: &[f32], s: &mut Seq) -> u32 {
                 } else {
                     *x / p.repetition_penalty
                 };
+            }
+        }
+    }
+    // transformers' MinNewTokensLength and NoRepeatNGram processors.
+    if s.tokens.len() - s.prompt_len < p.min_new_tokens {
+        for &e in eos {
+            if let Some(x) = l.get_mut(e as usize) {
+                *x = f32::NEG_INFINITY;
+            }
+        }
+    }
+    let n = p.no_repeat_ngram_size;
+    if n > 0 && s.tokens.len() + 1 >= n {
+        let tail = &s.tokens[s.tokens.len() + 1 - n..];
+        for w in s.tokens.windows(n) {
+            if w[..n - 1] == *tail
+                && let Some(x) = l.get_mut(w[n - 1] as usize)
+            {
+                *x = f32::NEG_INFINITY;
             }
         }
     }
@@ -648,10 +673,23 @@ mod tests {
         };
         let logits = [1.0, 3.0, 3.0, -2.0];
         assert_eq!(
-            sample(&logits, &mut mk(GenParams::default())),
+            sample(&logits, &mut mk(GenParams::default()), &[]),
             1,
             "first maximum"
         );
+        // EOS (1) banned before min_new_tokens.
+        let min = GenParams {
+            min_new_tokens: 1,
+            ..Default::default()
+        };
+        assert_eq!(sample(&logits, &mut mk(min), &[1]), 2);
+        // Tokens [2, 1, 2]: a bigram ban forbids 1 after 2 (2-1 seen).
+        let mut s = mk(GenParams {
+            no_repeat_ngram_size: 2,
+            ..Default::default()
+        });
+        s.tokens = vec![2, 1, 2];
+        assert_eq!(sample(&logits, &mut s, &[]), 2);
         // Repetition penalty on token 2 is irrelevant to token 1's win; on
         // token 1 (seen) it lets token 2 win.
         let mut s = mk(GenParams {
@@ -659,21 +697,21 @@ mod tests {
             ..Default::default()
         });
         s.tokens = vec![1];
-        assert_eq!(sample(&logits, &mut s), 2);
+        assert_eq!(sample(&logits, &mut s, &[]), 2);
         // top_k = 1 is greedy whatever the temperature.
         let mut s = mk(GenParams {
             temperature: 5.0,
             top_k: 1,
             ..Default::default()
         });
-        assert!((0..50).all(|_| sample(&logits, &mut s) == 1));
+        assert!((0..50).all(|_| sample(&logits, &mut s, &[]) == 1));
         // top_p keeps only the two 3.0 logits (mass ≈ 0.93 ≥ 0.9).
         let mut s = mk(GenParams {
             temperature: 1.0,
             top_p: 0.9,
             ..Default::default()
         });
-        let draws: Vec<u32> = (0..400).map(|_| sample(&logits, &mut s)).collect();
+        let draws: Vec<u32> = (0..400).map(|_| sample(&logits, &mut s, &[])).collect();
         assert!(draws.iter().all(|&t| t == 1 || t == 2));
         let ones = draws.iter().filter(|&&t| t == 1).count();
         assert!(

@@ -13,12 +13,16 @@ fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Where `scripts/fetch-models.sh` and `lakecap models pull` put models.
-pub fn models_home() -> PathBuf {
+/// `$LAKECAP_HOME`, default `~/.cache/lakecap`.
+pub fn lakecap_home() -> PathBuf {
     std::env::var_os("LAKECAP_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| home().join(".cache").join("lakecap"))
-        .join("models")
+}
+
+/// Where `scripts/fetch-models.sh` and `lakecap models pull` put models.
+pub fn models_home() -> PathBuf {
+    lakecap_home().join("models")
 }
 
 /// The Hugging Face hub cache directory.

@@ -12,14 +12,31 @@ use lakecap::{Engine, Vars};
 /// The demo pipeline, also runnable as `lakecap run sql/demo.sql -D LAKE=... -D OUT=...`.
 const DEMO_SQL: &str = include_str!("../../sql/demo.sql");
 
-/// Model stages of the full recipe that have no runtime yet, and what will enable them.
-const FUTURE_STAGES: &[(&str, &str)] = &[(
-    "recaption",
-    "recaptioning: needs a BLIP captioner (HF layout) in the HF cache",
-)];
-
-/// Kept rows the demo fuses (an LLM on the CPU takes about a second a row).
+/// Kept rows the demo recaptions and fuses (generation on the CPU takes about
+/// a second a row).
 const FUSE_ROWS: usize = 12;
+
+/// Captions some kept rows with the BLIP captioner, when it is present.
+async fn recaption_stage(engine: &Engine) -> Result<()> {
+    let model = engine.options().caption_model;
+    if lakecap_models::hub::resolve(&model).is_err() {
+        eprintln!(
+            "note: recaption skipped: BLIP captioner `{model}` not found; put its HF files \
+             (config.json, model.safetensors, tokenizer.json, preprocessor_config.json) in the HF \
+             cache or set lakecap.caption_model (LAKECAP_CAPTION_MODEL) to a directory"
+        );
+        return Ok(());
+    }
+    let b = engine
+        .sql(&format!(
+            "SELECT alt, recaption(img, 'prompt=a picture of') AS caption FROM decided \
+             WHERE dropped_because IS NULL ORDER BY key LIMIT {FUSE_ROWS}"
+        ))
+        .await?;
+    println!("recaption ({model}) of {FUSE_ROWS} kept rows:");
+    output::write(&mut std::io::stdout().lock(), &b, Format::Table)?;
+    Ok(())
+}
 
 /// Fuses the alt texts of some kept rows with the sample lake's image
 /// descriptions (standing in for recaption output) and shows them.
@@ -98,11 +115,8 @@ async fn model_stages(engine: &Engine, lake: &Path) -> Result<()> {
             "note: embed_text skipped: sentence encoder `{text}` not found; run scripts/fetch-models.sh"
         ),
     }
-    fuse_stage(engine, lake).await?;
-    for (name, what) in FUTURE_STAGES {
-        eprintln!("note: {name} skipped: {what}");
-    }
-    Ok(())
+    recaption_stage(engine).await?;
+    fuse_stage(engine, lake).await
 }
 
 pub fn sample_lake(dir: &Path, rows: usize, seed: u64) -> Result<()> {

@@ -12,7 +12,7 @@
 //!   per-row value access for the plain and view Arrow types parquet delivers.
 //!
 //! Model functions (`embed_image`, `embed_text`, `clip_score`, and the
-//! generation functions `fuse` and `llm`) are async UDFs:
+//! generation functions `recaption`, `fuse` and `llm`) are async UDFs:
 //! they hand whole batches to the model scheduler of `lakecap-models` and
 //! share a [`SessionMemo`] (embeddings and generated texts) so that each
 //! distinct input is computed once per
@@ -22,6 +22,7 @@
 //! [`register_all`] installs everything into a `SessionContext`.
 
 mod args;
+mod caption_cache;
 mod diagnostics;
 mod docs;
 mod llm_call;
@@ -42,6 +43,7 @@ mod image_info;
 mod llm;
 mod near_duplicates;
 mod phash;
+mod recaption;
 mod semantic_duplicates;
 mod thumbnail;
 
@@ -66,10 +68,11 @@ pub use llm::LlmFunc;
 pub use model_args::{EmbeddingMemo, MemoHandle, SessionMemo, TextMemo};
 pub use near_duplicates::NearDuplicatesFunc;
 pub use options::{
-    DEFAULT_CLIP_MODEL, DEFAULT_FUSE_PROMPT, DEFAULT_LLM_MODEL, DEFAULT_TEXT_MODEL, FuseOptions,
-    LakecapOptions, LlmOptions, ModelSetting, OnError,
+    DEFAULT_CAPTION_MODEL, DEFAULT_CLIP_MODEL, DEFAULT_FUSE_PROMPT, DEFAULT_LLM_MODEL,
+    DEFAULT_TEXT_MODEL, FuseOptions, LakecapOptions, LlmOptions, ModelSetting, OnError, Switch,
 };
 pub use phash::PhashFunc;
+pub use recaption::RecaptionFunc;
 pub use semantic_duplicates::SemanticDuplicatesFunc;
 pub use thumbnail::ThumbnailFunc;
 
@@ -96,6 +99,7 @@ pub fn scalar_functions(diag: &Arc<Diagnostics>, options: &LakecapOptions) -> Ve
             memo.clone(),
             d.clone(),
         ))),
+        asynchronous(Arc::new(RecaptionFunc::new(memo.clone(), d.clone()))),
         asynchronous(Arc::new(FuseFunc::new(memo.clone(), d.clone()))),
         asynchronous(Arc::new(LlmFunc::new(memo, d.clone()))),
         ScalarUDF::from(CosineFunc::new()),
@@ -117,6 +121,7 @@ pub fn documentation(udf: &ScalarUDF) -> Option<&Documentation> {
         "embed_text" => Some(&*embed_text::DOC),
         "clip_score" => Some(&*clip_score::DOC),
         "fuse" => Some(&*fuse::DOC),
+        "recaption" => Some(&*recaption::DOC),
         "llm" => Some(&*llm::DOC),
         _ => None,
     })

@@ -51,6 +51,46 @@ impl ConfigField for OnError {
     }
 }
 
+/// `on` / `off`, as in `SET lakecap.cache = off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Switch {
+    #[default]
+    On,
+    Off,
+}
+
+impl FromStr for Switch {
+    type Err = DataFusionError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" => Ok(Switch::On),
+            "off" | "false" => Ok(Switch::Off),
+            other => Err(DataFusionError::Configuration(format!(
+                "expected 'on' or 'off', got '{other}'"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Switch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Switch::On => "on",
+            Switch::Off => "off",
+        })
+    }
+}
+
+impl ConfigField for Switch {
+    fn visit<V: Visit>(&self, v: &mut V, key: &str, description: &'static str) {
+        v.some(key, self, description)
+    }
+    fn set(&mut self, _key: &str, value: &str) -> Result<()> {
+        *self = value.parse()?;
+        Ok(())
+    }
+}
+
 /// A model id (`ORG/NAME` or a directory) whose current value the model
 /// functions read while a query is planned: a function's return type (the
 /// embedding width) depends on the model, and DataFusion gives return-type
@@ -141,6 +181,8 @@ macro_rules! namespace {
     };
 }
 
+/// The default captioner: users bring its weights (no hub here).
+pub const DEFAULT_CAPTION_MODEL: &str = "Salesforce/blip-image-captioning-base";
 /// The default LLM (real weights from scripts/fetch-models.sh).
 pub const DEFAULT_LLM_MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 /// The fusion prompt shipped with lakecap (`udfs/prompts/fuse.txt`).
@@ -193,6 +235,10 @@ extensions_options! {
         pub batch_size: usize, default = 32
         /// Where models run: 'auto' (the first GPU when CUDA can be loaded, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
         pub device: String, default = "auto".to_string()
+        /// BLIP captioner for recaption: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory.
+        pub caption_model: String, default = DEFAULT_CAPTION_MODEL.to_string()
+        /// 'on': captions are kept on disk ($LAKECAP_HOME/cache/captions) by (model, options, image content), so reruns never recompute one; 'off': not read or written.
+        pub cache: Switch, default = Switch::On
         /// LLM model and sampling (lakecap.llm.model, .max_tokens, .temperature, .top_p, .seed).
         pub llm: LlmOptions, default = LlmOptions::default()
         /// Caption fusion (lakecap.fuse.prompt).

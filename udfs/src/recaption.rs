@@ -1,0 +1,294 @@
+//! `recaption(img [, options])`: a synthetic caption from a BLIP captioner.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, exec_err, internal_err, plan_err};
+use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+};
+use lakecap_models::caption;
+use lakecap_models::generate::GenParams;
+use lakecap_models::image::decode;
+
+use crate::args::{RowFailure, Rows, arrays, bytes_rows};
+use crate::caption_cache::CaptionCache;
+use crate::diagnostics::DiagHandle;
+use crate::llm_call::strings_array;
+use crate::model_args::{
+    MemoHandle, Param, TextMemo, blocking, device, model_err, model_signature,
+};
+use crate::options::Switch;
+
+const USAGE: &str = "recaption(img [, 'key=value; …'])";
+
+pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        crate::docs::MODEL,
+        "A synthetic caption of the image by a BLIP captioner (lakecap.caption_model, default \
+         Salesforce/blip-image-captioning-base; bring its HF files), decoded with continuous \
+         batching. Options, as 'key=value' pairs separated by ';': prompt (a text prefix such as \
+         'a picture of', kept in the caption as transformers decodes it), max_tokens (default 30), \
+         min_tokens, temperature (0: greedy), top_k, top_p, seed, repetition_penalty, \
+         no_repeat_ngram_size, model. Unknown keys are errors; beams and guidance_scale are \
+         recognised but not implemented yet (an error says so). Captions are cached on disk by \
+         (model, options, image content) unless SET lakecap.cache = off. An undecodable image \
+         gives NULL and a counted warning; NULL gives NULL.",
+        USAGE,
+    )
+    .with_argument("img", "Encoded image bytes (Binary, BinaryView).")
+    .with_argument("options", "Optional 'key=value; …' string literal.")
+    .with_sql_example(
+        "SELECT key, alt, recaption(img, 'prompt=a picture of; max_tokens=20') AS caption FROM lake;",
+    )
+    .with_related_udf("fuse")
+    .build()
+});
+
+/// Parsed `recaption` options.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CaptionOptions {
+    pub model: Option<String>,
+    pub prompt: String,
+    pub params: GenParams,
+}
+
+impl CaptionOptions {
+    pub fn parse(text: &str) -> std::result::Result<CaptionOptions, String> {
+        let mut o = CaptionOptions {
+            model: None,
+            prompt: String::new(),
+            params: GenParams {
+                max_new_tokens: 30,
+                ..Default::default()
+            },
+        };
+        for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| format!("option `{pair}` is not key=value"))?;
+            let num = |what: &str| -> std::result::Result<f64, String> {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| format!("option {k} needs a non-negative {what}, got `{v}`"))
+            };
+            let p = &mut o.params;
+            match k {
+                "prompt" => o.prompt = v.to_string(),
+                "model" => o.model = Some(v.to_string()),
+                "max_tokens" => p.max_new_tokens = (num("integer")? as usize).max(1),
+                "min_tokens" => p.min_new_tokens = num("integer")? as usize,
+                "temperature" => p.temperature = num("number")? as f32,
+                "top_k" => p.top_k = num("integer")? as usize,
+                "top_p" => p.top_p = num("number")?.min(1.0) as f32,
+                "seed" => p.seed = num("integer")? as u64,
+                "repetition_penalty" => p.repetition_penalty = num("number")? as f32,
+                "no_repeat_ngram_size" => p.no_repeat_ngram_size = num("integer")? as usize,
+                "beams" | "num_beams" if num("integer")? > 1.0 => {
+                    return Err("beam search is not implemented yet: use greedy decoding \
+                                (the default) or sampling (temperature > 0)"
+                        .into());
+                }
+                "beams" | "num_beams" => {}
+                "guidance_scale" if num("number")? != 1.0 => {
+                    return Err("classifier-free guidance is not implemented yet".into());
+                }
+                "guidance_scale" => {}
+                other => {
+                    return Err(format!(
+                        "unknown option `{other}` (prompt, max_tokens, min_tokens, temperature, \
+                         top_k, top_p, seed, repetition_penalty, no_repeat_ngram_size, model)"
+                    ));
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// What the cache key depends on besides the model and the image.
+    fn canonical(&self) -> String {
+        format!("{}|{:?}", self.prompt, self.params)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RecaptionFunc {
+    signature: Signature,
+    memo: MemoHandle,
+    diag: DiagHandle,
+}
+
+impl RecaptionFunc {
+    pub fn new(memo: MemoHandle, diag: DiagHandle) -> Self {
+        Self {
+            signature: model_signature(&[Param::Image]),
+            memo,
+            diag,
+        }
+    }
+}
+
+impl ScalarUDFImpl for RecaptionFunc {
+    fn name(&self) -> &str {
+        "recaption"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        internal_err!("return_field_from_args is used")
+    }
+
+    /// Validates a literal options string while planning.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        if let Some(v) = args.scalar_arguments.get(1) {
+            match v.and_then(|v| v.try_as_str()).flatten() {
+                Some(text) => {
+                    if let Err(e) = CaptionOptions::parse(text) {
+                        return plan_err!("{USAGE}: {e}");
+                    }
+                }
+                None => return plan_err!("{USAGE}: the options must be a string literal"),
+            }
+        }
+        Ok(Arc::new(Field::new(self.name(), DataType::Utf8, true)))
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        internal_err!("recaption is async")
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOC)
+    }
+}
+
+#[async_trait]
+impl AsyncScalarUDFImpl for RecaptionFunc {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let text = match args.args.get(1) {
+            None => String::new(),
+            Some(ColumnarValue::Scalar(v)) => v.try_as_str().flatten().unwrap_or("").to_string(),
+            Some(ColumnarValue::Array(_)) => {
+                return exec_err!("{USAGE}: options must be a literal");
+            }
+        };
+        let opts = match CaptionOptions::parse(&text) {
+            Ok(o) => o,
+            Err(e) => return exec_err!("{USAGE}: {e}"),
+        };
+        let cols = arrays(&args)?;
+        let rows = Rows::new("recaption", &args, 0, &self.diag.0);
+        let o = &rows.options;
+        let model = opts
+            .model
+            .clone()
+            .unwrap_or_else(|| o.caption_model.clone());
+        let disk = (o.cache == Switch::On).then(CaptionCache::new);
+        let memo: &TextMemo = &self.memo.0.texts;
+        let bytes = bytes_rows(cols[0].as_ref())?;
+        let canon = opts.canonical();
+        let keys: Vec<Option<u128>> = bytes
+            .iter()
+            .map(|b| b.map(|b| CaptionCache::key(&model, &canon, b)))
+            .collect();
+        let lookup = |k: u128| -> Option<String> {
+            memo.get(k)
+                .map(|v| v.to_string())
+                .or_else(|| disk.as_ref().and_then(|d| d.get(k)))
+        };
+        let mut out: Vec<Option<String>> = keys.iter().map(|k| k.and_then(lookup)).collect();
+        let mut seen = HashSet::new();
+        let todo: Vec<usize> = (0..out.len())
+            .filter(|&i| out[i].is_none() && keys[i].is_some_and(|k| seen.insert(k)))
+            .collect();
+        if !todo.is_empty() {
+            let (id, bs, dev) = (model.clone(), o.batch_size, device(o)?);
+            let cap = blocking(move || caption::captioner(&id, bs, dev))
+                .await?
+                .map_err(model_err)?;
+            let owned: Vec<Vec<u8>> = todo
+                .iter()
+                .map(|&i| bytes[i].unwrap_or_default().to_vec())
+                .collect();
+            let (c, limits) = (Arc::clone(&cap), rows.limits());
+            let prepared = blocking(move || {
+                use rayon::prelude::*;
+                owned
+                    .par_iter()
+                    .map(|b| decode(b, limits).map(|img| c.preprocess(&img)))
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+            let (mut images, mut ok) = (Vec::new(), Vec::new());
+            for (&i, p) in todo.iter().zip(prepared) {
+                if let Some(x) = rows.row(i, p.map_err(Into::into))? {
+                    images.push(x);
+                    ok.push(i);
+                }
+            }
+            let captions = cap
+                .caption(images, &opts.prompt, opts.params.clone())
+                .await
+                .map_err(model_err)?;
+            for (i, r) in ok.into_iter().zip(captions) {
+                let failure = |e: lakecap_models::ModelError| RowFailure {
+                    kind: "generation",
+                    message: e.to_string(),
+                };
+                if let Some(text) = rows.row(i, r.map_err(failure))? {
+                    let k = keys[i].expect("a key");
+                    memo.put(k, text.as_str().into());
+                    if let Some(d) = &disk {
+                        d.put(k, &text);
+                    }
+                    out[i] = Some(text);
+                }
+            }
+            // Rows repeating an image computed above.
+            for (o, k) in out.iter_mut().zip(&keys) {
+                if o.is_none()
+                    && let Some(v) = k.and_then(|k| memo.get(k))
+                {
+                    *o = Some(v.to_string());
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(strings_array(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_options() {
+        let o = CaptionOptions::parse(
+            "prompt=a picture of, maybe; max_tokens=12; temperature=0.7; seed=3",
+        )
+        .unwrap();
+        assert_eq!(o.prompt, "a picture of, maybe");
+        assert_eq!((o.params.max_new_tokens, o.params.seed), (12, 3));
+        assert_eq!(o.params.temperature, 0.7);
+        assert_eq!(CaptionOptions::parse("").unwrap().params.max_new_tokens, 30);
+        assert!(CaptionOptions::parse("beams=1").is_ok());
+        for (bad, why) in [
+            ("colour=blue", "unknown option `colour`"),
+            ("max_tokens=-3", "non-negative"),
+            ("temperature", "not key=value"),
+            ("beams=3", "beam search is not implemented"),
+            ("guidance_scale=2", "guidance is not implemented"),
+        ] {
+            let e = CaptionOptions::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+}
