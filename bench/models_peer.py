@@ -6,6 +6,10 @@ benchmarks and GPU parity (scripts/bench-models.sh, scripts/gpu-check.sh).
         images/s of get_image_features from JPEG bytes (CLIPImageProcessor) and model-only,
         fp32 and fp16 on cuda, fp32 on cpu.
     python bench/clip_peer.py parity DIR OURS.f32  # compare our embeddings of data/photos/*.png
+    python bench/models_peer.py blip_make DIR TOKENIZER.json   # full-size BLIP-base, random weights (seed 0)
+    python bench/models_peer.py blip DIR BATCH ITERS
+        captions/s of BlipForConditionalGeneration.generate from JPEG bytes, 20 new tokens
+        forced (min_new_tokens = max_new_tokens = 20, so EOS never ends a row early), fp32 cpu.
 """
 import io
 import sys
@@ -96,6 +100,40 @@ def text(d, batch, iters):
     print(f"torch_text_sentences_per_s={batch * iters / (time.perf_counter() - t):.1f}")
 
 
+def blip_make(d, tokenizer_json):
+    from tokenizers import AddedToken, Tokenizer
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor
+
+    torch.manual_seed(0)
+    BlipForConditionalGeneration(BlipConfig()).save_pretrained(d)  # Salesforce/blip-image-captioning-base sizes
+    BlipImageProcessor().save_pretrained(d)
+    # bert-base-uncased's WordPiece (e.g. all-MiniLM-L6-v2's) plus BLIP's [DEC].
+    tok = Tokenizer.from_file(tokenizer_json)
+    tok.add_special_tokens([AddedToken("[DEC]", special=True)])
+    tok.save(str(Path(d) / "tokenizer.json"))
+    print(f"wrote {d}")
+
+
+def blip(d, batch, iters):
+    from transformers import BlipForConditionalGeneration, BlipImageProcessor
+
+    m = BlipForConditionalGeneration.from_pretrained(d).eval()
+    proc = BlipImageProcessor.from_pretrained(d)
+    data = jpegs(batch)
+
+    def run():
+        imgs = [Image.open(io.BytesIO(b)).convert("RGB") for b in data]
+        px = proc(images=imgs, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            m.generate(pixel_values=px, max_new_tokens=20, min_new_tokens=20, do_sample=False)
+
+    run()
+    t = time.perf_counter()
+    for _ in range(iters):
+        run()
+    print(f"torch_blip_b{batch}_captions_per_s={batch * iters / (time.perf_counter() - t):.2f}")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "make":
@@ -106,5 +144,10 @@ if __name__ == "__main__":
     elif cmd == "text":
         torch.set_num_threads(int(__import__("os").environ.get("THREADS", torch.get_num_threads())))
         text(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "blip_make":
+        blip_make(sys.argv[2], sys.argv[3])
+    elif cmd == "blip":
+        torch.set_num_threads(int(__import__("os").environ.get("THREADS", torch.get_num_threads())))
+        blip(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "parity":
         parity(sys.argv[2], sys.argv[3])

@@ -5,7 +5,8 @@
 # Needs a Python with torch, transformers, sentence-transformers, Pillow and
 # llama-cpp-python (PYTHON=..., e.g. a venv from tests/fixtures/requirements-models.txt
 # plus requirements-llm.txt), and all-MiniLM-L6-v2 and SmolLM2 from
-# scripts/fetch-models.sh.
+# scripts/fetch-models.sh. Full-size random-weight CLIP ViT-B/32 and BLIP-base
+# checkpoints are written by transformers on first use (target/bench-*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${1:-$(nproc)}"
@@ -26,4 +27,10 @@ SMOL="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/HuggingFaceTB/SmolLM2-135M-In
 for b in 1 32; do
     "$BIN" llm "$SMOL" --batch "$b" --prompt 128 --steps 32
     "$PYTHON" bench/llm_peer.py "$SMOL" "$b" 128 32 "$THREADS" 2>/dev/null
+done
+BLIP="${BLIP_DIR:-target/bench-blip-base}"
+[ -f "$BLIP/model.safetensors" ] || "$PYTHON" bench/models_peer.py blip_make "$BLIP" "$MINILM/tokenizer.json"
+for b in 1 16; do
+    /usr/bin/time -f "lakecap_blip_b${b}_peak_rss_kb=%M" "$BIN" blip "$BLIP" --batch "$b" --iters 1
+    "$PYTHON" bench/models_peer.py blip "$BLIP" "$b" 1 2>/dev/null
 done

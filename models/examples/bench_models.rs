@@ -12,6 +12,10 @@
 //!       `batch` prompts of `prompt` tokens, then `steps` decode steps of one
 //!       token per sequence (the shape bench/llm_peer.py gives llama.cpp).
 //!
+//!   bench_models blip DIR [--device cpu|cuda] [--batch 16] [--iters 2]
+//!       captions/s of a BLIP captioner from JPEG bytes, 20 new tokens forced
+//!       (EOS ignored), `batch` images per call through `batch` slots.
+//!
 //!   bench_models embed DIR OUT.f32 [--device cpu|cuda]
 //!       unnormalised image embeddings of the PNG photos in data/photos (sorted),
 //!       as little-endian f32, for parity checks against transformers.
@@ -223,11 +227,48 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
     run(true);
 }
 
+fn blip(dir: &Path, batch: usize, iters: usize, device: &str) {
+    use lakecap_models::generate::GenParams;
+    let (device, _) = lakecap_models::embed::Device::parse(device).unwrap();
+    let t = Instant::now();
+    let cap = lakecap_models::caption::load_captioner(dir, "bench", batch, device).unwrap();
+    println!("load_s={:.2}", t.elapsed().as_secs_f64());
+    let bytes = jpegs(batch);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let params = GenParams {
+        max_new_tokens: 20,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let run = || {
+        let images: Vec<Vec<f32>> = bytes
+            .par_iter()
+            .map(|b| cap.preprocess(&decode(b, DecodeLimits::default()).unwrap()))
+            .collect();
+        let out = rt
+            .block_on(cap.caption(images, "", params.clone()))
+            .unwrap();
+        assert!(out.iter().all(|r| r.is_ok()));
+    };
+    run();
+    let t = Instant::now();
+    for _ in 0..iters {
+        run();
+    }
+    println!(
+        "lakecap_blip_b{batch}_captions_per_s={:.2}",
+        (batch * iters) as f64 / t.elapsed().as_secs_f64()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(dir)) = (args.get(1), args.get(2)) else {
         eprintln!(
-            "usage: bench_models clip|text|llm|embed DIR [--device cpu|cuda] [--batch N] [--iters N]"
+            "usage: bench_models clip|text|llm|blip|embed DIR [--device cpu|cuda] [--batch N] [--iters N]"
         );
         std::process::exit(2);
     };
@@ -238,6 +279,7 @@ fn main() {
         ("clip", "cpu") => clip(&Cpu, dir, batch, iters),
         ("clip", "cuda") => clip(&Cuda::new(0, true).unwrap(), dir, batch, iters),
         ("text", dev) => text(dir, batch, iters, dev),
+        ("blip", dev) => blip(dir, batch, iters, dev),
         ("llm", dev) => {
             let prompt: usize = arg(&args, "--prompt", "128").parse().unwrap();
             let steps: usize = arg(&args, "--steps", "32").parse().unwrap();

@@ -79,8 +79,92 @@ pub fn attention_ref(
     out
 }
 
-/// `q [b, sq, h·d]`, `k`, `v [b, sk, h·d]` -> `[b, sq, h·d]`. Query rows run in
-/// parallel; each computes all heads into its own contiguous output row.
+/// Both sequence lengths from which [`attention`] runs each head as two GEMMs.
+const GEMM_FROM: usize = 32;
+
+/// One (batch row, head) of long-sequence attention: `S = Q Kᵀ · scale`
+/// (GEMM), masked row softmax, `O = S V` (GEMM) -> `[sq, d]`. Q, K and V are
+/// read in place through strides (their rows are `hd` apart).
+#[allow(clippy::too_many_arguments)]
+fn head_gemm(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (sq, sk, hd, d): (usize, usize, usize, usize),
+    h: usize,
+    visible_of: impl Fn(usize) -> usize,
+) -> Vec<f32> {
+    let mut s = vec![0f32; sq * sk];
+    let mut o = vec![0f32; sq * d];
+    let scale = 1.0 / (d as f32).sqrt();
+    let (q, k, v) = (&q[h * d..], &k[h * d..], &v[h * d..]);
+    // SAFETY: every pointer/stride pair stays inside its slice: Q is sq rows
+    // of hd (d used), K and V are sk rows of hd (d used), S is sq × sk, O sq × d.
+    unsafe {
+        gemm::gemm(
+            sq,
+            sk,
+            d,
+            s.as_mut_ptr(),
+            1,
+            sk as isize,
+            false,
+            q.as_ptr(),
+            1,
+            hd as isize,
+            k.as_ptr(),
+            hd as isize,
+            1,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    for (i, row) in s.chunks_mut(sk).enumerate() {
+        let n = visible_of(i);
+        let mx = row[..n].iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut z = 0f32;
+        for x in row[..n].iter_mut() {
+            *x = (*x - mx).exp();
+            z += *x;
+        }
+        row[..n].iter_mut().for_each(|x| *x /= z);
+        row[n..].fill(0.0);
+    }
+    // SAFETY: as above.
+    unsafe {
+        gemm::gemm(
+            sq,
+            d,
+            sk,
+            o.as_mut_ptr(),
+            1,
+            d as isize,
+            false,
+            s.as_ptr(),
+            1,
+            sk as isize,
+            v.as_ptr(),
+            1,
+            hd as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    o
+}
+
+/// `q [b, sq, h·d]`, `k`, `v [b, sk, h·d]` -> `[b, sq, h·d]`. Long sequences
+/// (ViT, BLIP's 577 image tokens) run each (batch row, head) as two GEMMs in
+/// parallel; short ones (captions, decoding) run query rows in parallel, each
+/// computing all heads into its own contiguous output row.
 pub fn attention(
     q: &CpuTensor,
     k: &CpuTensor,
@@ -94,6 +178,30 @@ pub fn attention(
     let d = hd / heads;
     let (qv, kv, vv) = (q.f32(), k.f32(), v.f32());
     let mut out = vec![0f32; b * sq * hd];
+    if sq >= GEMM_FROM && sk >= GEMM_FROM {
+        let heads_out: Vec<Vec<f32>> = (0..b * heads)
+            .into_par_iter()
+            .map(|t| {
+                let (bi, h) = (t / heads, t % heads);
+                head_gemm(
+                    &qv[bi * sq * hd..(bi + 1) * sq * hd],
+                    &kv[bi * sk * hd..(bi + 1) * sk * hd],
+                    &vv[bi * sk * hd..(bi + 1) * sk * hd],
+                    (sq, sk, hd, d),
+                    h,
+                    |i| visible(mask, bi, i, sk),
+                )
+            })
+            .collect();
+        for (t, o) in heads_out.iter().enumerate() {
+            let (bi, h) = (t / heads, t % heads);
+            for (i, r) in o.chunks(d).enumerate() {
+                let at = (bi * sq + i) * hd + h * d;
+                out[at..at + d].copy_from_slice(r);
+            }
+        }
+        return Ok(CpuTensor::from_f32(&q.shape, out));
+    }
     out.par_chunks_mut(hd).enumerate().for_each(|(row, o)| {
         let (bi, i) = (row / sq, row % sq);
         let n = visible(mask, bi, i, sk);
