@@ -24,6 +24,10 @@
 //!   tokenizers), [`generate`] (continuous batching over the shared KV-cache
 //!   attention, transformers-compatible sampling), [`chat`] (Jinja chat
 //!   templates) and [`llm`] (the loaded-once service the SQL functions call).
+//! - Captioning: [`blip`] (BLIP's vision encoder and cross-attending text
+//!   decoder, `BlipImageProcessor`-exact preprocessing) and [`caption`] (the
+//!   loaded-once captioner: images are the generator's per-row contexts,
+//!   encoded once per row in batches).
 //! - [`semdedup`]: SemDeDup (spherical k-means, then greedy within-cluster
 //!   deduplication by cosine) over image or text embeddings.
 //!
