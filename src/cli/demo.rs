@@ -67,10 +67,14 @@ async fn fuse_stage(engine: &Engine, lake: &Path) -> Result<()> {
         .sql(&format!(
             "SELECT alt, fuse(alt, caption) AS fused FROM \
                (SELECT d.key, d.alt, c.caption FROM decided d JOIN demo_captions c ON c.key = d.key \
-                WHERE d.dropped_because IS NULL ORDER BY d.alt_score DESC, d.key LIMIT {FUSE_ROWS})"
+                WHERE d.dropped_because IS NULL AND lower(d.alt) <> lower(c.caption) \
+                ORDER BY d.alt_score DESC, d.key LIMIT {FUSE_ROWS})"
         ))
         .await?;
-    println!("caption fusion ({llm}) of the {FUSE_ROWS} kept rows with the best alt texts:");
+    println!(
+        "caption fusion ({llm}) of the {FUSE_ROWS} kept rows with the best alt texts that differ \
+         from their image description:"
+    );
     output::write(&mut std::io::stdout().lock(), &b, Format::Table)?;
     Ok(())
 }
