@@ -14,7 +14,7 @@ if [ "${1:-run}" = build ]; then
         | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"] in ("ops","clip_parity","bert_parity","llm_parity","bench_models"):
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"] in ("ops","clip_parity","bert_parity","llm_parity","blip_parity","bench_models"):
         print(m["executable"])' > /tmp/gpu-bins
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
     while read -r b; do cp "$b" "$BUNDLE/$(basename "$b" | sed 's/-[0-9a-f]*$//')"; done < /tmp/gpu-bins
@@ -36,8 +36,9 @@ echo "== op parity (GPU vs CPU references)"
 echo "== tiny CLIP and BERT parity on CUDA (vs transformers fixtures), served embedder on CUDA vs CPU"
 "$BUNDLE/clip_parity" --nocapture 2>&1 | grep -E "cuda|test result|panicked|rel err" | tail -9
 "$BUNDLE/bert_parity" 2>&1 | grep -E "test |test result|panicked"
-echo "== tiny Llama and Qwen2 logits on CUDA (vs transformers fixtures)"
-"$BUNDLE/llm_parity" tiny_llama_and_qwen2_logits --nocapture 2>&1 | grep -E "test |test result|panicked|rel err|skipped"
+echo "== tiny Llama/Qwen2 logits and greedy tokens, tiny BLIP captions, on CUDA (vs transformers fixtures)"
+"$BUNDLE/llm_parity" tiny_ greedy_generation --nocapture 2>&1 | grep -E "test |test result|panicked|rel err|skipped"
+"$BUNDLE/blip_parity" --nocapture 2>&1 | grep -E "test |test result|panicked|skipped"
 
 echo "== SmolLM2-135M-size decoder (random weights from its config, made here by transformers)"
 L=/tmp/smollm2-random
@@ -51,6 +52,21 @@ cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num
 LlamaForCausalLM(cfg).save_pretrained(sys.argv[1])
 PY
 for b in 1 32 128; do "$BUNDLE/bench_models" llm $L --device cuda --batch $b --prompt 128 --steps 32 | grep tokens_per_s; done
+
+echo "== BLIP-base (random weights, made here by transformers) captions/s, 20 tokens forced"
+B=/tmp/blip-base
+python3 - "$B" <<'PY' > /dev/null 2>&1
+import sys, torch
+from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor
+from tokenizers import Tokenizer, models, pre_tokenizers
+torch.manual_seed(0)
+BlipForConditionalGeneration(BlipConfig()).save_pretrained(sys.argv[1])
+BlipImageProcessor().save_pretrained(sys.argv[1])
+vocab = {f"[unused{i}]": i for i in range(30524)}
+t = Tokenizer(models.WordPiece(vocab, unk_token="[unused0]")); t.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+t.save(sys.argv[1] + "/tokenizer.json")
+PY
+for b in 1 16 64; do "$BUNDLE/bench_models" blip $B --device cuda --batch $b --iters 2 | grep captions; done
 
 echo "== full-size ViT-B/32 (random weights, made here by transformers)"
 M=/tmp/clip-b32

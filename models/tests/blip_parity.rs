@@ -46,10 +46,18 @@ fn preprocessing_matches_blip_image_processor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greedy_captions_match_transformers_generate() {
+    check_greedy(Device::Cpu).await;
+    match lakecap_kernels::cuda::unavailable_reason() {
+        None => check_greedy(Device::Cuda(0)).await,
+        Some(why) => eprintln!("CUDA part skipped: {why}"),
+    }
+}
+
+async fn check_greedy(device: Device) {
     let dir = fixture();
     let exp: serde_json::Value = json(&dir.join("expected.json"));
     let rows = exp["rows"].as_array().unwrap();
-    let cap = load_captioner(&dir, "blip-tiny", 2, Device::Cpu).unwrap();
+    let cap = load_captioner(&dir, "blip-tiny", 2, device).unwrap();
     let prefix_ids = ids(&serde_json::json!([exp["prefix_ids"]]))[0].clone();
     // [CLS] a picture of [SEP] -> [DEC] a picture of
     let mut want_prompt = vec![300];

@@ -132,11 +132,19 @@ fn tiny_llama_and_qwen2_logits_match_transformers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greedy_generation_matches_transformers_generate() {
+    check_greedy(Device::Cpu).await;
+    match unavailable_reason() {
+        None => check_greedy(Device::Cuda(0)).await,
+        Some(why) => eprintln!("CUDA part skipped: {why}"),
+    }
+}
+
+async fn check_greedy(device: Device) {
     for kind in ["llama", "qwen2"] {
         let dir = fixture(&format!("{kind}-tiny"));
         let exp: serde_json::Value = json(&dir.join("expected.json"));
         // Two slots for three prompts: rows join as others finish.
-        let m = llm::load_llm(&dir, kind, 2, Device::Cpu).unwrap();
+        let m = llm::load_llm(&dir, kind, 2, device).unwrap();
         let prompts: Vec<String> = exp["rows"]
             .as_array()
             .unwrap()
@@ -160,7 +168,12 @@ async fn greedy_generation_matches_transformers_generate() {
             if want.last() == Some(&2) {
                 want.pop(); // transformers keeps the EOS token; lakecap does not
             }
-            assert_eq!(got.unwrap().tokens, want, "{kind}: {}", r["prompt"]);
+            assert_eq!(
+                got.unwrap().tokens,
+                want,
+                "{kind} on {device:?}: {}",
+                r["prompt"]
+            );
         }
         let chat = m
             .chat_prompt(&[
