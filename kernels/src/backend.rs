@@ -169,6 +169,15 @@ pub trait Backend: Send + Sync + 'static {
         v: &Self::Tensor,
         at: &[Pos],
     ) -> Result<()>;
+    /// Slot `to` takes positions `0..len` of slot `from`, for every
+    /// `(from, to)` of `moves` at once (sources are read before any is
+    /// written, so permutations are fine): beam search reordering its beams.
+    fn kv_copy(
+        &self,
+        cache: &mut Self::KvCache,
+        moves: &[(usize, usize)],
+        len: usize,
+    ) -> Result<()>;
     /// Attention of `q [n, heads·d]` over the cache: row `i` attends to keys
     /// `0..=at[i].pos` of slot `at[i].slot`. Grouped-query attention when the
     /// cache holds fewer heads (`width / d`) than `heads`.
@@ -318,6 +327,20 @@ pub mod check {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Checks a `kv_copy` against a cache of `slots × capacity`.
+    pub fn kv_copy(
+        moves: &[(usize, usize)],
+        len: usize,
+        slots: usize,
+        capacity: usize,
+    ) -> Result<()> {
+        ensure(
+            len <= capacity && moves.iter().all(|&(a, b)| a < slots && b < slots),
+            "kv_copy",
+            || format!("{moves:?} of {len} positions in a cache of {slots} slots × {capacity}"),
+        )
     }
 
     /// `(rows, d, kv_heads)` of a cached attention call.

@@ -322,6 +322,25 @@ fn check_kv_cache<B: Backend>(be: &B, tol: f32) {
     store(be, &mut cache, &at, &mut keys, &mut values);
     check(be, &cache, &at, &keys, &values, &mut rng2);
 
+    // Beam reordering: slots 0 and 2 swap their first 2 positions; slot 1 copies slot 2's.
+    be.kv_copy(&mut cache, &[(0, 2), (2, 0), (2, 1)], 2)
+        .unwrap();
+    let (k0, v0) = (
+        keys[0][..2 * width].to_vec(),
+        values[0][..2 * width].to_vec(),
+    );
+    let (k2, v2) = (
+        keys[2][..2 * width].to_vec(),
+        values[2][..2 * width].to_vec(),
+    );
+    for (slot, (k, v)) in [(2, (&k0, &v0)), (0, (&k2, &v2)), (1, (&k2, &v2))] {
+        keys[slot][..2 * width].copy_from_slice(k);
+        values[slot][..2 * width].copy_from_slice(v);
+    }
+    let at: Vec<Pos> = (0..3).map(|slot| Pos { slot, pos: 1 }).collect();
+    check(be, &cache, &at, &keys, &values, &mut rng2);
+    assert!(be.kv_copy(&mut cache, &[(0, 3)], 1).is_err());
+
     let q = up(be, &[1, heads * d], &vec![0.0; heads * d]);
     let beyond = [Pos { slot: 0, pos: cap }];
     assert!(be.kv_attention(&q, &cache, &beyond, heads).is_err());

@@ -57,7 +57,8 @@ async fn check_greedy(device: Device) {
     let dir = fixture();
     let exp: serde_json::Value = json(&dir.join("expected.json"));
     let rows = exp["rows"].as_array().unwrap();
-    let cap = load_captioner(&dir, "blip-tiny", 2, device).unwrap();
+    // Four slots: two greedy rows at once, or one beam group of up to four.
+    let cap = load_captioner(&dir, "blip-tiny", 4, device).unwrap();
     let prefix_ids = ids(&serde_json::json!([exp["prefix_ids"]]))[0].clone();
     // [CLS] a picture of [SEP] -> [DEC] a picture of
     let mut want_prompt = vec![300];
@@ -90,8 +91,24 @@ async fn check_greedy(device: Device) {
             );
         }
     }
-    // Five captions per call through two slots: rows joined as others left.
+    // Beam search, as transformers' generate(num_beams, length_penalty, early_stopping).
+    for (beams, lp, es) in [(3, 1.0, false), (4, 0.6, true), (2, 1.0, false)] {
+        let p = GenParams {
+            max_new_tokens: 12,
+            num_beams: beams,
+            length_penalty: lp,
+            early_stopping: es,
+            ..Default::default()
+        };
+        let key = format!("{beams}_{lp:.1}_{}", if es { "True" } else { "False" });
+        let out = cap.caption(images.clone(), "", p).await.unwrap();
+        for (r, got) in rows.iter().zip(out) {
+            let want = r["beam_search"][&key].as_str().unwrap();
+            assert_eq!(got.unwrap(), want, "{device:?} {} beams {key}", r["photo"]);
+        }
+    }
+    // 5 greedy, 5 prefixed and 15 beam-search captions through four slots.
     let st = &cap.generator.stats;
-    assert_eq!(st.sequences.load(std::sync::atomic::Ordering::Relaxed), 10);
-    assert_eq!(st.max_running.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(st.sequences.load(std::sync::atomic::Ordering::Relaxed), 25);
+    assert_eq!(st.max_running.load(std::sync::atomic::Ordering::Relaxed), 4);
 }

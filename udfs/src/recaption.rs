@@ -33,8 +33,9 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          batching. Options, as 'key=value' pairs separated by ';': prompt (a text prefix such as \
          'a picture of', kept in the caption as transformers decodes it), max_tokens (default 30), \
          min_tokens, temperature (0: greedy), top_k, top_p, seed, repetition_penalty, \
-         no_repeat_ngram_size, model. Unknown keys are errors; beams and guidance_scale are \
-         recognised but not implemented yet (an error says so). Captions are cached on disk by \
+         no_repeat_ngram_size, beams (beam search as transformers' generate), length_penalty, \
+         early_stopping, model. Unknown keys are errors; guidance_scale is recognised but not \
+         implemented yet (an error says so). Captions are cached on disk by \
          (model, options, image content) unless SET lakecap.cache = off. An undecodable image \
          gives NULL and a counted warning; NULL gives NULL.",
         USAGE,
@@ -89,12 +90,21 @@ impl CaptionOptions {
                 "seed" => p.seed = num("integer")? as u64,
                 "repetition_penalty" => p.repetition_penalty = num("number")? as f32,
                 "no_repeat_ngram_size" => p.no_repeat_ngram_size = num("integer")? as usize,
-                "beams" | "num_beams" if num("integer")? > 1.0 => {
-                    return Err("beam search is not implemented yet: use greedy decoding \
-                                (the default) or sampling (temperature > 0)"
-                        .into());
+                "beams" | "num_beams" => p.num_beams = (num("integer")? as usize).max(1),
+                "length_penalty" => {
+                    p.length_penalty = v
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|x| x.is_finite())
+                        .ok_or_else(|| format!("option {k} needs a number, got `{v}`"))?
                 }
-                "beams" | "num_beams" => {}
+                "early_stopping" => {
+                    p.early_stopping = match v {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(format!("option {k} is true or false, got `{v}`")),
+                    }
+                }
                 "guidance_scale" if num("number")? != 1.0 => {
                     return Err("classifier-free guidance is not implemented yet".into());
                 }
@@ -102,7 +112,8 @@ impl CaptionOptions {
                 other => {
                     return Err(format!(
                         "unknown option `{other}` (prompt, max_tokens, min_tokens, temperature, \
-                         top_k, top_p, seed, repetition_penalty, no_repeat_ngram_size, model)"
+                         top_k, top_p, seed, repetition_penalty, no_repeat_ngram_size, beams, \
+                         length_penalty, early_stopping, guidance_scale, model)"
                     ));
                 }
             }
@@ -279,12 +290,20 @@ mod tests {
         assert_eq!((o.params.max_new_tokens, o.params.seed), (12, 3));
         assert_eq!(o.params.temperature, 0.7);
         assert_eq!(CaptionOptions::parse("").unwrap().params.max_new_tokens, 30);
-        assert!(CaptionOptions::parse("beams=1").is_ok());
+        let b = CaptionOptions::parse("beams=4; length_penalty=0.6; early_stopping=true").unwrap();
+        assert_eq!(
+            (
+                b.params.num_beams,
+                b.params.length_penalty,
+                b.params.early_stopping
+            ),
+            (4, 0.6, true)
+        );
         for (bad, why) in [
             ("colour=blue", "unknown option `colour`"),
             ("max_tokens=-3", "non-negative"),
             ("temperature", "not key=value"),
-            ("beams=3", "beam search is not implemented"),
+            ("early_stopping=maybe", "true or false"),
             ("guidance_scale=2", "guidance is not implemented"),
         ] {
             let e = CaptionOptions::parse(bad).unwrap_err();

@@ -250,6 +250,25 @@ pub fn kv_store(cache: &mut CpuKvCache, k: &CpuTensor, v: &CpuTensor, at: &[Pos]
     Ok(())
 }
 
+pub fn kv_copy(cache: &mut CpuKvCache, moves: &[(usize, usize)], len: usize) -> Result<()> {
+    check::kv_copy(moves, len, cache.k.len(), cache.capacity)?;
+    let n = len * cache.width;
+    for store in [&mut cache.k, &mut cache.v] {
+        let src: Vec<Vec<f32>> = moves
+            .iter()
+            .map(|&(from, _)| store[from][..n.min(store[from].len())].to_vec())
+            .collect();
+        for (&(_, to), s) in moves.iter().zip(src) {
+            let dst = &mut store[to];
+            if dst.len() < s.len() {
+                dst.resize(s.len(), 0.0);
+            }
+            dst[..s.len()].copy_from_slice(&s);
+        }
+    }
+    Ok(())
+}
+
 /// Softmax-weighted sum of one head over `n` cached rows (the shared inner
 /// loop of the cached attention).
 fn head_attend(qr: &[f32], k: &[f32], v: &[f32], n: usize, w: usize, off: usize, o: &mut [f32]) {

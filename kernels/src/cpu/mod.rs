@@ -183,6 +183,15 @@ impl Backend for Cpu {
         attention::kv_store(cache, k, v, at)
     }
 
+    fn kv_copy(
+        &self,
+        cache: &mut Self::KvCache,
+        moves: &[(usize, usize)],
+        len: usize,
+    ) -> Result<()> {
+        attention::kv_copy(cache, moves, len)
+    }
+
     fn kv_attention(
         &self,
         q: &CpuTensor,

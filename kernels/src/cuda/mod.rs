@@ -457,6 +457,55 @@ impl Backend for Cuda {
         Ok(())
     }
 
+    fn kv_copy(&self, cache: &mut CudaKvCache, moves: &[(usize, usize)], len: usize) -> Result<()> {
+        let (w, cap) = (cache.width, cache.capacity);
+        check::kv_copy(moves, len, cache.filled.len(), cap)?;
+        if moves.is_empty() || len == 0 {
+            return Ok(());
+        }
+        // Gather every source row first, then scatter (permutations are safe).
+        let src: Vec<u32> = moves
+            .iter()
+            .flat_map(|&(from, _)| (0..len).map(move |p| (from * cap + p) as u32))
+            .collect();
+        let dst: Vec<i32> = moves
+            .iter()
+            .flat_map(|&(_, to)| (0..len).map(move |p| (to * cap + p) as i32))
+            .collect();
+        let idx = self.uints(&src)?;
+        let (rows, wi) = (src.len(), w as i32);
+        let mut gathered = Vec::with_capacity(2);
+        for buf in [&cache.k, &cache.v] {
+            let mut y = self.out(rows * w)?;
+            let mut l = self.stream.launch_builder(self.f("gather_rows_f32"));
+            l.arg(buf).arg(&idx).arg(&mut y).arg(&rows).arg(&wi);
+            // SAFETY: argument list matches the kernel signature; rows were range-checked.
+            unsafe { l.launch(grid(rows * w)) }.map_err(dev)?;
+            gathered.push(y);
+        }
+        let (k, v) = (&gathered[0], &gathered[1]);
+        let dst = self.ints(&dst)?;
+        let ni = src.len() as i32;
+        let mut l = self.stream.launch_builder(self.f("kv_store_f32"));
+        l.arg(k)
+            .arg(v)
+            .arg(&mut cache.k)
+            .arg(&mut cache.v)
+            .arg(&dst)
+            .arg(&ni)
+            .arg(&wi);
+        // SAFETY: argument list matches the kernel signature; rows were range-checked.
+        unsafe { l.launch(grid(src.len() * w)) }.map_err(dev)?;
+        let filled: Vec<usize> = moves
+            .iter()
+            .map(|&(from, _)| cache.filled[from].min(len))
+            .collect();
+        for (&(_, to), f) in moves.iter().zip(filled) {
+            cache.filled[to] = f;
+        }
+        Ok(())
+    }
+
     fn kv_attention(
         &self,
         q: &CudaTensor,

@@ -264,6 +264,19 @@ impl<B: Backend> Decoder for BlipCaptioner<B> {
         Ok(())
     }
 
+    fn fork(&mut self, moves: &[(usize, usize)], len: usize, context: bool) -> Result<()> {
+        let n_img = self.n_img();
+        for c in &mut self.self_caches {
+            self.be.kv_copy(c, moves, len)?;
+        }
+        if context {
+            for c in &mut self.cross_caches {
+                self.be.kv_copy(c, moves, n_img)?;
+            }
+        }
+        Ok(())
+    }
+
     fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>> {
         let (be, t) = (&self.be, &self.text);
         let positions: Vec<u32> = at.iter().map(|p| p.pos as u32).collect();

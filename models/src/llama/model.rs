@@ -155,6 +155,13 @@ impl<B: Backend> Decoder for LlamaDecoder<B> {
         self.capacity
     }
 
+    fn fork(&mut self, moves: &[(usize, usize)], len: usize, _context: bool) -> Result<()> {
+        for c in &mut self.caches {
+            self.be.kv_copy(c, moves, len)?;
+        }
+        Ok(())
+    }
+
     fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>> {
         let logits = self
             .model

@@ -18,12 +18,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use lakecap_kernels::Pos;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ModelError, Result};
 use crate::scheduler::{catch, spawn_worker};
+
+mod beam;
+mod sampling;
+
+pub use sampling::argmax;
+use sampling::sample;
 
 /// Most tokens one step runs (decode rows plus prefill chunks).
 pub const STEP_TOKENS: usize = 512;
@@ -43,6 +49,14 @@ pub trait Decoder {
     fn admit(&mut self, _new: &[(usize, &[f32])]) -> Result<()> {
         Ok(())
     }
+    /// Beam search: slot `to` takes slot `from`'s first `len` positions for
+    /// every `(from, to)` at once, and with `context` also its admitted
+    /// context (an encoder-decoder's cross-attention state).
+    fn fork(&mut self, _moves: &[(usize, usize)], _len: usize, _context: bool) -> Result<()> {
+        Err(ModelError::Unsupported(
+            "this model has no beam search".into(),
+        ))
+    }
 }
 
 impl<D: Decoder + ?Sized> Decoder for Box<D> {
@@ -57,6 +71,9 @@ impl<D: Decoder + ?Sized> Decoder for Box<D> {
     }
     fn admit(&mut self, new: &[(usize, &[f32])]) -> Result<()> {
         (**self).admit(new)
+    }
+    fn fork(&mut self, moves: &[(usize, usize)], len: usize, context: bool) -> Result<()> {
+        (**self).fork(moves, len, context)
     }
 }
 
@@ -79,6 +96,12 @@ pub struct GenParams {
     pub min_new_tokens: usize,
     /// No n-gram of this size occurs twice in prompt + output (0: off).
     pub no_repeat_ngram_size: usize,
+    /// Beam search with this many beams (1: greedy or sampling).
+    pub num_beams: usize,
+    /// Finished beams score `sum log-p / length ^ length_penalty`.
+    pub length_penalty: f32,
+    /// Stop as soon as `num_beams` hypotheses are finished.
+    pub early_stopping: bool,
 }
 
 impl Default for GenParams {
@@ -94,6 +117,9 @@ impl Default for GenParams {
             ignore_eos: false,
             min_new_tokens: 0,
             no_repeat_ngram_size: 0,
+            num_beams: 1,
+            length_penalty: 1.0,
+            early_stopping: false,
         }
     }
 }
@@ -200,7 +226,10 @@ struct Pending {
     reply: oneshot::Sender<Replies>,
 }
 
+#[derive(Clone)]
 struct Seq {
+    /// Beam search: the group and this beam's index in it.
+    group: Option<(u64, usize)>,
     req: u64,
     idx: usize,
     slot: usize,
@@ -223,6 +252,7 @@ struct Worker<D> {
     running: Vec<Seq>,
     free: Vec<usize>,
     next_req: u64,
+    groups: HashMap<u64, beam::Group>,
 }
 
 /// FNV-1a over the prompt: a per-row seed that is stable across builds.
@@ -247,6 +277,7 @@ impl<D: Decoder> Worker<D> {
             running: Vec::new(),
             free,
             next_req: 0,
+            groups: HashMap::new(),
         }
     }
 
@@ -266,9 +297,16 @@ impl<D: Decoder> Worker<D> {
         let mut contexts = r.contexts.into_iter();
         for (idx, prompt) in r.prompts.into_iter().enumerate() {
             let context = contexts.next().flatten();
-            if prompt.is_empty() || prompt.len() >= cap {
+            let beams = r.params.num_beams;
+            if prompt.is_empty() || prompt.len() >= cap || beams > self.dec.slots() {
                 let why = if prompt.is_empty() {
                     "empty prompt".to_string()
+                } else if beams > self.dec.slots() {
+                    format!(
+                        "{beams} beams need as many sequence slots; this model was loaded with {} \
+                         (lakecap.batch_size when it was first used)",
+                        self.dec.slots()
+                    )
                 } else {
                     format!(
                         "prompt of {} tokens does not fit the context of {cap} positions",
@@ -280,6 +318,7 @@ impl<D: Decoder> Worker<D> {
             }
             let rng = ChaCha8Rng::seed_from_u64(r.params.seed ^ prompt_hash(&prompt));
             self.waiting.push_back(Seq {
+                group: None,
                 req: id,
                 idx,
                 slot: usize::MAX,
@@ -324,12 +363,34 @@ impl<D: Decoder> Worker<D> {
                 }
             }
             let first_new = self.running.len();
-            while !self.free.is_empty() {
-                let Some(mut s) = self.waiting.pop_front() else {
+            while let Some(s) = self.waiting.front() {
+                // A beam-search row starts with all its beams' slots.
+                let need = s.params.num_beams.max(1);
+                if self.free.len() < need {
                     break;
-                };
-                s.slot = self.free.pop().expect("a free slot");
-                self.running.push(s);
+                }
+                let mut s = self.waiting.pop_front().expect("a waiting row");
+                if need == 1 {
+                    s.slot = self.free.pop().expect("a free slot");
+                    self.running.push(s);
+                    continue;
+                }
+                let slots: Vec<usize> = (0..need).map(|_| self.free.pop().expect("free")).collect();
+                let gid = self.next_req;
+                self.next_req += 1;
+                let max_len = (s.prompt_len + s.params.max_new_tokens).min(self.dec.capacity());
+                self.groups
+                    .insert(gid, beam::Group::new(slots.clone(), s.prompt_len, max_len));
+                for (j, &slot) in slots.iter().enumerate() {
+                    let mut b = s.clone();
+                    b.slot = slot;
+                    b.group = Some((gid, j));
+                    // Beam 0 brings the context; the others copy its state.
+                    if j > 0 {
+                        b.context = None;
+                    }
+                    self.running.push(b);
+                }
             }
             if first_new < self.running.len() && !self.admit(first_new) {
                 continue;
@@ -353,6 +414,22 @@ impl<D: Decoder> Worker<D> {
         let dec = &mut self.dec;
         match catch(|| dec.admit(&new)) {
             Ok(()) => {
+                // A beam group's other beams take beam 0's encoded context.
+                let forks: Vec<(usize, usize)> = self.running[first..]
+                    .iter()
+                    .filter(|s| s.context.is_some())
+                    .filter_map(|s| s.group.map(|(g, _)| (s.slot, g)))
+                    .flat_map(|(from, g)| {
+                        self.groups[&g].slots[1..].iter().map(move |&to| (from, to))
+                    })
+                    .collect();
+                let dec = &mut self.dec;
+                if !forks.is_empty()
+                    && let Err(e) = catch(|| dec.fork(&forks, 0, true))
+                {
+                    self.fail_from(first, &e);
+                    return false;
+                }
                 // Encoded: the context's memory can go.
                 self.running[first..]
                     .iter_mut()
@@ -360,13 +437,24 @@ impl<D: Decoder> Worker<D> {
                 true
             }
             Err(e) => {
-                let msg = e.to_string();
-                for s in self.running.split_off(first) {
-                    self.free.push(s.slot);
-                    self.finish(s.req, s.idx, Err(ModelError::Worker(msg.clone())));
-                }
+                self.fail_from(first, &e);
                 false
             }
+        }
+    }
+
+    /// Answers the running sequences from `first` on with `e`; they leave.
+    fn fail_from(&mut self, first: usize, e: &ModelError) {
+        let msg = e.to_string();
+        for s in self.running.split_off(first) {
+            self.free.push(s.slot);
+            if let Some((g, j)) = s.group {
+                if j > 0 {
+                    continue; // the group answers once, through beam 0
+                }
+                self.groups.remove(&g);
+            }
+            self.finish(s.req, s.idx, Err(ModelError::Worker(msg.clone())));
         }
     }
 
@@ -374,14 +462,33 @@ impl<D: Decoder> Worker<D> {
     fn step(&mut self) {
         let (mut tokens, mut at, mut last, mut sampled) = (vec![], vec![], vec![], vec![]);
         let mut order: Vec<usize> = (0..self.running.len()).collect();
-        order.sort_by_key(|&i| self.running[i].tokens.len() - self.running[i].fed);
+        // Shortest work first; a beam group's members side by side.
+        order.sort_by_key(|&i| {
+            let s = &self.running[i];
+            (s.tokens.len() - s.fed, s.group)
+        });
+        let mut skipped = Vec::new();
         for i in order {
-            let s = &mut self.running[i];
+            let s = &self.running[i];
             let want = s.tokens.len() - s.fed;
-            let n = want.min(STEP_TOKENS.saturating_sub(tokens.len()));
+            let left = STEP_TOKENS.saturating_sub(tokens.len());
+            let n = match s.group {
+                // A group runs all its beams whole, or waits for a later step.
+                Some((g, j)) => {
+                    let k = self.groups[&g].slots.len();
+                    if skipped.contains(&g) || (j == 0 && !tokens.is_empty() && want * k > left) {
+                        skipped.push(g);
+                        0
+                    } else {
+                        want
+                    }
+                }
+                None => want.min(left),
+            };
             if n == 0 {
                 continue;
             }
+            let s = &mut self.running[i];
             for p in s.fed..s.fed + n {
                 tokens.push(s.tokens[p]);
                 at.push(Pos {
@@ -404,33 +511,45 @@ impl<D: Decoder> Worker<D> {
             .max_running
             .fetch_max(self.running.len() as u64, Ordering::Relaxed);
         let dec = &mut self.dec;
-        let out = catch(|| dec.step(&tokens, &at, &last));
-        let logits = match out {
+        let logits = match catch(|| dec.step(&tokens, &at, &last)) {
             Ok(l) => l,
             Err(e) => {
                 // The whole batch fails; its sequences are answered, slots freed.
-                let msg = e.to_string();
-                for s in std::mem::take(&mut self.running) {
-                    self.free.push(s.slot);
-                    self.finish(s.req, s.idx, Err(ModelError::Worker(msg.clone())));
-                }
+                self.fail_from(0, &e);
                 return;
             }
         };
         let vocab = logits.len() / last.len().max(1);
+        let row_of = |r: usize| &logits[r * vocab..(r + 1) * vocab];
         let mut done = Vec::new();
+        let mut beams: HashMap<u64, Vec<(usize, usize)>> = HashMap::new();
         for (row, &i) in sampled.iter().enumerate() {
+            if let Some((g, _)) = self.running[i].group {
+                beams.entry(g).or_default().push((i, row));
+                continue;
+            }
             let s = &mut self.running[i];
-            let next = sample(&logits[row * vocab..(row + 1) * vocab], s, &self.eos);
+            let next = sample(row_of(row), s, &self.eos);
             self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
             if let Some(f) = self.check_done(i, next) {
                 done.push((i, f));
             }
         }
-        done.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
-        for (i, (finish, text)) in done {
+        let mut leaving: Vec<usize> = done.iter().map(|(i, _)| *i).collect();
+        for (g, mut members) in beams {
+            members.sort_by_key(|&(i, _)| self.running[i].group.map(|(_, j)| j));
+            if self.beam_step(g, &members, &logits, vocab) {
+                leaving.extend(members.iter().map(|&(i, _)| i));
+            }
+        }
+        let mut finished: HashMap<usize, (Finish, String)> = done.into_iter().collect();
+        leaving.sort_unstable_by(|a, b| b.cmp(a));
+        for i in leaving {
             let s = self.running.swap_remove(i);
             self.free.push(s.slot);
+            let Some((finish, text)) = finished.remove(&i) else {
+                continue; // a beam of a finished group (answered by beam_step)
+            };
             self.stats.sequences.fetch_add(1, Ordering::Relaxed);
             let tokens = s.tokens[s.prompt_len..].to_vec();
             self.finish(
@@ -443,6 +562,84 @@ impl<D: Decoder> Worker<D> {
                 }),
             );
         }
+    }
+
+    /// One beam-search step of group `g` from its members' logits rows
+    /// (`(running index, row)`, in beam order); reorders their caches. When
+    /// the search ends it answers the row and returns true (the members then
+    /// leave).
+    fn beam_step(
+        &mut self,
+        g: u64,
+        members: &[(usize, usize)],
+        logits: &[f32],
+        vocab: usize,
+    ) -> bool {
+        let first = &self.running[members[0].0];
+        let (req, idx, params) = (first.req, first.idx, Arc::clone(&first.params));
+        let seqs: Vec<Vec<u32>> = members
+            .iter()
+            .map(|&(i, _)| self.running[i].tokens.clone())
+            .collect();
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let rows: Vec<&[f32]> = members
+            .iter()
+            .map(|&(_, r)| &logits[r * vocab..(r + 1) * vocab])
+            .collect();
+        let group = self.groups.get_mut(&g).expect("a running group");
+        let adv = group.advance(&refs, &rows, &params, &self.eos);
+        self.stats
+            .generated_tokens
+            .fetch_add(members.len() as u64, Ordering::Relaxed);
+        if adv.done {
+            let tokens = group.best(&self.eos);
+            let ended_by_eos = group
+                .finished
+                .first()
+                .is_some_and(|f| f.1.last().is_some_and(|t| self.eos.contains(t)));
+            self.groups.remove(&g);
+            self.stats.sequences.fetch_add(1, Ordering::Relaxed);
+            let text = (self.detok)(&tokens);
+            let finish = if ended_by_eos {
+                Finish::Eos
+            } else {
+                Finish::Length
+            };
+            self.finish(
+                req,
+                idx,
+                Ok(Completion {
+                    text,
+                    tokens,
+                    finish,
+                }),
+            );
+            return true;
+        }
+        let slots = group.slots.clone();
+        let moves: Vec<(usize, usize)> = adv
+            .next
+            .iter()
+            .enumerate()
+            .filter(|(j, (parent, _))| parent != j)
+            .map(|(j, &(parent, _))| (slots[parent], slots[j]))
+            .collect();
+        let len = seqs[0].len();
+        let dec = &mut self.dec;
+        if !moves.is_empty()
+            && let Err(e) = catch(|| dec.fork(&moves, len, false))
+        {
+            self.groups.remove(&g);
+            self.finish(req, idx, Err(ModelError::Worker(e.to_string())));
+            return true;
+        }
+        for (&(i, _), &(parent, tok)) in members.iter().zip(&adv.next) {
+            let s = &mut self.running[i];
+            s.tokens = seqs[parent].clone();
+            s.tokens.push(tok);
+            s.fed = len;
+        }
+        false
     }
 
     /// Appends `next` to sequence `i`; returns how it ended and its text when it did.
@@ -471,92 +668,6 @@ impl<D: Decoder> Worker<D> {
         }
         None
     }
-}
-
-/// Picks the next token of `s` from its logits (transformers' processor order).
-fn sample(logits: &[f32], s: &mut Seq, eos: &[u32]) -> u32 {
-    let p = &s.params;
-    let mut l = logits.to_vec();
-    if p.repetition_penalty != 1.0 {
-        let mut seen = s.tokens.clone();
-        seen.sort_unstable();
-        seen.dedup();
-        for t in seen {
-            if let Some(x) = l.get_mut(t as usize) {
-                *x = if *x < 0.0 {
-                    *x * p.repetition_penalty
-                } else {
-                    *x / p.repetition_penalty
-                };
-            }
-        }
-    }
-    // transformers' MinNewTokensLength and NoRepeatNGram processors.
-    if s.tokens.len() - s.prompt_len < p.min_new_tokens {
-        for &e in eos {
-            if let Some(x) = l.get_mut(e as usize) {
-                *x = f32::NEG_INFINITY;
-            }
-        }
-    }
-    let n = p.no_repeat_ngram_size;
-    if n > 0 && s.tokens.len() + 1 >= n {
-        let tail = &s.tokens[s.tokens.len() + 1 - n..];
-        for w in s.tokens.windows(n) {
-            if w[..n - 1] == *tail
-                && let Some(x) = l.get_mut(w[n - 1] as usize)
-            {
-                *x = f32::NEG_INFINITY;
-            }
-        }
-    }
-    if p.temperature <= 0.0 {
-        return argmax(&l);
-    }
-    l.iter_mut().for_each(|x| *x /= p.temperature);
-    // Candidates by descending logit (stable: ties keep id order).
-    let mut idx: Vec<usize> = (0..l.len()).collect();
-    idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
-    if p.top_k > 0 {
-        idx.truncate(p.top_k);
-    }
-    let mx = l[idx[0]];
-    let mut probs: Vec<f64> = idx.iter().map(|&i| ((l[i] - mx) as f64).exp()).collect();
-    let z: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|x| *x /= z);
-    if p.top_p < 1.0 {
-        // Keep the smallest prefix whose mass reaches top_p (at least one).
-        let mut acc = 0.0;
-        let keep = probs
-            .iter()
-            .position(|&x| {
-                acc += x;
-                acc >= p.top_p as f64
-            })
-            .map_or(probs.len(), |k| k + 1);
-        idx.truncate(keep);
-        probs.truncate(keep);
-    }
-    let total: f64 = probs.iter().sum();
-    let mut u = s.rng.random::<f64>() * total;
-    for (k, &pr) in probs.iter().enumerate() {
-        u -= pr;
-        if u <= 0.0 {
-            return idx[k] as u32;
-        }
-    }
-    idx[probs.len() - 1] as u32
-}
-
-/// Index of the first maximum (as `torch.argmax`).
-pub fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 #[cfg(test)]
@@ -645,6 +756,18 @@ mod tests {
                 .to_string()
                 .contains("does not fit")
         );
+        let many = GenParams {
+            num_beams: 3,
+            ..params.clone()
+        };
+        let out = g.generate(vec![vec![1]], many).await.unwrap();
+        assert!(
+            out[0]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("3 beams need")
+        );
         // Three rows through two slots: the third joined when the first left.
         assert_eq!(g.stats.sequences.load(Ordering::Relaxed), 3);
         assert_eq!(g.stats.max_running.load(Ordering::Relaxed), 2);
@@ -661,6 +784,7 @@ mod tests {
     #[test]
     fn sampling_follows_the_processors() {
         let mk = |params: GenParams| Seq {
+            group: None,
             req: 0,
             idx: 0,
             slot: 0,
