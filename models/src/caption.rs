@@ -53,11 +53,17 @@ impl Captioner {
         params: GenParams,
     ) -> Result<Vec<Result<String>>> {
         let prompt = self.prompt_ids(prefix)?;
+        // Guidance's unconditional branch: the checkpoint was not trained
+        // with images dropped, so "no image" is the dataset-mean image, which
+        // normalises to all zeros.
+        let uncond: Option<Context> = (params.guidance_scale != 1.0)
+            .then(|| images.first().map(|p| vec![0f32; p.len()].into()))
+            .flatten();
         let contexts: Vec<Option<Context>> = images.into_iter().map(|p| Some(p.into())).collect();
         let prompts = vec![prompt.clone(); contexts.len()];
         let out = self
             .generator
-            .generate_with(prompts, contexts, params)
+            .generate_with(prompts, contexts, uncond, params)
             .await?;
         Ok(out
             .into_iter()

@@ -107,8 +107,61 @@ async fn check_greedy(device: Device) {
             assert_eq!(got.unwrap(), want, "{device:?} {} beams {key}", r["photo"]);
         }
     }
-    // 5 greedy, 5 prefixed and 15 beam-search captions through four slots.
+    check_guidance(&cap, &images).await;
+    // 5 greedy, 5 prefixed and 15 beam-search captions through four slots,
+    // then 17 of the guidance checks (a guided row counts once).
     let st = &cap.generator.stats;
-    assert_eq!(st.sequences.load(std::sync::atomic::Ordering::Relaxed), 25);
+    assert_eq!(st.sequences.load(std::sync::atomic::Ordering::Relaxed), 42);
     assert_eq!(st.max_running.load(std::sync::atomic::Ordering::Relaxed), 4);
+}
+
+/// Classifier-free guidance has no transformers reference; its invariants:
+/// scale 0 decodes the unconditional branch alone (greedy on the mean image,
+/// which normalises to zeros), a larger scale changes captions, and a row's
+/// caption does not depend on its batch.
+async fn check_guidance(cap: &lakecap_models::caption::Captioner, images: &[Vec<f32>]) {
+    let greedy = GenParams {
+        max_new_tokens: 8,
+        ..Default::default()
+    };
+    let guided = |scale: f32| GenParams {
+        guidance_scale: scale,
+        ..greedy.clone()
+    };
+    let blank = cap
+        .caption(vec![vec![0.0; images[0].len()]], "", greedy.clone())
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let zero: Vec<String> = cap
+        .caption(images.to_vec(), "", guided(0.0))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(zero.iter().all(|c| *c == blank), "{zero:?} vs {blank:?}");
+    let plain: Vec<String> = cap
+        .caption(images.to_vec(), "", greedy.clone())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let strong: Vec<String> = cap
+        .caption(images.to_vec(), "", guided(3.0))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_ne!(strong, plain, "guidance changes captions");
+    let one = cap
+        .caption(vec![images[2].clone()], "", guided(3.0))
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(one, strong[2], "independent of the batch");
 }

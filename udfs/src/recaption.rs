@@ -34,8 +34,10 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          'a picture of', kept in the caption as transformers decodes it), max_tokens (default 30), \
          min_tokens, temperature (0: greedy), top_k, top_p, seed, repetition_penalty, \
          no_repeat_ngram_size, beams (beam search as transformers' generate), length_penalty, \
-         early_stopping, model. Unknown keys are errors; guidance_scale is recognised but not \
-         implemented yet (an error says so). Captions are cached on disk by \
+         early_stopping, guidance_scale (classifier-free guidance toward more specific captions, \
+         Kornblith et al. 2023: tokens from uncond + scale·(cond − uncond) log-probabilities, \
+         the unconditional branch conditioned on the mean image; 1 is off; not with beams), \
+         model. Unknown keys are errors. Captions are cached on disk by \
          (model, options, image content) unless SET lakecap.cache = off. An undecodable image \
          gives NULL and a counted warning; NULL gives NULL.",
         USAGE,
@@ -105,10 +107,7 @@ impl CaptionOptions {
                         _ => return Err(format!("option {k} is true or false, got `{v}`")),
                     }
                 }
-                "guidance_scale" if num("number")? != 1.0 => {
-                    return Err("classifier-free guidance is not implemented yet".into());
-                }
-                "guidance_scale" => {}
+                "guidance_scale" => p.guidance_scale = num("number")? as f32,
                 other => {
                     return Err(format!(
                         "unknown option `{other}` (prompt, max_tokens, min_tokens, temperature, \
@@ -117,6 +116,11 @@ impl CaptionOptions {
                     ));
                 }
             }
+        }
+        if o.params.num_beams > 1 && o.params.guidance_scale != 1.0 {
+            return Err(
+                "guidance_scale works with greedy or sampled decoding, not with beams".into(),
+            );
         }
         Ok(o)
     }
@@ -304,7 +308,8 @@ mod tests {
             ("max_tokens=-3", "non-negative"),
             ("temperature", "not key=value"),
             ("early_stopping=maybe", "true or false"),
-            ("guidance_scale=2", "guidance is not implemented"),
+            ("guidance_scale=-2", "non-negative"),
+            ("guidance_scale=2; beams=2", "not with beams"),
         ] {
             let e = CaptionOptions::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");

@@ -23,6 +23,9 @@ pub(super) struct Group {
     pub prompt_len: usize,
     /// Prompt plus the most new tokens (and within the context).
     pub max_len: usize,
+    /// Not a beam search: a guided row's conditional and unconditional
+    /// branches (members 0 and 1), which decode the same tokens.
+    pub guided: bool,
 }
 
 /// What one step decided.
@@ -47,6 +50,7 @@ impl Group {
             open: true,
             prompt_len,
             max_len,
+            guided: false,
         }
     }
 

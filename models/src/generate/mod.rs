@@ -102,6 +102,11 @@ pub struct GenParams {
     pub length_penalty: f32,
     /// Stop as soon as `num_beams` hypotheses are finished.
     pub early_stopping: bool,
+    /// Classifier-free guidance (Kornblith et al. 2023): each token is chosen
+    /// from `uncond + scale · (cond − uncond)` in log-probabilities, where the
+    /// unconditional branch decodes the same tokens with the request's
+    /// `uncond` context. 1 is off.
+    pub guidance_scale: f32,
 }
 
 impl Default for GenParams {
@@ -120,6 +125,7 @@ impl Default for GenParams {
             num_beams: 1,
             length_penalty: 1.0,
             early_stopping: false,
+            guidance_scale: 1.0,
         }
     }
 }
@@ -161,6 +167,7 @@ pub type Context = Arc<[f32]>;
 struct Request {
     prompts: Vec<Vec<u32>>,
     contexts: Vec<Option<Context>>,
+    uncond: Option<Context>,
     params: Arc<GenParams>,
     reply: oneshot::Sender<Replies>,
 }
@@ -191,15 +198,17 @@ impl Generator {
     /// Generates a completion for each prompt (token ids); one row's failure
     /// (an empty or too long prompt) is that row's error only.
     pub async fn generate(&self, prompts: Vec<Vec<u32>>, params: GenParams) -> Result<Replies> {
-        self.generate_with(prompts, Vec::new(), params).await
+        self.generate_with(prompts, Vec::new(), None, params).await
     }
 
     /// [`Generator::generate`] with a context per row (empty: none), handed
-    /// to the decoder's `admit` when the row starts.
+    /// to the decoder's `admit` when the row starts, and the context of the
+    /// unconditional branch of guided rows.
     pub async fn generate_with(
         &self,
         prompts: Vec<Vec<u32>>,
         contexts: Vec<Option<Context>>,
+        uncond: Option<Context>,
         params: GenParams,
     ) -> Result<Replies> {
         if prompts.is_empty() {
@@ -211,6 +220,7 @@ impl Generator {
             .send(Request {
                 prompts,
                 contexts,
+                uncond,
                 params: Arc::new(params),
                 reply,
             })
@@ -228,8 +238,10 @@ struct Pending {
 
 #[derive(Clone)]
 struct Seq {
-    /// Beam search: the group and this beam's index in it.
+    /// Beam search or guidance: the group and this member's index in it.
     group: Option<(u64, usize)>,
+    /// Guidance: the unconditional branch's context (member 1's).
+    uncond: Option<Context>,
     req: u64,
     idx: usize,
     slot: usize,
@@ -253,6 +265,17 @@ struct Worker<D> {
     free: Vec<usize>,
     next_req: u64,
     groups: HashMap<u64, beam::Group>,
+}
+
+/// Classifier-free guidance in log-probabilities: `u + scale · (c − u)`.
+fn guide(cond: &[f32], uncond: &[f32], scale: f32) -> Vec<f32> {
+    let log_softmax = |l: &[f32]| -> Vec<f32> {
+        let mx = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let lse = mx + l.iter().map(|x| (x - mx).exp()).sum::<f32>().ln();
+        l.iter().map(|x| x - lse).collect()
+    };
+    let (c, u) = (log_softmax(cond), log_softmax(uncond));
+    c.iter().zip(&u).map(|(c, u)| u + scale * (c - u)).collect()
 }
 
 /// FNV-1a over the prompt: a per-row seed that is stable across builds.
@@ -298,9 +321,16 @@ impl<D: Decoder> Worker<D> {
         for (idx, prompt) in r.prompts.into_iter().enumerate() {
             let context = contexts.next().flatten();
             let beams = r.params.num_beams;
-            if prompt.is_empty() || prompt.len() >= cap || beams > self.dec.slots() {
+            let guided = r.params.guidance_scale != 1.0;
+            let bad_guidance = guided && (beams > 1 || r.uncond.is_none() || self.dec.slots() < 2);
+            if prompt.is_empty() || prompt.len() >= cap || beams > self.dec.slots() || bad_guidance
+            {
                 let why = if prompt.is_empty() {
                     "empty prompt".to_string()
+                } else if bad_guidance {
+                    "guidance needs greedy or sampled decoding (not beams), an unconditional \
+                     context and two sequence slots"
+                        .to_string()
                 } else if beams > self.dec.slots() {
                     format!(
                         "{beams} beams need as many sequence slots; this model was loaded with {} \
@@ -319,6 +349,7 @@ impl<D: Decoder> Worker<D> {
             let rng = ChaCha8Rng::seed_from_u64(r.params.seed ^ prompt_hash(&prompt));
             self.waiting.push_back(Seq {
                 group: None,
+                uncond: if guided { r.uncond.clone() } else { None },
                 req: id,
                 idx,
                 slot: usize::MAX,
@@ -364,8 +395,10 @@ impl<D: Decoder> Worker<D> {
             }
             let first_new = self.running.len();
             while let Some(s) = self.waiting.front() {
-                // A beam-search row starts with all its beams' slots.
-                let need = s.params.num_beams.max(1);
+                // A beam-search row starts with all its beams' slots, a
+                // guided row with its two branches'.
+                let guided = s.uncond.is_some();
+                let need = if guided { 2 } else { s.params.num_beams.max(1) };
                 if self.free.len() < need {
                     break;
                 }
@@ -379,15 +412,17 @@ impl<D: Decoder> Worker<D> {
                 let gid = self.next_req;
                 self.next_req += 1;
                 let max_len = (s.prompt_len + s.params.max_new_tokens).min(self.dec.capacity());
-                self.groups
-                    .insert(gid, beam::Group::new(slots.clone(), s.prompt_len, max_len));
+                let mut group = beam::Group::new(slots.clone(), s.prompt_len, max_len);
+                group.guided = guided;
+                self.groups.insert(gid, group);
                 for (j, &slot) in slots.iter().enumerate() {
                     let mut b = s.clone();
                     b.slot = slot;
                     b.group = Some((gid, j));
-                    // Beam 0 brings the context; the others copy its state.
+                    // Beam 0 brings the context and the other beams copy its
+                    // state; a guided row's member 1 brings the unconditional one.
                     if j > 0 {
-                        b.context = None;
+                        b.context = if guided { s.uncond.clone() } else { None };
                     }
                     self.running.push(b);
                 }
@@ -419,6 +454,7 @@ impl<D: Decoder> Worker<D> {
                     .iter()
                     .filter(|s| s.context.is_some())
                     .filter_map(|s| s.group.map(|(g, _)| (s.slot, g)))
+                    .filter(|(_, g)| !self.groups[g].guided)
                     .flat_map(|(from, g)| {
                         self.groups[&g].slots[1..].iter().map(move |&to| (from, to))
                     })
@@ -538,12 +574,29 @@ impl<D: Decoder> Worker<D> {
         let mut leaving: Vec<usize> = done.iter().map(|(i, _)| *i).collect();
         for (g, mut members) in beams {
             members.sort_by_key(|&(i, _)| self.running[i].group.map(|(_, j)| j));
-            if self.beam_step(g, &members, &logits, vocab) {
+            if self.groups[&g].guided {
+                let (i0, i1) = (members[0].0, members[1].0);
+                let row = |r: usize| &logits[r * vocab..(r + 1) * vocab];
+                let scale = self.running[i0].params.guidance_scale;
+                let mixed = guide(row(members[0].1), row(members[1].1), scale);
+                let next = sample(&mixed, &mut self.running[i0], &self.eos);
+                self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+                match self.check_done(i0, next) {
+                    Some(f) => {
+                        done.push((i0, f));
+                        leaving.push(i0);
+                        leaving.push(i1);
+                        self.groups.remove(&g);
+                    }
+                    None => self.running[i1].tokens.push(next),
+                }
+            } else if self.beam_step(g, &members, &logits, vocab) {
                 leaving.extend(members.iter().map(|&(i, _)| i));
             }
         }
         let mut finished: HashMap<usize, (Finish, String)> = done.into_iter().collect();
         leaving.sort_unstable_by(|a, b| b.cmp(a));
+        leaving.dedup();
         for i in leaving {
             let s = self.running.swap_remove(i);
             self.free.push(s.slot);
@@ -785,6 +838,7 @@ mod tests {
     fn sampling_follows_the_processors() {
         let mk = |params: GenParams| Seq {
             group: None,
+            uncond: None,
             req: 0,
             idx: 0,
             slot: 0,
