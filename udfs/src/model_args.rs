@@ -321,6 +321,39 @@ impl Lookup {
     }
 }
 
+/// Decodes and preprocesses the images of rows `todo` off the runtime, in
+/// parallel (the model worker meanwhile runs other partitions' batches);
+/// rows that do not decode get `lakecap.on_error`. Returns the model inputs
+/// and their rows.
+pub(crate) async fn prepare_images<T: Send + 'static>(
+    rows: &Rows<'_>,
+    bytes: &[Option<&[u8]>],
+    todo: &[usize],
+    prep: impl Fn(&lakecap_models::image::DynamicImage) -> T + Send + Sync + 'static,
+) -> Result<(Vec<T>, Vec<usize>)> {
+    let limits = rows.limits();
+    let owned: Vec<Vec<u8>> = todo
+        .iter()
+        .map(|&i| bytes[i].unwrap_or_default().to_vec())
+        .collect();
+    let prepared = blocking(move || {
+        use rayon::prelude::*;
+        owned
+            .par_iter()
+            .map(|b| decode(b, limits).map(|img| prep(&img)))
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let (mut inputs, mut ok) = (Vec::new(), Vec::new());
+    for (&i, p) in todo.iter().zip(prepared) {
+        if let Some(x) = rows.row(i, p.map_err(Into::into))? {
+            inputs.push(x);
+            ok.push(i);
+        }
+    }
+    Ok((inputs, ok))
+}
+
 /// Unit-length image embeddings of every row of `col` under `model`: NULL for
 /// NULL, and for undecodable images NULL with a counted warning (or an error
 /// under `on_error = 'fail'`). Each distinct image is computed once.
@@ -341,31 +374,9 @@ pub(crate) async fn image_vectors(
     if l.todo.is_empty() {
         return Ok(l.out);
     }
-    let limits = rows.limits();
-    let owned: Vec<Vec<u8>> = l
-        .todo
-        .iter()
-        .map(|&i| bytes[i].unwrap_or_default().to_vec())
-        .collect();
     let emb = Arc::clone(&embedder);
-    // Decode and preprocess off the runtime, in parallel; the model worker
-    // meanwhile runs other partitions' batches.
-    let prepared = blocking(move || {
-        use rayon::prelude::*;
-        owned
-            .par_iter()
-            .map(|b| decode(b, limits).map(|img| emb.preprocess(&img)))
-            .collect::<Vec<_>>()
-    })
-    .await?;
-    let mut inputs = Vec::new();
-    let mut ok_rows = Vec::new();
-    for (&i, p) in l.todo.iter().zip(prepared) {
-        if let Some(x) = rows.row(i, p.map_err(Into::into))? {
-            inputs.push(x);
-            ok_rows.push(i);
-        }
-    }
+    let (inputs, ok_rows) =
+        prepare_images(rows, &bytes, &l.todo, move |img| emb.preprocess(img)).await?;
     let vectors = embedder.embed(inputs).await.map_err(model_err)?;
     Ok(l.finish(memo, ok_rows.into_iter().zip(vectors)))
 }

@@ -12,14 +12,13 @@ use datafusion::logical_expr::{
 };
 use lakecap_models::caption;
 use lakecap_models::generate::GenParams;
-use lakecap_models::image::decode;
 
 use crate::args::{RowFailure, Rows, arrays, bytes_rows};
 use crate::caption_cache::CaptionCache;
 use crate::diagnostics::DiagHandle;
 use crate::llm_call::strings_array;
 use crate::model_args::{
-    MemoHandle, Param, TextMemo, blocking, device, model_err, model_signature,
+    MemoHandle, Param, TextMemo, blocking, device, model_err, model_signature, prepare_images,
 };
 use crate::options::Switch;
 
@@ -229,26 +228,9 @@ impl AsyncScalarUDFImpl for RecaptionFunc {
             let cap = blocking(move || caption::captioner(&id, bs, dev))
                 .await?
                 .map_err(model_err)?;
-            let owned: Vec<Vec<u8>> = todo
-                .iter()
-                .map(|&i| bytes[i].unwrap_or_default().to_vec())
-                .collect();
-            let (c, limits) = (Arc::clone(&cap), rows.limits());
-            let prepared = blocking(move || {
-                use rayon::prelude::*;
-                owned
-                    .par_iter()
-                    .map(|b| decode(b, limits).map(|img| c.preprocess(&img)))
-                    .collect::<Vec<_>>()
-            })
-            .await?;
-            let (mut images, mut ok) = (Vec::new(), Vec::new());
-            for (&i, p) in todo.iter().zip(prepared) {
-                if let Some(x) = rows.row(i, p.map_err(Into::into))? {
-                    images.push(x);
-                    ok.push(i);
-                }
-            }
+            let c = Arc::clone(&cap);
+            let (images, ok) =
+                prepare_images(&rows, &bytes, &todo, move |img| c.preprocess(img)).await?;
             let captions = cap
                 .caption(images, &opts.prompt, opts.params.clone())
                 .await

@@ -8,7 +8,7 @@ use image::DynamicImage;
 
 use super::config::BlipVisionConfig;
 use crate::clip::ClipPreprocess;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::image::preprocess::{ProcessorConfig, Size, patchify, to_rgb};
 
 #[derive(Debug, Clone)]
@@ -21,41 +21,21 @@ pub struct BlipPreprocess {
 impl BlipPreprocess {
     /// Reads `dir/preprocessor_config.json`, or uses BLIP's defaults.
     pub fn load(dir: &Path, vision: &BlipVisionConfig) -> Result<BlipPreprocess> {
-        let path = dir.join("preprocessor_config.json");
-        let cfg: ProcessorConfig = if path.exists() {
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| ModelError::bad_file(&path, e))?;
-            serde_json::from_str(&text).map_err(|e| ModelError::bad_file(&path, e))?
-        } else {
-            ProcessorConfig {
-                size: Size::Exact {
-                    height: vision.image_size,
-                    width: vision.image_size,
-                },
-                crop_size: None,
-                do_center_crop: false,
-                ..ClipPreprocess::openai_defaults(vision.image_size)
-            }
-        };
-        let p = BlipPreprocess {
-            cfg,
-            patch: vision.patch_size,
-            image_size: vision.image_size,
+        let default = ProcessorConfig {
+            size: Size::Exact {
+                height: vision.image_size,
+                width: vision.image_size,
+            },
+            crop_size: None,
+            do_center_crop: false,
+            ..ClipPreprocess::openai_defaults(vision.image_size)
         };
         // BLIP's processor resizes to a square whatever the aspect ratio.
-        let (h, w) = p
-            .cfg
-            .output_size(vision.image_size * 2, vision.image_size * 3);
-        if (h, w) != (vision.image_size, vision.image_size) {
-            return Err(ModelError::bad_file(
-                &path,
-                format!(
-                    "resizes to {h}x{w} but the vision tower expects {0}x{0}",
-                    vision.image_size
-                ),
-            ));
-        }
-        Ok(p)
+        Ok(BlipPreprocess {
+            cfg: ProcessorConfig::load_checked(dir, default, vision.image_size, |_| {})?,
+            patch: vision.patch_size,
+            image_size: vision.image_size,
+        })
     }
 
     /// Normalised CHW pixels (what `pixel_values` holds).

@@ -6,7 +6,7 @@ use std::path::Path;
 use image::DynamicImage;
 
 use super::config::ClipVisionConfig;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::image::preprocess::{ProcessorConfig, Size, patchify, to_rgb};
 
 #[derive(Debug, Clone)]
@@ -20,36 +20,22 @@ impl ClipPreprocess {
     /// Reads `dir/preprocessor_config.json`, or uses the OpenAI CLIP defaults
     /// for the model's image size when the file is absent.
     pub fn load(dir: &Path, vision: &ClipVisionConfig) -> Result<ClipPreprocess> {
-        let path = dir.join("preprocessor_config.json");
-        let mut cfg: ProcessorConfig = if path.exists() {
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| ModelError::bad_file(&path, e))?;
-            serde_json::from_str(&text).map_err(|e| ModelError::bad_file(&path, e))?
-        } else {
-            Self::openai_defaults(vision.image_size)
-        };
-        // For CLIP a bare integer size means the shortest edge (default_to_square=False).
-        if let Size::Square(s) = cfg.size {
-            cfg.size = Size::ShortestEdge { shortest_edge: s };
-        }
-        let p = ClipPreprocess {
+        let cfg = ProcessorConfig::load_checked(
+            dir,
+            Self::openai_defaults(vision.image_size),
+            vision.image_size,
+            // For CLIP a bare integer size means the shortest edge (default_to_square=False).
+            |cfg| {
+                if let Size::Square(s) = cfg.size {
+                    cfg.size = Size::ShortestEdge { shortest_edge: s };
+                }
+            },
+        )?;
+        Ok(ClipPreprocess {
             cfg,
             patch: vision.patch_size,
             image_size: vision.image_size,
-        };
-        let (h, w) = p
-            .cfg
-            .output_size(vision.image_size * 2, vision.image_size * 3);
-        if (h, w) != (vision.image_size, vision.image_size) {
-            return Err(ModelError::bad_file(
-                &path,
-                format!(
-                    "crops to {h}x{w} but the vision tower expects {0}x{0}",
-                    vision.image_size
-                ),
-            ));
-        }
-        Ok(p)
+        })
     }
 
     pub fn openai_defaults(image_size: usize) -> ProcessorConfig {

@@ -48,6 +48,37 @@ fn bicubic() -> u32 {
     3
 }
 
+impl ProcessorConfig {
+    /// `dir/preprocessor_config.json`, else `default`; checks that it yields
+    /// `size`×`size` inputs (what the vision tower expects).
+    pub fn load_checked(
+        dir: &std::path::Path,
+        default: ProcessorConfig,
+        size: usize,
+        fix: impl FnOnce(&mut ProcessorConfig),
+    ) -> crate::error::Result<ProcessorConfig> {
+        use crate::error::ModelError;
+        let path = dir.join("preprocessor_config.json");
+        let mut cfg: ProcessorConfig = if path.exists() {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| ModelError::bad_file(&path, e))?;
+            serde_json::from_str(&text).map_err(|e| ModelError::bad_file(&path, e))?
+        } else {
+            default
+        };
+        fix(&mut cfg);
+        // Any input shape must end at the tower's size.
+        let (h, w) = cfg.output_size(size * 2, size * 3);
+        if (h, w) != (size, size) {
+            return Err(ModelError::bad_file(
+                &path,
+                format!("gives {h}x{w} inputs but the vision tower expects {size}x{size}"),
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
 /// Interleaved 8-bit RGB pixels.
 #[derive(Debug, Clone)]
 pub struct Rgb {
