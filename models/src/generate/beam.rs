@@ -9,7 +9,7 @@
 //! heuristic for `early_stopping = False`).
 
 use super::GenParams;
-use super::sampling::process;
+use super::sampling::{log_softmax, process};
 
 /// A beam group's search state; beam `j` lives in `slots[j]`.
 pub(super) struct Group {
@@ -67,9 +67,7 @@ impl Group {
         let cur_len = seqs[0].len();
         let mut acc = Vec::with_capacity(k * vocab);
         for (j, l) in logits.iter().enumerate() {
-            let mx = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let lse = mx + l.iter().map(|x| (x - mx).exp()).sum::<f32>().ln();
-            let mut lp: Vec<f32> = l.iter().map(|x| x - lse).collect();
+            let mut lp = log_softmax(l);
             process(&mut lp, seqs[j], self.prompt_len, p, eos);
             acc.extend(lp.iter().map(|x| x + self.scores[j]));
         }

@@ -28,8 +28,7 @@ use crate::scheduler::{catch, spawn_worker};
 mod beam;
 mod sampling;
 
-pub use sampling::argmax;
-use sampling::sample;
+use sampling::{log_softmax, sample};
 
 /// Most tokens one step runs (decode rows plus prefill chunks).
 pub const STEP_TOKENS: usize = 512;
@@ -269,11 +268,6 @@ struct Worker<D> {
 
 /// Classifier-free guidance in log-probabilities: `u + scale · (c − u)`.
 fn guide(cond: &[f32], uncond: &[f32], scale: f32) -> Vec<f32> {
-    let log_softmax = |l: &[f32]| -> Vec<f32> {
-        let mx = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let lse = mx + l.iter().map(|x| (x - mx).exp()).sum::<f32>().ln();
-        l.iter().map(|x| x - lse).collect()
-    };
     let (c, u) = (log_softmax(cond), log_softmax(uncond));
     c.iter().zip(&u).map(|(c, u)| u + scale * (c - u)).collect()
 }
@@ -576,9 +570,8 @@ impl<D: Decoder> Worker<D> {
             members.sort_by_key(|&(i, _)| self.running[i].group.map(|(_, j)| j));
             if self.groups[&g].guided {
                 let (i0, i1) = (members[0].0, members[1].0);
-                let row = |r: usize| &logits[r * vocab..(r + 1) * vocab];
                 let scale = self.running[i0].params.guidance_scale;
-                let mixed = guide(row(members[0].1), row(members[1].1), scale);
+                let mixed = guide(row_of(members[0].1), row_of(members[1].1), scale);
                 let next = sample(&mixed, &mut self.running[i0], &self.eos);
                 self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
                 match self.check_done(i0, next) {

@@ -93,8 +93,15 @@ pub(super) fn sample(logits: &[f32], s: &mut Seq, eos: &[u32]) -> u32 {
     idx[probs.len() - 1] as u32
 }
 
+/// `l` minus its log-sum-exp (PyTorch's `log_softmax`, in f32).
+pub(super) fn log_softmax(l: &[f32]) -> Vec<f32> {
+    let mx = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let lse = mx + l.iter().map(|x| (x - mx).exp()).sum::<f32>().ln();
+    l.iter().map(|x| x - lse).collect()
+}
+
 /// Index of the first maximum (as `torch.argmax`).
-pub fn argmax(v: &[f32]) -> u32 {
+pub(super) fn argmax(v: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {
         if x > v[best] {
