@@ -64,6 +64,24 @@ enum Cmd {
         #[arg(long, default_value_t = 240)]
         rows: usize,
     },
+    /// Process what is new in a lake: an incremental, exactly-once job (TOML job file).
+    Refresh {
+        job: PathBuf,
+        /// Run again after this interval (e.g. 30m, 1h, 1d) until stopped.
+        #[arg(long, value_name = "DURATION")]
+        every: Option<String>,
+        /// Run on a cron schedule (e.g. "0 * * * *", local time) until stopped.
+        #[arg(long, value_name = "EXPR")]
+        cron: Option<String>,
+        /// Wait for a run that holds the output's lock instead of exiting.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Refresh jobs on this machine.
+    Jobs {
+        #[command(subcommand)]
+        cmd: JobsCmd,
+    },
     /// List lakecap's functions and options with their documentation.
     Functions,
     /// Models on this machine.
@@ -71,6 +89,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ModelsCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum JobsCmd {
+    /// Each job's last run: when, version, status, rows, duration, errors.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +149,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Shell { out } => cli::shell::run(&engine()?, &out.defines, out.format).await,
         Cmd::SampleLake { dir, rows, seed } => cli::demo::sample_lake(&dir, rows, seed),
         Cmd::Demo { lake, out, rows } => cli::demo::run(&engine()?, &lake, &out, rows).await,
+        Cmd::Refresh {
+            job,
+            every,
+            cron,
+            wait,
+        } => {
+            cli::refresh::run(
+                engine,
+                &job,
+                every.as_deref(),
+                cron.as_deref(),
+                wait,
+                progress,
+            )
+            .await
+        }
+        Cmd::Jobs {
+            cmd: JobsCmd::Status,
+        } => cli::refresh::jobs_status(),
         Cmd::Functions => cli::print_functions(&engine()?).await,
         Cmd::Models {
             cmd: ModelsCmd::List,

@@ -8,9 +8,13 @@
 //!   and progress ([`progress`]).
 //! - [`register`]: installs lakecap into a session you built yourself.
 //! - [`sample_lake`]: a realistic, deterministic demo lake with known defects.
+//! - [`refresh`]: incremental, exactly-once jobs (`lakecap refresh`) that
+//!   write Delta tables (readable as `STORED AS DELTATABLE`) or manifest-
+//!   committed parquet.
 
 pub mod config;
 pub mod progress;
+pub mod refresh;
 pub mod sample_lake;
 pub mod script;
 pub mod stores;
@@ -41,6 +45,16 @@ pub fn register(ctx: &SessionContext) -> Arc<Diagnostics> {
             options.extensions.insert(LakecapOptions::default());
         }
     }
+    install(ctx)
+}
+
+/// Functions, diagnostics and the Delta table factory, for a session that
+/// already has the options extension.
+fn install(ctx: &SessionContext) -> Arc<Diagnostics> {
+    ctx.state_ref().write().table_factories_mut().insert(
+        "DELTATABLE".into(),
+        Arc::new(deltalake::delta_datafusion::DeltaTableFactory {}),
+    );
     let diag = Arc::new(Diagnostics::default());
     lakecap_udfs::register_all(ctx, &diag);
     diag
@@ -90,8 +104,7 @@ impl Engine {
             .with_object_store_registry(Arc::new(stores::LakeStoreRegistry::new()))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let diagnostics = Arc::new(Diagnostics::default());
-        lakecap_udfs::register_all(&ctx, &diagnostics);
+        let diagnostics = install(&ctx);
         Ok(Self {
             ctx,
             diagnostics,

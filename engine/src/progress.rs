@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::Result;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{ExecutionPlan, StatisticsArgs, StatisticsContext, collect};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -45,6 +47,20 @@ pub fn scanned_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
     let mut ls = Vec::new();
     leaves(plan, &mut ls);
     ls.iter()
+        .filter_map(|l| l.metrics().and_then(|m| m.output_rows()))
+        .sum()
+}
+
+/// Rows the plan's file scans of store `store_url` (`scheme://host`) have produced so far.
+pub fn scanned_rows_from(plan: &Arc<dyn ExecutionPlan>, store_url: &str) -> usize {
+    let mut ls = Vec::new();
+    leaves(plan, &mut ls);
+    ls.iter()
+        .filter(|l| {
+            l.downcast_ref::<DataSourceExec>()
+                .and_then(|d| d.data_source().downcast_ref::<FileScanConfig>())
+                .is_some_and(|c| c.object_store_url.as_str().starts_with(store_url))
+        })
         .filter_map(|l| l.metrics().and_then(|m| m.output_rows()))
         .sum()
 }
@@ -85,20 +101,32 @@ pub fn plain_line(rows: usize, total: Option<usize>, elapsed: Duration) -> Strin
     }
 }
 
-/// Runs `plan` to completion, showing progress per `mode`.
-pub async fn collect_with_progress(
-    plan: Arc<dyn ExecutionPlan>,
-    task_ctx: Arc<TaskContext>,
+/// A progress display fed by a row counter; it stops when dropped.
+pub struct Watch {
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // Aborting drops the bar, which clears it from the terminal.
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Shows `rows()` against `total` per `mode` until the returned [`Watch`] is dropped.
+pub fn watch(
     mode: ProgressMode,
-) -> Result<Vec<RecordBatch>> {
+    total: Option<usize>,
+    rows: impl Fn() -> usize + Send + 'static,
+) -> Watch {
     if mode == ProgressMode::Off {
-        return collect(plan, task_ctx).await;
+        return Watch { ticker: None };
     }
     let tty = mode == ProgressMode::Auto && std::io::stderr().is_terminal();
-    let watched = Arc::clone(&plan);
     let ticker = tokio::spawn(async move {
         let start = Instant::now();
-        let total = total_rows(&watched);
         tokio::time::sleep(SHOW_AFTER).await;
         if tty {
             let bar = match total {
@@ -111,24 +139,30 @@ pub async fn collect_with_progress(
                     .progress_chars("=> "),
             );
             loop {
-                bar.set_position(scanned_rows(&watched) as u64);
+                bar.set_position(rows() as u64);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         } else {
             loop {
-                eprintln!(
-                    "{}",
-                    plain_line(scanned_rows(&watched), total, start.elapsed())
-                );
+                eprintln!("{}", plain_line(rows(), total, start.elapsed()));
                 tokio::time::sleep(PLAIN_EVERY).await;
             }
         }
     });
-    let result = collect(plan, task_ctx).await;
-    // Aborting drops the bar, which clears it from the terminal.
-    ticker.abort();
-    let _ = ticker.await;
-    result
+    Watch {
+        ticker: Some(ticker),
+    }
+}
+
+/// Runs `plan` to completion, showing progress per `mode`.
+pub async fn collect_with_progress(
+    plan: Arc<dyn ExecutionPlan>,
+    task_ctx: Arc<TaskContext>,
+    mode: ProgressMode,
+) -> Result<Vec<RecordBatch>> {
+    let watched = Arc::clone(&plan);
+    let _watch = watch(mode, total_rows(&plan), move || scanned_rows(&watched));
+    collect(plan, task_ctx).await
 }
 
 #[cfg(test)]

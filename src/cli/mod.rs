@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod models;
+pub mod refresh;
 pub mod shell;
 
 use std::fs::File;
