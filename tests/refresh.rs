@@ -81,8 +81,8 @@ async fn run(job: &Path) -> anyhow::Result<RunSummary> {
     refresh::run(e.ctx(), &Job::load(job)?, opts).await
 }
 
-/// Every output row: (key, job version), read as a user would.
-async fn output(out: &Path, format: &str) -> Vec<(String, i64)> {
+/// An engine with the output registered as table `o`, read as a user would.
+async fn output_table(out: &Path, format: &str) -> lakecap::Engine {
     let e = engine();
     let stored = if format == "delta" {
         "DELTATABLE"
@@ -95,6 +95,12 @@ async fn output(out: &Path, format: &str) -> Vec<(String, i64)> {
     ))
     .await
     .unwrap();
+    e
+}
+
+/// Every output row: (key, job version).
+async fn output(out: &Path, format: &str) -> Vec<(String, i64)> {
+    let e = output_table(out, format).await;
     let batches = e
         .sql("SELECT key, _lakecap_job_version AS v FROM o")
         .await
@@ -202,18 +208,7 @@ async fn incremental(format: &str) {
     assert_exactly_once(&src, &out, format).await;
 
     // Lineage on every row.
-    let e = engine();
-    let stored = if format == "delta" {
-        "DELTATABLE"
-    } else {
-        "PARQUET"
-    };
-    e.sql(&format!(
-        "CREATE EXTERNAL TABLE o STORED AS {stored} LOCATION '{}/'",
-        out.display()
-    ))
-    .await
-    .unwrap();
+    let e = output_table(&out, format).await;
     let b = e
         .sql(
             "SELECT count(*) FROM o WHERE _lakecap_job = 'curate' AND _lakecap_job_version = 1 \
@@ -425,6 +420,10 @@ async fn bad_jobs_and_missing_sources_give_clear_errors() {
                 "SELECT key, alt AS _lakecap_job FROM lake",
             ),
             "lakecap's lineage",
+        ),
+        (
+            job_text(&src, &out, "delta", 1, "SELECT key, CAST(alt AS INT) AS n FROM lake"),
+            "the transform failed: ",
         ),
         (
             job_text(&src, &out, "delta", 1, SQL)

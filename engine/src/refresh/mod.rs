@@ -189,18 +189,37 @@ fn delta_compatible(df: DataFrame) -> Result<DataFrame> {
     Ok(df.select(exprs)?)
 }
 
-/// Counts rows of `stream` into `counter`.
-fn counted(
-    stream: SendableRecordBatchStream,
-    counter: Arc<AtomicUsize>,
-) -> SendableRecordBatchStream {
-    let schema = stream.schema();
-    let s = stream.inspect(move |b| {
-        if let Ok(b) = b {
-            counter.fetch_add(b.num_rows(), Ordering::Relaxed);
+/// Rows written and the transform's first error, seen from its output streams.
+#[derive(Default)]
+struct Tally {
+    rows: AtomicUsize,
+    error: std::sync::Mutex<Option<String>>,
+}
+
+impl Tally {
+    fn count(self: &Arc<Self>, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        let schema = stream.schema();
+        let me = Arc::clone(self);
+        let s = stream.inspect(move |b| match b {
+            Ok(b) => {
+                me.rows.fetch_add(b.num_rows(), Ordering::Relaxed);
+            }
+            Err(e) => {
+                if let Ok(mut slot) = me.error.lock() {
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, s))
+    }
+
+    /// A sink's error, or the transform's when the sink failed because of it.
+    fn blame(&self, sink_error: anyhow::Error) -> anyhow::Error {
+        match self.error.lock().ok().and_then(|mut e| e.take()) {
+            Some(e) => anyhow::anyhow!("the transform failed: {e}"),
+            None => sink_error,
         }
-    });
-    Box::pin(RecordBatchStreamAdapter::new(schema, s))
+    }
 }
 
 fn set_option(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
@@ -471,35 +490,27 @@ async fn run_locked(
             Arc::clone(&plan),
             view_url.as_str().trim_end_matches('/').to_string(),
         ));
-        let written = Arc::new(AtomicUsize::new(0));
+        let tally = Arc::new(Tally::default());
         let task = ctx.task_ctx();
         let streams = (0..plan.properties().partitioning.partition_count())
-            .map(|p| {
-                let s = plan.execute(p, Arc::clone(&task))?;
-                Ok(faults.watch(counted(s, Arc::clone(&written))))
-            })
+            .map(|p| Ok(faults.watch(tally.count(plan.execute(p, Arc::clone(&task))?))))
             .collect::<Result<Vec<_>>>()?;
         let meta = CommitMeta {
             job: job.name.clone(),
             version: job.version,
             run: run_id.to_string(),
             sources: group.iter().map(|f| (*f).clone()).collect(),
-            rows: 0,
             retire_below: None,
         };
         faults.next_commit();
+        let groups = pending.len().div_ceil(job.files_per_commit);
         sink.write(ctx, plan.schema(), streams, &meta)
             .await
-            .with_context(|| {
-                format!(
-                    "commit {} of {}",
-                    i + 1,
-                    pending.len().div_ceil(job.files_per_commit)
-                )
-            })?;
+            .map_err(|e| tally.blame(e))
+            .with_context(|| format!("commit {} of {groups}", i + 1))?;
         faults.hit(FaultPoint::AfterCommit);
         summary.commits += 1;
-        summary.rows_written += written.load(Ordering::Relaxed);
+        summary.rows_written += tally.rows.load(Ordering::Relaxed);
         rows_before.fetch_add(read, Ordering::Relaxed);
         *current.lock().expect("progress lock") = None;
         ctx.runtime_env().deregister_object_store(&view_url)?;

@@ -41,8 +41,6 @@ pub struct CommitMeta {
     pub run: String,
     #[serde(default)]
     pub sources: Vec<SourceFile>,
-    #[serde(default)]
-    pub rows: u64,
     /// Set on the commit that drops the rows of versions below this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_below: Option<i64>,
