@@ -422,7 +422,13 @@ async fn bad_jobs_and_missing_sources_give_clear_errors() {
             "lakecap's lineage",
         ),
         (
-            job_text(&src, &out, "delta", 1, "SELECT key, CAST(alt AS INT) AS n FROM lake"),
+            job_text(
+                &src,
+                &out,
+                "delta",
+                1,
+                "SELECT key, CAST(alt AS INT) AS n FROM lake",
+            ),
             "the transform failed: ",
         ),
         (
