@@ -7,6 +7,7 @@
 //! every [`HEARTBEAT`]) is older than [`STALE_AFTER`] (a lost machine).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -66,6 +67,7 @@ pub struct OutputLock {
     path: Path,
     info: LockInfo,
     heartbeat: tokio::task::JoinHandle<()>,
+    lost: Arc<AtomicBool>,
 }
 
 async fn read(store: &dyn ObjectStore, path: &Path) -> Result<Option<LockInfo>> {
@@ -160,11 +162,23 @@ impl OutputLock {
             Some(h) if h.run == info.run => {}
             _ => bail!("lost the race for the output lock; retry"),
         }
+        let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
             let (store, path, mut info) = (Arc::clone(&store), path.clone(), info.clone());
+            let lost = Arc::clone(&lost);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
+                    // Never overwrite a lock another run took over (after our
+                    // heartbeat stalled): that run owns the output now.
+                    match read(store.as_ref(), &path).await {
+                        Ok(Some(h)) if h.run == info.run => {}
+                        _ => {
+                            eprintln!("lakecap: run {} lost its output lock", info.run);
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
                     info.heartbeat = now_secs();
                     if let Ok(b) = serde_json::to_vec(&info) {
                         let _ = store.put(&path, PutPayload::from(b)).await;
@@ -177,7 +191,19 @@ impl OutputLock {
             path,
             info,
             heartbeat,
+            lost,
         })
+    }
+
+    /// Fails once another run has taken the lock over (this run stalled past
+    /// [`STALE_AFTER`]): checked before every commit.
+    pub fn check(&self) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            bail!(
+                "another run took over the output lock while this one stalled; stopping before the next commit"
+            );
+        }
+        Ok(())
     }
 
     pub async fn release(self) -> Result<()> {

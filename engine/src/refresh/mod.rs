@@ -313,7 +313,7 @@ pub async fn run(ctx: &SessionContext, job: &Job, opts: RefreshOptions) -> Resul
         opts.wait,
     )
     .await?;
-    let result = run_locked(ctx, job, opts, &faults, &run_id, out_store, started).await;
+    let result = run_locked(ctx, job, opts, &faults, &run_id, out_store, started, &lock).await;
     lock.release().await?;
     result
 }
@@ -327,6 +327,7 @@ async fn run_locked(
     run_id: &str,
     out_store: Arc<dyn object_store::ObjectStore>,
     started: Instant,
+    lock: &lock::OutputLock,
 ) -> Result<RunSummary> {
     let faulty: Arc<dyn object_store::ObjectStore> = Arc::new(StoreView::with_faults(
         Arc::clone(&out_store),
@@ -502,6 +503,7 @@ async fn run_locked(
             sources: group.iter().map(|f| (*f).clone()).collect(),
             retire_below: None,
         };
+        lock.check()?;
         faults.next_commit();
         let groups = pending.len().div_ceil(job.files_per_commit);
         sink.write(ctx, plan.schema(), streams, &meta)
@@ -523,6 +525,7 @@ async fn run_locked(
             retire_below: Some(job.version),
             ..Default::default()
         };
+        lock.check()?;
         faults.next_commit();
         sink.retire(ctx, &meta).await?;
         faults.hit(FaultPoint::AfterCommit);
