@@ -222,6 +222,30 @@ impl Tally {
     }
 }
 
+/// Rows of `rows` and those with a NULL `key`, in one scan.
+async fn count_rows_and_null_keys(rows: DataFrame, key: &str) -> Result<(usize, usize)> {
+    use datafusion::arrow::array::{Array, Int64Array};
+    use datafusion::functions_aggregate::count::count;
+    let batches = rows
+        .aggregate(vec![], vec![count(lit(1)), count(ident(key))])?
+        .collect()
+        .await?;
+    let value = |c: usize| {
+        batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| {
+                b.column(c)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0) as usize
+    };
+    let (all, with_key) = (value(0), value(1));
+    Ok((all, all - with_key))
+}
+
 fn set_option(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
     let state = ctx.state_ref();
     let mut state = state.write();
@@ -437,8 +461,7 @@ async fn run_locked(
         // The group's files, seen through a store that lists only them.
         let (view_url, table) = files_table(&format!("{run_host}c{i}"), group)?;
         let rows = ctx.read_table(Arc::new(table))?;
-        let read = rows.clone().count().await?;
-        let null_keys = rows.clone().filter(ident(key).is_null())?.count().await?;
+        let (read, null_keys) = count_rows_and_null_keys(rows.clone(), key).await?;
         let mut rows = rows.filter(ident(key).is_not_null())?;
         if let Some(out) = sink.table(ctx).await? {
             let done = ctx
