@@ -107,6 +107,7 @@ enum ModelsCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    lakecap::tune_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

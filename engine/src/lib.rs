@@ -29,6 +29,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 pub use lakecap_udfs::{
     Diagnostics, LakecapOptions, OnError, WarningCount, documentation, scalar_functions,
 };
+pub use lakecap_models::tune_allocator;
 pub use progress::ProgressMode;
 pub use script::{StatementOutput, Vars};
 

@@ -265,6 +265,7 @@ fn blip(dir: &Path, batch: usize, iters: usize, device: &str) {
 }
 
 fn main() {
+    lakecap_models::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(dir)) = (args.get(1), args.get(2)) else {
         eprintln!(

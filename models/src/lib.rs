@@ -56,3 +56,4 @@ pub mod tokenize;
 pub mod weights;
 
 pub use error::{ModelError, Result};
+pub use lakecap_kernels::cpu::tune_allocator;

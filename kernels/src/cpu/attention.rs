@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::CpuTensor;
+use super::activation::softmax;
 use super::gemm::dot;
 use crate::backend::{Mask, Pos, Result, check};
 
@@ -125,13 +126,7 @@ fn head_gemm(
     }
     for (i, row) in s.chunks_mut(sk).enumerate() {
         let n = visible_of(i);
-        let mx = row[..n].iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let mut z = 0f32;
-        for x in row[..n].iter_mut() {
-            *x = (*x - mx).exp();
-            z += *x;
-        }
-        row[..n].iter_mut().for_each(|x| *x /= z);
+        softmax(&mut row[..n]);
         row[n..].fill(0.0);
     }
     // SAFETY: as above.
@@ -277,16 +272,10 @@ fn head_attend(qr: &[f32], k: &[f32], v: &[f32], n: usize, w: usize, off: usize,
     let mut scores: Vec<f32> = (0..n)
         .map(|j| dot(qr, &k[j * w + off..][..d]) * scale)
         .collect();
-    let mx = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let mut z = 0f32;
-    for s in scores.iter_mut() {
-        *s = (*s - mx).exp();
-        z += *s;
-    }
+    softmax(&mut scores);
     o.fill(0.0);
-    for (j, s) in scores.iter().enumerate() {
+    for (j, wt) in scores.iter().enumerate() {
         let vr = &v[j * w + off..][..d];
-        let wt = s / z;
         o.iter_mut().zip(vr).for_each(|(a, b)| *a += wt * b);
     }
 }
