@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU model throughput against PyTorch peers on the same weights and thread
 # count, in one run (results go to bench/RESULTS.md by hand).
-#   scripts/bench-models.sh [THREADS]
+#   [ROUNDS=3] [ONLY="clip text llm blip"] scripts/bench-models.sh [THREADS]
 # Needs a Python with torch, transformers, sentence-transformers, Pillow and
 # llama-cpp-python (PYTHON=..., e.g. a venv from tests/fixtures/requirements-models.txt
 # plus requirements-llm.txt), and all-MiniLM-L6-v2 and SmolLM2 from
@@ -18,19 +18,50 @@ M="${CLIP_DIR:-target/bench-clip-b32}"
 [ -f "$M/model.safetensors" ] || "$PYTHON" bench/models_peer.py make "$M"
 MINILM="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/sentence-transformers/all-MiniLM-L6-v2"
 
-echo "threads=$THREADS cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-"$BIN" clip "$M" --batch 32 --iters 2
-"$PYTHON" bench/models_peer.py bench "$M" cpu 32 2 2>/dev/null
-"$BIN" text "$MINILM" --batch 64 --iters 5
-"$PYTHON" bench/models_peer.py text "$MINILM" 64 5 2>/dev/null
+# The machine is shared and single runs vary by ±15%: each lakecap/peer pair
+# runs ROUNDS times, interleaved, and the summary gives the median of each
+# rate. ONLY limits the workloads (any of: clip text llm blip).
+ROUNDS="${ROUNDS:-1}"
+ONLY="${ONLY:-clip text llm blip}"
+on() { [[ " $ONLY " == *" $1 "* ]]; }
+LOG="$(mktemp)"
 SMOL="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/HuggingFaceTB/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-for b in 1 32; do
-    "$BIN" llm "$SMOL" --batch "$b" --prompt 128 --steps 32
-    "$PYTHON" bench/llm_peer.py "$SMOL" "$b" 128 32 "$THREADS" 2>/dev/null
-done
 BLIP="${BLIP_DIR:-target/bench-blip-base}"
-[ -f "$BLIP/model.safetensors" ] || "$PYTHON" bench/models_peer.py blip_make "$BLIP" "$MINILM/tokenizer.json"
-for b in 1 16; do
-    /usr/bin/time -f "lakecap_blip_b${b}_peak_rss_kb=%M" "$BIN" blip "$BLIP" --batch "$b" --iters 1
-    "$PYTHON" bench/models_peer.py blip "$BLIP" "$b" 1 2>/dev/null
-done
+if on blip && [ ! -f "$BLIP/model.safetensors" ]; then
+    "$PYTHON" bench/models_peer.py blip_make "$BLIP" "$MINILM/tokenizer.json"
+fi
+echo "threads=$THREADS cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) rounds=$ROUNDS"
+for _ in $(seq "$ROUNDS"); do
+    if on clip; then
+        "$BIN" clip "$M" --batch 32 --iters 2
+        "$PYTHON" bench/models_peer.py bench "$M" cpu 32 2 2>/dev/null
+    fi
+    if on text; then
+        "$BIN" text "$MINILM" --batch 64 --iters 20
+        "$PYTHON" bench/models_peer.py text "$MINILM" 64 20 2>/dev/null
+    fi
+    if on llm; then
+        for b in 1 32; do
+            "$BIN" llm "$SMOL" --batch "$b" --prompt 128 --steps 32
+            "$PYTHON" bench/llm_peer.py "$SMOL" "$b" 128 32 "$THREADS" 2>/dev/null
+        done
+    fi
+    if on blip; then
+        for b in 1 16; do
+            /usr/bin/time -f "lakecap_blip_b${b}_peak_rss_kb=%M" "$BIN" blip "$BLIP" --batch "$b" --iters 1
+            "$PYTHON" bench/models_peer.py blip "$BLIP" "$b" 1 2>/dev/null
+        done
+    fi
+done 2>&1 | tee "$LOG"
+echo "--- median of $ROUNDS round(s)"
+grep -E '^[a-z0-9_]+=[0-9.]+$' "$LOG" | awk -F= '
+    { v[$1] = v[$1] " " $2; if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
+    END {
+        for (i = 1; i <= n; i++) {
+            k = order[i]; m = split(substr(v[k], 2), a, " ");
+            for (x = 1; x <= m; x++) for (y = x + 1; y <= m; y++) if (a[y] + 0 < a[x] + 0) { t = a[x]; a[x] = a[y]; a[y] = t }
+            med = (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+            printf "%s=%s   (%s)\n", k, med, substr(v[k], 2)
+        }
+    }'
+rm -f "$LOG"

@@ -26,10 +26,10 @@ use anyhow::Result;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+pub use lakecap_models::tune_allocator;
 pub use lakecap_udfs::{
     Diagnostics, LakecapOptions, OnError, WarningCount, documentation, scalar_functions,
 };
-pub use lakecap_models::tune_allocator;
 pub use progress::ProgressMode;
 pub use script::{StatementOutput, Vars};
 

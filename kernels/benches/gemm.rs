@@ -1,11 +1,13 @@
-//! GEMM throughput on the shapes lakecap's models run: the `gemm` crate (as
-//! `Cpu::linear` calls it for unpacked weights), the streaming small-row
-//! path, and the packed-weight kernel. `cargo bench -p lakecap-kernels --bench gemm`
-//! (rayon's default thread count; set `RAYON_NUM_THREADS` to change it).
+//! GEMM throughput (GFLOP/s) on the shapes lakecap's models run, for both
+//! paths of `Cpu::linear`: the `gemm` crate and the streaming small-row
+//! kernel (`gemm::small_m`, taken for at most `SMALL_M` rows), so the
+//! crossover can be re-checked on a new machine.
+//! `cargo bench -p lakecap-kernels --bench gemm` (rayon's default thread
+//! count; set `RAYON_NUM_THREADS` to change it).
 
 use std::time::Instant;
 
-use lakecap_kernels::cpu::{gemm, packed};
+use lakecap_kernels::cpu::gemm;
 
 /// GFLOP/s of `f` over `(m, k, n)`, best of a few timed repeats.
 fn rate(m: usize, k: usize, n: usize, mut f: impl FnMut()) -> f64 {
@@ -30,31 +32,44 @@ fn main() {
         ("ViT-B/32 mlp down", 1600, 3072, 768),
         ("MiniLM qkv, 64 x 16 tokens", 1024, 384, 384),
         ("MiniLM mlp up", 1024, 384, 1536),
+        ("decode, 48 rows", 48, 576, 1536),
         ("decode, 32 rows", 32, 576, 1536),
+        ("decode, 16 rows", 16, 768, 768),
+        ("LM head, 32 rows", 32, 576, 49152),
+        ("BLIP LM head, 16 rows", 16, 768, 30524),
+        ("decode mlp, 32 rows", 32, 576, 4608),
+        ("decode, 8 rows", 8, 576, 1536),
+        ("decode, 4 rows", 4, 576, 1536),
         ("decode, 1 row", 1, 576, 1536),
     ];
     println!("threads: {}", rayon::current_num_threads());
-    println!("{:<28} {:>10} {:>10} {:>10}", "shape (m, k, n)", "gemm", "small_m", "packed");
+    println!("{:<44} {:>8} {:>8}", "shape (m, k, n)", "gemm", "small_m");
     for (name, m, k, n) in shapes {
-        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-        let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect();
-        let mut out = vec![0f32; m * n];
-        let xt = lakecap_kernels::CpuTensor::from_f32(&[m, k], x.clone());
-        let wt = lakecap_kernels::CpuTensor::from_f32(&[n, k], w.clone());
-        let g = if m > gemm::SMALL_M {
-            rate(m, k, n, || {
-                gemm::linear(&xt, &wt, None).unwrap();
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        // As in a model, each call gets a weight not in cache: rotate through
+        // copies that together exceed the last-level cache.
+        let copies = (96 << 20) / (4 * n * k) + 1;
+        let ws: Vec<Vec<f32>> = (0..copies)
+            .map(|c| {
+                (0..n * k)
+                    .map(|i| ((i * 104_729 + c) % 1000) as f32 / 1000.0 - 0.5)
+                    .collect()
             })
-        } else {
-            f64::NAN
+            .collect();
+        let mut next = 0;
+        let mut w = || {
+            next = (next + 1) % copies;
+            &ws[next]
         };
+        let mut out = vec![0f32; m * n];
+        let g = rate(m, k, n, || gemm::large_m(&x, w(), &mut out, m, k, n));
         let s = if m <= 256 {
-            rate(m, k, n, || gemm::small_m(&x, &w, &mut out, m, k, n))
+            rate(m, k, n, || gemm::small_m(&x, w(), &mut out, m, k, n))
         } else {
             f64::NAN
         };
-        let p = packed::Packed::new(&w, n, k);
-        let pk = rate(m, k, n, || packed::gemm(&x, m, &p, &mut out));
-        println!("{:<28} {g:>10.1} {s:>10.1} {pk:>10.1}", format!("{name} ({m},{k},{n})"));
+        println!("{:<44} {g:>8.1} {s:>8.1}", format!("{name} ({m},{k},{n})"));
     }
 }

@@ -133,15 +133,23 @@ fn check_norm_and_pointwise<B: Backend>(be: &B, tol: f32) {
 }
 
 fn check_attention<B: Backend>(be: &B, tol: f32) {
-    // Short sequences take the per-row path, long ones the per-head GEMMs.
-    for (sq, sk) in [(9, 9), (70, 70), (40, 75)] {
-        check_attention_shape(be, tol, sq, sk);
+    // Short sequences take the per-row path, long ones the per-head GEMMs;
+    // head sizes cover the CPU's vector paths (multiples of 8, one and more
+    // than 64 wide) and its scalar one.
+    for (sq, sk, d) in [
+        (9, 9, 16),
+        (9, 13, 72),
+        (5, 9, 12),
+        (70, 70, 16),
+        (40, 75, 16),
+    ] {
+        check_attention_shape(be, tol, sq, sk, d);
     }
 }
 
-fn check_attention_shape<B: Backend>(be: &B, tol: f32, sq: usize, sk: usize) {
+fn check_attention_shape<B: Backend>(be: &B, tol: f32, sq: usize, sk: usize, d: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let (b, heads, d) = (3, 4, 16);
+    let (b, heads) = (3, 4);
     let hd = heads * d;
     let q = rand_vec(&mut rng, b * sq * hd);
     let k = rand_vec(&mut rng, b * sk * hd);

@@ -70,7 +70,10 @@ mod avx2 {
     /// in `r`, times `2^n`; inputs clamped to ±88.376 (0 and f32::MAX ends).
     #[target_feature(enable = "avx2,fma")]
     fn exp(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.376_26)), _mm256_set1_ps(88.376_26));
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-88.376_26)),
+            _mm256_set1_ps(88.376_26),
+        );
         let n = _mm256_floor_ps(_mm256_fmadd_ps(
             x,
             _mm256_set1_ps(std::f32::consts::LOG2_E),
@@ -79,10 +82,20 @@ mod avx2 {
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
         let mut y = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
             y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
         }
-        let y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+        let y = _mm256_fmadd_ps(
+            y,
+            _mm256_mul_ps(r, r),
+            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+        );
         let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(
             _mm256_cvtps_epi32(n),
             _mm256_set1_epi32(127),
@@ -119,7 +132,10 @@ mod avx2 {
         let one = _mm256_set1_ps(1.0);
         match act {
             Activation::Gelu => {
-                let e = erf(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2)));
+                let e = erf(_mm256_mul_ps(
+                    x,
+                    _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+                ));
                 _mm256_mul_ps(half_x, _mm256_add_ps(one, e))
             }
             Activation::GeluTanh => {
@@ -131,7 +147,10 @@ mod avx2 {
                 );
                 let u = _mm256_min_ps(_mm256_max_ps(u, _mm256_set1_ps(-9.0)), _mm256_set1_ps(9.0));
                 let e = exp(_mm256_add_ps(u, u));
-                let th = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)));
+                let th = _mm256_sub_ps(
+                    one,
+                    _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
+                );
                 _mm256_mul_ps(half_x, _mm256_add_ps(one, th))
             }
             Activation::QuickGelu => sigmoid_times(x, 1.702),
@@ -238,7 +257,10 @@ mod tests {
             softmax(&mut got);
             for (g, e) in got.iter().zip(&e) {
                 let want = e / z;
-                assert!((*g as f64 - want).abs() <= 1e-6 * want.max(1e-3), "n={n}: {g} vs {want}");
+                assert!(
+                    (*g as f64 - want).abs() <= 1e-6 * want.max(1e-3),
+                    "n={n}: {g} vs {want}"
+                );
             }
         }
     }

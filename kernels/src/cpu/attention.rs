@@ -265,18 +265,103 @@ pub fn kv_copy(cache: &mut CpuKvCache, moves: &[(usize, usize)], len: usize) -> 
 }
 
 /// Softmax-weighted sum of one head over `n` cached rows (the shared inner
-/// loop of the cached attention).
+/// loop of the cached attention). `k` and `v` hold rows of `w` floats; the
+/// head is the `qr.len()` floats at `off` of each.
 fn head_attend(qr: &[f32], k: &[f32], v: &[f32], n: usize, w: usize, off: usize, o: &mut [f32]) {
     let d = qr.len();
     let scale = 1.0 / (d as f32).sqrt();
-    let mut scores: Vec<f32> = (0..n)
-        .map(|j| dot(qr, &k[j * w + off..][..d]) * scale)
-        .collect();
+    let mut scores = vec![0f32; n];
+    #[cfg(target_arch = "x86_64")]
+    if d % 8 == 0 && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA; rows j < n of `k` and `v` hold
+        // `off + d` floats at stride `w` (checked by the callers' shape checks).
+        unsafe {
+            avx2::scores(qr, k, w, off, scale, &mut scores);
+            softmax(&mut scores);
+            avx2::weighted_sum(&scores, v, w, off, o);
+        }
+        return;
+    }
+    for (j, s) in scores.iter_mut().enumerate() {
+        *s = dot(qr, &k[j * w + off..][..d]) * scale;
+    }
     softmax(&mut scores);
     o.fill(0.0);
     for (j, wt) in scores.iter().enumerate() {
         let vr = &v[j * w + off..][..d];
         o.iter_mut().zip(vr).for_each(|(a, b)| *a += wt * b);
+    }
+}
+
+/// The cached attention's two loops, eight lanes at a time: one query
+/// against four keys per pass (one horizontal reduction for all four), and
+/// the weighted sum with up to 64 output values held in registers while every
+/// value row streams past once.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// `out[j] = (q · k[j·w + off ..][..d]) · scale`, `d = q.len()` a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn scores(q: &[f32], k: &[f32], w: usize, off: usize, scale: f32, out: &mut [f32]) {
+        let (d, n) = (q.len(), out.len());
+        assert!(d % 8 == 0 && (n == 0 || k.len() >= (n - 1) * w + off + d));
+        let row = |j: usize| k[j * w + off..].as_ptr();
+        let mut j = 0;
+        // SAFETY: every load reads 8 floats at t < d of `q` or of a key row
+        // j < n, all inside `k` (asserted above); stores write `out[j..j + 4]`.
+        unsafe {
+            while j + 4 <= n {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for t in (0..d).step_by(8) {
+                    let qv = _mm256_loadu_ps(q.as_ptr().add(t));
+                    for (i, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(row(j + i).add(t)), *a);
+                    }
+                }
+                let h = _mm256_hadd_ps(
+                    _mm256_hadd_ps(acc[0], acc[1]),
+                    _mm256_hadd_ps(acc[2], acc[3]),
+                );
+                let s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+                _mm_storeu_ps(out.as_mut_ptr().add(j), _mm_mul_ps(s, _mm_set1_ps(scale)));
+                j += 4;
+            }
+        }
+        for (jj, o) in out.iter_mut().enumerate().skip(j) {
+            *o = super::dot(q, &k[jj * w + off..][..d]) * scale;
+        }
+    }
+
+    /// `o = Σ_j p[j] · v[j·w + off ..][..d]`, `d = o.len()` a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn weighted_sum(p: &[f32], v: &[f32], w: usize, off: usize, o: &mut [f32]) {
+        let (d, n) = (o.len(), p.len());
+        assert!(d % 8 == 0 && (n == 0 || v.len() >= (n - 1) * w + off + d));
+        for c0 in (0..d).step_by(64) {
+            let lanes = (d - c0).min(64) / 8;
+            let mut acc = [_mm256_setzero_ps(); 8];
+            // SAFETY: loads read 8 floats at c0 + 8i < d of value rows j < n
+            // (asserted above); stores write o[c0 + 8i ..][..8] with c0 + 8i < d.
+            unsafe {
+                for (j, pj) in p.iter().enumerate() {
+                    let pv = _mm256_set1_ps(*pj);
+                    let r = v.as_ptr().add(j * w + off + c0);
+                    if lanes == 8 {
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(r.add(8 * i)), *a);
+                        }
+                    } else {
+                        for (i, a) in acc.iter_mut().enumerate().take(lanes) {
+                            *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(r.add(8 * i)), *a);
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().enumerate().take(lanes) {
+                    _mm256_storeu_ps(o.as_mut_ptr().add(c0 + 8 * i), *a);
+                }
+            }
+        }
     }
 }
 

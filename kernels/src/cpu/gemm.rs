@@ -24,7 +24,7 @@ pub fn linear_ref(x: &[f32], w: &[f32], b: Option<&[f32]>, k: usize, n: usize) -
 }
 
 /// Most rows for which [`small_m`] beats the packed GEMM.
-pub const SMALL_M: usize = 48;
+pub const SMALL_M: usize = 16;
 
 /// `out [m, n] += x [m, k] · w [n, k]ᵀ`, weight rows in parallel chunks:
 /// each task takes 4 weight rows at a time (kept in L1) against every input
@@ -188,11 +188,19 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
     *shape.last_mut().expect("x has at least one axis") = n;
     if m <= SMALL_M {
         small_m(&xv, &wv, &mut out, m, k, n);
-        return Ok(CpuTensor::from_f32(&shape, out));
+    } else {
+        large_m(&xv, &wv, &mut out, m, k, n);
     }
+    Ok(CpuTensor::from_f32(&shape, out))
+}
+
+/// `out [m, n] += x [m, k] · w [n, k]ᵀ` through the `gemm` crate.
+pub fn large_m(x: &[f32], w: &[f32], out: &mut [f32], m: usize, k: usize, n: usize) {
+    assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n);
     // SAFETY: every pointer/stride pair describes a buffer of exactly the
-    // extent gemm reads or writes: dst m×n row-major, lhs m×k row-major,
-    // rhs k×n read from w[n, k] row-major (column stride k, row stride 1).
+    // extent gemm reads or writes (asserted above): dst m×n row-major, lhs
+    // m×k row-major, rhs k×n read from w[n, k] row-major (column stride k,
+    // row stride 1).
     unsafe {
         gemm::gemm(
             m,
@@ -201,11 +209,11 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
             out.as_mut_ptr(),
             1,
             n as isize,
-            b.is_some(),
-            xv.as_ptr(),
+            true,
+            x.as_ptr(),
             1,
             k as isize,
-            wv.as_ptr(),
+            w.as_ptr(),
             k as isize,
             1,
             1.0,
@@ -216,5 +224,4 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
             gemm::Parallelism::Rayon(0),
         );
     }
-    Ok(CpuTensor::from_f32(&shape, out))
 }

@@ -7,7 +7,6 @@ pub mod activation;
 pub mod attention;
 pub mod gemm;
 pub mod norm;
-pub mod packed;
 pub mod rope;
 
 use std::borrow::Cow;
