@@ -120,6 +120,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Human-readable device name (for progress lines and benchmarks).
     fn name(&self) -> String;
 
+    /// Largest activation (bytes) a model should produce in one op; models
+    /// split a batch into passes whose widest activation fits. `None`: no limit.
+    fn activation_budget(&self) -> Option<usize> {
+        None
+    }
+
     /// Copies host data of `shape` to the device.
     fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<Self::Tensor>;
     /// Copies a tensor back as f32.

@@ -3,10 +3,12 @@
 //! `cargo bench -p lakecap-models --bench images -- [SECONDS]` prints one line per
 //! (hash, threads): images/s over all photos, repeated for at least SECONDS
 //! (default 3). scripts/bench-images.sh runs it beside Python imagehash.
+//! `decode` is the floor both sides share: decoding and converting to
+//! grey as Pillow's `convert("L")` does, with no resize and no hash.
 
 use std::time::Instant;
 
-use lakecap_models::image::{DecodeLimits, decode, dhash, phash};
+use lakecap_models::image::{DecodeLimits, decode, dhash, phash, to_luma};
 
 fn photos() -> Vec<Vec<u8>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/photos");
@@ -53,6 +55,11 @@ fn run(
     done as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Grey conversion only: the decode floor under both hashes.
+fn luma_only(img: &image::DynamicImage) -> u64 {
+    to_luma(img).0.len() as u64
+}
+
 fn main() {
     let min_secs: f64 = std::env::args()
         .skip(1)
@@ -63,6 +70,7 @@ fn main() {
     for (name, f) in [
         ("phash", phash as fn(&_) -> u64),
         ("dhash", dhash as fn(&_) -> u64),
+        ("decode", luma_only as fn(&_) -> u64),
     ] {
         for threads in [1, cores] {
             println!(

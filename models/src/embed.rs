@@ -170,13 +170,17 @@ fn image_run<B: Backend>(be: B, cfg: &ClipConfig, w: &Weights) -> Result<BatchFn
         model.cfg.num_patches(),
         model.cfg.num_channels * model.cfg.patch_size.pow(2),
     );
+    let per = crate::nn::items_per_pass(&be, np + 1, model.cfg.intermediate_size);
     Ok(Box::new(move |batch: Vec<Vec<f32>>| {
-        let b = batch.len();
-        let mut flat = Vec::with_capacity(b * np * cpp);
-        for x in &batch {
-            flat.extend_from_slice(x);
+        let mut out = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(per) {
+            let mut flat = Vec::with_capacity(chunk.len() * np * cpp);
+            for x in chunk {
+                flat.extend_from_slice(x);
+            }
+            out.extend(rows(&be, model.forward(&be, &flat, chunk.len())?, true)?);
         }
-        rows(&be, model.forward(&be, &flat, b)?, true)
+        Ok(out)
     }))
 }
 

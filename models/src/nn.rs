@@ -266,6 +266,14 @@ impl<B: Backend> EncoderLayer<B> {
     }
 }
 
+/// How many items of `rows_each` rows to encode per pass so that the widest
+/// activation (`rows × width` f32) fits the backend's activation budget.
+pub fn items_per_pass<B: Backend>(be: &B, rows_each: usize, width: usize) -> usize {
+    be.activation_budget()
+        .map_or(usize::MAX, |b| b / (rows_each * width * 4).max(1))
+        .max(1)
+}
+
 /// Runs `layers` in order.
 pub fn encode<B: Backend>(
     be: &B,

@@ -251,14 +251,17 @@ impl<B: Backend> Decoder for BlipCaptioner<B> {
 
     fn admit(&mut self, new: &[(usize, &[f32])]) -> Result<()> {
         let be = &self.be;
-        let flat: Vec<f32> = new.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-        let enc = self.vision.forward(be, &flat, new.len())?;
         let n = self.n_img();
-        for (i, (slot, _)) in new.iter().enumerate() {
-            let rows: Vec<usize> = (i * n..(i + 1) * n).collect();
-            let img = be.gather_rows(&enc, &rows)?;
-            for (l, cache) in self.text.layers.iter().zip(self.cross_caches.iter_mut()) {
-                l.cross.fill(be, cache, &img, *slot)?;
+        let per = crate::nn::items_per_pass(be, n, self.vision.cfg.intermediate_size);
+        for chunk in new.chunks(per) {
+            let flat: Vec<f32> = chunk.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+            let enc = self.vision.forward(be, &flat, chunk.len())?;
+            for (i, (slot, _)) in chunk.iter().enumerate() {
+                let rows: Vec<usize> = (i * n..(i + 1) * n).collect();
+                let img = be.gather_rows(&enc, &rows)?;
+                for (l, cache) in self.text.layers.iter().zip(self.cross_caches.iter_mut()) {
+                    l.cross.fill(be, cache, &img, *slot)?;
+                }
             }
         }
         Ok(())
