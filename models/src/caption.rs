@@ -94,7 +94,7 @@ pub fn load_captioner(dir: &Path, id: &str, slots: usize, device: Device) -> Res
     }
     let prep = BlipPreprocess::load(dir, &cfg.vision_config)?;
     let tpath = dir.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tpath).map_err(|e| ModelError::bad_file(&tpath, e))?;
+    let tokenizer = crate::tokenize::load_plain(&tpath)?;
     let t = &cfg.text_config;
     let (bos, sep) = (t.bos_token_id, t.sep_token_id);
     let detok_tok = tokenizer.clone();

@@ -123,7 +123,7 @@ pub fn load_llm(path: &Path, id: &str, slots: usize, device: Device) -> Result<L
             )));
         }
         let tpath = path.join("tokenizer.json");
-        let tok = Tokenizer::from_file(&tpath).map_err(|e| ModelError::bad_file(&tpath, e))?;
+        let tok = crate::tokenize::load_plain(&tpath)?;
         let eos = hf_eos(path, &cfg);
         (
             tok,
@@ -139,7 +139,7 @@ pub fn load_llm(path: &Path, id: &str, slots: usize, device: Device) -> Result<L
         let cfg = config_from_gguf(&g)?;
         let beside = file.with_file_name("tokenizer.json");
         let tok = if beside.is_file() {
-            Tokenizer::from_file(&beside).map_err(|e| ModelError::bad_file(&beside, e))?
+            crate::tokenize::load_plain(&beside)?
         } else {
             gguf::tokenizer::from_gguf(&g)?
         };

@@ -12,12 +12,22 @@ pub struct TextTokenizer {
     inner: Tokenizer,
 }
 
+/// Loads a `tokenizer.json` with its padding and truncation settings off:
+/// a file saved for batched training (sentence-transformers' pad every text
+/// to 128) would otherwise prefix every caption or chat prompt with pad
+/// tokens, which changes the output and costs a 128-token prefill per row.
+pub fn load_plain(path: &Path) -> Result<Tokenizer> {
+    let mut t = Tokenizer::from_file(path).map_err(|e| ModelError::bad_file(path, e))?;
+    t.with_padding(None);
+    t.with_truncation(None)
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    Ok(t)
+}
+
 impl TextTokenizer {
     /// Loads `dir/tokenizer.json`, truncating to `max_len` tokens (special tokens included).
     pub fn load(dir: &Path, max_len: usize) -> Result<TextTokenizer> {
-        let path = dir.join("tokenizer.json");
-        let mut inner = Tokenizer::from_file(&path).map_err(|e| ModelError::bad_file(&path, e))?;
-        inner.with_padding(None);
+        let mut inner = load_plain(&dir.join("tokenizer.json"))?;
         inner
             .with_truncation(Some(TruncationParams {
                 max_length: max_len,

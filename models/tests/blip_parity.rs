@@ -53,6 +53,36 @@ async fn greedy_captions_match_transformers_generate() {
     }
 }
 
+/// A tokenizer.json saved with padding and truncation on (as
+/// sentence-transformers ships them: every text padded to 128) still gives
+/// the bare prompt: no pad tokens to prefill, the same captions.
+#[test]
+fn tokenizer_padding_settings_do_not_reach_the_prompt() {
+    let tmp = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(fixture()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
+    }
+    let path = tmp.path().join("tokenizer.json");
+    let mut tok: serde_json::Value = json(&path);
+    tok["padding"] = serde_json::json!({"strategy": {"Fixed": 128}, "direction": "Right",
+        "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"});
+    tok["truncation"] = serde_json::json!({"direction": "Right", "max_length": 4,
+        "strategy": "LongestFirst", "stride": 0});
+    std::fs::write(&path, tok.to_string()).unwrap();
+    let padded = load_captioner(tmp.path(), "padded", 1, Device::Cpu).unwrap();
+    let plain = load_captioner(&fixture(), "plain", 1, Device::Cpu).unwrap();
+    let want = plain.prompt_ids("a picture of a dog on the beach").unwrap();
+    assert!(want.len() > 4, "{want:?}");
+    assert_eq!(
+        padded
+            .prompt_ids("a picture of a dog on the beach")
+            .unwrap(),
+        want
+    );
+    assert_eq!(padded.prompt_ids("").unwrap(), vec![300]);
+}
+
 async fn check_greedy(device: Device) {
     let dir = fixture();
     let exp: serde_json::Value = json(&dir.join("expected.json"));

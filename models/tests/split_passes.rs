@@ -23,12 +23,20 @@ fn photo(name: &str) -> image::DynamicImage {
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/models")
+        .join(name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_image_per_pass_changes_nothing() {
-    let photos = ["astronaut.png", "coffee.png", "moon.png", "coins.png", "horse.png"];
+    let photos = [
+        "astronaut.png",
+        "coffee.png",
+        "moon.png",
+        "coins.png",
+        "horse.png",
+    ];
 
     // CLIP: one pass of five, then five passes of one.
     let whole = load_image_embedder(&fixture("clip-tiny"), "tiny", 8, Device::Cpu).unwrap();
@@ -38,7 +46,11 @@ async fn one_image_per_pass_changes_nothing() {
     let split = load_image_embedder(&fixture("clip-tiny"), "tiny", 8, Device::Cpu).unwrap();
     let got = split.embed(inputs).await.unwrap();
     for (a, b) in got.iter().zip(&want) {
-        let err = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let err = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(err < 1e-5, "split CLIP pass differs by {err}");
     }
 
