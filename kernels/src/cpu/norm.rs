@@ -19,6 +19,25 @@ pub fn layer_norm_ref(x: &[f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32
     out
 }
 
+/// `(Σ v, Σ v²)` of a row in f64, in eight independent lanes: one running
+/// f64 sum would wait on the adder's latency at every element.
+fn sums(row: &[f32]) -> (f64, f64) {
+    let (mut s, mut s2) = ([0f64; 8], [0f64; 8]);
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            let v = c[i] as f64;
+            s[i] += v;
+            s2[i] += v * v;
+        }
+    }
+    let tail = chunks.remainder();
+    (
+        s.iter().sum::<f64>() + tail.iter().map(|&v| v as f64).sum::<f64>(),
+        s2.iter().sum::<f64>() + tail.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>(),
+    )
+}
+
 /// LayerNorm, rows in parallel, one fused pass for the moments.
 pub fn layer_norm(
     x: &CpuTensor,
@@ -30,11 +49,7 @@ pub fn layer_norm(
     let (g, b) = (gamma.f32(), beta.f32());
     let mut out = x.f32().into_owned();
     out.par_chunks_mut(d).for_each(|row| {
-        let (mut s, mut s2) = (0f64, 0f64);
-        for &v in row.iter() {
-            s += v as f64;
-            s2 += (v as f64) * (v as f64);
-        }
+        let (s, s2) = sums(row);
         let mean = s / d as f64;
         let var = (s2 / d as f64 - mean * mean).max(0.0);
         let inv = (1.0 / (var + eps as f64).sqrt()) as f32;
@@ -67,7 +82,7 @@ pub fn rms_norm(x: &CpuTensor, gamma: &CpuTensor, eps: f32) -> Result<CpuTensor>
     let g = gamma.f32();
     let mut out = x.f32().into_owned();
     out.par_chunks_mut(d).for_each(|row| {
-        let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / d as f64;
+        let ms = sums(row).1 / d as f64;
         let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
         row.iter_mut()
             .zip(g.iter())
