@@ -7,22 +7,14 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{floats, ids, json};
+use common::{blip_inputs, floats, ids, json, photo};
 use lakecap_models::blip::{BlipConfig, BlipPreprocess};
 use lakecap_models::caption::load_captioner;
 use lakecap_models::embed::Device;
 use lakecap_models::generate::GenParams;
-use lakecap_models::image::{DecodeLimits, decode};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/blip-tiny")
-}
-
-fn photo(name: &str) -> image::DynamicImage {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/photos")
-        .join(name);
-    decode(&std::fs::read(p).unwrap(), DecodeLimits::default()).unwrap()
 }
 
 #[test]
@@ -94,10 +86,7 @@ async fn check_greedy(device: Device) {
     let mut want_prompt = vec![300];
     want_prompt.extend_from_slice(&prefix_ids[1..prefix_ids.len() - 1]);
     assert_eq!(cap.prompt_ids("a picture of").unwrap(), want_prompt);
-    let images: Vec<Vec<f32>> = rows
-        .iter()
-        .map(|r| cap.preprocess(&photo(r["photo"].as_str().unwrap())))
-        .collect();
+    let images = blip_inputs(&cap, rows);
     let params = GenParams {
         max_new_tokens: 12,
         ..Default::default()

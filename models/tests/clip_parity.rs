@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{floats, ids, json, rel_err};
+use common::{floats, ids, json, photo, rel_err};
 use lakecap_kernels::{Backend, Cpu};
 use lakecap_models::clip::{ClipConfig, ClipPreprocess, ClipText, ClipVision};
 use lakecap_models::image::preprocess::to_rgb;
-use lakecap_models::image::{DecodeLimits, decode};
 use lakecap_models::tokenize::TextTokenizer;
 use lakecap_models::weights::Weights;
 
@@ -26,14 +25,6 @@ fn fixture() -> PathBuf {
 
 fn expected() -> serde_json::Value {
     json(&fixture().join("expected.json"))
-}
-
-fn photo(name: &str) -> image::DynamicImage {
-    decode(
-        &std::fs::read(root().join("data/photos").join(name)).unwrap(),
-        DecodeLimits::default(),
-    )
-    .unwrap()
 }
 
 #[test]

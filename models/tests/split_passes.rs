@@ -8,19 +8,11 @@ use std::path::Path;
 
 mod common;
 
-use common::json;
+use common::{blip_inputs, json, photo};
 use lakecap_kernels::cpu::set_activation_budget;
 use lakecap_models::caption::load_captioner;
 use lakecap_models::embed::{Device, load_image_embedder};
 use lakecap_models::generate::GenParams;
-use lakecap_models::image::{DecodeLimits, decode};
-
-fn photo(name: &str) -> image::DynamicImage {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/photos")
-        .join(name);
-    decode(&std::fs::read(p).unwrap(), DecodeLimits::default()).unwrap()
-}
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -59,10 +51,7 @@ async fn one_image_per_pass_changes_nothing() {
     let exp: serde_json::Value = json(&dir.join("expected.json"));
     let rows = exp["rows"].as_array().unwrap();
     let cap = load_captioner(&dir, "blip-tiny", 4, Device::Cpu).unwrap();
-    let images: Vec<Vec<f32>> = rows
-        .iter()
-        .map(|r| cap.preprocess(&photo(r["photo"].as_str().unwrap())))
-        .collect();
+    let images = blip_inputs(&cap, rows);
     let params = GenParams {
         max_new_tokens: 12,
         ..Default::default()

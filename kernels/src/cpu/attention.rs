@@ -272,7 +272,10 @@ fn head_attend(qr: &[f32], k: &[f32], v: &[f32], n: usize, w: usize, off: usize,
     let scale = 1.0 / (d as f32).sqrt();
     let mut scores = vec![0f32; n];
     #[cfg(target_arch = "x86_64")]
-    if d % 8 == 0 && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if d.is_multiple_of(8)
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+    {
         // SAFETY: the CPU has AVX2 and FMA; rows j < n of `k` and `v` hold
         // `off + d` floats at stride `w` (checked by the callers' shape checks).
         unsafe {
@@ -305,7 +308,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn scores(q: &[f32], k: &[f32], w: usize, off: usize, scale: f32, out: &mut [f32]) {
         let (d, n) = (q.len(), out.len());
-        assert!(d % 8 == 0 && (n == 0 || k.len() >= (n - 1) * w + off + d));
+        assert!(d.is_multiple_of(8) && (n == 0 || k.len() >= (n - 1) * w + off + d));
         let row = |j: usize| k[j * w + off..].as_ptr();
         let mut j = 0;
         // SAFETY: every load reads 8 floats at t < d of `q` or of a key row
@@ -337,7 +340,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn weighted_sum(p: &[f32], v: &[f32], w: usize, off: usize, o: &mut [f32]) {
         let (d, n) = (o.len(), p.len());
-        assert!(d % 8 == 0 && (n == 0 || v.len() >= (n - 1) * w + off + d));
+        assert!(d.is_multiple_of(8) && (n == 0 || v.len() >= (n - 1) * w + off + d));
         for c0 in (0..d).step_by(64) {
             let lanes = (d - c0).min(64) / 8;
             let mut acc = [_mm256_setzero_ps(); 8];

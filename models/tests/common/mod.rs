@@ -1,7 +1,30 @@
-//! Helpers shared by the parity tests: fixture JSON and relative error.
+//! Helpers shared by the parity tests: fixture JSON, the real photos,
+//! BLIP inputs and relative error.
 #![allow(dead_code)] // each test binary uses a subset
 
 use std::path::Path;
+
+/// `data/photos/NAME`, decoded.
+pub fn photo(name: &str) -> image::DynamicImage {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/photos")
+        .join(name);
+    lakecap_models::image::decode(
+        &std::fs::read(p).unwrap(),
+        lakecap_models::image::DecodeLimits::default(),
+    )
+    .unwrap()
+}
+
+/// The captioner's pixel inputs for the photos of a BLIP fixture's `rows`.
+pub fn blip_inputs(
+    cap: &lakecap_models::caption::Captioner,
+    rows: &[serde_json::Value],
+) -> Vec<Vec<f32>> {
+    rows.iter()
+        .map(|r| cap.preprocess(&photo(r["photo"].as_str().unwrap())))
+        .collect()
+}
 
 /// A JSON file (or a typed config) parsed.
 pub fn json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
