@@ -159,6 +159,7 @@ pub fn resize_u8(
         out_width > 0 && out_height > 0,
         "output size must be positive"
     );
+    assert!((1..=4).contains(&channels), "1 to 4 channels");
     let need_h = out_width != width;
     let need_v = out_height != height;
     if !need_h && !need_v {
@@ -173,21 +174,16 @@ pub fn resize_u8(
         let last = vert.bounds[out_height - 1].0 + vert.bounds[out_height - 1].1;
         let rows = last - first;
         let mut tmp = vec![0u8; out_width * rows * channels];
+        let row_pass = match channels {
+            1 => horizontal_row::<1>,
+            2 => horizontal_row::<2>,
+            3 => horizontal_row::<3>,
+            _ => horizontal_row::<4>,
+        };
         for y in 0..rows {
             let src_row = &src[(y + first) * width * channels..][..width * channels];
             let dst_row = &mut tmp[y * out_width * channels..][..out_width * channels];
-            for (xx, &(xmin, taps)) in horiz.bounds.iter().enumerate() {
-                let k = &horiz.weights[xx * horiz.ksize..][..taps];
-                for c in 0..channels {
-                    let mut acc: i32 = 1 << (PRECISION_BITS - 1);
-                    for (x, &w) in k.iter().enumerate() {
-                        acc = acc.wrapping_add(
-                            i32::from(src_row[(xmin + x) * channels + c]).wrapping_mul(w),
-                        );
-                    }
-                    dst_row[xx * channels + c] = clip8(acc);
-                }
-            }
+            row_pass(src_row, dst_row, &horiz);
         }
         (tmp, out_width, first)
     } else {
@@ -196,21 +192,44 @@ pub fn resize_u8(
     if !need_v {
         return tmp;
     }
+    // Vertical pass a whole output row at a time: each tap adds one
+    // contiguous source row into the accumulators (vectorisable), instead of
+    // walking a column per output pixel.
     let stride = tmp_w * channels;
     let mut out = vec![0u8; stride * out_height];
+    let mut acc = vec![0i32; stride];
     for (yy, &(ymin, taps)) in vert.bounds.iter().enumerate() {
         let k = &vert.weights[yy * vert.ksize..][..taps];
-        let dst_row = &mut out[yy * stride..][..stride];
-        for (i, dst) in dst_row.iter_mut().enumerate() {
-            let mut acc: i32 = 1 << (PRECISION_BITS - 1);
-            for (y, &w) in k.iter().enumerate() {
-                acc = acc
-                    .wrapping_add(i32::from(tmp[(ymin - row0 + y) * stride + i]).wrapping_mul(w));
+        acc.fill(1 << (PRECISION_BITS - 1));
+        for (y, &w) in k.iter().enumerate() {
+            let row = &tmp[(ymin - row0 + y) * stride..][..stride];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a = a.wrapping_add(i32::from(p).wrapping_mul(w));
             }
-            *dst = clip8(acc);
+        }
+        for (d, &a) in out[yy * stride..][..stride].iter_mut().zip(&acc) {
+            *d = clip8(a);
         }
     }
     out
+}
+
+/// One row of the horizontal pass for `C` interleaved channels: each tap
+/// reads a whole pixel, so the source row streams contiguously.
+fn horizontal_row<const C: usize>(src: &[u8], dst: &mut [u8], horiz: &Coeffs) {
+    for (xx, &(xmin, taps)) in horiz.bounds.iter().enumerate() {
+        let k = &horiz.weights[xx * horiz.ksize..][..taps];
+        let px = &src[xmin * C..(xmin + taps) * C];
+        let mut acc = [1i32 << (PRECISION_BITS - 1); C];
+        for (t, &w) in k.iter().enumerate() {
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = a.wrapping_add(i32::from(px[t * C + c]).wrapping_mul(w));
+            }
+        }
+        for (c, &a) in acc.iter().enumerate() {
+            dst[xx * C + c] = clip8(a);
+        }
+    }
 }
 
 #[cfg(test)]
