@@ -170,8 +170,8 @@ fn image_run<B: Backend>(be: B, cfg: &ClipConfig, w: &Weights) -> Result<BatchFn
         model.cfg.num_patches(),
         model.cfg.num_channels * model.cfg.patch_size.pow(2),
     );
-    let per = crate::nn::items_per_pass(&be, np + 1, model.cfg.intermediate_size);
     Ok(Box::new(move |batch: Vec<Vec<f32>>| {
+        let per = crate::nn::items_per_pass(&be, np + 1, model.cfg.intermediate_size);
         let mut out = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(per) {
             let mut flat = Vec::with_capacity(chunk.len() * np * cpp);
