@@ -267,6 +267,13 @@ fn lakecap(home: &Path) -> Command {
     c
 }
 
+/// `lakecap refresh JOB` with `home` as LAKECAP_HOME.
+fn refresh(home: &Path, job: &Path) -> Command {
+    let mut c = lakecap(home);
+    c.arg("refresh").arg(job);
+    c
+}
+
 #[tokio::test]
 async fn a_crash_at_any_point_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -288,10 +295,8 @@ async fn a_crash_at_any_point_loses_and_duplicates_nothing() {
             std::fs::create_dir_all(&case).unwrap();
             let out = case.join("out");
             let job = write_job(&case, &job_text(&src, &out, format, 1, SQL));
-            let crashed = lakecap(dir.path())
+            let crashed = refresh(dir.path(), &job)
                 .env("LAKECAP_FAULT", point)
-                .arg("refresh")
-                .arg(&job)
                 .output()
                 .unwrap();
             assert!(
@@ -303,11 +308,7 @@ async fn a_crash_at_any_point_loses_and_duplicates_nothing() {
                 stderr.contains("injected crash"),
                 "{format} {point}: {stderr}"
             );
-            let rerun = lakecap(dir.path())
-                .arg("refresh")
-                .arg(&job)
-                .output()
-                .unwrap();
+            let rerun = refresh(dir.path(), &job).output().unwrap();
             let stderr = String::from_utf8_lossy(&rerun.stderr);
             assert!(rerun.status.success(), "{format} {point}: {stderr}");
             assert!(
@@ -343,11 +344,7 @@ async fn a_second_run_on_a_locked_output_exits_or_waits() {
         ),
     )
     .unwrap();
-    let second = lakecap(dir.path())
-        .arg("refresh")
-        .arg(&job)
-        .output()
-        .unwrap();
+    let second = refresh(dir.path(), &job).output().unwrap();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(
@@ -360,9 +357,7 @@ async fn a_second_run_on_a_locked_output_exits_or_waits() {
         "the locked-out run wrote nothing"
     );
 
-    let waiting = lakecap(dir.path())
-        .arg("refresh")
-        .arg(&job)
+    let waiting = refresh(dir.path(), &job)
         .arg("--wait")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -453,11 +448,7 @@ fn the_shipped_job_runs_on_the_sample_lake_from_the_cli() {
     let job = dir.path().join("jobs/curate.toml");
     std::fs::copy(common::root().join("jobs/curate.toml"), &job).unwrap();
     lake(&dir.path().join("sample_lake"), 24, 8);
-    let first = lakecap(dir.path())
-        .arg("refresh")
-        .arg(&job)
-        .output()
-        .unwrap();
+    let first = refresh(dir.path(), &job).output().unwrap();
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "{stderr}");
     assert!(stderr.contains("refresh curate v1"), "{stderr}");
@@ -469,11 +460,7 @@ fn the_shipped_job_runs_on_the_sample_lake_from_the_cli() {
         .and_then(|n| n.parse().ok())
         .unwrap();
     assert!(written > 0 && written < 24, "{stderr}");
-    let second = lakecap(dir.path())
-        .arg("refresh")
-        .arg(&job)
-        .output()
-        .unwrap();
+    let second = refresh(dir.path(), &job).output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains(", 0 processed (0 changed)"), "{stderr}");
     assert!(stderr.contains(" 0 commits"), "{stderr}");

@@ -27,7 +27,7 @@ pub fn apply(act: Activation, x: f32) -> f32 {
 /// `act` applied to every value of `xs` in place.
 pub fn apply_slice(act: Activation, xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
+    if super::avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA.
         unsafe { avx2::apply(act, xs) };
         return;
@@ -41,7 +41,7 @@ pub fn softmax(xs: &mut [f32]) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if simd() {
+    if super::avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA.
         unsafe { avx2::softmax(xs) };
         return;
@@ -53,11 +53,6 @@ pub fn softmax(xs: &mut [f32]) {
         z += *x;
     }
     xs.iter_mut().for_each(|x| *x /= z);
-}
-
-#[cfg(target_arch = "x86_64")]
-fn simd() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -272,10 +272,7 @@ fn head_attend(qr: &[f32], k: &[f32], v: &[f32], n: usize, w: usize, off: usize,
     let scale = 1.0 / (d as f32).sqrt();
     let mut scores = vec![0f32; n];
     #[cfg(target_arch = "x86_64")]
-    if d.is_multiple_of(8)
-        && std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-    {
+    if d.is_multiple_of(8) && super::avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA; rows j < n of `k` and `v` hold
         // `off + d` floats at stride `w` (checked by the callers' shape checks).
         unsafe {

@@ -33,10 +33,7 @@ pub fn small_m(x: &[f32], w: &[f32], out: &mut [f32], m: usize, k: usize, n: usi
     use rayon::prelude::*;
     // Columns per task: enough work per task, enough tasks per thread.
     const COLS: usize = 64;
-    #[cfg(target_arch = "x86_64")]
-    let fast = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let fast = false;
+    let fast = super::avx2_fma();
     // Transposed result: column j's m values together, so tasks own disjoint slices.
     let mut t = vec![0f32; n * m];
     t.par_chunks_mut(COLS * m).enumerate().for_each(|(c, tc)| {
@@ -80,11 +77,9 @@ pub fn small_m(x: &[f32], w: &[f32], out: &mut [f32], m: usize, k: usize, n: usi
 /// `a · b` (AVX2/FMA when the CPU has them; the attention scores use it too).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { dot_avx2(a, b) };
-        }
+    if super::avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { dot_avx2(a, b) };
     }
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

@@ -63,6 +63,14 @@ impl CpuTensor {
     }
 }
 
+/// Whether the AVX2/FMA fast paths may run (std caches the CPUID check).
+pub(crate) fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Tunes glibc's allocator for tensor work; call once at program start.
 ///
 /// Every op returns a fresh buffer, and activations are megabytes: with
