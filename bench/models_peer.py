@@ -1,15 +1,19 @@
 """PyTorch + transformers / sentence-transformers peer for lakecap's model
 benchmarks and GPU parity (scripts/bench-models.sh, scripts/gpu-check.sh).
 
-    python bench/clip_peer.py make DIR            # full-size ViT-B/32 CLIPModel, random weights (seed 0)
-    python bench/clip_peer.py bench DIR DEVICE BATCH ITERS
+    python bench/models_peer.py make DIR            # full-size ViT-B/32 CLIPModel, random weights (seed 0)
+    python bench/models_peer.py bench DIR DEVICE BATCH ITERS
         images/s of get_image_features from JPEG bytes (CLIPImageProcessor) and model-only,
         fp32 and fp16 on cuda, fp32 on cpu.
-    python bench/clip_peer.py parity DIR OURS.f32  # compare our embeddings of data/photos/*.png
+    python bench/models_peer.py parity DIR OURS.f32  # compare our embeddings of data/photos/*.png
     python bench/models_peer.py blip_make DIR TOKENIZER.json   # full-size BLIP-base, random weights (seed 0)
-    python bench/models_peer.py blip DIR BATCH ITERS
+    python bench/models_peer.py blip DIR BATCH ITERS [DEVICE DTYPE]
         captions/s of BlipForConditionalGeneration.generate from JPEG bytes, 20 new tokens
-        forced (min_new_tokens = max_new_tokens = 20, so EOS never ends a row early), fp32 cpu.
+        forced (min_new_tokens = max_new_tokens = 20, so EOS never ends a row early);
+        fp32 cpu unless DEVICE (cuda) and DTYPE (fp16, fp32) say otherwise.
+    python bench/models_peer.py llm DIR BATCH PROMPT STEPS DEVICE DTYPE
+        decode tokens/s of AutoModelForCausalLM.generate (greedy, EOS ignored) on
+        BATCH random prompts of PROMPT tokens.
 """
 import io
 import sys
@@ -114,24 +118,52 @@ def blip_make(d, tokenizer_json):
     print(f"wrote {d}")
 
 
-def blip(d, batch, iters):
+def blip(d, batch, iters, device="cpu", dtype="fp32"):
     from transformers import BlipForConditionalGeneration, BlipImageProcessor
 
-    m = BlipForConditionalGeneration.from_pretrained(d).eval()
+    dt = torch.float16 if dtype == "fp16" else torch.float32
+    m = BlipForConditionalGeneration.from_pretrained(d, torch_dtype=dt).to(device).eval()
     proc = BlipImageProcessor.from_pretrained(d)
     data = jpegs(batch)
 
     def run():
         imgs = [Image.open(io.BytesIO(b)).convert("RGB") for b in data]
-        px = proc(images=imgs, return_tensors="pt")["pixel_values"]
+        px = proc(images=imgs, return_tensors="pt")["pixel_values"].to(device, dt)
         with torch.no_grad():
             m.generate(pixel_values=px, max_new_tokens=20, min_new_tokens=20, do_sample=False)
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     run()
     t = time.perf_counter()
     for _ in range(iters):
         run()
-    print(f"torch_blip_b{batch}_captions_per_s={batch * iters / (time.perf_counter() - t):.2f}")
+    tag = "" if device == "cpu" else f"_{device}_{dtype}"
+    print(f"torch_blip{tag}_b{batch}_captions_per_s={batch * iters / (time.perf_counter() - t):.2f}")
+
+
+def llm(d, batch, prompt, steps, device, dtype):
+    """transformers `generate` (greedy, EOS ignored): decode tokens/s from
+    the difference between `steps` new tokens and one (the prefill)."""
+    from transformers import AutoModelForCausalLM
+
+    dt = torch.float16 if dtype == "fp16" else torch.float32
+    m = AutoModelForCausalLM.from_pretrained(d, torch_dtype=dt).to(device).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, m.config.vocab_size - 10, (batch, prompt), generator=g).to(device)
+
+    def timed(n):
+        t = time.perf_counter()
+        with torch.no_grad():
+            m.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                       do_sample=False, pad_token_id=0)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    timed(2)
+    one, full = timed(1), timed(steps)
+    print(f"torch_llm_{device}_{dtype}_b{batch}_decode_tokens_per_s={batch * (steps - 1) / (full - one):.1f}")
 
 
 if __name__ == "__main__":
@@ -148,6 +180,8 @@ if __name__ == "__main__":
         blip_make(sys.argv[2], sys.argv[3])
     elif cmd == "blip":
         torch.set_num_threads(int(__import__("os").environ.get("THREADS", torch.get_num_threads())))
-        blip(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        blip(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:7])
+    elif cmd == "llm":
+        llm(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7])
     elif cmd == "parity":
         parity(sys.argv[2], sys.argv[3])

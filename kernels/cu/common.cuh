@@ -41,3 +41,29 @@ __device__ float block_max(float v) {
     v = lane < nw ? buf[lane] : -LAKECAP_INF;
     return warp_max(v);
 }
+
+// Half-precision storage as raw 16-bit words (NVRTC has no cuda_fp16.h
+// without the toolkit headers): conversions by PTX and bit arithmetic.
+__device__ __forceinline__ float f16_to_f32(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ unsigned short f32_to_f16(float f) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float bf16_to_f32(unsigned short h) {
+    return __uint_as_float(((unsigned int)h) << 16);
+}
+
+// Round to nearest even, NaN stays NaN (as torch's float -> bfloat16).
+__device__ __forceinline__ unsigned short f32_to_bf16(float f) {
+    unsigned int u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short)(u >> 16);
+}

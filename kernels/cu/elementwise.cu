@@ -22,14 +22,19 @@ extern "C" __global__ void activation_f32(const float* x, float* y, size_t n, in
     }
 }
 
-// y[r] = table[ids[r]] (rows of width d); ids are checked on the host.
+// Row gathers: y[r] = table[ids[r]] (rows of width d) as f32, from f32, f16
+// or bf16 tables (token embeddings of half checkpoints, rows of activations,
+// KV cache rows); ids are checked on the host.
 extern "C" __global__ void embedding_f32(const float* table, const unsigned int* ids, float* y, size_t rows, int d) {
     GRID_LOOP(i, rows * d) y[i] = table[(size_t)ids[i / d] * d + i % d];
 }
 
-// Same gather with row indices of x.
-extern "C" __global__ void gather_rows_f32(const float* x, const unsigned int* idx, float* y, size_t rows, int d) {
-    GRID_LOOP(i, rows * d) y[i] = x[(size_t)idx[i / d] * d + i % d];
+extern "C" __global__ void embedding_f16(const unsigned short* table, const unsigned int* ids, float* y, size_t rows, int d) {
+    GRID_LOOP(i, rows * d) y[i] = f16_to_f32(table[(size_t)ids[i / d] * d + i % d]);
+}
+
+extern "C" __global__ void embedding_bf16(const unsigned short* table, const unsigned int* ids, float* y, size_t rows, int d) {
+    GRID_LOOP(i, rows * d) y[i] = bf16_to_f32(table[(size_t)ids[i / d] * d + i % d]);
 }
 
 // y [b, s+1, d]: row first, then x [b, s, d].

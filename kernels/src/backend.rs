@@ -6,6 +6,8 @@
 
 use half::{bf16, f16};
 
+use crate::image::{PixelPlan, RgbImage};
+
 /// Errors a backend can report (shape mismatches are caller bugs, but a model
 /// file with wrong shapes must fail cleanly, not panic).
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +130,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Copies host data of `shape` to the device.
     fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<Self::Tensor>;
+    /// Uploads a checkpoint tensor; a backend may store it in another
+    /// precision than `data` (the CUDA backend's half-precision weights).
+    fn upload_weight(&self, shape: &[usize], data: HostData<'_>) -> Result<Self::Tensor> {
+        self.upload(shape, data)
+    }
     /// Copies a tensor back as f32.
     fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
     fn shape<'a>(&self, t: &'a Self::Tensor) -> &'a [usize];
@@ -215,6 +222,29 @@ pub trait Backend: Send + Sync + 'static {
     fn masked_mean(&self, x: &Self::Tensor, lens: &[usize]) -> Result<Self::Tensor>;
     /// Each row of `x [n, d]` scaled to unit L2 norm (zero rows stay zero).
     fn l2_normalize(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Per row of `x [.., n]`, the `k` best values and their indices,
+    /// flattened `[rows, k]`, best first: larger values first, ties to the
+    /// lower index (`torch.argmax`'s first maximum), NaN last. Greedy and
+    /// top-k decoding and nearest-neighbour search read only these, so a
+    /// device returns `k` values per row instead of the whole row.
+    fn top_k(&self, x: &Self::Tensor, k: usize) -> Result<(Vec<f32>, Vec<u32>)>;
+    /// Model inputs `[images.len(), patches, 3·p·p]` made from 8-bit RGB
+    /// images by `plan` (decoding stays on the host). This default runs the
+    /// plan on the host and uploads the result; a GPU backend uploads the
+    /// pixels and resizes, crops and normalises on the device instead, with
+    /// bit-identical results.
+    fn pixel_patches(&self, images: &[RgbImage<'_>], plan: &PixelPlan) -> Result<Self::Tensor> {
+        check::pixel_patches(images, plan)?;
+        let mut flat =
+            Vec::with_capacity(images.len() * plan.num_patches() * 3 * plan.patch.pow(2));
+        for img in images {
+            flat.extend(plan.patches(img));
+        }
+        self.upload(
+            &[images.len(), plan.num_patches(), 3 * plan.patch.pow(2)],
+            HostData::F32(&flat),
+        )
+    }
 }
 
 /// Shape checks shared by every backend, so that all of them reject the same
@@ -377,6 +407,49 @@ pub mod check {
         )?;
         kv_positions("kv_attention", slots, capacity, at)?;
         Ok((rows, d, width / d))
+    }
+
+    /// Images whose pixel buffers match their sizes, resized to at least a
+    /// pixel, under a plan whose crop is whole patches.
+    pub fn pixel_patches(
+        images: &[crate::image::RgbImage<'_>],
+        plan: &crate::image::PixelPlan,
+    ) -> Result<()> {
+        let (ch, cw) = plan.crop;
+        ensure(
+            plan.patch > 0 && ch > 0 && cw > 0 && ch % plan.patch == 0 && cw % plan.patch == 0,
+            "pixel_patches",
+            || format!("a {ch}x{cw} crop in {}-pixel patches", plan.patch),
+        )?;
+        for (i, img) in images.iter().enumerate() {
+            ensure(
+                img.px.len() == img.width * img.height * 3
+                    && img.width > 0
+                    && img.height > 0
+                    && img.resize.0 > 0
+                    && img.resize.1 > 0,
+                "pixel_patches",
+                || {
+                    format!(
+                        "image {i}: {} bytes for {}x{} RGB, resized to {:?}",
+                        img.px.len(),
+                        img.width,
+                        img.height,
+                        img.resize
+                    )
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `(rows, n)` of a top-k call; `k` must be in `1..=n`.
+    pub fn top_k(x: &[usize], k: usize) -> Result<(usize, usize)> {
+        let n = x.last().copied().unwrap_or(0);
+        ensure(k >= 1 && k <= n, "top_k", || {
+            format!("k = {k} of rows {x:?}")
+        })?;
+        Ok((numel(x) / n, n))
     }
 
     pub fn add(a: &[usize], b: &[usize]) -> Result<()> {

@@ -79,11 +79,18 @@ fn sinc(x: f64) -> f64 {
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 /// Per-output-pixel source window and fixed-point weights for one axis.
-struct Coeffs {
-    ksize: usize,
+pub struct Coeffs {
+    pub ksize: usize,
     /// (first source index, number of taps) per output index
-    bounds: Vec<(usize, usize)>,
-    weights: Vec<i32>,
+    pub bounds: Vec<(usize, usize)>,
+    /// `ksize` weights per output index (the first `taps` used).
+    pub weights: Vec<i32>,
+}
+
+/// Coefficients resizing an axis of `in_size` pixels to `out_size` (what the
+/// GPU's resampling kernels apply).
+pub fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
+    precompute_coeffs(in_size, 0.0, in_size as f64, out_size, filter)
 }
 
 fn precompute_coeffs(
@@ -229,6 +236,87 @@ fn horizontal_row<const C: usize>(src: &[u8], dst: &mut [u8], horiz: &Coeffs) {
         for (c, &a) in acc.iter().enumerate() {
             dst[xx * C + c] = clip8(a);
         }
+    }
+}
+
+/// An 8-bit RGB image (interleaved) and the (height, width) its processor's
+/// resize step gives it (its own size: no resize).
+#[derive(Debug, Clone, Copy)]
+pub struct RgbImage<'a> {
+    pub px: &'a [u8],
+    pub width: usize,
+    pub height: usize,
+    pub resize: (usize, usize),
+}
+
+/// What a Hugging Face image processor does after decoding, as model input:
+/// resize (Pillow-exact, `filter`), center crop to `crop` (zero padding where
+/// the image is smaller), `(v · scale − mean) / std` per channel in f64, then
+/// ViT patch rows `[patches, 3·p·p]` in (channel, ky, kx) order, patches
+/// row-major, so that the stride-`p` patch convolution is one GEMM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PixelPlan {
+    pub filter: Filter,
+    /// (height, width) of the model input.
+    pub crop: (usize, usize),
+    pub scale: f64,
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+    pub patch: usize,
+}
+
+impl PixelPlan {
+    pub fn num_patches(&self) -> usize {
+        (self.crop.0 / self.patch) * (self.crop.1 / self.patch)
+    }
+
+    /// Top-left corner of the crop in the resized image (transformers'
+    /// `(size - crop) // 2`, negative when the crop pads).
+    pub fn crop_origin(&self, resized: (usize, usize)) -> (isize, isize) {
+        (
+            (resized.0 as isize - self.crop.0 as isize).div_euclid(2),
+            (resized.1 as isize - self.crop.1 as isize).div_euclid(2),
+        )
+    }
+
+    /// Patch rows of one image on the host (the reference the GPU's
+    /// `image.cu` kernels match bit for bit).
+    pub fn patches(&self, img: &RgbImage<'_>) -> Vec<f32> {
+        let (rh, rw) = img.resize;
+        let resized = if (rh, rw) == (img.height, img.width) {
+            std::borrow::Cow::Borrowed(img.px)
+        } else {
+            std::borrow::Cow::Owned(resize_u8(
+                img.px,
+                img.width,
+                img.height,
+                3,
+                rw,
+                rh,
+                self.filter,
+            ))
+        };
+        let (top, left) = self.crop_origin(img.resize);
+        let (p, gw) = (self.patch, self.crop.1 / self.patch);
+        let mut out = Vec::with_capacity(self.num_patches() * 3 * p * p);
+        for patch in 0..self.num_patches() {
+            for c in 0..3 {
+                for ky in 0..p {
+                    for kx in 0..p {
+                        let y = ((patch / gw) * p + ky) as isize + top;
+                        let x = ((patch % gw) * p + kx) as isize + left;
+                        let inside = (0..rh as isize).contains(&y) && (0..rw as isize).contains(&x);
+                        let v = if inside {
+                            resized[(y as usize * rw + x as usize) * 3 + c]
+                        } else {
+                            0
+                        };
+                        out.push(((f64::from(v) * self.scale - self.mean[c]) / self.std[c]) as f32);
+                    }
+                }
+            }
+        }
+        out
     }
 }
 

@@ -8,7 +8,10 @@ use lakecap_kernels::cpu::{
     norm::{layer_norm_ref, rms_norm_ref},
     rope::rope_ref,
 };
-use lakecap_kernels::cuda::{FAMILIES, compile_family, nvrtc_available, unavailable_reason};
+use lakecap_kernels::cuda::{
+    FAMILIES, KERNELS, Precision, compile_family, nvrtc_available, unavailable_reason,
+};
+use lakecap_kernels::image::{Filter, PixelPlan, RgbImage};
 use lakecap_kernels::{Activation, Backend, Cpu, Cuda, HostData, Mask, Pos, Rope};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,13 +138,17 @@ fn check_norm_and_pointwise<B: Backend>(be: &B, tol: f32) {
 fn check_attention<B: Backend>(be: &B, tol: f32) {
     // Short sequences take the per-row path, long ones the per-head GEMMs;
     // head sizes cover the CPU's vector paths (multiples of 8, one and more
-    // than 64 wide) and its scalar one.
+    // than 64 wide) and its scalar one. On CUDA, 16+ queries of width 32 or
+    // 64 take the flash kernel: several key tiles, a partial last tile and
+    // a partial query block.
     for (sq, sk, d) in [
         (9, 9, 16),
         (9, 13, 72),
         (5, 9, 12),
         (70, 70, 16),
         (40, 75, 16),
+        (70, 150, 64),
+        (130, 130, 32),
     ] {
         check_attention_shape(be, tol, sq, sk, d);
     }
@@ -368,7 +375,89 @@ fn check_kv_cache<B: Backend>(be: &B, tol: f32) {
     );
 }
 
+/// Top-k against a full stable sort (larger first, ties by index, NaN last).
+fn check_top_k<B: Backend>(be: &B) {
+    let row = [1.0, 3.0, f32::NAN, 3.0, f32::NEG_INFINITY, -2.0, 0.0, -0.0];
+    let (v, i) = be.top_k(&up(be, &[1, 8], &row), 8).unwrap();
+    assert_eq!(i, vec![1, 3, 0, 6, 7, 5, 4, 2]);
+    assert_eq!(&v[..6], &[3.0, 3.0, 1.0, 0.0, 0.0, -2.0]);
+    assert!(v[7].is_nan());
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let (rows, n) = (7, 1000);
+    // Coarse values so that ties are common.
+    let x: Vec<f32> = (0..rows * n)
+        .map(|_| (rng.random_range(0..40) as f32) * 0.25)
+        .collect();
+    for k in [1, 5, 50] {
+        let (v, i) = be.top_k(&up(be, &[rows, n], &x), k).unwrap();
+        for r in 0..rows {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| x[r * n + b].total_cmp(&x[r * n + a]));
+            let want: Vec<u32> = order[..k].iter().map(|&j| j as u32).collect();
+            assert_eq!(&i[r * k..(r + 1) * k], &want[..], "row {r}, k {k}");
+            let vals: Vec<f32> = want.iter().map(|&j| x[r * n + j as usize]).collect();
+            assert_eq!(&v[r * k..(r + 1) * k], &vals[..]);
+        }
+    }
+    assert!(be.top_k(&up(be, &[2, 3], &[0.0; 6]), 4).is_err(), "k > n");
+    assert!(be.top_k(&up(be, &[2, 3], &[0.0; 6]), 0).is_err(), "k = 0");
+}
+
+/// Image preprocessing equals the host plan bit for bit: down- and
+/// upscaling, one axis only, no resize, a crop that pads, two filters.
+fn check_pixel_patches<B: Backend>(be: &B) {
+    let img = |w: usize, h: usize, seed: usize| -> Vec<u8> {
+        (0..w * h * 3)
+            .map(|i| ((i * 31 + seed * 17) % 256) as u8)
+            .collect()
+    };
+    let cases = [
+        (97, 61, (32, 51)),
+        (20, 13, (32, 49)),
+        (40, 32, (32, 36)),
+        (32, 45, (32, 32)),
+        (32, 32, (32, 32)),
+        (24, 20, (20, 24)),
+    ];
+    let pixels: Vec<Vec<u8>> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| img(c.0, c.1, i))
+        .collect();
+    let images: Vec<RgbImage> = cases
+        .iter()
+        .zip(&pixels)
+        .map(|(&(width, height, resize), px)| RgbImage {
+            px,
+            width,
+            height,
+            resize,
+        })
+        .collect();
+    for filter in [Filter::Bicubic, Filter::Bilinear] {
+        let plan = PixelPlan {
+            filter,
+            crop: (32, 32),
+            scale: 1.0 / 255.0,
+            mean: [0.48, 0.46, 0.41],
+            std: [0.27, 0.26, 0.28],
+            patch: 8,
+        };
+        let got = be.pixel_patches(&images, &plan).unwrap();
+        assert_eq!(be.shape(&got), &[images.len(), 16, 192]);
+        let want: Vec<f32> = images.iter().flat_map(|i| plan.patches(i)).collect();
+        assert_eq!(be.download(&got).unwrap(), want, "{filter:?}");
+        let short = RgbImage {
+            px: &pixels[0][..10],
+            ..images[0]
+        };
+        assert!(be.pixel_patches(&[short], &plan).is_err());
+    }
+}
+
 fn run_all<B: Backend>(be: &B, tol: f32) {
+    check_top_k(be);
+    check_pixel_patches(be);
     check_linear(be, tol);
     check_norm_and_pointwise(be, tol);
     check_attention(be, tol);
@@ -388,9 +477,52 @@ fn cuda_backend_matches_references() {
         eprintln!("skipping the CUDA backend test: {why}");
         return;
     }
-    let be = Cuda::new(0, false).expect("CUDA backend");
+    let be = Cuda::new(0, Precision::F32).expect("CUDA backend");
     eprintln!("running on {}", be.name());
     run_all(&be, 1e-4);
+}
+
+/// Half-precision weights on CUDA: f32 checkpoints converted at load, GEMMs
+/// on f16/bf16 tensor cores with f32 accumulation, embedding rows read from
+/// half tables. Bounded by the 16-bit rounding of weights and activations.
+#[test]
+fn cuda_half_precision_matches_references() {
+    if let Some(why) = unavailable_reason() {
+        eprintln!("skipping the CUDA half-precision test: {why}");
+        return;
+    }
+    for (precision, tol) in [(Precision::F16, 2e-3), (Precision::Bf16, 1.5e-2)] {
+        let be = Cuda::new(0, precision).expect("CUDA backend");
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for (m, k, n) in [(1, 7, 3), (64, 768, 3072), (130, 257, 65)] {
+            let (x, w, b) = (
+                rand_vec(&mut rng, m * k),
+                rand_vec(&mut rng, n * k),
+                rand_vec(&mut rng, n),
+            );
+            let want = linear_ref(&x, &w, Some(&b), k, n);
+            let wt = be.upload_weight(&[n, k], HostData::F32(&w)).unwrap();
+            let bt = be.upload_weight(&[n], HostData::F32(&b)).unwrap();
+            let got = be.linear(&up(&be, &[m, k], &x), &wt, Some(&bt)).unwrap();
+            let e = rel_err(&be.download(&got).unwrap(), &want);
+            eprintln!("{precision:?} linear {m}x{k}x{n}: rel err {e:.2e}");
+            assert!(e < tol, "{precision:?} linear {m}x{k}x{n}: rel err {e}");
+        }
+        let table = rand_vec(&mut rng, 50 * 16);
+        let t = be.upload_weight(&[50, 16], HostData::F32(&table)).unwrap();
+        let got = be
+            .download(&be.embedding(&t, &[3, 49, 0]).unwrap())
+            .unwrap();
+        let want: Vec<f32> = [3usize, 49, 0]
+            .iter()
+            .flat_map(|&r| table[r * 16..(r + 1) * 16].to_vec())
+            .collect();
+        let e = rel_err(&got, &want);
+        assert!(e < tol, "{precision:?} embedding rows: rel err {e}");
+        // The whole table back (widened) for ops that read f32.
+        let e = rel_err(&be.download(&t).unwrap(), &table);
+        assert!(e < tol, "{precision:?} widen: rel err {e}");
+    }
 }
 
 /// Every `.cu` family compiles to PTX; needs only NVRTC (CI installs it from
@@ -406,10 +538,19 @@ fn cuda_kernels_compile_to_ptx() {
         return;
     }
     for arch in ["compute_75", "compute_80", "compute_90"] {
+        let mut entries = String::new();
         for (family, src) in FAMILIES {
             let ptx =
                 compile_family(src, arch).unwrap_or_else(|e| panic!("{family}.cu for {arch}: {e}"));
             assert!(ptx.contains(".entry"), "{family}.cu produced no kernels");
+            entries.push_str(&ptx);
+        }
+        // Every kernel the backend launches exists, under its exact name.
+        for k in KERNELS {
+            assert!(
+                entries.contains(&format!(".entry {k}(")),
+                "no kernel {k} for {arch}"
+            );
         }
     }
     let err = compile_family(

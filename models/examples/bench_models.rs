@@ -20,13 +20,18 @@
 //!       unnormalised image embeddings of the PNG photos in data/photos (sorted),
 //!       as little-endian f32, for parity checks against transformers.
 //!
+//! `--precision auto|f32|f16|bf16` sets what CUDA keeps weights in (`embed`
+//! always runs f32, for parity).
+//!
 //! Prints one `key=value` line per measurement.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use lakecap_kernels::cuda::Precision;
 use lakecap_kernels::{Backend, Cpu, Cuda};
 use lakecap_models::clip::{ClipConfig, ClipPreprocess, ClipVision};
+use lakecap_models::embed::Device;
 use lakecap_models::image::{DecodeLimits, decode};
 use lakecap_models::weights::Weights;
 use rayon::prelude::*;
@@ -127,8 +132,7 @@ fn embed_photos<B: Backend>(be: &B, dir: &Path, out: &Path) {
     println!("embedded={} dim={}", files.len(), cfg.projection_dim);
 }
 
-fn text(dir: &Path, batch: usize, iters: usize, device: &str) {
-    let (device, _) = lakecap_models::embed::Device::parse(device).unwrap();
+fn text(dir: &Path, batch: usize, iters: usize, device: Device) {
     let emb = lakecap_models::embed::load_text_embedder(dir, "bench", batch, device).unwrap();
     let texts: Vec<String> = (0..batch)
         .map(|i| {
@@ -161,7 +165,7 @@ fn text(dir: &Path, batch: usize, iters: usize, device: &str) {
 
 fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize) {
     use lakecap_kernels::Pos;
-    use lakecap_models::generate::Decoder;
+    use lakecap_models::generate::{Decoder, Want};
     use lakecap_models::gguf::Gguf;
     use lakecap_models::llama::{GgufWeights, Llama, LlamaConfig, LlamaDecoder, config_from_gguf};
 
@@ -195,7 +199,7 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
             last.push(tokens.len() - 1);
         }
         let t0 = Instant::now();
-        dec.step(&tokens, &at, &last).unwrap();
+        dec.step(&tokens, &at, &last, Want::Top(1)).unwrap();
         let t1 = Instant::now();
         let all: Vec<usize> = (0..batch).collect();
         for k in 0..steps {
@@ -208,7 +212,7 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
                     pos: prompt + k,
                 })
                 .collect();
-            dec.step(&tokens, &at, &all).unwrap();
+            dec.step(&tokens, &at, &all, Want::Top(1)).unwrap();
         }
         let t2 = Instant::now();
         if timed {
@@ -227,9 +231,8 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
     run(true);
 }
 
-fn blip(dir: &Path, batch: usize, iters: usize, device: &str) {
+fn blip(dir: &Path, batch: usize, iters: usize, device: Device) {
     use lakecap_models::generate::GenParams;
-    let (device, _) = lakecap_models::embed::Device::parse(device).unwrap();
     let t = Instant::now();
     let cap = lakecap_models::caption::load_captioner(dir, "bench", batch, device).unwrap();
     println!("load_s={:.2}", t.elapsed().as_secs_f64());
@@ -269,23 +272,30 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(dir)) = (args.get(1), args.get(2)) else {
         eprintln!(
-            "usage: bench_models clip|text|llm|blip|embed DIR [--device cpu|cuda] [--batch N] [--iters N]"
+            "usage: bench_models clip|text|llm|blip|embed DIR [--device cpu|cuda] [--precision auto|f32|f16|bf16] [--batch N] [--iters N]"
         );
         std::process::exit(2);
     };
     let batch: usize = arg(&args, "--batch", "32").parse().unwrap();
     let iters: usize = arg(&args, "--iters", "3").parse().unwrap();
     let dir = Path::new(dir);
+    let precision = arg(&args, "--precision", "auto");
+    let device = Device::parse(&arg(&args, "--device", "cpu"))
+        .unwrap()
+        .0
+        .with_precision(&precision)
+        .unwrap();
+    let cuda = || Cuda::new(0, Precision::parse(&precision).expect("a precision")).unwrap();
     match (mode.as_str(), arg(&args, "--device", "cpu").as_str()) {
         ("clip", "cpu") => clip(&Cpu, dir, batch, iters),
-        ("clip", "cuda") => clip(&Cuda::new(0, true).unwrap(), dir, batch, iters),
-        ("text", dev) => text(dir, batch, iters, dev),
-        ("blip", dev) => blip(dir, batch, iters, dev),
+        ("clip", "cuda") => clip(&cuda(), dir, batch, iters),
+        ("text", _) => text(dir, batch, iters, device),
+        ("blip", _) => blip(dir, batch, iters, device),
         ("llm", dev) => {
             let prompt: usize = arg(&args, "--prompt", "128").parse().unwrap();
             let steps: usize = arg(&args, "--steps", "32").parse().unwrap();
             if dev == "cuda" {
-                llm(Cuda::new(0, true).unwrap(), dir, batch, prompt, steps)
+                llm(cuda(), dir, batch, prompt, steps)
             } else {
                 llm(Cpu, dir, batch, prompt, steps)
             }
@@ -293,7 +303,7 @@ fn main() {
         ("embed", dev) => {
             let out = Path::new(args.get(3).expect("OUT.f32"));
             if dev == "cuda" {
-                embed_photos(&Cuda::new(0, false).unwrap(), dir, out)
+                embed_photos(&Cuda::new(0, Precision::F32).unwrap(), dir, out)
             } else {
                 embed_photos(&Cpu, dir, out)
             }

@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use image::DynamicImage;
-use lakecap_kernels::{Backend, Cpu, Cuda};
+use lakecap_kernels::cuda::Precision;
+use lakecap_kernels::{Backend, Cpu, Cuda, HostData};
 
 use crate::bert::{Bert, BertConfig};
 use crate::clip::{ClipConfig, ClipPreprocess, ClipText, ClipVision};
 use crate::error::{ModelError, Result};
 use crate::hub;
+use crate::image::preprocess::{Rgb, to_rgb};
 use crate::scheduler::Scheduler;
 use crate::tokenize::TextTokenizer;
 use crate::weights::Weights;
@@ -24,18 +26,34 @@ use crate::weights::Weights;
 pub struct ImageEmbedder {
     pub id: String,
     pub dim: usize,
-    prep: ClipPreprocess,
-    pub scheduler: Scheduler<Vec<f32>, Vec<f32>>,
+    prep: Arc<ClipPreprocess>,
+    /// The GPU resizes and normalises (inputs stay RGB until the batch).
+    on_device: bool,
+    pub scheduler: Scheduler<ImageInput, Vec<f32>>,
+}
+
+/// A decoded image as the embedder takes it: patch rows made on the caller's
+/// thread (on the CPU, so preprocessing spreads over the query's threads), or
+/// RGB pixels that a GPU resizes and normalises with the batch.
+#[derive(Debug, Clone)]
+pub enum ImageInput {
+    Patches(Vec<f32>),
+    Pixels(Rgb),
 }
 
 impl ImageEmbedder {
     /// Decoded image -> model input (runs on the caller's thread, off the worker).
-    pub fn preprocess(&self, img: &DynamicImage) -> Vec<f32> {
-        self.prep.patches(img)
+    pub fn preprocess(&self, img: &DynamicImage) -> ImageInput {
+        let rgb = to_rgb(img);
+        if self.on_device {
+            ImageInput::Pixels(rgb)
+        } else {
+            ImageInput::Patches(self.prep.plan.patches(&self.prep.cfg.image(&rgb)))
+        }
     }
 
     /// Preprocessed images -> unit-length embeddings.
-    pub async fn embed(&self, inputs: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
+    pub async fn embed(&self, inputs: Vec<ImageInput>) -> Result<Vec<Vec<f32>>> {
         self.scheduler.submit(inputs).await
     }
 }
@@ -111,34 +129,50 @@ pub fn embedding_dim(id: &str, image: bool) -> Result<usize> {
     }
 }
 
-/// Where a model runs.
+/// Where a model runs: the CPU, or a CUDA device and the precision its
+/// weights are kept in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
-    Cuda(usize),
+    Cuda(usize, Precision),
 }
 
 impl Device {
-    /// Parses `auto`, `cpu`, `cuda` or `cuda:N`. `auto` is CUDA device 0 when
-    /// the driver, NVRTC and cuBLAS can be loaded, else the CPU, and then also
-    /// returns why.
+    /// Parses `auto`, `cpu`, `cuda` or `cuda:N` (CUDA with [`Precision::Auto`]).
+    /// `auto` is CUDA device 0 when the driver, NVRTC and cuBLAS can be
+    /// loaded, else the CPU, and then also returns why.
     pub fn parse(s: &str) -> Result<(Device, Option<String>)> {
         let s = s.trim().to_ascii_lowercase();
+        let cuda = |n| Device::Cuda(n, Precision::Auto);
         Ok(match s.as_str() {
             "cpu" => (Device::Cpu, None),
-            "cuda" => (Device::Cuda(0), None),
+            "cuda" => (cuda(0), None),
             "auto" => match lakecap_kernels::cuda::unavailable_reason() {
-                None => (Device::Cuda(0), None),
+                None => (cuda(0), None),
                 Some(why) => (Device::Cpu, Some(why)),
             },
             other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-                Some(n) => (Device::Cuda(n), None),
+                Some(n) => (cuda(n), None),
                 None => {
                     return Err(ModelError::Unsupported(format!(
                         "device `{other}`: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
                     )));
                 }
             },
+        })
+    }
+
+    /// This device with weights kept in `precision` (`auto`, `f32`, `f16`,
+    /// `bf16`); the CPU keeps checkpoints as they are whatever it says.
+    pub fn with_precision(self, precision: &str) -> Result<Device> {
+        let p = Precision::parse(precision).ok_or_else(|| {
+            ModelError::Unsupported(format!(
+                "precision `{precision}`: use 'auto', 'f32', 'f16' or 'bf16'"
+            ))
+        })?;
+        Ok(match self {
+            Device::Cpu => Device::Cpu,
+            Device::Cuda(n, _) => Device::Cuda(n, p),
         })
     }
 }
@@ -151,8 +185,8 @@ macro_rules! on_device {
                 let $be = Cpu;
                 $build
             }
-            Device::Cuda(n) => {
-                let $be = Cuda::new(n, true)?;
+            Device::Cuda(n, precision) => {
+                let $be = Cuda::new(n, precision)?;
                 $build
             }
         }
@@ -164,21 +198,38 @@ pub(crate) use on_device;
 type BatchFn<I> = Box<dyn FnMut(Vec<I>) -> Result<Vec<Vec<f32>>>>;
 
 /// The vision tower on `be`, as a batch function for the scheduler.
-fn image_run<B: Backend>(be: B, cfg: &ClipConfig, w: &Weights) -> Result<BatchFn<Vec<f32>>> {
+fn image_run<B: Backend>(
+    be: B,
+    cfg: &ClipConfig,
+    w: &Weights,
+    prep: Arc<ClipPreprocess>,
+) -> Result<BatchFn<ImageInput>> {
     let model = ClipVision::load(&be, cfg, w)?;
     let (np, cpp) = (
         model.cfg.num_patches(),
         model.cfg.num_channels * model.cfg.patch_size.pow(2),
     );
-    Ok(Box::new(move |batch: Vec<Vec<f32>>| {
+    Ok(Box::new(move |batch: Vec<ImageInput>| {
         let per = crate::nn::items_per_pass(&be, np + 1, model.cfg.intermediate_size);
         let mut out = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(per) {
-            let mut flat = Vec::with_capacity(chunk.len() * np * cpp);
+            let (mut flat, mut images) = (Vec::new(), Vec::new());
             for x in chunk {
-                flat.extend_from_slice(x);
+                match x {
+                    ImageInput::Patches(p) => flat.extend_from_slice(p),
+                    ImageInput::Pixels(rgb) => images.push(prep.cfg.image(rgb)),
+                }
             }
-            out.extend(rows(&be, model.forward(&be, &flat, chunk.len())?, true)?);
+            let x = if images.is_empty() {
+                be.upload(&[chunk.len(), np, cpp], HostData::F32(&flat))?
+            } else if flat.is_empty() {
+                be.pixel_patches(&images, &prep.plan)?
+            } else {
+                return Err(ModelError::Worker(
+                    "a batch mixes pixels and patches".into(),
+                ));
+            };
+            out.extend(rows(&be, model.forward_patches(&be, x)?, true)?);
         }
         Ok(out)
     }))
@@ -197,16 +248,17 @@ pub fn load_image_embedder(
         )));
     }
     let cfg: ClipConfig = read_json(&dir.join("config.json"))?;
-    let prep = ClipPreprocess::load(dir, &cfg.vision_config)?;
-    let (d, c) = (dir.to_path_buf(), cfg.clone());
+    let prep = Arc::new(ClipPreprocess::load(dir, &cfg.vision_config)?);
+    let (d, c, p) = (dir.to_path_buf(), cfg.clone(), Arc::clone(&prep));
     let scheduler = Scheduler::spawn_with("clip-vision", batch_size, move || {
         let w = Weights::open(&d)?;
-        on_device!(device, |be| image_run(be, &c, &w))
+        on_device!(device, |be| image_run(be, &c, &w, p))
     })?;
     Ok(ImageEmbedder {
         id: id.to_string(),
         dim: cfg.projection_dim,
         prep,
+        on_device: device != Device::Cpu,
         scheduler,
     })
 }

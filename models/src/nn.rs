@@ -56,11 +56,13 @@ impl<B: Backend> Linear<B> {
         (0..parts)
             .map(|i| {
                 Ok(Linear {
-                    w: be.upload(
+                    w: be.upload_weight(
                         &[d_out, d_in],
                         HostData::F32(&wv[i * d_out * d_in..(i + 1) * d_out * d_in]),
                     )?,
-                    b: Some(be.upload(&[d_out], HostData::F32(&bv[i * d_out..(i + 1) * d_out]))?),
+                    b: Some(
+                        be.upload_weight(&[d_out], HostData::F32(&bv[i * d_out..(i + 1) * d_out]))?,
+                    ),
                 })
             })
             .collect()

@@ -109,15 +109,11 @@ pub fn spherical_kmeans(
         let c = Cpu.upload(&[k, d], HostData::F32(&cent))?;
         let mut changed = 0usize;
         for (ci, rows) in x.chunks(CHUNK * d).enumerate() {
-            let s = dots(rows, &c, d)?;
-            for (r, row) in s.chunks(k).enumerate() {
-                let best = row
-                    .iter()
-                    .enumerate()
-                    .fold((0usize, f32::NEG_INFINITY), |b, (j, &v)| {
-                        if v > b.1 { (j, v) } else { b }
-                    })
-                    .0 as u32;
+            // Nearest centroid: the top-1 cosine of each row (first on ties).
+            let be = Cpu;
+            let x = be.upload(&[rows.len() / d, d], HostData::F32(rows))?;
+            let (_, nearest) = be.top_k(&be.linear(&x, &c, None)?, 1)?;
+            for (r, best) in nearest.into_iter().enumerate() {
                 let a = &mut assign[ci * CHUNK + r];
                 changed += usize::from(*a != best);
                 *a = best;

@@ -166,16 +166,16 @@ impl WeightSource for Weights {
                     .chunks_exact(2)
                     .map(|c| f16::from_le_bytes([c[0], c[1]]))
                     .collect();
-                be.upload(shape, HostData::F16(&v))?
+                be.upload_weight(shape, HostData::F16(&v))?
             }
             Dtype::BF16 => {
                 let v: Vec<bf16> = bytes
                     .chunks_exact(2)
                     .map(|c| bf16::from_le_bytes([c[0], c[1]]))
                     .collect();
-                be.upload(shape, HostData::BF16(&v))?
+                be.upload_weight(shape, HostData::BF16(&v))?
             }
-            _ => be.upload(shape, HostData::F32(&self.read_f32(name)?.1))?,
+            _ => be.upload_weight(shape, HostData::F32(&self.read_f32(name)?.1))?,
         })
     }
 }

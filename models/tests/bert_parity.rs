@@ -39,5 +39,8 @@ fn tiny_bert_on_cuda_matches_transformers() {
         eprintln!("skipping: {why}");
         return;
     }
-    check(&lakecap_kernels::Cuda::new(0, false).unwrap(), 1e-4);
+    check(
+        &lakecap_kernels::Cuda::new(0, lakecap_kernels::cuda::Precision::F32).unwrap(),
+        1e-4,
+    );
 }

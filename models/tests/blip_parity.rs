@@ -40,7 +40,7 @@ fn preprocessing_matches_blip_image_processor() {
 async fn greedy_captions_match_transformers_generate() {
     check_greedy(Device::Cpu).await;
     match lakecap_kernels::cuda::unavailable_reason() {
-        None => check_greedy(Device::Cuda(0)).await,
+        None => check_greedy(Device::Cuda(0, lakecap_kernels::cuda::Precision::F32)).await,
         Some(why) => eprintln!("CUDA part skipped: {why}"),
     }
 }

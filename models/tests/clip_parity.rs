@@ -130,7 +130,10 @@ fn tiny_clip_on_cuda_matches_transformers() {
         eprintln!("skipping: {why}");
         return;
     }
-    check_tiny_clip(&lakecap_kernels::Cuda::new(0, false).unwrap(), 1e-4);
+    check_tiny_clip(
+        &lakecap_kernels::Cuda::new(0, lakecap_kernels::cuda::Precision::F32).unwrap(),
+        1e-4,
+    );
 }
 
 /// The served embedder (scheduler worker thread, device chosen at load) gives
@@ -145,19 +148,29 @@ async fn embedder_on_cuda_matches_cpu() {
     }
     let dir = fixture();
     let cpu = load_image_embedder(&dir, "tiny", 4, Device::Cpu).unwrap();
-    let gpu = load_image_embedder(&dir, "tiny", 4, Device::Cuda(0)).unwrap();
-    let inputs: Vec<Vec<f32>> = [
+    let gpu = load_image_embedder(
+        &dir,
+        "tiny",
+        4,
+        Device::Cuda(0, lakecap_kernels::cuda::Precision::F32),
+    )
+    .unwrap();
+    let photos = [
         "astronaut.png",
         "coffee.png",
         "moon.png",
         "coins.png",
         "horse.png",
-    ]
-    .iter()
-    .map(|p| cpu.preprocess(&photo(p)))
-    .collect();
-    let a = cpu.embed(inputs.clone()).await.unwrap();
-    let b = gpu.embed(inputs).await.unwrap();
+    ];
+    // Each preprocesses its own way: patches on the host, pixels on the GPU.
+    let a = cpu
+        .embed(photos.iter().map(|p| cpu.preprocess(&photo(p))).collect())
+        .await
+        .unwrap();
+    let b = gpu
+        .embed(photos.iter().map(|p| gpu.preprocess(&photo(p))).collect())
+        .await
+        .unwrap();
     for (x, y) in a.iter().zip(&b) {
         assert!(rel_err(y, x) < 2e-3, "rel err {}", rel_err(y, x));
     }

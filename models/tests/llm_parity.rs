@@ -124,7 +124,11 @@ fn tiny_llama_and_qwen2_logits_match_transformers() {
     for kind in ["llama", "qwen2"] {
         check_logits(&Cpu, kind, 1e-4);
         match unavailable_reason() {
-            None => check_logits(&Cuda::new(0, false).unwrap(), kind, 1e-4),
+            None => check_logits(
+                &Cuda::new(0, lakecap_kernels::cuda::Precision::F32).unwrap(),
+                kind,
+                1e-4,
+            ),
             Some(why) => eprintln!("CUDA part skipped: {why}"),
         }
     }
@@ -134,7 +138,7 @@ fn tiny_llama_and_qwen2_logits_match_transformers() {
 async fn greedy_generation_matches_transformers_generate() {
     check_greedy(Device::Cpu).await;
     match unavailable_reason() {
-        None => check_greedy(Device::Cuda(0)).await,
+        None => check_greedy(Device::Cuda(0, lakecap_kernels::cuda::Precision::F32)).await,
         Some(why) => eprintln!("CUDA part skipped: {why}"),
     }
 }

@@ -32,7 +32,7 @@ async fn one_image_per_pass_changes_nothing() {
 
     // CLIP: one pass of five, then five passes of one.
     let whole = load_image_embedder(&fixture("clip-tiny"), "tiny", 8, Device::Cpu).unwrap();
-    let inputs: Vec<Vec<f32>> = photos.iter().map(|p| whole.preprocess(&photo(p))).collect();
+    let inputs: Vec<_> = photos.iter().map(|p| whole.preprocess(&photo(p))).collect();
     let want = whole.embed(inputs.clone()).await.unwrap();
     set_activation_budget(1);
     let split = load_image_embedder(&fixture("clip-tiny"), "tiny", 8, Device::Cpu).unwrap();

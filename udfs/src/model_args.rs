@@ -129,8 +129,9 @@ pub(crate) fn vector_field(name: &str, id: &str, image: bool) -> Result<FieldRef
 /// The device `lakecap.device` names; `auto` falling back to the CPU says why, once per process.
 pub(crate) fn device(options: &crate::options::LakecapOptions) -> Result<embed::Device> {
     static SAID: std::sync::Once = std::sync::Once::new();
-    let (device, why) =
-        embed::Device::parse(&options.device).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+    let plan = |e: ModelError| DataFusionError::Plan(e.to_string());
+    let (device, why) = embed::Device::parse(&options.device).map_err(plan)?;
+    let device = device.with_precision(&options.precision).map_err(plan)?;
     if let Some(why) = why {
         SAID.call_once(|| {
             eprintln!("lakecap: lakecap.device = 'auto' runs models on the CPU: {why}")

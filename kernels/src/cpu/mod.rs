@@ -306,4 +306,45 @@ impl Backend for Cpu {
             norm::l2_normalize(&x.f32(), x.last_dim()),
         ))
     }
+
+    fn top_k(&self, x: &CpuTensor, k: usize) -> Result<(Vec<f32>, Vec<u32>)> {
+        let (rows, n) = check::top_k(&x.shape, k)?;
+        let x = x.f32();
+        let (mut values, mut indices) =
+            (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
+        for row in x.chunks(n) {
+            for (v, i) in top_k_ref(row, k) {
+                values.push(v);
+                indices.push(i);
+            }
+        }
+        Ok((values, indices))
+    }
+}
+
+/// The `k` best `(value, index)` of `row` in [`Backend::top_k`]'s order:
+/// one pass keeping the best `k` sorted, so greedy decoding (`k` = 1) costs
+/// one comparison per logit.
+pub fn top_k_ref(row: &[f32], k: usize) -> Vec<(f32, u32)> {
+    use std::cmp::Ordering;
+    fn rank(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
+        match (a.0.is_nan(), b.0.is_nan()) {
+            (false, true) => Ordering::Less,
+            (true, false) => Ordering::Greater,
+            (true, true) => a.1.cmp(&b.1),
+            _ => b.0.partial_cmp(&a.0).expect("numbers").then(a.1.cmp(&b.1)),
+        }
+    }
+    let k = k.min(row.len());
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    for (i, &v) in row.iter().enumerate() {
+        let c = (v, i as u32);
+        if best.len() == k && rank(&best[k - 1], &c) == Ordering::Less {
+            continue;
+        }
+        let at = best.partition_point(|b| rank(b, &c) == Ordering::Less);
+        best.insert(at, c);
+        best.truncate(k);
+    }
+    best
 }

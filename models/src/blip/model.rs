@@ -8,7 +8,7 @@ use lakecap_kernels::{Activation, Backend, HostData, Mask, Pos};
 
 use super::config::{BlipConfig, BlipTextConfig, BlipVisionConfig};
 use crate::error::{ModelError, Result};
-use crate::generate::Decoder;
+use crate::generate::{Decoder, Logits, Want};
 use crate::nn::{
     Attention, CachedAttention, CrossAttention, EncoderLayer, LayerNorm, Linear, Mlp,
     NormPlacement, encode,
@@ -84,7 +84,7 @@ impl<B: Backend> BlipVision<B> {
         })
     }
 
-    /// `b` images of patches (see [`crate::image::preprocess::patchify`]) ->
+    /// `b` images of patches (see [`lakecap_kernels::image::PixelPlan`]) ->
     /// `[b, num_patches + 1, d]` (the last hidden state, post-norm).
     pub fn forward(&self, be: &B, patches: &[f32], b: usize) -> Result<B::Tensor> {
         let (np, p) = (self.cfg.num_patches(), self.cfg.patch_size);
@@ -280,7 +280,7 @@ impl<B: Backend> Decoder for BlipCaptioner<B> {
         Ok(())
     }
 
-    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>> {
+    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize], want: Want) -> Result<Logits> {
         let (be, t) = (&self.be, &self.text);
         let positions: Vec<u32> = at.iter().map(|p| p.pos as u32).collect();
         let x = be.add(
@@ -309,6 +309,6 @@ impl<B: Backend> Decoder for BlipCaptioner<B> {
             .forward(be, &be.activation(&t.head_dense.forward(be, &h)?, t.act)?)?;
         let table = t.decoder.as_ref().unwrap_or(&t.word);
         let logits = be.linear(&h, table, Some(&t.decoder_bias))?;
-        Ok(be.download(&logits)?)
+        Logits::read(be, &logits, want)
     }
 }

@@ -9,13 +9,14 @@ use image::DynamicImage;
 use super::config::BlipVisionConfig;
 use crate::clip::ClipPreprocess;
 use crate::error::Result;
-use crate::image::preprocess::{ProcessorConfig, Size, patchify, to_rgb};
+use lakecap_kernels::image::PixelPlan;
+
+use crate::image::preprocess::{ProcessorConfig, Size, to_rgb};
 
 #[derive(Debug, Clone)]
 pub struct BlipPreprocess {
     pub cfg: ProcessorConfig,
-    patch: usize,
-    image_size: usize,
+    pub plan: PixelPlan,
 }
 
 impl BlipPreprocess {
@@ -31,10 +32,10 @@ impl BlipPreprocess {
             ..ClipPreprocess::openai_defaults(vision.image_size)
         };
         // BLIP's processor resizes to a square whatever the aspect ratio.
+        let cfg = ProcessorConfig::load_checked(dir, default, vision.image_size, |_| {})?;
         Ok(BlipPreprocess {
-            cfg: ProcessorConfig::load_checked(dir, default, vision.image_size, |_| {})?,
-            patch: vision.patch_size,
-            image_size: vision.image_size,
+            plan: cfg.plan(vision.image_size, vision.patch_size),
+            cfg,
         })
     }
 
@@ -45,11 +46,6 @@ impl BlipPreprocess {
 
     /// One decoded image -> its `[num_patches, 3·p·p]` patch rows.
     pub fn patches(&self, img: &DynamicImage) -> Vec<f32> {
-        patchify(
-            &self.pixels(img),
-            self.image_size,
-            self.image_size,
-            self.patch,
-        )
+        self.plan.patches(&self.cfg.image(&to_rgb(img)))
     }
 }

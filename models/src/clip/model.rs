@@ -126,11 +126,20 @@ impl<B: Backend> ClipVision<B> {
     }
 
     /// `patches`: `b` images, each `[num_patches, 3·p·p]` flattened
-    /// (see [`crate::image::preprocess::patchify`]) -> image embeddings `[b, projection_dim]`.
+    /// (see [`lakecap_kernels::image::PixelPlan`]) -> image embeddings `[b, projection_dim]`.
     pub fn forward(&self, be: &B, patches: &[f32], b: usize) -> Result<B::Tensor> {
         let np = self.cfg.num_patches();
         let cpp = self.cfg.num_channels * self.cfg.patch_size * self.cfg.patch_size;
-        let x = be.upload(&[b, np, cpp], HostData::F32(patches))?;
+        self.forward_patches(be, be.upload(&[b, np, cpp], HostData::F32(patches))?)
+    }
+
+    /// The same from patch rows already on the device, `x [b, num_patches, 3·p·p]`
+    /// (e.g. [`Backend::pixel_patches`]).
+    pub fn forward_patches(&self, be: &B, x: B::Tensor) -> Result<B::Tensor> {
+        let (b, np) = (
+            be.shape(&x).first().copied().unwrap_or(0),
+            self.cfg.num_patches(),
+        );
         let x = self.patch.forward(be, &x)?;
         let x = be.add(&be.prepend_row(&x, &self.class)?, &self.pos)?;
         let x = self.pre_ln.forward(be, &x)?;

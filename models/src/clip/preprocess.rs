@@ -7,13 +7,14 @@ use image::DynamicImage;
 
 use super::config::ClipVisionConfig;
 use crate::error::Result;
-use crate::image::preprocess::{ProcessorConfig, Size, patchify, to_rgb};
+use lakecap_kernels::image::PixelPlan;
+
+use crate::image::preprocess::{ProcessorConfig, Size, to_rgb};
 
 #[derive(Debug, Clone)]
 pub struct ClipPreprocess {
     pub cfg: ProcessorConfig,
-    patch: usize,
-    image_size: usize,
+    pub plan: PixelPlan,
 }
 
 impl ClipPreprocess {
@@ -32,9 +33,8 @@ impl ClipPreprocess {
             },
         )?;
         Ok(ClipPreprocess {
+            plan: cfg.plan(vision.image_size, vision.patch_size),
             cfg,
-            patch: vision.patch_size,
-            image_size: vision.image_size,
         })
     }
 
@@ -57,8 +57,6 @@ impl ClipPreprocess {
 
     /// One decoded image -> its `[num_patches, 3·p·p]` patch rows.
     pub fn patches(&self, img: &DynamicImage) -> Vec<f32> {
-        let (chw, h, w) = self.cfg.pixel_values(&to_rgb(img));
-        debug_assert_eq!((h, w), (self.image_size, self.image_size));
-        patchify(&chw, h, w, self.patch)
+        self.plan.patches(&self.cfg.image(&to_rgb(img)))
     }
 }

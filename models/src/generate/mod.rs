@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use lakecap_kernels::Pos;
+use lakecap_kernels::{Backend, Pos};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, oneshot};
@@ -28,10 +28,66 @@ use crate::scheduler::{catch, spawn_worker};
 mod beam;
 mod sampling;
 
-use sampling::{log_softmax, sample};
+use sampling::{log_softmax, sample, sample_top};
 
 /// Most tokens one step runs (decode rows plus prefill chunks).
 pub const STEP_TOKENS: usize = 512;
+
+/// What the loop reads of each logits row of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Whole rows (logits processors, top-p over the full vocabulary, beams).
+    All,
+    /// Each row's `k` best (greedy and top-k decoding): a GPU sends back `k`
+    /// values per row instead of the vocabulary.
+    Top(usize),
+}
+
+/// The logits rows of one step, as [`Want`]ed (a decoder may always give `All`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Logits {
+    /// `[rows, vocab]` flattened.
+    All(Vec<f32>),
+    /// Per row its `k` best values and token ids, best first (ties: lower id).
+    Top {
+        k: usize,
+        values: Vec<f32>,
+        ids: Vec<u32>,
+    },
+}
+
+impl Logits {
+    /// Reads logits `t [rows, vocab]` off `be` as `want` asks.
+    pub fn read<B: Backend>(be: &B, t: &B::Tensor, want: Want) -> Result<Logits> {
+        let vocab = be.shape(t).last().copied().unwrap_or(0);
+        Ok(match want {
+            Want::Top(k) if k <= vocab => {
+                let (values, ids) = be.top_k(t, k)?;
+                Logits::Top { k, values, ids }
+            }
+            _ => Logits::All(be.download(t)?),
+        })
+    }
+}
+
+/// Largest `k` the loop asks for; wider top-k sampling reads whole rows.
+const MAX_TOP: usize = 256;
+
+/// How many of its best logits sequence `s` needs next, or `None` for the
+/// whole row: beams and guidance, logits processors (they change scores
+/// outside the best few), and sampling without a top-k.
+fn top_needed(s: &Seq) -> Option<usize> {
+    let p = &s.params;
+    let min_len = s.tokens.len() - s.prompt_len < p.min_new_tokens;
+    if s.group.is_some() || p.repetition_penalty != 1.0 || p.no_repeat_ngram_size > 0 || min_len {
+        return None;
+    }
+    match (p.temperature <= 0.0, p.top_k) {
+        (true, _) => Some(1),
+        (false, k) if (1..=MAX_TOP).contains(&k) => Some(k),
+        _ => None,
+    }
+}
 
 /// A model the generation loop can drive.
 pub trait Decoder {
@@ -40,8 +96,8 @@ pub trait Decoder {
     /// Most positions (prompt and generated) per sequence.
     fn capacity(&self) -> usize;
     /// Runs `tokens` (token `i` at `at[i]`), storing their keys and values,
-    /// and returns the logits of rows `last`, flattened `[last.len(), vocab]`.
-    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>>;
+    /// and returns the logits of rows `last` as `want` asks.
+    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize], want: Want) -> Result<Logits>;
     /// Sequences entering slots, with the context their request gave (an
     /// encoder-decoder encodes it here, once per sequence, all new ones in one
     /// batch). Decoder-only models have nothing to do.
@@ -65,8 +121,8 @@ impl<D: Decoder + ?Sized> Decoder for Box<D> {
     fn capacity(&self) -> usize {
         (**self).capacity()
     }
-    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>> {
-        (**self).step(tokens, at, last)
+    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize], want: Want) -> Result<Logits> {
+        (**self).step(tokens, at, last, want)
     }
     fn admit(&mut self, new: &[(usize, &[f32])]) -> Result<()> {
         (**self).admit(new)
@@ -540,8 +596,13 @@ impl<D: Decoder> Worker<D> {
         self.stats
             .max_running
             .fetch_max(self.running.len() as u64, Ordering::Relaxed);
+        // Whole rows only when some row needs more than its best few.
+        let want = sampled
+            .iter()
+            .try_fold(1, |k, &i| top_needed(&self.running[i]).map(|n| n.max(k)))
+            .map_or(Want::All, Want::Top);
         let dec = &mut self.dec;
-        let logits = match catch(|| dec.step(&tokens, &at, &last)) {
+        let logits = match catch(|| dec.step(&tokens, &at, &last, want)) {
             Ok(l) => l,
             Err(e) => {
                 // The whole batch fails; its sequences are answered, slots freed.
@@ -549,8 +610,11 @@ impl<D: Decoder> Worker<D> {
                 return;
             }
         };
-        let vocab = logits.len() / last.len().max(1);
-        let row_of = |r: usize| &logits[r * vocab..(r + 1) * vocab];
+        let (all, vocab) = match &logits {
+            Logits::All(v) => (v.as_slice(), v.len() / last.len().max(1)),
+            Logits::Top { .. } => (&[][..], 0),
+        };
+        let row_of = |r: usize| &all[r * vocab..(r + 1) * vocab];
         let mut done = Vec::new();
         let mut beams: HashMap<u64, Vec<(usize, usize)>> = HashMap::new();
         for (row, &i) in sampled.iter().enumerate() {
@@ -559,7 +623,14 @@ impl<D: Decoder> Worker<D> {
                 continue;
             }
             let s = &mut self.running[i];
-            let next = sample(row_of(row), s, &self.eos);
+            let next = match &logits {
+                Logits::All(_) => sample(row_of(row), s, &self.eos),
+                Logits::Top { k, values, ids } => sample_top(
+                    &values[row * k..(row + 1) * k],
+                    &ids[row * k..(row + 1) * k],
+                    s,
+                ),
+            };
             self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
             if let Some(f) = self.check_done(i, next) {
                 done.push((i, f));
@@ -583,7 +654,7 @@ impl<D: Decoder> Worker<D> {
                     }
                     None => self.running[i1].tokens.push(next),
                 }
-            } else if self.beam_step(g, &members, &logits, vocab) {
+            } else if self.beam_step(g, &members, all, vocab) {
                 leaving.extend(members.iter().map(|&(i, _)| i));
             }
         }
@@ -735,7 +806,13 @@ mod tests {
         fn capacity(&self) -> usize {
             64
         }
-        fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>> {
+        fn step(
+            &mut self,
+            tokens: &[u32],
+            at: &[Pos],
+            last: &[usize],
+            _want: Want,
+        ) -> Result<Logits> {
             for p in at {
                 if p.pos != 0 && p.pos != self.seen[p.slot] {
                     return Err(ModelError::Worker(format!("gap at {p:?}")));
@@ -746,7 +823,7 @@ mod tests {
             for (r, &i) in last.iter().enumerate() {
                 out[r * self.vocab + (tokens[i] as usize + 1) % self.vocab] = 1.0;
             }
-            Ok(out)
+            Ok(Logits::All(out))
         }
     }
 

@@ -58,15 +58,35 @@ pub(super) fn sample(logits: &[f32], s: &mut Seq, eos: &[u32]) -> u32 {
     if p.temperature <= 0.0 {
         return argmax(&l);
     }
-    l.iter_mut().for_each(|x| *x /= p.temperature);
     // Candidates by descending logit (stable: ties keep id order).
     let mut idx: Vec<usize> = (0..l.len()).collect();
     idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
     if p.top_k > 0 {
         idx.truncate(p.top_k);
     }
-    let mx = l[idx[0]];
-    let mut probs: Vec<f64> = idx.iter().map(|&i| ((l[i] - mx) as f64).exp()).collect();
+    let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+    let values: Vec<f32> = idx.iter().map(|&i| l[i]).collect();
+    draw(&values, &ids, s)
+}
+
+/// [`sample`] from a row's best logits only (`values`/`ids`, best first), for
+/// rows without logits processors whose choice lies among them: greedy takes
+/// the first, top-k sampling draws from the first `top_k`.
+pub(super) fn sample_top(values: &[f32], ids: &[u32], s: &mut Seq) -> u32 {
+    if s.params.temperature <= 0.0 {
+        return ids[0];
+    }
+    let k = s.params.top_k.clamp(1, ids.len());
+    draw(&values[..k], &ids[..k], s)
+}
+
+/// Draws from candidates sorted by descending logit: temperature, softmax,
+/// then the smallest prefix whose mass reaches top-p.
+fn draw(values: &[f32], ids: &[u32], s: &mut Seq) -> u32 {
+    let p = &s.params;
+    let l: Vec<f32> = values.iter().map(|x| x / p.temperature).collect();
+    let mx = l[0];
+    let mut probs: Vec<f64> = l.iter().map(|&x| ((x - mx) as f64).exp()).collect();
     let z: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|x| *x /= z);
     if p.top_p < 1.0 {
@@ -79,7 +99,6 @@ pub(super) fn sample(logits: &[f32], s: &mut Seq, eos: &[u32]) -> u32 {
                 acc >= p.top_p as f64
             })
             .map_or(probs.len(), |k| k + 1);
-        idx.truncate(keep);
         probs.truncate(keep);
     }
     let total: f64 = probs.iter().sum();
@@ -87,10 +106,10 @@ pub(super) fn sample(logits: &[f32], s: &mut Seq, eos: &[u32]) -> u32 {
     for (k, &pr) in probs.iter().enumerate() {
         u -= pr;
         if u <= 0.0 {
-            return idx[k] as u32;
+            return ids[k];
         }
     }
-    idx[probs.len() - 1] as u32
+    ids[probs.len() - 1]
 }
 
 /// `l` minus its log-sum-exp (PyTorch's `log_softmax`, in f32).

@@ -1,9 +1,10 @@
 //! The pieces of Hugging Face image processors shared by every vision model:
 //! processor configs in their JSON form, RGB conversion, Pillow-exact resize,
-//! center crop, rescale + normalise to CHW, and ViT patch flattening.
+//! center crop, rescale + normalise to CHW, and the [`PixelPlan`] that makes
+//! ViT patch rows (on the host, or on a GPU through the backend).
 
 use image::DynamicImage;
-use lakecap_kernels::image::{Filter, resize_u8};
+use lakecap_kernels::image::{Filter, PixelPlan, RgbImage, resize_u8};
 use serde::Deserialize;
 
 /// A size as processors write it: `224`, `{"shortest_edge": 224}` or `{"height": 384, "width": 384}`.
@@ -138,6 +139,47 @@ impl ProcessorConfig {
         }
     }
 
+    /// The steps after decoding as one plan for `size`×`size` model inputs
+    /// of `patch`-wide ViT patches (run on the host or on a GPU).
+    pub fn plan(&self, size: usize, patch: usize) -> PixelPlan {
+        let (mean, std) = if self.do_normalize {
+            (
+                self.image_mean.map(f64::from),
+                self.image_std.map(f64::from),
+            )
+        } else {
+            ([0.0; 3], [1.0; 3])
+        };
+        PixelPlan {
+            filter: self.filter(),
+            crop: (size, size),
+            scale: if self.do_rescale {
+                self.rescale_factor
+            } else {
+                1.0
+            },
+            mean,
+            std,
+            patch,
+        }
+    }
+
+    /// `rgb` with the size this processor resizes it to.
+    pub fn image<'a>(&self, rgb: &'a Rgb) -> RgbImage<'a> {
+        let resize = if self.do_resize {
+            let (h, w) = self.resize_to(rgb.height, rgb.width);
+            (h.max(1), w.max(1))
+        } else {
+            (rgb.height, rgb.width)
+        };
+        RgbImage {
+            px: &rgb.px,
+            width: rgb.width,
+            height: rgb.height,
+            resize,
+        }
+    }
+
     /// Resize and crop in u8 (what Pillow produces before the float steps).
     pub fn resize_crop(&self, rgb: &Rgb) -> Rgb {
         let mut img = rgb.clone();
@@ -209,21 +251,43 @@ pub fn center_crop(img: &Rgb, ch: usize, cw: usize) -> Rgb {
     }
 }
 
-/// CHW pixels -> `[patches, 3·p·p]` rows in (channel, ky, kx) order, patches
-/// row-major: a stride-`p` convolution becomes one GEMM with the conv weight
-/// `[hidden, 3, p, p]` read as `[hidden, 3·p·p]`.
-pub fn patchify(chw: &[f32], h: usize, w: usize, p: usize) -> Vec<f32> {
-    let (gh, gw) = (h / p, w / p);
-    let mut out = Vec::with_capacity(gh * gw * 3 * p * p);
-    for gy in 0..gh {
-        for gx in 0..gw {
-            for c in 0..3 {
-                for ky in 0..p {
-                    let row = c * h * w + (gy * p + ky) * w + gx * p;
-                    out.extend_from_slice(&chw[row..row + p]);
-                }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan's patch rows hold exactly the CHW pixels of the step-by-step
+    /// path (resize, crop, normalise), patch by patch.
+    #[test]
+    fn plan_patches_are_the_pixel_values_in_patch_order() {
+        let px: Vec<u8> = (0..97 * 61 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let rgb = Rgb {
+            px,
+            width: 97,
+            height: 61,
+        };
+        let clip = crate::clip::ClipPreprocess::openai_defaults(32);
+        let exact = ProcessorConfig {
+            size: Size::Exact {
+                height: 32,
+                width: 32,
+            },
+            do_center_crop: false,
+            do_normalize: false,
+            resample: 2,
+            ..clip.clone()
+        };
+        for cfg in [clip, exact] {
+            let (chw, h, w) = cfg.pixel_values(&rgb);
+            assert_eq!((h, w), (32, 32));
+            let p = 8;
+            let rows = cfg.plan(32, p).patches(&cfg.image(&rgb));
+            assert_eq!(rows.len(), 3 * 32 * 32);
+            for (i, v) in rows.iter().enumerate() {
+                let (patch, r) = (i / (3 * p * p), i % (3 * p * p));
+                let (c, ky, kx) = (r / (p * p), r / p % p, r % p);
+                let (y, x) = (patch / 4 * p + ky, patch % 4 * p + kx);
+                assert_eq!(*v, chw[c * h * w + y * w + x], "element {i}");
             }
         }
     }
-    out
 }

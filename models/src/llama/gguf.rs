@@ -102,7 +102,7 @@ impl WeightSource for GgufWeights {
                 v = unpermute_rows(&v, kv, d, cols);
             }
         }
-        Ok(be.upload(shape, HostData::F32(&v))?)
+        Ok(be.upload_weight(shape, HostData::F32(&v))?)
     }
 }
 

@@ -9,7 +9,7 @@ use lakecap_kernels::{Activation, Backend, Pos, Rope};
 
 use super::config::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::generate::Decoder;
+use crate::generate::{Decoder, Logits, Want};
 use crate::nn::{CachedAttention, GatedMlp, Linear, RmsNorm};
 use crate::weights::WeightSource;
 
@@ -162,10 +162,10 @@ impl<B: Backend> Decoder for LlamaDecoder<B> {
         Ok(())
     }
 
-    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize]) -> Result<Vec<f32>> {
+    fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize], want: Want) -> Result<Logits> {
         let logits = self
             .model
             .forward(&self.be, &mut self.caches, tokens, at, last)?;
-        Ok(self.be.download(&logits)?)
+        Logits::read(&self.be, &logits, want)
     }
 }
