@@ -16,12 +16,12 @@
 //!       captions/s of a BLIP captioner from JPEG bytes, 20 new tokens forced
 //!       (EOS ignored), `batch` images per call through `batch` slots.
 //!
-//!   bench_models embed DIR OUT.f32 [--device cpu|cuda]
+//!   bench_models embed DIR OUT.f32 [--device cpu|cuda] [--precision ...]
 //!       unnormalised image embeddings of the PNG photos in data/photos (sorted),
 //!       as little-endian f32, for parity checks against transformers.
 //!
 //! `--precision auto|f32|f16|bf16` sets what CUDA keeps weights in (`embed`
-//! always runs f32, for parity).
+//! with `f32` for parity, `f16` to measure its drift).
 //!
 //! Prints one `key=value` line per measurement.
 
@@ -303,7 +303,7 @@ fn main() {
         ("embed", dev) => {
             let out = Path::new(args.get(3).expect("OUT.f32"));
             if dev == "cuda" {
-                embed_photos(&Cuda::new(0, Precision::F32).unwrap(), dir, out)
+                embed_photos(&cuda(), dir, out)
             } else {
                 embed_photos(&Cpu, dir, out)
             }
