@@ -8,13 +8,16 @@
 //!    duplicate of the most similar such member. So the member nearest the
 //!    centroid is always kept. Clusters run in parallel.
 //!
-//! The GEMMs go through `lakecap-kernels`' CPU backend.
+//! The GEMMs and the nearest-centroid search (a top-1 per row) go through a
+//! `lakecap-kernels` backend: the CPU (clusters deduplicated in parallel), or
+//! a GPU ([`semantic_duplicates_on`] with a CUDA [`Device`]).
 
-use lakecap_kernels::{Backend, Cpu, CpuTensor, HostData};
+use lakecap_kernels::{Backend, Cpu, Cuda, HostData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::embed::Device;
 use crate::error::Result;
 
 #[derive(Debug, Clone)]
@@ -51,10 +54,9 @@ pub struct SemDup {
 const CHUNK: usize = 8192;
 
 /// `a [m, d] · bᵀ` for `b [n, d]` -> `[m, n]` row-major.
-fn dots(a: &[f32], b: &CpuTensor, d: usize) -> Result<Vec<f32>> {
-    let be = Cpu;
+fn dots<B: Backend>(be: &B, a: &[f32], b: &B::Tensor, d: usize) -> Result<Vec<f32>> {
     let x = be.upload(&[a.len() / d, d], HostData::F32(a))?;
-    Ok(be.linear(&x, b, None)?.f32().into_owned())
+    Ok(be.download(&be.linear(&x, b, None)?)?)
 }
 
 /// Unit-length copies of `vectors` (zero vectors stay zero).
@@ -63,7 +65,8 @@ fn normalized(vectors: &[f32], d: usize) -> Vec<f32> {
 }
 
 /// Spherical k-means: the cluster of every vector (rows of `x`, unit length).
-pub fn spherical_kmeans(
+pub fn spherical_kmeans<B: Backend>(
+    be: &B,
     x: &[f32],
     d: usize,
     k: usize,
@@ -82,10 +85,10 @@ pub fn spherical_kmeans(
     let mut cent: Vec<f32> = x[first * d..(first + 1) * d].to_vec();
     let mut dist: Vec<f32> = vec![f32::INFINITY; n];
     for c in 1..k {
-        let last = Cpu.upload(&[1, d], HostData::F32(&cent[(c - 1) * d..c * d]))?;
+        let last = be.upload(&[1, d], HostData::F32(&cent[(c - 1) * d..c * d]))?;
         let mut total = 0f64;
         for (ci, rows) in x.chunks(CHUNK * d).enumerate() {
-            for (r, s) in dots(rows, &last, d)?.into_iter().enumerate() {
+            for (r, s) in dots(be, rows, &last, d)?.into_iter().enumerate() {
                 let e = &mut dist[ci * CHUNK + r];
                 *e = e.min((1.0 - s).max(0.0));
                 total += *e as f64;
@@ -106,11 +109,10 @@ pub fn spherical_kmeans(
     }
     let mut assign = vec![0u32; n];
     for _ in 0..iterations.max(1) {
-        let c = Cpu.upload(&[k, d], HostData::F32(&cent))?;
+        let c = be.upload(&[k, d], HostData::F32(&cent))?;
         let mut changed = 0usize;
         for (ci, rows) in x.chunks(CHUNK * d).enumerate() {
             // Nearest centroid: the top-1 cosine of each row (first on ties).
-            let be = Cpu;
             let x = be.upload(&[rows.len() / d, d], HostData::F32(rows))?;
             let (_, nearest) = be.top_k(&be.linear(&x, &c, None)?, 1)?;
             for (r, best) in nearest.into_iter().enumerate() {
@@ -143,25 +145,51 @@ pub fn spherical_kmeans(
     Ok(assign)
 }
 
-/// SemDeDup over `vectors` (`n × d`, any norm; NaN-free).
+/// SemDeDup over `vectors` (`n × d`, any norm; NaN-free) on the CPU.
 pub fn semantic_duplicates(vectors: &[f32], d: usize, p: &SemDedupParams) -> Result<Vec<SemDup>> {
+    run(&Cpu, true, vectors, d, p)
+}
+
+/// [`semantic_duplicates`] on `device` (a GPU runs the k-means GEMMs and the
+/// nearest-centroid top-1, then the clusters one after another).
+pub fn semantic_duplicates_on(
+    device: Device,
+    vectors: &[f32],
+    d: usize,
+    p: &SemDedupParams,
+) -> Result<Vec<SemDup>> {
+    match device {
+        Device::Cpu => semantic_duplicates(vectors, d, p),
+        Device::Cuda(n, precision) => run(&Cuda::new(n, precision)?, false, vectors, d, p),
+    }
+}
+
+/// SemDeDup on `be`; `parallel`: clusters on rayon's threads (the CPU).
+fn run<B: Backend>(
+    be: &B,
+    parallel: bool,
+    vectors: &[f32],
+    d: usize,
+    p: &SemDedupParams,
+) -> Result<Vec<SemDup>> {
     let n = vectors.len().checked_div(d).unwrap_or(0);
     let x = normalized(vectors, d.max(1));
     let k = p
         .clusters
         .unwrap_or_else(|| (n as f64).sqrt().ceil() as usize)
         .max(1);
-    let assign = spherical_kmeans(&x, d, k, p.iterations, p.seed)?;
+    let assign = spherical_kmeans(be, &x, d, k, p.iterations, p.seed)?;
     let k = assign.iter().map(|&a| a as usize + 1).max().unwrap_or(0);
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
     for (i, &a) in assign.iter().enumerate() {
         members[a as usize].push(i);
     }
-    let per_cluster: Vec<Result<Vec<(usize, SemDup)>>> = members
-        .par_iter()
-        .enumerate()
-        .map(|(c, m)| dedup_cluster(&x, d, c as u32, m, p.threshold))
-        .collect();
+    let one = |(c, m): (usize, &Vec<usize>)| dedup_cluster(be, &x, d, c as u32, m, p.threshold);
+    let per_cluster: Vec<Result<Vec<(usize, SemDup)>>> = if parallel {
+        members.par_iter().enumerate().map(one).collect()
+    } else {
+        members.iter().enumerate().map(one).collect()
+    };
     let mut out = vec![
         SemDup {
             cluster: 0,
@@ -178,7 +206,8 @@ pub fn semantic_duplicates(vectors: &[f32], d: usize, p: &SemDedupParams) -> Res
     Ok(out)
 }
 
-fn dedup_cluster(
+fn dedup_cluster<B: Backend>(
+    be: &B,
     x: &[f32],
     d: usize,
     cluster: u32,
@@ -208,14 +237,14 @@ fn dedup_cluster(
         .iter()
         .flat_map(|&o| rows[o * d..(o + 1) * d].to_vec())
         .collect();
-    let all = Cpu.upload(&[order.len(), d], HostData::F32(&sorted))?;
+    let all = be.upload(&[order.len(), d], HostData::F32(&sorted))?;
     let mut kept = vec![false; order.len()];
     let mut out = Vec::with_capacity(order.len());
     // Similarities of a block of members against all members, one GEMM per block.
     const BLOCK: usize = 256;
     for start in (0..order.len()).step_by(BLOCK) {
         let end = (start + BLOCK).min(order.len());
-        let sims = dots(&sorted[start * d..end * d], &all, d)?;
+        let sims = dots(be, &sorted[start * d..end * d], &all, d)?;
         for i in start..end {
             let row = &sims[(i - start) * order.len()..(i - start + 1) * order.len()];
             let best = (0..i).filter(|&j| kept[j]).map(|j| (j, row[j])).fold(
@@ -269,7 +298,7 @@ mod tests {
     fn kmeans_recovers_well_separated_clusters() {
         let (v, label) = blobs(5, 40, 16, 0.05);
         let x = normalized(&v, 16);
-        let a = spherical_kmeans(&x, 16, 5, 30, 1).unwrap();
+        let a = spherical_kmeans(&Cpu, &x, 16, 5, 30, 1).unwrap();
         // Same blob <-> same cluster.
         for i in 0..label.len() {
             for j in 0..label.len() {

@@ -11,7 +11,7 @@ use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use lakecap_models::semdedup::{SemDedupParams, semantic_duplicates};
+use lakecap_models::semdedup::{SemDedupParams, semantic_duplicates_on};
 
 use crate::model_args::{blocking, model_err, vector_rows};
 use crate::table_args::{SourceColumns, number_arg, resolve, string_arg};
@@ -144,7 +144,9 @@ impl TableProvider for SemanticDuplicatesTable {
         }
         let d = dim.unwrap_or(1);
         let params = self.params.clone();
-        let verdicts = blocking(move || semantic_duplicates(&flat, d, &params))
+        let options = crate::options::LakecapOptions::from_config(state.config_options());
+        let device = crate::model_args::device(&options)?;
+        let verdicts = blocking(move || semantic_duplicates_on(device, &flat, d, &params))
             .await?
             .map_err(model_err)?;
         let dup_idx: UInt64Array = verdicts
