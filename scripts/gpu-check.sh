@@ -33,8 +33,8 @@ OUTDIR="${OUT:-/tmp/gpu-check}"
 mkdir -p "$OUTDIR"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUTDIR/gpu.txt"
 
-echo "== op parity (GPU vs CPU references)"
-"$BUNDLE/ops" --nocapture 2>&1 | tail -8
+echo "== op parity (GPU vs CPU references; f16/bf16 GEMMs, top-k, flash attention, image preprocessing)"
+"$BUNDLE/ops" --nocapture 2>&1 | grep -E "running on|rel err|^test |test result|panicked"
 echo "== tiny CLIP and BERT parity on CUDA (vs transformers fixtures), served embedder on CUDA vs CPU"
 "$BUNDLE/clip_parity" --nocapture 2>&1 | grep -E "cuda|test result|panicked|rel err" | tail -9
 "$BUNDLE/bert_parity" 2>&1 | grep -E "test |test result|panicked"
