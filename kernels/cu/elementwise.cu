@@ -7,19 +7,23 @@ extern "C" __global__ void add_f32(const float* a, const float* b, float* y, siz
 }
 
 // mode: 0 gelu (erf), 1 gelu tanh, 2 quick gelu, 3 silu, 4 relu (kernels::Activation order).
-extern "C" __global__ void activation_f32(const float* x, float* y, size_t n, int mode) {
-    GRID_LOOP(i, n) {
-        float v = x[i];
-        float r;
-        switch (mode) {
-            case 0: r = 0.5f * v * (1.f + erff(v * 0.70710678118654752f)); break;
-            case 1: r = 0.5f * v * (1.f + tanhf(0.7978845608f * (v + 0.044715f * v * v * v))); break;
-            case 2: r = v / (1.f + expf(-1.702f * v)); break;
-            case 3: r = v / (1.f + expf(-v)); break;
-            default: r = fmaxf(v, 0.f);
-        }
-        y[i] = r;
+__device__ __forceinline__ float act(float v, int mode) {
+    switch (mode) {
+        case 0: return 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+        case 1: return 0.5f * v * (1.f + tanhf(0.7978845608f * (v + 0.044715f * v * v * v)));
+        case 2: return v / (1.f + expf(-1.702f * v));
+        case 3: return v / (1.f + expf(-v));
+        default: return fmaxf(v, 0.f);
     }
+}
+
+extern "C" __global__ void activation_f32(const float* x, float* y, size_t n, int mode) {
+    GRID_LOOP(i, n) y[i] = act(x[i], mode);
+}
+
+// Gated MLPs in one pass: y = act(g) * u (SiLU·mul for SwiGLU).
+extern "C" __global__ void act_mul_f32(const float* g, const float* u, float* y, size_t n, int mode) {
+    GRID_LOOP(i, n) y[i] = act(g[i], mode) * u[i];
 }
 
 // Row gathers: y[r] = table[ids[r]] (rows of width d) as f32, from f32, f16
@@ -54,9 +58,4 @@ extern "C" __global__ void masked_mean_f32(const float* x, const int* lens, floa
         for (int t = 0; t < n; t++) acc += x[(bi * s + t) * d + c];
         y[i] = acc / fmaxf((float)n, 1e-9f);
     }
-}
-
-// y = a * b, b broadcast like add_f32.
-extern "C" __global__ void mul_f32(const float* a, const float* b, float* y, size_t n, size_t bn) {
-    GRID_LOOP(i, n) y[i] = a[i] * b[i % bn];
 }

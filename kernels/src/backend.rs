@@ -160,8 +160,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Element-wise `a + b`; `b` may also be a suffix shape of `a`, broadcast
     /// over the leading axes (biases, position embeddings).
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Element-wise `a * b`, with `add`'s broadcasting (gated MLPs).
-    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `act(gate) * up` element-wise over equal shapes: a gated MLP's
+    /// SiLU·mul (SwiGLU) in one pass.
+    fn act_mul(
+        &self,
+        gate: &Self::Tensor,
+        up: &Self::Tensor,
+        act: Activation,
+    ) -> Result<Self::Tensor>;
     /// RMSNorm over the last axis: `x / sqrt(mean(x²) + eps) * gamma`.
     fn rms_norm(&self, x: &Self::Tensor, gamma: &Self::Tensor, eps: f32) -> Result<Self::Tensor>;
     /// Rotary embedding of `x [n, heads·d]`, row `i` at `positions[i]`.
@@ -450,6 +456,12 @@ pub mod check {
             format!("k = {k} of rows {x:?}")
         })?;
         Ok((numel(x) / n, n))
+    }
+
+    pub fn act_mul(gate: &[usize], up: &[usize]) -> Result<()> {
+        ensure(gate == up, "act_mul", || {
+            format!("gate {gate:?}, up {up:?}")
+        })
     }
 
     pub fn add(a: &[usize], b: &[usize]) -> Result<()> {

@@ -245,13 +245,26 @@ fn check_decoder_pointwise<B: Backend>(be: &B, tol: f32) {
     let want = rms_norm_ref(&x, heads * d, &g, 1e-6);
     assert!(rel_err(&be.download(&got).unwrap(), &want) < tol);
 
-    let m = be.mul(&xt, &up(be, &[heads * d], &g)).unwrap();
-    let want: Vec<f32> = x
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v * g[i % (heads * d)])
-        .collect();
-    assert!(rel_err(&be.download(&m).unwrap(), &want) < tol);
+    // SwiGLU's fused SiLU·mul, and the other activations through it.
+    let u: Vec<f32> = x.iter().map(|v| 0.5 - v).collect();
+    for act in [Activation::Silu, Activation::Gelu, Activation::QuickGelu] {
+        let m = be
+            .act_mul(&xt, &up(be, &[rows, heads * d], &u), act)
+            .unwrap();
+        let want: Vec<f32> = x
+            .iter()
+            .zip(&u)
+            .map(|(&v, w)| lakecap_kernels::cpu::activation::apply(act, v) * w)
+            .collect();
+        assert!(
+            rel_err(&be.download(&m).unwrap(), &want) < tol,
+            "{act:?}·mul"
+        );
+    }
+    assert!(
+        be.act_mul(&xt, &up(be, &[heads * d], &g), Activation::Silu)
+            .is_err()
+    );
 
     let inv_freq: Vec<f32> = (0..d / 2)
         .map(|i| 1.0 / 10_000f32.powf(2.0 * i as f32 / d as f32))

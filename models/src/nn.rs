@@ -156,8 +156,11 @@ pub struct GatedMlp<B: Backend> {
 
 impl<B: Backend> GatedMlp<B> {
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
-        let g = be.activation(&self.gate.forward(be, x)?, self.act)?;
-        let h = be.mul(&g, &self.up.forward(be, x)?)?;
+        let h = be.act_mul(
+            &self.gate.forward(be, x)?,
+            &self.up.forward(be, x)?,
+            self.act,
+        )?;
         self.down.forward(be, &h)
     }
 }

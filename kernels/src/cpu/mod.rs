@@ -201,8 +201,17 @@ impl Backend for Cpu {
         broadcast(a, b, |o, y| *o += y)
     }
 
-    fn mul(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        broadcast(a, b, |o, y| *o *= y)
+    fn act_mul(&self, gate: &CpuTensor, up: &CpuTensor, act: Activation) -> Result<CpuTensor> {
+        check::act_mul(&gate.shape, &up.shape)?;
+        let mut v = gate.f32().into_owned();
+        let u = up.f32();
+        v.par_chunks_mut(4096)
+            .zip(u.par_chunks(4096))
+            .for_each(|(g, u)| {
+                activation::apply_slice(act, g);
+                g.iter_mut().zip(u).for_each(|(x, y)| *x *= y);
+            });
+        Ok(CpuTensor::from_f32(&gate.shape, v))
     }
 
     fn rms_norm(&self, x: &CpuTensor, gamma: &CpuTensor, eps: f32) -> Result<CpuTensor> {

@@ -1,6 +1,7 @@
 //! The CUDA backend: cudarc with dynamic loading (the binary runs with no CUDA
 //! installed), kernels in `kernels/cu/` compiled by NVRTC for the device's
-//! architecture when the backend is created, GEMMs through cuBLAS.
+//! architecture when the first backend is created (kept for the process),
+//! GEMMs through cuBLAS.
 //!
 //! - [`Cuda`] owns the context, a compute stream, a copy stream for uploads
 //!   from pinned staging memory, the cuBLAS handle and the compiled kernels.
@@ -14,7 +15,7 @@
 //!   image preprocessing (resize, crop, normalise, patches) on the device.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig};
@@ -45,7 +46,7 @@ pub const COMMON: &str = include_str!("../../cu/common.cuh");
 pub const KERNELS: [&str; 24] = [
     "layer_norm_f32",
     "rms_norm_f32",
-    "mul_f32",
+    "act_mul_f32",
     "rope_f32",
     "kv_store_f32",
     "kv_attention_f32",
@@ -79,6 +80,29 @@ pub fn compile_family(src: &str, arch: &'static str) -> std::result::Result<Stri
     compile_ptx_with_opts(format!("{COMMON}\n{src}"), opts)
         .map(|p| p.to_src().to_string())
         .map_err(|e| format!("{e:?}"))
+}
+
+/// PTX of every family for `arch`, compiled at first use and kept for the
+/// process: NVRTC takes seconds, and every model load opens a backend.
+fn family_ptx(arch: &'static str) -> Result<Arc<Vec<String>>> {
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, Arc<Vec<String>>>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(ptx) = cache.get(arch) {
+        return Ok(Arc::clone(ptx));
+    }
+    let ptx = FAMILIES
+        .iter()
+        .map(|(family, src)| {
+            compile_family(src, arch)
+                .map_err(|e| KernelError::Device(format!("compiling {family}.cu: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ptx = Arc::new(ptx);
+    cache.insert(arch, Arc::clone(&ptx));
+    Ok(ptx)
 }
 
 /// Whether NVRTC can be loaded (enough to compile kernels; no GPU needed).
@@ -225,11 +249,9 @@ impl Cuda {
             keep_freed_memory(&ctx)?;
         }
         let mut funcs = HashMap::new();
-        for (family, src) in FAMILIES {
-            let ptx = compile_family(src, arch(major, minor))
-                .map_err(|e| KernelError::Device(format!("compiling {family}.cu: {e}")))?;
+        for ptx in family_ptx(arch(major, minor))?.iter() {
             let module = ctx
-                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                .load_module(cudarc::nvrtc::Ptx::from_src(ptx.clone()))
                 .map_err(dev)?;
             for k in KERNELS {
                 if let Ok(f) = module.load_function(k) {

@@ -14,6 +14,17 @@ use crate::image::{PixelPlan, RgbImage};
 /// per block, less the query row).
 const MAX_CACHE_POSITIONS: usize = 11_000;
 
+/// The activation's number in `elementwise.cu`'s `act`.
+fn act_mode(act: Activation) -> i32 {
+    match act {
+        Activation::Gelu => 0,
+        Activation::GeluTanh => 1,
+        Activation::QuickGelu => 2,
+        Activation::Silu => 3,
+        Activation::Relu => 4,
+    }
+}
+
 /// Static shared memory a block may use without opting in.
 const MAX_SHARED_BYTES: usize = 48 << 10;
 
@@ -117,14 +128,7 @@ impl Backend for Cuda {
 
     fn activation(&self, x: &CudaTensor, act: Activation) -> Result<CudaTensor> {
         let x_w = self.wide(x)?;
-        let n = x.len();
-        let mode: i32 = match act {
-            Activation::Gelu => 0,
-            Activation::GeluTanh => 1,
-            Activation::QuickGelu => 2,
-            Activation::Silu => 3,
-            Activation::Relu => 4,
-        };
+        let (n, mode) = (x.len(), act_mode(act));
         let mut y = self.out::<f32>(n)?;
         let mut l = self.stream.launch_builder(self.f("activation_f32"));
         l.arg(&*x_w).arg(&mut y).arg(&n).arg(&mode);
@@ -137,8 +141,16 @@ impl Backend for Cuda {
         self.broadcast("add_f32", a, b)
     }
 
-    fn mul(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
-        self.broadcast("mul_f32", a, b)
+    fn act_mul(&self, gate: &CudaTensor, up: &CudaTensor, act: Activation) -> Result<CudaTensor> {
+        check::act_mul(&gate.shape, &up.shape)?;
+        let (g, u) = (self.wide(gate)?, self.wide(up)?);
+        let (n, mode) = (gate.len(), act_mode(act));
+        let mut y = self.out::<f32>(n)?;
+        let mut l = self.stream.launch_builder(self.f("act_mul_f32"));
+        l.arg(&*g).arg(&*u).arg(&mut y).arg(&n).arg(&mode);
+        // SAFETY: argument list matches the kernel signature; equal shapes were checked.
+        unsafe { l.launch(grid(n)) }.map_err(dev)?;
+        Ok(CudaTensor::f32(gate.shape.clone(), y))
     }
 
     fn rms_norm(&self, x: &CudaTensor, gamma: &CudaTensor, eps: f32) -> Result<CudaTensor> {
@@ -515,7 +527,7 @@ impl Backend for Cuda {
 }
 
 impl Cuda {
-    /// `a op b` with `b` broadcast over `a`'s leading axes (`add_f32`, `mul_f32`).
+    /// `a op b` with `b` broadcast over `a`'s leading axes (`add_f32`).
     fn broadcast(&self, kernel: &str, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
         let a_w = self.wide(a)?;
         let b_w = self.wide(b)?;
