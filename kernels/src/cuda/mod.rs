@@ -85,7 +85,9 @@ pub fn compile_family(src: &str, arch: &'static str) -> std::result::Result<Stri
 /// PTX of every family for `arch`, compiled at first use and kept for the
 /// process: NVRTC takes seconds, and every model load opens a backend.
 fn family_ptx(arch: &'static str) -> Result<Arc<Vec<String>>> {
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, Arc<Vec<String>>>>> = OnceLock::new();
+    /// PTX of every family, by architecture.
+    type Compiled = HashMap<&'static str, Arc<Vec<String>>>;
+    static CACHE: OnceLock<Mutex<Compiled>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
