@@ -6,18 +6,22 @@
 //!
 //! The model-facing seam is [`Backend`]: a trait over an opaque device tensor
 //! with the ops transformer models need (linear, layer norm, fused attention,
-//! activations, embedding lookup, pooling). [`cpu::Cpu`] implements it with
-//! f32 compute over f32/f16/bf16 storage, GEMMs through the `gemm` crate and
-//! rayon for the rest; [`cuda::Cuda`] implements the same trait with kernels
-//! from `kernels/cu/` (one file per op family, compiled by NVRTC at start-up
-//! for the device) and cuBLAS, so models never know which device runs them.
-//! [`backend::check`] holds the shape checks every backend shares.
+//! activations, embedding lookup, pooling, top-k, image preprocessing).
+//! [`cpu::Cpu`] implements it with f32 compute over f32/f16/bf16 storage,
+//! GEMMs through the `gemm` crate and rayon for the rest; [`cuda::Cuda`]
+//! implements the same trait with kernels from `kernels/cu/` (one file per op
+//! family, compiled by NVRTC for the device) and cuBLAS, with f16/bf16 weights
+//! on tensor cores ([`cuda::Precision`]), so models never know which device
+//! runs them. [`backend::check`] holds the shape checks every backend shares.
 //!
 //! Families:
 //! - `cpu::{gemm, norm, attention, activation}` and `cu/{norm, attention,
-//!   elementwise}.cu`: the transformer ops, each with a plain `*_ref`.
+//!   elementwise, rope, cast, topk}.cu`: the transformer and decoding ops,
+//!   each with a plain `*_ref`.
 //! - [`image`]: pixel-exact ports of the resamplers that reference image
-//!   pipelines use (Pillow's `Image.resize`), on interleaved `u8` pixels. The
+//!   pipelines use (Pillow's `Image.resize`), on interleaved `u8` pixels, and
+//!   [`image::PixelPlan`], a processor's resize-crop-normalise-patch steps;
+//!   `cu/image.cu` runs them on a GPU with the same arithmetic. The
 //!   perceptual hashes and every model preprocessor resize through here, so
 //!   "the same pixels as Python" is decided in one place.
 
