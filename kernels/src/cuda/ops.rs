@@ -104,10 +104,10 @@ impl Backend for Cuda {
         beta: &CudaTensor,
         eps: f32,
     ) -> Result<CudaTensor> {
+        let d = check::layer_norm(&x.shape, &gamma.shape, &beta.shape)?;
         let x_w = self.wide(x)?;
         let gamma_w = self.wide(gamma)?;
         let beta_w = self.wide(beta)?;
-        let d = check::layer_norm(&x.shape, &gamma.shape, &beta.shape)?;
         let rows = x.len() / d.max(1);
         let mut y = self.out::<f32>(x.len())?;
         if rows == 0 {
@@ -154,9 +154,9 @@ impl Backend for Cuda {
     }
 
     fn rms_norm(&self, x: &CudaTensor, gamma: &CudaTensor, eps: f32) -> Result<CudaTensor> {
+        let d = check::rms_norm(&x.shape, &gamma.shape)?;
         let x_w = self.wide(x)?;
         let gamma_w = self.wide(gamma)?;
-        let d = check::rms_norm(&x.shape, &gamma.shape)?;
         let rows = x.len() / d.max(1);
         let mut y = self.out::<f32>(x.len())?;
         if rows > 0 {
@@ -176,8 +176,8 @@ impl Backend for Cuda {
         positions: &[usize],
         rope: Rope<'_>,
     ) -> Result<CudaTensor> {
-        let x_w = self.wide(x)?;
         let (rows, d) = check::rope(&x.shape, heads, positions, rope.inv_freq)?;
+        let x_w = self.wide(x)?;
         let mut y = self.out::<f32>(x.len())?;
         if rows > 0 {
             let pos: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
@@ -222,10 +222,10 @@ impl Backend for Cuda {
         v: &CudaTensor,
         at: &[Pos],
     ) -> Result<()> {
-        let k_w = self.wide(k)?;
-        let v_w = self.wide(v)?;
         let (w, cap) = (cache.width, cache.capacity);
         let n = check::kv_store(&k.shape, &v.shape, w, cache.filled.len(), cap, at)?;
+        let k_w = self.wide(k)?;
+        let v_w = self.wide(v)?;
         if n == 0 {
             return Ok(());
         }
@@ -306,10 +306,10 @@ impl Backend for Cuda {
         at: &[Pos],
         heads: usize,
     ) -> Result<CudaTensor> {
-        let q_w = self.wide(q)?;
         let (w, cap) = (cache.width, cache.capacity);
         let (rows, d, kv_heads) =
             check::kv_attention(&q.shape, w, cache.filled.len(), cap, at, heads)?;
+        let q_w = self.wide(q)?;
         if let Some(p) = at.iter().find(|p| cache.filled[p.slot] < p.pos + 1) {
             return Err(KernelError::Shape {
                 op: "kv_attention",
@@ -363,10 +363,10 @@ impl Backend for Cuda {
         heads: usize,
         mask: &Mask,
     ) -> Result<CudaTensor> {
+        check::attention(&q.shape, &k.shape, &v.shape, heads, mask)?;
         let q_w = self.wide(q)?;
         let k_w = self.wide(k)?;
         let v_w = self.wide(v)?;
-        check::attention(&q.shape, &k.shape, &v.shape, heads, mask)?;
         let (b, sq, hd) = (q.shape[0], q.shape[1], q.shape[2]);
         let sk = k.shape[1];
         let d = hd / heads;
@@ -434,9 +434,9 @@ impl Backend for Cuda {
     }
 
     fn prepend_row(&self, x: &CudaTensor, row: &CudaTensor) -> Result<CudaTensor> {
+        let (b, s, d) = check::prepend_row(&x.shape, &row.shape)?;
         let x_w = self.wide(x)?;
         let row_w = self.wide(row)?;
-        let (b, s, d) = check::prepend_row(&x.shape, &row.shape)?;
         let (b, s, d) = (b as i32, s as i32, d as i32);
         let n = (b * (s + 1) * d) as usize;
         let mut y = self.out::<f32>(n)?;
@@ -462,8 +462,8 @@ impl Backend for Cuda {
     }
 
     fn masked_mean(&self, x: &CudaTensor, lens: &[usize]) -> Result<CudaTensor> {
-        let x_w = self.wide(x)?;
         let (b, s, d) = check::masked_mean(&x.shape, lens)?;
+        let x_w = self.wide(x)?;
         let (b, s, d) = (b as i32, s as i32, d as i32);
         let l32: Vec<i32> = lens.iter().map(|&l| l as i32).collect();
         let lens_d = self.ints(&l32)?;
@@ -529,9 +529,9 @@ impl Backend for Cuda {
 impl Cuda {
     /// `a op b` with `b` broadcast over `a`'s leading axes (`add_f32`).
     fn broadcast(&self, kernel: &str, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+        check::add(&a.shape, &b.shape)?;
         let a_w = self.wide(a)?;
         let b_w = self.wide(b)?;
-        check::add(&a.shape, &b.shape)?;
         let (n, bn) = (a.len(), b.len());
         let mut y = self.out::<f32>(n)?;
         let mut l = self.stream.launch_builder(self.f(kernel));
