@@ -16,7 +16,7 @@ if [ "${1:-run}" = build ]; then
         | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"] in ("ops","clip_parity","bert_parity","llm_parity","blip_parity","semdedup_device","bench_models"):
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"] in ("ops","it","bench_models"):
         print(m["executable"])' > /tmp/gpu-bins
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
     while read -r b; do cp "$b" "$BUNDLE/$(basename "$b" | sed 's/-[0-9a-f]*$//')"; done < /tmp/gpu-bins
@@ -36,13 +36,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 echo "== op parity (GPU vs CPU references; f16/bf16 GEMMs, top-k, flash attention, image preprocessing)"
 "$BUNDLE/ops" --nocapture 2>&1 | grep -E "running on|rel err|^test |test result|panicked"
 echo "== tiny CLIP and BERT parity on CUDA (vs transformers fixtures), served embedder on CUDA vs CPU"
-"$BUNDLE/clip_parity" --nocapture 2>&1 | grep -E "cuda|test result|panicked|rel err" | tail -9
-"$BUNDLE/bert_parity" 2>&1 | grep -E "test |test result|panicked"
+"$BUNDLE/it" clip_parity:: --nocapture 2>&1 | grep -E "cuda|test result|panicked|rel err" | tail -9
+"$BUNDLE/it" bert_parity:: 2>&1 | grep -E "test |test result|panicked"
 echo "== tiny Llama/Qwen2 logits and greedy tokens, tiny BLIP captions, on CUDA (vs transformers fixtures)"
-"$BUNDLE/llm_parity" tiny_ greedy_generation --nocapture 2>&1 | grep -E "test |test result|panicked|rel err|skipped"
-"$BUNDLE/blip_parity" --nocapture 2>&1 | grep -E "test |test result|panicked|skipped"
+"$BUNDLE/it" llm_parity::tiny_ llm_parity::greedy_generation --nocapture 2>&1 | grep -E "test |test result|panicked|rel err|skipped"
+"$BUNDLE/it" blip_parity:: --nocapture 2>&1 | grep -E "test |test result|panicked|skipped"
 echo "== SemDeDup on CUDA (k-means GEMMs, nearest-centroid top-1) vs the CPU"
-"$BUNDLE/semdedup_device" 2>&1 | grep -E "test |test result|panicked"
+"$BUNDLE/it" semdedup_device:: 2>&1 | grep -E "test |test result|panicked"
 
 echo "== ceilings: bf16 matrix rate and device memory bandwidth (torch)"
 python3 - <<'PY' | tee "$OUTDIR/ceil.txt"

@@ -8,13 +8,11 @@ use std::sync::atomic::Ordering;
 
 use arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 
-mod common;
-
-use common::{engine, root};
+use crate::common::{engine, root};
 
 /// A private copy of the tiny CLIP fixture.
 fn private_model(tag: &str) -> PathBuf {
-    common::private_model("clip-tiny", &format!("calls-{tag}"))
+    crate::common::private_model("clip-tiny", &format!("calls-{tag}"))
 }
 
 fn photos(copies: usize) -> RecordBatch {

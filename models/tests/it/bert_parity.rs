@@ -1,11 +1,9 @@
 //! Tiny random-init BERT (tests/fixtures/models/bert-tiny) against
 //! transformers' `BertModel` + sentence-transformers mean pooling.
 
-mod common;
-
 use std::path::Path;
 
-use common::{floats, ids, json, rel_err};
+use crate::common::{floats, ids, json, rel_err};
 use lakecap_kernels::{Backend, Cpu};
 use lakecap_models::bert::{Bert, BertConfig};
 use lakecap_models::weights::Weights;

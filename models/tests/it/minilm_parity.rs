@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-mod common;
-
-use common::{floats, ids, json, rel_err};
+use crate::common::{floats, ids, json, rel_err};
 use lakecap_models::{embed, hub};
 
 const ID: &str = "sentence-transformers/all-MiniLM-L6-v2";

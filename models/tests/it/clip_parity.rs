@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
-
-use common::{floats, ids, json, photo, rel_err};
+use crate::common::{floats, ids, json, photo, rel_err};
 use lakecap_kernels::{Backend, Cpu};
 use lakecap_models::clip::{ClipConfig, ClipPreprocess, ClipText, ClipVision};
 use lakecap_models::image::preprocess::to_rgb;

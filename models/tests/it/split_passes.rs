@@ -6,9 +6,7 @@
 
 use std::path::Path;
 
-mod common;
-
-use common::{blip_inputs, json, photo};
+use crate::common::{blip_inputs, json, photo};
 use lakecap_kernels::cpu::set_activation_budget;
 use lakecap_models::caption::load_captioner;
 use lakecap_models::embed::{Device, load_image_embedder};

@@ -12,9 +12,7 @@ use arrow::datatypes::DataType;
 use lakecap::refresh::{self, Job, RefreshOptions, RunSummary};
 use lakecap::sample_lake::{SampleLakeOptions, write_sample_lake};
 
-mod common;
-
-use common::engine;
+use crate::common::engine;
 
 /// A lake of `rows` rows (seed `seed`, 8 rows per file) in `dir`.
 fn lake(dir: &Path, rows: usize, seed: u64) {
@@ -446,7 +444,7 @@ fn the_shipped_job_runs_on_the_sample_lake_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
     let job = dir.path().join("jobs/curate.toml");
-    std::fs::copy(common::root().join("jobs/curate.toml"), &job).unwrap();
+    std::fs::copy(crate::common::root().join("jobs/curate.toml"), &job).unwrap();
     lake(&dir.path().join("sample_lake"), 24, 8);
     let first = refresh(dir.path(), &job).output().unwrap();
     let stderr = String::from_utf8_lossy(&first.stderr);

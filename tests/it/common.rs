@@ -1,5 +1,4 @@
 //! Helpers shared by the root integration tests.
-#![allow(dead_code)] // each test binary uses a subset
 
 use std::path::PathBuf;
 

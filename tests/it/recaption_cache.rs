@@ -10,9 +10,7 @@ use std::sync::atomic::Ordering;
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray};
 use lakecap_models::embed::Device;
 
-mod common;
-
-use common::{engine, root};
+use crate::common::{engine, root};
 
 fn photos(copies: usize) -> RecordBatch {
     let names = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg"];
@@ -63,7 +61,7 @@ async fn captions_are_computed_once_and_cached_on_disk() {
     let home = tempfile::tempdir().unwrap();
     // SAFETY: the only test of this binary, before any thread reads the environment.
     unsafe { std::env::set_var("LAKECAP_HOME", home.path()) };
-    let model = common::private_model("blip-tiny", "recaption");
+    let model = crate::common::private_model("blip-tiny", "recaption");
     let cap = lakecap_models::caption::captioner(model.to_str().unwrap(), 32, Device::Cpu).unwrap();
     let runs = || cap.generator.stats.sequences.load(Ordering::Relaxed);
 

@@ -10,9 +10,7 @@ use std::sync::atomic::Ordering;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use lakecap_models::embed::Device;
 
-mod common;
-
-use common::{engine, root};
+use crate::common::{engine, root};
 
 /// `(file, alt, caption)` of the real photos (data/photos/MANIFEST.tsv).
 fn manifest() -> Vec<(String, String, String)> {
@@ -57,7 +55,7 @@ fn strings(batches: &[RecordBatch], col: usize) -> Vec<Option<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn where_and_select_generate_each_row_once() {
-    let dir = common::private_model("llama-tiny", "fuse");
+    let dir = crate::common::private_model("llama-tiny", "fuse");
     let engine = engine();
     engine.ctx().register_batch("m", pairs_table(3)).unwrap();
     for s in [

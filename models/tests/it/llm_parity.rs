@@ -6,9 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
-
-use common::{floats, ids, json, rel_err};
+use crate::common::{floats, ids, json, rel_err};
 use lakecap_kernels::{Backend, Cpu, Cuda, Pos, cuda::unavailable_reason};
 use lakecap_models::chat::Message;
 use lakecap_models::embed::Device;

@@ -1,6 +1,5 @@
 //! Helpers shared by the parity tests: fixture JSON, the real photos,
 //! BLIP inputs and relative error.
-#![allow(dead_code)] // each test binary uses a subset
 
 use std::path::Path;
 

@@ -5,9 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
-
-use common::{blip_inputs, floats, ids, json, photo};
+use crate::common::{blip_inputs, floats, ids, json, photo};
 use lakecap_models::blip::{BlipConfig, BlipPreprocess};
 use lakecap_models::caption::load_captioner;
 use lakecap_models::embed::Device;
