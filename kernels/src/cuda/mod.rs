@@ -11,8 +11,11 @@
 //!   decides what weights are stored as: half-precision weight matrices run
 //!   cuBLAS GEMMs in f16/bf16 with f32 accumulation; activations, norms,
 //!   softmax and attention stay f32.
-//! - `ops.rs` implements [`Backend`](crate::Backend) on top; `image.rs` runs
-//!   image preprocessing (resize, crop, normalise, patches) on the device.
+//! - `ops/` implements [`Backend`](crate::Backend) on top, one file per op
+//!   family as in `kernels/cu/` (`norm`, `attention`, `elementwise`, `rope`,
+//!   `cast`, `topk`, `image`: resize, crop, normalise and patches on the
+//!   device) plus `gemm` for cuBLAS; the launch helpers they share
+//!   (`grid`, `per_row`, device allocation) are here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,7 +27,6 @@ use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
 use crate::backend::{KernelError, Result};
 
-mod image;
 mod ops;
 mod tensor;
 

@@ -1,15 +1,13 @@
 //! Device storage: f32 tensors, and f16/bf16 ones kept as raw 16-bit words
 //! (weights of half-precision checkpoints, or converted under
 //! [`Precision::F16`]/[`Precision::Bf16`]). Ops read f32; a half tensor given
-//! to one is widened into a temporary first, except where the op reads half
-//! storage itself (the GEMM's weights, embedding tables).
+//! to one is widened into a temporary first (`ops/cast.rs`), except where the
+//! op reads half storage itself (the GEMM's weights, embedding tables).
 
-use std::ops::Deref;
-
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 
-use super::{Cuda, Precision, dev, grid};
+use super::{Cuda, Precision, dev};
 use crate::backend::{HostData, Result};
 
 /// What a tensor's elements are stored as.
@@ -52,22 +50,6 @@ impl CudaTensor {
 
     pub(crate) fn last_dim(&self) -> usize {
         self.shape.last().copied().unwrap_or(1)
-    }
-}
-
-/// f32 contents of a tensor: its own buffer, or a widened copy.
-pub(crate) enum Wide<'a> {
-    Borrowed(&'a CudaSlice<f32>),
-    Owned(CudaSlice<f32>),
-}
-
-impl Deref for Wide<'_> {
-    type Target = CudaSlice<f32>;
-    fn deref(&self) -> &CudaSlice<f32> {
-        match self {
-            Wide::Borrowed(s) => s,
-            Wide::Owned(s) => s,
-        }
     }
 }
 
@@ -139,43 +121,5 @@ impl Cuda {
             return self.out(1);
         }
         self.stream.clone_htod(&v).map_err(dev)
-    }
-
-    /// The f32 contents of `t` (a widened copy when it is stored half).
-    pub(crate) fn wide<'a>(&self, t: &'a CudaTensor) -> Result<Wide<'a>> {
-        let bits = match &t.buf {
-            Buf::F32(s) => return Ok(Wide::Borrowed(s)),
-            Buf::Half(b) => b,
-        };
-        let n = t.len();
-        let mut y = self.out::<f32>(n)?;
-        let kernel = match t.dtype {
-            Dtype::Bf16 => "widen_bf16",
-            _ => "widen_f16",
-        };
-        let mut l = self.stream.launch_builder(self.f(kernel));
-        l.arg(bits).arg(&mut y).arg(&n);
-        // SAFETY: argument list matches the kernel signature; n values each side.
-        unsafe { l.launch(grid(n)) }.map_err(dev)?;
-        Ok(Wide::Owned(y))
-    }
-
-    /// `x` (f32 values) narrowed to `dtype`'s 16-bit words, for a half GEMM.
-    pub(crate) fn narrow(
-        &self,
-        x: &CudaSlice<f32>,
-        n: usize,
-        dtype: Dtype,
-    ) -> Result<CudaSlice<u16>> {
-        let mut y = self.out::<u16>(n)?;
-        let kernel = match dtype {
-            Dtype::Bf16 => "narrow_bf16",
-            _ => "narrow_f16",
-        };
-        let mut l = self.stream.launch_builder(self.f(kernel));
-        l.arg(x).arg(&mut y).arg(&n);
-        // SAFETY: argument list matches the kernel signature; n values each side.
-        unsafe { l.launch(grid(n)) }.map_err(dev)?;
-        Ok(y)
     }
 }

@@ -6,8 +6,8 @@
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
-use super::{Cuda, CudaTensor, dev, grid};
 use crate::backend::{Result, check};
+use crate::cuda::{Cuda, CudaTensor, dev, grid};
 use crate::image::{Coeffs, Filter, PixelPlan, RgbImage, coefficients};
 
 /// Coefficients as the kernels read them: `(first, taps)` pairs and weights.
