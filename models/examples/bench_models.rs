@@ -31,8 +31,8 @@ use std::time::Instant;
 use lakecap_kernels::cuda::Precision;
 use lakecap_kernels::{Backend, Cpu, Cuda};
 use lakecap_models::clip::{ClipConfig, ClipPreprocess, ClipVision};
-use lakecap_models::embed::Device;
 use lakecap_models::image::{DecodeLimits, decode};
+use lakecap_models::runtime::Device;
 use lakecap_models::weights::Weights;
 use rayon::prelude::*;
 
@@ -133,7 +133,8 @@ fn embed_photos<B: Backend>(be: &B, dir: &Path, out: &Path) {
 }
 
 fn text(dir: &Path, batch: usize, iters: usize, device: Device) {
-    let emb = lakecap_models::embed::load_text_embedder(dir, "bench", batch, device).unwrap();
+    let emb =
+        lakecap_models::serve::embed::load_text_embedder(dir, "bench", batch, device).unwrap();
     let texts: Vec<String> = (0..batch)
         .map(|i| {
             format!(
@@ -165,7 +166,7 @@ fn text(dir: &Path, batch: usize, iters: usize, device: Device) {
 
 fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize) {
     use lakecap_kernels::Pos;
-    use lakecap_models::generate::{Decoder, Want};
+    use lakecap_models::decode::{Decoder, Want};
     use lakecap_models::gguf::Gguf;
     use lakecap_models::llama::{GgufWeights, Llama, LlamaConfig, LlamaDecoder, config_from_gguf};
 
@@ -232,9 +233,9 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
 }
 
 fn blip(dir: &Path, batch: usize, iters: usize, device: Device) {
-    use lakecap_models::generate::GenParams;
+    use lakecap_models::decode::GenParams;
     let t = Instant::now();
-    let cap = lakecap_models::caption::load_captioner(dir, "bench", batch, device).unwrap();
+    let cap = lakecap_models::serve::caption::load_captioner(dir, "bench", batch, device).unwrap();
     println!("load_s={:.2}", t.elapsed().as_secs_f64());
     let bytes = jpegs(batch);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -285,7 +286,7 @@ fn main() {
         .0
         .with_precision(&precision)
         .unwrap();
-    let cuda = || Cuda::new(0, Precision::parse(&precision).expect("a precision")).unwrap();
+    let cuda = || Cuda::new(0, precision.parse::<Precision>().expect("a precision")).unwrap();
     match (mode.as_str(), arg(&args, "--device", "cpu").as_str()) {
         ("clip", "cpu") => clip(&Cpu, dir, batch, iters),
         ("clip", "cuda") => clip(&cuda(), dir, batch, iters),

@@ -1,29 +1,12 @@
 //! Finding models on disk: a directory path, lakecap's model home
-//! (`$LAKECAP_HOME/models/ORG/NAME`, default `~/.cache/lakecap`), or the
+//! (`$LAKECAP_HOME/models/ORG/NAME`, see [`crate::home`]), or the
 //! Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub`,
 //! `~/.cache/huggingface/hub/models--ORG--NAME/snapshots/REV`).
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
-
-fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// `$LAKECAP_HOME`, default `~/.cache/lakecap`.
-pub fn lakecap_home() -> PathBuf {
-    std::env::var_os("LAKECAP_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".cache").join("lakecap"))
-}
-
-/// Where `scripts/fetch-models.sh` and `lakecap models pull` put models.
-pub fn models_home() -> PathBuf {
-    lakecap_home().join("models")
-}
+use crate::home::{models_home, user_home};
 
 /// The Hugging Face hub cache directory.
 pub fn hf_hub_cache() -> PathBuf {
@@ -32,7 +15,7 @@ pub fn hf_hub_cache() -> PathBuf {
     }
     std::env::var_os("HF_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".cache").join("huggingface"))
+        .unwrap_or_else(|| user_home().join(".cache").join("huggingface"))
         .join("hub")
 }
 

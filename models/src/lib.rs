@@ -7,50 +7,57 @@
 //! - [`dedup`]: near-duplicate clustering of 64-bit hashes by multi-index hashing.
 //! - [`text`]: rule-based alt-text quality ([`text::AltQuality`]), the cheap
 //!   first filter of every curation recipe.
+//! - [`semdedup`]: SemDeDup (spherical k-means, then greedy within-cluster
+//!   deduplication by cosine) over image or text embeddings, on a backend the
+//!   runtime shares per device.
 //!
-//!
-//! Neural models, one folder each, generic over `lakecap_kernels::Backend`:
-//! - [`clip`]: CLIP vision and text towers with `CLIPImageProcessor`-exact
-//!   preprocessing; [`bert`]: BERT sentence encoders (all-MiniLM-L6-v2).
+//! Neural models, in layers (each imports only the layers above it):
 //! - Shared pieces: [`nn`] (linear, layer norm, attention, MLP, encoder
 //!   layers, written once), [`weights`] (memory-mapped safetensors, sharded
-//!   too), [`tokenize`] (`tokenizer.json`), [`hub`] (finding a model by path,
-//!   in lakecap's model home or in the Hugging Face cache).
-//! - Serving: [`scheduler::Scheduler`] (one worker per model, batches formed
-//!   across concurrent callers, bounded queue) and [`embed`] (process-wide
-//!   loaded-once embedders that the SQL functions call).
-//! - Text generation: [`llama`] (Llama, Mistral, Qwen2, SmolLM2 from HF
-//!   safetensors or [`gguf`] files with quantised weights and embedded
-//!   tokenizers), [`generate`] (continuous batching over the shared KV-cache
-//!   attention, transformers-compatible sampling), [`chat`] (Jinja chat
-//!   templates) and [`llm`] (the loaded-once service the SQL functions call).
-//! - Captioning: [`blip`] (BLIP's vision encoder and cross-attending text
-//!   decoder, `BlipImageProcessor`-exact preprocessing) and [`caption`] (the
-//!   loaded-once captioner: images are the generator's per-row contexts,
-//!   encoded once per row in batches).
-//! - [`semdedup`]: SemDeDup (spherical k-means, then greedy within-cluster
-//!   deduplication by cosine) over image or text embeddings.
+//!   too), [`tokenize`] (`tokenizer.json`), [`gguf`] (GGUF files: quantised
+//!   weights, embedded tokenizers), [`chat`] (Jinja chat templates), [`home`]
+//!   (lakecap's folders on disk) and [`hub`] (finding a model by path, in
+//!   lakecap's model home or in the Hugging Face cache).
+//! - [`decode`]: the decoder seam ([`decode::Decoder`], [`decode::Logits`],
+//!   [`decode::GenParams`]) that generative architectures implement.
+//! - Architectures, one folder each, generic over `lakecap_kernels::Backend`
+//!   and ported from a named reference: [`clip`] (CLIP vision and text towers,
+//!   `CLIPImageProcessor`-exact preprocessing), [`bert`] (sentence encoders,
+//!   all-MiniLM-L6-v2), [`llama`] (Llama, Mistral, Qwen2, SmolLM2 from HF
+//!   safetensors or GGUF), [`blip`] (BLIP's vision encoder and cross-attending
+//!   text decoder, `BlipImageProcessor`-exact preprocessing).
+//! - [`runtime`]: where models run ([`runtime::Device`],
+//!   [`runtime::Precision`]; the only place a backend is chosen and built),
+//!   the registry of loaded-once models, the batching
+//!   [`runtime::Scheduler`] and the model worker thread.
+//! - [`generate`]: the serving loop of text generation (continuous batching
+//!   over the shared KV-cache attention, transformers-compatible sampling and
+//!   beam search) for any [`decode::Decoder`].
+//! - [`serve`]: the front ends the SQL functions call: [`serve::embed`]
+//!   (image and text embedders), [`serve::caption`] (the BLIP captioner:
+//!   images are the generator's per-row contexts, encoded once per row in
+//!   batches) and [`serve::llm`] (Llama-family generation with chat templates).
 //!
 //! Nothing in this crate knows about DataFusion or Arrow: the `udfs` crate
 //! adapts it to SQL.
 
 pub mod bert;
 pub mod blip;
-pub mod caption;
 pub mod chat;
 pub mod clip;
+pub mod decode;
 pub mod dedup;
-pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod home;
 pub mod hub;
 pub mod image;
 pub mod llama;
-pub mod llm;
 pub mod nn;
-pub mod scheduler;
+pub mod runtime;
 pub mod semdedup;
+pub mod serve;
 pub mod text;
 pub mod tokenize;
 pub mod weights;

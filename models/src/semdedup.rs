@@ -9,16 +9,17 @@
 //!    centroid is always kept. Clusters run in parallel.
 //!
 //! The GEMMs and the nearest-centroid search (a top-1 per row) go through a
-//! `lakecap-kernels` backend: the CPU (clusters deduplicated in parallel), or
-//! a GPU ([`semantic_duplicates_on`] with a CUDA [`Device`]).
+//! `lakecap-kernels` backend that the runtime shares per device: the CPU
+//! (clusters deduplicated in parallel), or a GPU ([`semantic_duplicates_on`]
+//! with a CUDA [`Device`]).
 
-use lakecap_kernels::{Backend, Cpu, Cuda, HostData};
+use lakecap_kernels::{Backend, HostData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::embed::Device;
 use crate::error::Result;
+use crate::runtime::{Device, with_shared_backend};
 
 #[derive(Debug, Clone)]
 pub struct SemDedupParams {
@@ -147,7 +148,7 @@ pub fn spherical_kmeans<B: Backend>(
 
 /// SemDeDup over `vectors` (`n × d`, any norm; NaN-free) on the CPU.
 pub fn semantic_duplicates(vectors: &[f32], d: usize, p: &SemDedupParams) -> Result<Vec<SemDup>> {
-    run(&Cpu, true, vectors, d, p)
+    semantic_duplicates_on(Device::Cpu, vectors, d, p)
 }
 
 /// [`semantic_duplicates`] on `device` (a GPU runs the k-means GEMMs and the
@@ -158,10 +159,8 @@ pub fn semantic_duplicates_on(
     d: usize,
     p: &SemDedupParams,
 ) -> Result<Vec<SemDup>> {
-    match device {
-        Device::Cpu => semantic_duplicates(vectors, d, p),
-        Device::Cuda(n, precision) => run(&Cuda::new(n, precision)?, false, vectors, d, p),
-    }
+    let parallel = device == Device::Cpu;
+    with_shared_backend!(device, |be| run(be, parallel, vectors, d, p))
 }
 
 /// SemDeDup on `be`; `parallel`: clusters on rayon's threads (the CPU).
@@ -275,6 +274,8 @@ fn dedup_cluster<B: Backend>(
 
 #[cfg(test)]
 mod tests {
+    use lakecap_kernels::Cpu;
+
     use super::*;
 
     /// Points around `centers` with small noise; returns (vectors, center of each).

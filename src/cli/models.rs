@@ -1,7 +1,7 @@
 //! `lakecap models list` and `lakecap models pull`.
 
 use anyhow::{Context, Result, bail};
-use lakecap_models::hub;
+use lakecap_models::{home, hub};
 use object_store::ObjectStoreExt;
 use object_store::http::HttpBuilder;
 use object_store::path::Path as StorePath;
@@ -11,7 +11,7 @@ pub fn list() -> Result<()> {
     if found.is_empty() {
         println!(
             "no models in {} or {} (run scripts/fetch-models.sh, or `lakecap models pull ORG/NAME` with internet)",
-            hub::models_home().display(),
+            home::models_home().display(),
             hub::hf_hub_cache().display()
         );
     }
@@ -46,7 +46,7 @@ pub async fn pull(id: &str) -> Result<()> {
     }
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
     let store = HttpBuilder::new().with_url(&endpoint).build()?;
-    let dest = hub::models_home().join(id);
+    let dest = home::models_home().join(id);
     let get = |file: String| {
         let store = &store;
         async move {

@@ -18,7 +18,7 @@ async fn once(engine: &Engine, path: &Path, opts: RefreshOptions) -> Result<()> 
         );
     }
     status::record(
-        &status::jobs_dir(),
+        &lakecap_models::home::jobs_dir(),
         &job.name,
         status::RunRecord::finished(started, job.version, &result),
     )?;
@@ -61,7 +61,7 @@ pub async fn run(
 }
 
 pub fn jobs_status() -> Result<()> {
-    let dir = status::jobs_dir();
+    let dir = lakecap_models::home::jobs_dir();
     let jobs = status::all(&dir)?;
     if jobs.is_empty() {
         println!("no job has run yet (history is kept in {})", dir.display());

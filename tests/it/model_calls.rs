@@ -59,16 +59,16 @@ async fn where_and_select_compute_each_image_once() {
         "kept {kept}"
     );
 
-    let images = lakecap_models::embed::image_embedder(
+    let images = lakecap_models::serve::embed::image_embedder(
         model.to_str().unwrap(),
         32,
-        lakecap_models::embed::Device::Cpu,
+        lakecap_models::runtime::Device::Cpu,
     )
     .unwrap();
-    let texts = lakecap_models::embed::text_embedder(
+    let texts = lakecap_models::serve::embed::text_embedder(
         model.to_str().unwrap(),
         32,
-        lakecap_models::embed::Device::Cpu,
+        lakecap_models::runtime::Device::Cpu,
     )
     .unwrap();
     assert_eq!(
@@ -111,10 +111,10 @@ async fn partitions_share_batches() {
         .unwrap()
         .to_string();
     assert!(table.contains("| 14 "), "{table}");
-    let images = lakecap_models::embed::image_embedder(
+    let images = lakecap_models::serve::embed::image_embedder(
         model.to_str().unwrap(),
         32,
-        lakecap_models::embed::Device::Cpu,
+        lakecap_models::runtime::Device::Cpu,
     )
     .unwrap();
     let rows = images.scheduler.stats.rows.load(Ordering::Relaxed);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray};
-use lakecap_models::embed::Device;
+use lakecap_models::runtime::Device;
 
 use crate::common::{engine, root};
 
@@ -62,7 +62,8 @@ async fn captions_are_computed_once_and_cached_on_disk() {
     // SAFETY: the only test of this binary, before any thread reads the environment.
     unsafe { std::env::set_var("LAKECAP_HOME", home.path()) };
     let model = crate::common::private_model("blip-tiny", "recaption");
-    let cap = lakecap_models::caption::captioner(model.to_str().unwrap(), 32, Device::Cpu).unwrap();
+    let cap = lakecap_models::serve::caption::captioner(model.to_str().unwrap(), 32, Device::Cpu)
+        .unwrap();
     let runs = || cap.generator.stats.sequences.load(Ordering::Relaxed);
 
     let first = captions(&model, "").await;

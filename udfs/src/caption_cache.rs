@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use lakecap_models::hub;
+use lakecap_models::home;
 use xxhash_rust::xxh3::Xxh3;
 
 pub(crate) struct CaptionCache {
@@ -16,7 +16,7 @@ pub(crate) struct CaptionCache {
 impl CaptionCache {
     pub fn new() -> CaptionCache {
         CaptionCache {
-            dir: hub::lakecap_home().join("cache").join("captions"),
+            dir: home::caption_cache_dir(),
         }
     }
 

@@ -11,8 +11,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
 use lakecap_models::chat::Message;
-use lakecap_models::generate::GenParams;
-use lakecap_models::llm;
+use lakecap_models::decode::GenParams;
+use lakecap_models::serve::llm;
 
 use crate::args::{RowFailure, Rows, bytes_rows};
 use crate::model_args::{TextMemo, blocking, device, model_err};

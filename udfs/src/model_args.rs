@@ -13,8 +13,10 @@ use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, Signature, TypeSignature, Volatility,
 };
+use lakecap_models::ModelError;
 use lakecap_models::image::decode;
-use lakecap_models::{ModelError, embed};
+use lakecap_models::runtime::Device;
+use lakecap_models::serve::embed;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::args::{Rows, bytes_rows};
@@ -127,10 +129,10 @@ pub(crate) fn vector_field(name: &str, id: &str, image: bool) -> Result<FieldRef
 }
 
 /// The device `lakecap.device` names; `auto` falling back to the CPU says why, once per process.
-pub(crate) fn device(options: &crate::options::LakecapOptions) -> Result<embed::Device> {
+pub(crate) fn device(options: &crate::options::LakecapOptions) -> Result<Device> {
     static SAID: std::sync::Once = std::sync::Once::new();
     let plan = |e: ModelError| DataFusionError::Plan(e.to_string());
-    let (device, why) = embed::Device::parse(&options.device).map_err(plan)?;
+    let (device, why) = Device::parse(&options.device).map_err(plan)?;
     let device = device.with_precision(&options.precision).map_err(plan)?;
     if let Some(why) = why {
         SAID.call_once(|| {

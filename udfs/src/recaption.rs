@@ -10,8 +10,8 @@ use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
 };
-use lakecap_models::caption;
-use lakecap_models::generate::GenParams;
+use lakecap_models::decode::GenParams;
+use lakecap_models::serve::caption;
 
 use crate::args::{RowFailure, Rows, arrays, bytes_rows};
 use crate::caption_cache::CaptionCache;

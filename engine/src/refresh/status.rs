@@ -1,7 +1,8 @@
 //! Run history per job for `lakecap jobs status`: the last [`KEEP`] runs of
-//! each job in `$LAKECAP_HOME/jobs/NAME.json`, written when a run ends.
+//! each job in `$LAKECAP_HOME/jobs/NAME.json` (`lakecap_models::home::jobs_dir`),
+//! written when a run ends.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -62,10 +63,6 @@ impl RunRecord {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct History {
     runs: Vec<RunRecord>,
-}
-
-pub fn jobs_dir() -> PathBuf {
-    lakecap_models::hub::lakecap_home().join("jobs")
 }
 
 fn read(path: &Path) -> Result<History> {

@@ -156,15 +156,22 @@ pub enum Precision {
     Bf16,
 }
 
-impl Precision {
-    /// Parses `auto`, `f32`, `f16` or `bf16`.
-    pub fn parse(s: &str) -> Option<Precision> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
+impl std::str::FromStr for Precision {
+    /// The refusal, naming the accepted values (a SQL error shows it as is).
+    type Err = String;
+
+    /// Parses `auto`, `f32`, `f16` or `bf16` (and their long names).
+    fn from_str(s: &str) -> std::result::Result<Precision, String> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Precision::Auto,
             "f32" | "fp32" | "float32" => Precision::F32,
             "f16" | "fp16" | "float16" | "half" => Precision::F16,
             "bf16" | "bfloat16" => Precision::Bf16,
-            _ => return None,
+            _ => {
+                return Err(format!(
+                    "precision `{s}`: use 'auto', 'f32', 'f16' or 'bf16'"
+                ));
+            }
         })
     }
 }

@@ -7,8 +7,8 @@
 use lakecap_kernels::{Activation, Backend, HostData, Mask, Pos};
 
 use super::config::{BlipConfig, BlipTextConfig, BlipVisionConfig};
+use crate::decode::{Decoder, Logits, Want};
 use crate::error::{ModelError, Result};
-use crate::generate::{Decoder, Logits, Want};
 use crate::nn::{
     Attention, CachedAttention, CrossAttention, EncoderLayer, LayerNorm, Linear, Mlp,
     NormPlacement, encode,

@@ -8,8 +8,8 @@
 //! when no running beam can beat the worst finished one (transformers'
 //! heuristic for `early_stopping = False`).
 
-use super::GenParams;
 use super::sampling::{log_softmax, process};
+use crate::decode::GenParams;
 
 /// A beam group's search state; beam `j` lives in `slots[j]`.
 pub(super) struct Group {

@@ -4,7 +4,8 @@
 
 use rand::Rng;
 
-use super::{GenParams, Seq};
+use super::Seq;
+use crate::decode::GenParams;
 
 /// transformers' `RepetitionPenaltyLogitsProcessor`, `MinNewTokensLengthLogitsProcessor`
 /// and `NoRepeatNGramLogitsProcessor`, in that order, on `l` (the scores

@@ -8,8 +8,8 @@
 use lakecap_kernels::{Activation, Backend, Pos, Rope};
 
 use super::config::LlamaConfig;
+use crate::decode::{Decoder, Logits, Want};
 use crate::error::{ModelError, Result};
-use crate::generate::{Decoder, Logits, Want};
 use crate::nn::{CachedAttention, GatedMlp, Linear, RmsNorm};
 use crate::weights::WeightSource;
 

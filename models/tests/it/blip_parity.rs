@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{blip_inputs, floats, ids, json, photo};
 use lakecap_models::blip::{BlipConfig, BlipPreprocess};
-use lakecap_models::caption::load_captioner;
-use lakecap_models::embed::Device;
-use lakecap_models::generate::GenParams;
+use lakecap_models::decode::GenParams;
+use lakecap_models::runtime::Device;
+use lakecap_models::serve::caption::load_captioner;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/blip-tiny")
@@ -136,7 +136,7 @@ async fn check_greedy(device: Device) {
 /// scale 0 decodes the unconditional branch alone (greedy on the mean image,
 /// which normalises to zeros), a larger scale changes captions, and a row's
 /// caption does not depend on its batch.
-async fn check_guidance(cap: &lakecap_models::caption::Captioner, images: &[Vec<f32>]) {
+async fn check_guidance(cap: &lakecap_models::serve::caption::Captioner, images: &[Vec<f32>]) {
     let greedy = GenParams {
         max_new_tokens: 8,
         ..Default::default()

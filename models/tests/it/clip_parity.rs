@@ -139,7 +139,8 @@ fn tiny_clip_on_cuda_matches_transformers() {
 /// (measured 5.4e-4 on an H200).
 #[tokio::test]
 async fn embedder_on_cuda_matches_cpu() {
-    use lakecap_models::embed::{Device, load_image_embedder};
+    use lakecap_models::runtime::Device;
+    use lakecap_models::serve::embed::load_image_embedder;
     if let Some(why) = lakecap_kernels::cuda::unavailable_reason() {
         eprintln!("skipping: {why}");
         return;

@@ -17,7 +17,7 @@ pub fn photo(name: &str) -> image::DynamicImage {
 
 /// The captioner's pixel inputs for the photos of a BLIP fixture's `rows`.
 pub fn blip_inputs(
-    cap: &lakecap_models::caption::Captioner,
+    cap: &lakecap_models::serve::caption::Captioner,
     rows: &[serde_json::Value],
 ) -> Vec<Vec<f32>> {
     rows.iter()

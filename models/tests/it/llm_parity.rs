@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use crate::common::{floats, ids, json, rel_err};
 use lakecap_kernels::{Backend, Cpu, Cuda, Pos, cuda::unavailable_reason};
 use lakecap_models::chat::Message;
-use lakecap_models::embed::Device;
-use lakecap_models::generate::GenParams;
+use lakecap_models::decode::GenParams;
 use lakecap_models::gguf::Gguf;
+use lakecap_models::hub;
 use lakecap_models::llama::{GgufWeights, Llama, LlamaConfig};
+use lakecap_models::runtime::Device;
+use lakecap_models::serve::llm;
 use lakecap_models::weights::Weights;
-use lakecap_models::{hub, llm};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use crate::common::{floats, ids, json, rel_err};
-use lakecap_models::{embed, hub};
+use lakecap_models::hub;
+use lakecap_models::runtime::Device;
+use lakecap_models::serve::embed;
 
 const ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
@@ -30,7 +32,7 @@ async fn minilm_matches_sentence_transformers() {
         .iter()
         .map(|s| s.as_str().unwrap())
         .collect();
-    let model = embed::text_embedder(ID, 4, embed::Device::Cpu).unwrap();
+    let model = embed::text_embedder(ID, 4, Device::Cpu).unwrap();
     assert_eq!(model.dim, 384);
 
     let tokens = model.tokenize(&sentences).unwrap();

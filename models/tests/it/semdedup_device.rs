@@ -2,7 +2,7 @@
 //! same duplicate pairs); skipped without a GPU. Part of scripts/gpu-check.sh.
 
 use lakecap_kernels::cuda::{Precision, unavailable_reason};
-use lakecap_models::embed::Device;
+use lakecap_models::runtime::Device;
 use lakecap_models::semdedup::{SemDedupParams, semantic_duplicates, semantic_duplicates_on};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

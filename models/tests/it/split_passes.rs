@@ -8,9 +8,10 @@ use std::path::Path;
 
 use crate::common::{blip_inputs, json, photo};
 use lakecap_kernels::cpu::set_activation_budget;
-use lakecap_models::caption::load_captioner;
-use lakecap_models::embed::{Device, load_image_embedder};
-use lakecap_models::generate::GenParams;
+use lakecap_models::decode::GenParams;
+use lakecap_models::runtime::Device;
+use lakecap_models::serve::caption::load_captioner;
+use lakecap_models::serve::embed::load_image_embedder;
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,16 +5,17 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use lakecap_kernels::{Cpu, Cuda};
 use tokenizers::Tokenizer;
 
+use super::read_json;
 use crate::chat::{ChatTemplate, Message};
-use crate::embed::{Device, Registry, cached, on_device};
+use crate::decode::{Decoder, GenParams};
 use crate::error::{ModelError, Result};
-use crate::generate::{Completion, Decoder, Detokenize, GenParams, Generator};
+use crate::generate::{Completion, Detokenize, Generator};
 use crate::gguf::{self, Gguf};
 use crate::hub;
 use crate::llama::{GgufWeights, Llama, LlamaConfig, LlamaDecoder, config_from_gguf};
+use crate::runtime::{Device, Registry, cached, on_device};
 use crate::weights::Weights;
 
 /// Most positions a sequence may use (prompt and output): captions are short,
@@ -75,11 +76,6 @@ impl Llm {
     }
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::bad_file(path, e))?;
-    serde_json::from_str(&text).map_err(|e| ModelError::bad_file(path, e))
-}
-
 fn token_str(tok: &Tokenizer, id: Option<u32>) -> String {
     id.and_then(|i| tok.id_to_token(i)).unwrap_or_default()
 }
@@ -90,14 +86,14 @@ fn hf_template(dir: &Path) -> Option<String> {
     if let Ok(s) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
         return Some(s);
     }
-    let v = read_json(&dir.join("tokenizer_config.json")).ok()?;
+    let v: serde_json::Value = read_json(&dir.join("tokenizer_config.json")).ok()?;
     v["chat_template"].as_str().map(str::to_string)
 }
 
 /// The EOS ids: `generation_config.json` first (chat models list their
 /// end-of-turn token there), then the config.
 fn hf_eos(dir: &Path, cfg: &LlamaConfig) -> Vec<u32> {
-    let from_gen = read_json(&dir.join("generation_config.json"))
+    let from_gen = read_json::<serde_json::Value>(&dir.join("generation_config.json"))
         .ok()
         .and_then(|v| {
             serde_json::from_value::<crate::llama::config::OneOrMany>(v["eos_token_id"].clone())
@@ -114,8 +110,9 @@ fn hf_eos(dir: &Path, cfg: &LlamaConfig) -> Vec<u32> {
 pub fn load_llm(path: &Path, id: &str, slots: usize, device: Device) -> Result<Llm> {
     let slots = slots.max(1);
     let (tokenizer, template, bos, eos, source) = if path.join("config.json").is_file() {
-        let cfg: LlamaConfig = serde_json::from_value(read_json(&path.join("config.json"))?)
-            .map_err(|e| ModelError::bad_file(&path.join("config.json"), e))?;
+        let cfg: LlamaConfig =
+            serde_json::from_value(read_json::<serde_json::Value>(&path.join("config.json"))?)
+                .map_err(|e| ModelError::bad_file(&path.join("config.json"), e))?;
         if !matches!(cfg.model_type.as_str(), "llama" | "qwen2" | "mistral") {
             return Err(ModelError::Unsupported(format!(
                 "`{id}` is a `{}` model; text generation needs a Llama-family model (llama, mistral, qwen2)",

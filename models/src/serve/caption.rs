@@ -9,13 +9,14 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use image::DynamicImage;
-use lakecap_kernels::{Cpu, Cuda};
 use tokenizers::Tokenizer;
 
+use super::read_json;
 use crate::blip::{BlipCaptioner, BlipConfig, BlipPreprocess};
-use crate::embed::{Device, Registry, cached, on_device};
+use crate::decode::{Decoder, GenParams};
 use crate::error::{ModelError, Result};
-use crate::generate::{Context, Decoder, Detokenize, GenParams, Generator};
+use crate::generate::{Context, Detokenize, Generator};
+use crate::runtime::{Device, Registry, cached, on_device};
 use crate::weights::Weights;
 
 pub struct Captioner {
@@ -77,15 +78,9 @@ impl Captioner {
     }
 }
 
-fn read_config(dir: &Path) -> Result<BlipConfig> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| ModelError::bad_file(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| ModelError::bad_file(&path, e))
-}
-
 /// Loads the BLIP captioner in `dir` with `slots` concurrent sequences.
 pub fn load_captioner(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Captioner> {
-    let cfg = read_config(dir)?;
+    let cfg: BlipConfig = read_json(&dir.join("config.json"))?;
     if cfg.model_type != "blip" {
         return Err(ModelError::Unsupported(format!(
             "`{id}` is a `{}` model; recaptioning needs a BLIP captioner (blip)",

@@ -1,25 +1,25 @@
 //! Embedding services: a loaded model behind a [`Scheduler`], shared by every
-//! query of the process (a model is loaded once per (directory, device)).
+//! query of the process (the runtime's registry loads it once per
+//! (directory, device)).
 //!
 //! - [`ImageEmbedder`]: a CLIP vision tower and its preprocessing.
 //! - [`TextEmbedder`]: a CLIP text tower or a BERT sentence encoder.
 //!
 //! Embeddings are unit-length, so a dot product is the cosine similarity.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use image::DynamicImage;
-use lakecap_kernels::cuda::Precision;
-use lakecap_kernels::{Backend, Cpu, Cuda, HostData};
+use lakecap_kernels::{Backend, HostData};
 
+use super::read_json;
 use crate::bert::{Bert, BertConfig};
 use crate::clip::{ClipConfig, ClipPreprocess, ClipText, ClipVision};
 use crate::error::{ModelError, Result};
 use crate::hub;
 use crate::image::preprocess::{Rgb, to_rgb};
-use crate::scheduler::Scheduler;
+use crate::runtime::{Device, Registry, Scheduler, cached, on_device};
 use crate::tokenize::TextTokenizer;
 use crate::weights::Weights;
 
@@ -76,11 +76,6 @@ impl TextEmbedder {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::bad_file(path, e))?;
-    serde_json::from_str(&text).map_err(|e| ModelError::bad_file(path, e))
-}
-
 fn model_type(dir: &Path) -> Result<String> {
     let v: serde_json::Value = read_json(&dir.join("config.json"))?;
     Ok(v["model_type"].as_str().unwrap_or_default().to_string())
@@ -128,71 +123,6 @@ pub fn embedding_dim(id: &str, image: bool) -> Result<usize> {
         ))),
     }
 }
-
-/// Where a model runs: the CPU, or a CUDA device and the precision its
-/// weights are kept in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Device {
-    Cpu,
-    Cuda(usize, Precision),
-}
-
-impl Device {
-    /// Parses `auto`, `cpu`, `cuda` or `cuda:N` (CUDA with [`Precision::Auto`]).
-    /// `auto` is CUDA device 0 when the driver, NVRTC and cuBLAS can be
-    /// loaded, else the CPU, and then also returns why.
-    pub fn parse(s: &str) -> Result<(Device, Option<String>)> {
-        let s = s.trim().to_ascii_lowercase();
-        let cuda = |n| Device::Cuda(n, Precision::Auto);
-        Ok(match s.as_str() {
-            "cpu" => (Device::Cpu, None),
-            "cuda" => (cuda(0), None),
-            "auto" => match lakecap_kernels::cuda::unavailable_reason() {
-                None => (cuda(0), None),
-                Some(why) => (Device::Cpu, Some(why)),
-            },
-            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-                Some(n) => (cuda(n), None),
-                None => {
-                    return Err(ModelError::Unsupported(format!(
-                        "device `{other}`: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-                    )));
-                }
-            },
-        })
-    }
-
-    /// This device with weights kept in `precision` (`auto`, `f32`, `f16`,
-    /// `bf16`); the CPU keeps checkpoints as they are whatever it says.
-    pub fn with_precision(self, precision: &str) -> Result<Device> {
-        let p = Precision::parse(precision).ok_or_else(|| {
-            ModelError::Unsupported(format!(
-                "precision `{precision}`: use 'auto', 'f32', 'f16' or 'bf16'"
-            ))
-        })?;
-        Ok(match self {
-            Device::Cpu => Device::Cpu,
-            Device::Cuda(n, _) => Device::Cuda(n, p),
-        })
-    }
-}
-
-/// Runs `build` with the backend of `device`, on the worker thread.
-macro_rules! on_device {
-    ($device:expr, |$be:ident| $build:expr) => {
-        match $device {
-            Device::Cpu => {
-                let $be = Cpu;
-                $build
-            }
-            Device::Cuda(n, precision) => {
-                let $be = Cuda::new(n, precision)?;
-                $build
-            }
-        }
-    };
-}
-pub(crate) use on_device;
 
 /// A model as the scheduler runs it: a batch of inputs to unit vectors.
 type BatchFn<I> = Box<dyn FnMut(Vec<I>) -> Result<Vec<Vec<f32>>>>;
@@ -320,29 +250,6 @@ pub fn load_text_embedder(
         tokenizer,
         scheduler,
     })
-}
-
-/// Loaded models by (directory, device).
-pub(crate) type Registry<T> = Mutex<HashMap<(PathBuf, Device), Arc<T>>>;
-
-/// The model `id` on `device` from `reg`, loaded with `load` on first use.
-pub(crate) fn cached<T>(
-    reg: &'static OnceLock<Registry<T>>,
-    id: &str,
-    device: Device,
-    load: impl FnOnce(&Path) -> Result<T>,
-) -> Result<Arc<T>> {
-    let dir = hub::resolve(id)?;
-    let dir = dir.canonicalize().unwrap_or(dir);
-    let map = reg.get_or_init(Default::default);
-    // Holding the lock while loading makes concurrent first calls load once.
-    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(x) = m.get(&(dir.clone(), device)) {
-        return Ok(Arc::clone(x));
-    }
-    let x = Arc::new(load(&dir)?);
-    m.insert((dir, device), Arc::clone(&x));
-    Ok(x)
 }
 
 /// The process-wide image embedder for `id` on `device` (loaded on first use).
