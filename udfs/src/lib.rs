@@ -21,31 +21,11 @@
 //!
 //! [`register_all`] installs everything into a `SessionContext`.
 
-mod args;
-mod caption_cache;
-mod diagnostics;
-mod docs;
-mod llm_call;
-mod model_args;
-mod options;
-mod table_args;
-
-mod alt_quality;
-mod clip_score;
-mod cosine;
-mod dhash;
-mod embed_image;
-mod embed_text;
-mod fuse;
-mod hamming;
-mod image_error;
-mod image_info;
-mod llm;
-mod near_duplicates;
-mod phash;
-mod recaption;
-mod semantic_duplicates;
-mod thumbnail;
+mod common;
+mod image;
+mod model;
+mod table;
+mod text;
 
 use std::sync::Arc;
 
@@ -53,28 +33,28 @@ use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::logical_expr::{Documentation, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
-pub use alt_quality::AltQualityFunc;
-pub use clip_score::ClipScoreFunc;
-pub use cosine::CosineFunc;
-pub use dhash::DhashFunc;
-pub use diagnostics::{DiagHandle, Diagnostics, WarningCount};
-pub use embed_image::EmbedImageFunc;
-pub use embed_text::EmbedTextFunc;
-pub use fuse::FuseFunc;
-pub use hamming::HammingFunc;
-pub use image_error::ImageErrorFunc;
-pub use image_info::ImageInfoFunc;
-pub use llm::LlmFunc;
-pub use model_args::{EmbeddingMemo, MemoHandle, SessionMemo, TextMemo};
-pub use near_duplicates::NearDuplicatesFunc;
-pub use options::{
+pub use common::diagnostics::{DiagHandle, Diagnostics, WarningCount};
+pub use common::model_args::{EmbeddingMemo, MemoHandle, SessionMemo, TextMemo};
+pub use common::options::{
     DEFAULT_CAPTION_MODEL, DEFAULT_CLIP_MODEL, DEFAULT_FUSE_PROMPT, DEFAULT_LLM_MODEL,
     DEFAULT_TEXT_MODEL, FuseOptions, LakecapOptions, LlmOptions, ModelSetting, OnError, Switch,
 };
-pub use phash::PhashFunc;
-pub use recaption::RecaptionFunc;
-pub use semantic_duplicates::SemanticDuplicatesFunc;
-pub use thumbnail::ThumbnailFunc;
+pub use image::dhash::DhashFunc;
+pub use image::hamming::HammingFunc;
+pub use image::image_error::ImageErrorFunc;
+pub use image::image_info::ImageInfoFunc;
+pub use image::phash::PhashFunc;
+pub use image::thumbnail::ThumbnailFunc;
+pub use model::clip_score::ClipScoreFunc;
+pub use model::cosine::CosineFunc;
+pub use model::embed_image::EmbedImageFunc;
+pub use model::embed_text::EmbedTextFunc;
+pub use model::fuse::FuseFunc;
+pub use model::llm::LlmFunc;
+pub use model::recaption::RecaptionFunc;
+pub use table::near_duplicates::NearDuplicatesFunc;
+pub use table::semantic_duplicates::SemanticDuplicatesFunc;
+pub use text::alt_quality::AltQualityFunc;
 
 /// Every lakecap scalar function, reporting into `diag`; the model functions
 /// follow the model settings of `options` (the session's) and share one memo.
@@ -117,12 +97,12 @@ pub fn scalar_functions(diag: &Arc<Diagnostics>, options: &LakecapOptions) -> Ve
 /// `documentation()`, so the model functions' docs are looked up by name.
 pub fn documentation(udf: &ScalarUDF) -> Option<&Documentation> {
     udf.documentation().or_else(|| match udf.name() {
-        "embed_image" => Some(&*embed_image::DOC),
-        "embed_text" => Some(&*embed_text::DOC),
-        "clip_score" => Some(&*clip_score::DOC),
-        "fuse" => Some(&*fuse::DOC),
-        "recaption" => Some(&*recaption::DOC),
-        "llm" => Some(&*llm::DOC),
+        "embed_image" => Some(&*model::embed_image::DOC),
+        "embed_text" => Some(&*model::embed_text::DOC),
+        "clip_score" => Some(&*model::clip_score::DOC),
+        "fuse" => Some(&*model::fuse::DOC),
+        "recaption" => Some(&*model::recaption::DOC),
+        "llm" => Some(&*model::llm::DOC),
         _ => None,
     })
 }

@@ -8,8 +8,8 @@ use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::ScalarFunctionArgs;
 use lakecap_models::image::{DecodeLimits, ImageError};
 
-use crate::diagnostics::Diagnostics;
-use crate::options::{LakecapOptions, OnError};
+use crate::common::diagnostics::Diagnostics;
+use crate::common::options::{LakecapOptions, OnError};
 
 /// What an argument must be.
 #[derive(Debug, Clone, Copy)]

@@ -10,15 +10,15 @@ use datafusion::logical_expr::{
 };
 use lakecap_models::image::{decode, thumbnail_jpeg};
 
-use crate::args::{Arg, RowFailure, Rows, arrays, bytes_rows, coerce};
-use crate::diagnostics::DiagHandle;
+use crate::common::args::{Arg, RowFailure, Rows, arrays, bytes_rows, coerce};
+use crate::common::diagnostics::DiagHandle;
 
 const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image), ("max_side", Arg::Integer)];
 const MAX_SIDE: i64 = 4096;
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::IMAGE,
+        crate::common::docs::IMAGE,
         "Downscales (never upscales) to fit max_side x max_side with Lanczos, flattens alpha onto \
          white and encodes a quality-85 JPEG: previews for reports and UIs. Undecodable images give \
          NULL and a counted warning (or an error under lakecap.on_error = 'fail').",

@@ -11,14 +11,14 @@ use datafusion::logical_expr::{
 };
 use lakecap_models::image::probe;
 
-use crate::args::{Arg, Rows, arrays, coerce};
-use crate::diagnostics::DiagHandle;
+use crate::common::args::{Arg, Rows, arrays, coerce};
+use crate::common::diagnostics::DiagHandle;
 
 const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image)];
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::IMAGE,
+        crate::common::docs::IMAGE,
         "Reads format ('jpeg', 'png', 'gif', 'webp', 'bmp', 'tiff'), width, height and channels \
          from the image header without decoding pixels, so it is cheap enough to filter a whole \
          lake by size. Unreadable headers and images over lakecap.max_pixels give NULL and a \

@@ -10,17 +10,17 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
 };
 
-use crate::args::{Rows, arrays};
-use crate::diagnostics::DiagHandle;
-use crate::model_args::{
+use crate::common::args::{Rows, arrays};
+use crate::common::diagnostics::DiagHandle;
+use crate::common::model_args::{
     MemoHandle, Param, image_vectors, model_id_at_plan, model_id_at_run, model_signature,
     vector_field, vectors_array,
 };
-use crate::options::ModelSetting;
+use crate::common::options::ModelSetting;
 
 pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::MODEL,
+        crate::common::docs::MODEL,
         "Unit-length CLIP image embedding as FixedSizeList<Float32> (width = the model's \
          projection_dim). Images are decoded and preprocessed exactly as CLIPImageProcessor does, \
          batched across partitions (lakecap.batch_size), and each distinct image is computed once \
@@ -87,7 +87,7 @@ impl ScalarUDFImpl for EmbedImageFunc {
 impl AsyncScalarUDFImpl for EmbedImageFunc {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let model = model_id_at_run(&args.args, 1, &self.model)?;
-        let dim = crate::model_args::dim_of(&args)?;
+        let dim = crate::common::model_args::dim_of(&args)?;
         let rows = Rows::new("embed_image", &args, 0, &self.diag.0);
         let v = image_vectors(&rows, &arrays(&args)?[0], &model, &self.memo.0.vectors).await?;
         Ok(ColumnarValue::Array(vectors_array(&v, dim)?))

@@ -14,9 +14,9 @@ use lakecap_models::chat::Message;
 use lakecap_models::generate::GenParams;
 use lakecap_models::llm;
 
-use crate::args::{RowFailure, Rows, bytes_rows};
-use crate::model_args::{TextMemo, blocking, device, model_err};
-use crate::options::LakecapOptions;
+use crate::common::args::{RowFailure, Rows, bytes_rows};
+use crate::common::model_args::{TextMemo, blocking, device, model_err};
+use crate::common::options::LakecapOptions;
 
 /// One or more string arguments (all coerced to one string type).
 pub(crate) fn strings_signature() -> Signature {

@@ -17,8 +17,8 @@ use lakecap_models::image::decode;
 use lakecap_models::{ModelError, embed};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::args::{Rows, bytes_rows};
-use crate::options::ModelSetting;
+use crate::common::args::{Rows, bytes_rows};
+use crate::common::options::ModelSetting;
 
 const IMAGE_TYPES: [DataType; 3] = [
     DataType::Binary,
@@ -127,7 +127,7 @@ pub(crate) fn vector_field(name: &str, id: &str, image: bool) -> Result<FieldRef
 }
 
 /// The device `lakecap.device` names; `auto` falling back to the CPU says why, once per process.
-pub(crate) fn device(options: &crate::options::LakecapOptions) -> Result<embed::Device> {
+pub(crate) fn device(options: &crate::common::options::LakecapOptions) -> Result<embed::Device> {
     static SAID: std::sync::Once = std::sync::Once::new();
     let plan = |e: ModelError| DataFusionError::Plan(e.to_string());
     let (device, why) = embed::Device::parse(&options.device).map_err(plan)?;
@@ -386,7 +386,7 @@ pub(crate) async fn image_vectors(
 pub(crate) async fn text_vectors(
     col: &ArrayRef,
     model: &str,
-    options: &crate::options::LakecapOptions,
+    options: &crate::common::options::LakecapOptions,
     memo: &EmbeddingMemo,
 ) -> Result<Vectors> {
     let id = model.to_string();

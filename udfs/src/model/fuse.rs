@@ -13,16 +13,18 @@ use datafusion::logical_expr::{
 use lakecap_models::chat::parse_turns;
 use lakecap_models::text::alt_quality;
 
-use crate::args::{Rows, arrays};
-use crate::diagnostics::DiagHandle;
-use crate::llm_call::{at_least, fill, generate, string_columns, strings_array, strings_signature};
-use crate::model_args::MemoHandle;
+use crate::common::args::{Rows, arrays};
+use crate::common::diagnostics::DiagHandle;
+use crate::common::model_args::MemoHandle;
+use crate::model::llm_call::{
+    at_least, fill, generate, string_columns, strings_array, strings_signature,
+};
 
 const USAGE: &str = "fuse(alt, caption [, extra …])";
 
 pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::LLM,
+        crate::common::docs::LLM,
         "One fluent caption that keeps the facts of a web alt text (names, places, dates) and the \
          visual details of a synthetic caption, written by an LLM (CapsFusion). Extra arguments \
          (more captions, detected tags, OCR text, as in FuseCap) are given to the model as further \

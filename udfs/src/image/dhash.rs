@@ -1,4 +1,4 @@
-//! `phash(img)`: perceptual DCT hash, bit-identical to Python `imagehash.phash`.
+//! `dhash(img)`: difference hash, bit-identical to Python `imagehash.dhash`.
 
 use std::sync::{Arc, LazyLock};
 
@@ -8,38 +8,35 @@ use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use lakecap_models::image::{decode, phash};
+use lakecap_models::image::{decode, dhash};
 
-use crate::args::{Arg, Rows, arrays, coerce};
-use crate::diagnostics::DiagHandle;
+use crate::common::args::{Arg, Rows, arrays, coerce};
+use crate::common::diagnostics::DiagHandle;
 
 const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image)];
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::IMAGE,
-        "64-bit perceptual hash (DCT of a 32x32 Lanczos thumbnail), bit-identical to Python \
-         imagehash.phash with default sizes; compare with hamming(). Undecodable images give NULL \
+        crate::common::docs::IMAGE,
+        "64-bit difference hash (horizontal gradients of a 9x8 Lanczos thumbnail), bit-identical to Python \
+         imagehash.dhash with default sizes; compare with hamming(). Undecodable images give NULL \
          and a counted warning (or an error under lakecap.on_error = 'fail').",
-        "phash(img)",
+        "dhash(img)",
     )
-    .with_argument(
-        "img",
-        "Encoded image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF).",
-    )
-    .with_sql_example("SELECT key, phash(img) AS ph FROM lake;")
-    .with_related_udf("dhash")
+    .with_argument("img", "Encoded image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF).")
+    .with_sql_example("SELECT key, dhash(img) AS ph FROM lake;")
+    .with_related_udf("phash")
     .with_related_udf("hamming")
     .build()
 });
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct PhashFunc {
+pub struct DhashFunc {
     signature: Signature,
     diag: DiagHandle,
 }
 
-impl PhashFunc {
+impl DhashFunc {
     pub fn new(diag: DiagHandle) -> Self {
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
@@ -48,9 +45,9 @@ impl PhashFunc {
     }
 }
 
-impl ScalarUDFImpl for PhashFunc {
+impl ScalarUDFImpl for DhashFunc {
     fn name(&self) -> &str {
-        "phash"
+        "dhash"
     }
 
     fn signature(&self) -> &Signature {
@@ -66,10 +63,10 @@ impl ScalarUDFImpl for PhashFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = Rows::new("phash", &args, 0, &self.diag.0);
+        let rows = Rows::new("dhash", &args, 0, &self.diag.0);
         let limits = rows.limits();
         let hashes = rows.map_images(&arrays(&args)?[0], |b| {
-            decode(b, limits).map(|img| phash(&img))
+            decode(b, limits).map(|img| dhash(&img))
         })?;
         Ok(ColumnarValue::Array(Arc::new(UInt64Array::from(hashes))))
     }

@@ -13,8 +13,8 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use lakecap_models::semdedup::{SemDedupParams, semantic_duplicates_on};
 
-use crate::model_args::{blocking, model_err, vector_rows};
-use crate::table_args::{SourceColumns, number_arg, resolve, string_arg};
+use crate::common::model_args::{blocking, model_err, vector_rows};
+use crate::table::table_args::{SourceColumns, number_arg, resolve, string_arg};
 
 /// Table function: semantic deduplication (SemDeDup) of the vectors in
 /// `embedding_col` (from `embed_image` or `embed_text`): spherical k-means into
@@ -144,8 +144,8 @@ impl TableProvider for SemanticDuplicatesTable {
         }
         let d = dim.unwrap_or(1);
         let params = self.params.clone();
-        let options = crate::options::LakecapOptions::from_config(state.config_options());
-        let device = crate::model_args::device(&options)?;
+        let options = crate::common::options::LakecapOptions::from_config(state.config_options());
+        let device = crate::common::model_args::device(&options)?;
         let verdicts = blocking(move || semantic_duplicates_on(device, &flat, d, &params))
             .await?
             .map_err(model_err)?;

@@ -10,16 +10,16 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
 };
 
-use crate::args::arrays;
-use crate::model_args::{
+use crate::common::args::arrays;
+use crate::common::model_args::{
     MemoHandle, Param, model_id_at_plan, model_id_at_run, model_signature, text_vectors,
     vector_field, vectors_array,
 };
-use crate::options::{LakecapOptions, ModelSetting};
+use crate::common::options::{LakecapOptions, ModelSetting};
 
 pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::MODEL,
+        crate::common::docs::MODEL,
         "Unit-length text embedding as FixedSizeList<Float32>: a sentence encoder's mean-pooled \
          output (all-MiniLM-L6-v2 by default, identical to sentence-transformers) or a CLIP text \
          tower's projection. Texts longer than the model's limit are truncated as the reference \
@@ -88,7 +88,7 @@ impl ScalarUDFImpl for EmbedTextFunc {
 impl AsyncScalarUDFImpl for EmbedTextFunc {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let model = model_id_at_run(&args.args, 1, &self.model)?;
-        let dim = crate::model_args::dim_of(&args)?;
+        let dim = crate::common::model_args::dim_of(&args)?;
         let options = LakecapOptions::from_config(&args.config_options);
         let v = text_vectors(&arrays(&args)?[0], &model, &options, &self.memo.0.vectors).await?;
         Ok(ColumnarValue::Array(vectors_array(&v, dim)?))

@@ -11,16 +11,18 @@ use datafusion::logical_expr::{
 };
 use lakecap_models::chat::parse_turns;
 
-use crate::args::{Rows, arrays};
-use crate::diagnostics::DiagHandle;
-use crate::llm_call::{at_least, fill, generate, string_columns, strings_array, strings_signature};
-use crate::model_args::MemoHandle;
+use crate::common::args::{Rows, arrays};
+use crate::common::diagnostics::DiagHandle;
+use crate::common::model_args::MemoHandle;
+use crate::model::llm_call::{
+    at_least, fill, generate, string_columns, strings_array, strings_signature,
+};
 
 const USAGE: &str = "llm(template, arg1, …)";
 
 pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::LLM,
+        crate::common::docs::LLM,
         "The LLM's reply to a prompt built per row: {1}, {2}, … in the template are replaced by the \
          following arguments. The template may hold [system], [user] and [assistant] sections \
          (few-shot turns) as udfs/prompts/fuse.txt does; it is rendered with the model's chat \

@@ -10,13 +10,13 @@ use datafusion::logical_expr::{
 };
 use lakecap_models::image::hamming;
 
-use crate::args::{Arg, arrays, coerce};
+use crate::common::args::{Arg, arrays, coerce};
 
 const PARAMS: &[(&str, Arg)] = &[("a", Arg::Hash), ("b", Arg::Hash)];
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::IMAGE,
+        crate::common::docs::IMAGE,
         "Hamming distance (0-64) between two 64-bit hashes such as phash() or dhash(). Int64 \
          hashes are read bit for bit, so hashes stored by other tools as signed integers compare correctly.",
         "hamming(a, b)",

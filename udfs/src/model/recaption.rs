@@ -13,20 +13,20 @@ use datafusion::logical_expr::{
 use lakecap_models::caption;
 use lakecap_models::generate::GenParams;
 
-use crate::args::{RowFailure, Rows, arrays, bytes_rows};
-use crate::caption_cache::CaptionCache;
-use crate::diagnostics::DiagHandle;
-use crate::llm_call::strings_array;
-use crate::model_args::{
+use crate::common::args::{RowFailure, Rows, arrays, bytes_rows};
+use crate::common::diagnostics::DiagHandle;
+use crate::common::model_args::{
     MemoHandle, Param, TextMemo, blocking, device, model_err, model_signature, prepare_images,
 };
-use crate::options::Switch;
+use crate::common::options::Switch;
+use crate::model::caption_cache::CaptionCache;
+use crate::model::llm_call::strings_array;
 
 const USAGE: &str = "recaption(img [, 'key=value; …'])";
 
 pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::MODEL,
+        crate::common::docs::MODEL,
         "A synthetic caption of the image by a BLIP captioner (lakecap.caption_model, default \
          Salesforce/blip-image-captioning-base; bring its HF files), decoded with continuous \
          batching. Options, as 'key=value' pairs separated by ';': prompt (a text prefix such as \

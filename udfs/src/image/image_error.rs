@@ -10,8 +10,8 @@ use datafusion::logical_expr::{
 };
 use lakecap_models::image::decode;
 
-use crate::args::{Arg, arrays, bytes_rows, coerce};
-use crate::options::LakecapOptions;
+use crate::common::args::{Arg, arrays, bytes_rows, coerce};
+use crate::common::options::LakecapOptions;
 
 const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image)];
 
@@ -20,7 +20,7 @@ const MISSING: &str = "missing image (NULL)";
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::IMAGE,
+        crate::common::docs::IMAGE,
         "NULL when the image decodes fully within lakecap.max_pixels and lakecap.max_image_bytes; \
          otherwise a short reason (empty, not an image, truncated jpeg, corrupt png: ..., \
          100000x100000 exceeds lakecap.max_pixels, ...). A NULL image gives 'missing image (NULL)', \

@@ -11,16 +11,16 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
 };
 
-use crate::args::{Rows, arrays};
-use crate::diagnostics::DiagHandle;
-use crate::model_args::{
+use crate::common::args::{Rows, arrays};
+use crate::common::diagnostics::DiagHandle;
+use crate::common::model_args::{
     MemoHandle, Param, clip_score, image_vectors, model_id_at_run, model_signature, text_vectors,
 };
-use crate::options::ModelSetting;
+use crate::common::options::ModelSetting;
 
 pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::MODEL,
+        crate::common::docs::MODEL,
         "CLIPScore of an image and a text: 100 × max(cosine of the CLIP image and text embeddings, 0) \
          (Hessel et al. 2021 without the 2.5 weight; DataComp filters at cosine 0.28, i.e. score 28). \
          Each distinct image and text is embedded once per session, however often the expression \

@@ -13,7 +13,7 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use lakecap_models::dedup::{MAX_RADIUS, hamming_clusters};
 
-use crate::table_args::{SourceColumns, resolve, string_arg};
+use crate::table::table_args::{SourceColumns, resolve, string_arg};
 
 /// Table function: clusters rows whose 64-bit hashes are within `max_hamming` bits
 /// (connected components), sub-quadratic by multi-index hashing.

@@ -1,4 +1,4 @@
-//! `dhash(img)`: difference hash, bit-identical to Python `imagehash.dhash`.
+//! `phash(img)`: perceptual DCT hash, bit-identical to Python `imagehash.phash`.
 
 use std::sync::{Arc, LazyLock};
 
@@ -8,35 +8,38 @@ use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use lakecap_models::image::{decode, dhash};
+use lakecap_models::image::{decode, phash};
 
-use crate::args::{Arg, Rows, arrays, coerce};
-use crate::diagnostics::DiagHandle;
+use crate::common::args::{Arg, Rows, arrays, coerce};
+use crate::common::diagnostics::DiagHandle;
 
 const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image)];
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::IMAGE,
-        "64-bit difference hash (horizontal gradients of a 9x8 Lanczos thumbnail), bit-identical to Python \
-         imagehash.dhash with default sizes; compare with hamming(). Undecodable images give NULL \
+        crate::common::docs::IMAGE,
+        "64-bit perceptual hash (DCT of a 32x32 Lanczos thumbnail), bit-identical to Python \
+         imagehash.phash with default sizes; compare with hamming(). Undecodable images give NULL \
          and a counted warning (or an error under lakecap.on_error = 'fail').",
-        "dhash(img)",
+        "phash(img)",
     )
-    .with_argument("img", "Encoded image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF).")
-    .with_sql_example("SELECT key, dhash(img) AS ph FROM lake;")
-    .with_related_udf("phash")
+    .with_argument(
+        "img",
+        "Encoded image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF).",
+    )
+    .with_sql_example("SELECT key, phash(img) AS ph FROM lake;")
+    .with_related_udf("dhash")
     .with_related_udf("hamming")
     .build()
 });
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct DhashFunc {
+pub struct PhashFunc {
     signature: Signature,
     diag: DiagHandle,
 }
 
-impl DhashFunc {
+impl PhashFunc {
     pub fn new(diag: DiagHandle) -> Self {
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
@@ -45,9 +48,9 @@ impl DhashFunc {
     }
 }
 
-impl ScalarUDFImpl for DhashFunc {
+impl ScalarUDFImpl for PhashFunc {
     fn name(&self) -> &str {
-        "dhash"
+        "phash"
     }
 
     fn signature(&self) -> &Signature {
@@ -63,10 +66,10 @@ impl ScalarUDFImpl for DhashFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = Rows::new("dhash", &args, 0, &self.diag.0);
+        let rows = Rows::new("phash", &args, 0, &self.diag.0);
         let limits = rows.limits();
         let hashes = rows.map_images(&arrays(&args)?[0], |b| {
-            decode(b, limits).map(|img| dhash(&img))
+            decode(b, limits).map(|img| phash(&img))
         })?;
         Ok(ColumnarValue::Array(Arc::new(UInt64Array::from(hashes))))
     }

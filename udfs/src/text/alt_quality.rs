@@ -13,14 +13,14 @@ use datafusion::logical_expr::{
 };
 use lakecap_models::text::{AltQuality, alt_quality};
 
-use crate::args::{Arg, RowFailure, Rows, arrays, bytes_rows, coerce};
-use crate::diagnostics::DiagHandle;
+use crate::common::args::{Arg, RowFailure, Rows, arrays, bytes_rows, coerce};
+use crate::common::diagnostics::DiagHandle;
 
 const PARAMS: &[(&str, Arg)] = &[("alt", Arg::Text)];
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::TEXT,
+        crate::common::docs::TEXT,
         "Rule-based alt-text quality after LAION-5B and DataComp basic filtering: a struct of \
          chars, words, is_filename, has_url, is_boilerplate, is_ad, repetition (share of repeated \
          words), lang (ISO 639-3, NULL when unsure) and score in [0, 1]. The score starts at 1 and \

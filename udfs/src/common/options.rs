@@ -186,7 +186,7 @@ pub const DEFAULT_CAPTION_MODEL: &str = "Salesforce/blip-image-captioning-base";
 /// The default LLM (real weights from scripts/fetch-models.sh).
 pub const DEFAULT_LLM_MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 /// The fusion prompt shipped with lakecap (`udfs/prompts/fuse.txt`).
-pub const DEFAULT_FUSE_PROMPT: &str = include_str!("../prompts/fuse.txt");
+pub const DEFAULT_FUSE_PROMPT: &str = include_str!("../../prompts/fuse.txt");
 
 namespace! {
     /// `lakecap.llm.*`: the model and sampling of `fuse` and `llm`.

@@ -9,12 +9,12 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::args::arrays;
-use crate::model_args::vector_rows;
+use crate::common::args::arrays;
+use crate::common::model_args::vector_rows;
 
 pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::MODEL,
+        crate::common::docs::MODEL,
         "Cosine similarity of two vectors (FixedSizeList or List of Float32/Float64), e.g. two \
          embed_text() columns. NULL when either is NULL or all-zero; vectors of different lengths \
          are an error.",
