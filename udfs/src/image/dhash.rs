@@ -1,19 +1,9 @@
 //! `dhash(img)`: difference hash, bit-identical to Python `imagehash.dhash`.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::array::UInt64Array;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
-use lakecap_models::image::{decode, dhash};
-
-use crate::common::args::{Arg, Rows, arrays, coerce};
-use crate::common::diagnostics::DiagHandle;
-
-const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image)];
+use datafusion::logical_expr::Documentation;
+use lakecap_models::image::dhash;
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -30,48 +20,4 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct DhashFunc {
-    signature: Signature,
-    diag: DiagHandle,
-}
-
-impl DhashFunc {
-    pub fn new(diag: DiagHandle) -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-            diag,
-        }
-    }
-}
-
-impl ScalarUDFImpl for DhashFunc {
-    fn name(&self) -> &str {
-        "dhash"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce(self.name(), PARAMS, arg_types)
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::UInt64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = Rows::new("dhash", &args, 0, &self.diag.0);
-        let limits = rows.limits();
-        let hashes = rows.map_images(&arrays(&args)?[0], |b| {
-            decode(b, limits).map(|img| dhash(&img))
-        })?;
-        Ok(ColumnarValue::Array(Arc::new(UInt64Array::from(hashes))))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
-}
+image_hash_function!(DhashFunc = Dhash("dhash", dhash));

@@ -1,19 +1,16 @@
 //! `image_error(img)`: why an image does not decode, or NULL when it does.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::array::StringArray;
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::Documentation;
 use lakecap_models::image::decode;
 
-use crate::common::args::{Arg, arrays, bytes_rows, coerce};
-use crate::common::options::LakecapOptions;
-
-const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image)];
+use crate::common::args::{Arg, IMAGE, Rows, bytes_rows};
+use crate::common::arrow::column;
+use crate::common::plain::{Plain, PlainFunction};
 
 /// The reason given for a NULL image, so that `image_error(img) IS NULL` means "usable".
 const MISSING: &str = "missing image (NULL)";
@@ -33,56 +30,32 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ImageErrorFunc {
-    signature: Signature,
-}
+pub type ImageErrorFunc = Plain<ImageError>;
 
-impl ImageErrorFunc {
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
+pub struct ImageError;
 
-impl Default for ImageErrorFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+impl PlainFunction for ImageError {
+    const NAME: &'static str = "image_error";
+    const PARAMS: &'static [(&'static str, Arg)] = IMAGE;
 
-impl ScalarUDFImpl for ImageErrorFunc {
-    fn name(&self) -> &str {
-        "image_error"
+    fn return_type() -> DataType {
+        DataType::Utf8
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce(self.name(), PARAMS, arg_types)
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let limits = LakecapOptions::from_config(&args.config_options).decode_limits();
-        let a = arrays(&args)?;
-        let reasons: StringArray = bytes_rows(&a[0])?
+    /// Never warns: the reason is the value.
+    fn invoke(rows: &Rows, cols: &[ArrayRef]) -> Result<ArrayRef> {
+        let limits = rows.limits();
+        let reasons = bytes_rows(&cols[0])?
             .into_iter()
             .map(|b| match b {
                 None => Some(MISSING.to_string()),
                 Some(b) => decode(b, limits).err().map(|e| e.to_string()),
             })
             .collect();
-        Ok(ColumnarValue::Array(Arc::new(reasons)))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
+        Ok(column(reasons))
     }
 }

@@ -1,20 +1,16 @@
 //! `image_info(img)`: format, width, height and channels from the header alone.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::array::{ArrayRef, StringArray, StructArray, UInt8Array, UInt32Array};
-use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
-use lakecap_models::image::probe;
+use datafusion::logical_expr::Documentation;
+use lakecap_models::image::{ImageInfo as Header, probe};
 
-use crate::common::args::{Arg, Rows, arrays, coerce};
-use crate::common::diagnostics::DiagHandle;
-
-const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image)];
+use crate::common::args::{Arg, IMAGE, Rows};
+use crate::common::arrow::{StructColumns, field};
+use crate::common::plain::{Plain, PlainFunction};
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -34,86 +30,33 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-fn fields() -> Fields {
-    Fields::from(vec![
-        Field::new("format", DataType::Utf8, true),
-        Field::new("width", DataType::UInt32, true),
-        Field::new("height", DataType::UInt32, true),
-        Field::new("channels", DataType::UInt8, true),
+static FIELDS: LazyLock<StructColumns<Header>> = LazyLock::new(|| {
+    StructColumns::new(vec![
+        field("format", |i: &Header| i.format),
+        field("width", |i: &Header| i.width),
+        field("height", |i: &Header| i.height),
+        field("channels", |i: &Header| i.channels),
     ])
-}
+});
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ImageInfoFunc {
-    signature: Signature,
-    diag: DiagHandle,
-}
+pub type ImageInfoFunc = Plain<ImageInfo>;
 
-impl ImageInfoFunc {
-    pub fn new(diag: DiagHandle) -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-            diag,
-        }
-    }
-}
+pub struct ImageInfo;
 
-impl ScalarUDFImpl for ImageInfoFunc {
-    fn name(&self) -> &str {
-        "image_info"
+impl PlainFunction for ImageInfo {
+    const NAME: &'static str = "image_info";
+    const PARAMS: &'static [(&'static str, Arg)] = IMAGE;
+
+    fn return_type() -> DataType {
+        FIELDS.data_type()
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce(self.name(), PARAMS, arg_types)
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Struct(fields()))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = Rows::new("image_info", &args, 0, &self.diag.0);
+    fn invoke(rows: &Rows, cols: &[ArrayRef]) -> Result<ArrayRef> {
         let limits = rows.limits();
-        let infos = rows.map_images(&arrays(&args)?[0], |b| probe(b, limits))?;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(
-                infos
-                    .iter()
-                    .map(|i| i.map(|i| i.format))
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(
-                infos
-                    .iter()
-                    .map(|i| i.map(|i| i.width))
-                    .collect::<UInt32Array>(),
-            ),
-            Arc::new(
-                infos
-                    .iter()
-                    .map(|i| i.map(|i| i.height))
-                    .collect::<UInt32Array>(),
-            ),
-            Arc::new(
-                infos
-                    .iter()
-                    .map(|i| i.map(|i| i.channels))
-                    .collect::<UInt8Array>(),
-            ),
-        ];
-        let nulls = NullBuffer::from(infos.iter().map(Option::is_some).collect::<Vec<_>>());
-        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
-            fields(),
-            columns,
-            Some(nulls),
-        )?)))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
+        FIELDS.array(&rows.map_images(&cols[0], |b| probe(b, limits))?)
     }
 }

@@ -1,19 +1,9 @@
 //! `phash(img)`: perceptual DCT hash, bit-identical to Python `imagehash.phash`.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::array::UInt64Array;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
-use lakecap_models::image::{decode, phash};
-
-use crate::common::args::{Arg, Rows, arrays, coerce};
-use crate::common::diagnostics::DiagHandle;
-
-const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image)];
+use datafusion::logical_expr::Documentation;
+use lakecap_models::image::phash;
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -33,48 +23,4 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct PhashFunc {
-    signature: Signature,
-    diag: DiagHandle,
-}
-
-impl PhashFunc {
-    pub fn new(diag: DiagHandle) -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-            diag,
-        }
-    }
-}
-
-impl ScalarUDFImpl for PhashFunc {
-    fn name(&self) -> &str {
-        "phash"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce(self.name(), PARAMS, arg_types)
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::UInt64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = Rows::new("phash", &args, 0, &self.diag.0);
-        let limits = rows.limits();
-        let hashes = rows.map_images(&arrays(&args)?[0], |b| {
-            decode(b, limits).map(|img| phash(&img))
-        })?;
-        Ok(ColumnarValue::Array(Arc::new(UInt64Array::from(hashes))))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
-}
+image_hash_function!(PhashFunc = Phash("phash", phash));

@@ -1,19 +1,17 @@
 //! `thumbnail(img, max_side)`: a JPEG preview that fits in `max_side` pixels.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::array::{AsArray, BinaryArray};
+use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{Result, exec_err};
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::Documentation;
 use lakecap_models::image::{decode, thumbnail_jpeg};
 
-use crate::common::args::{Arg, RowFailure, Rows, arrays, bytes_rows, coerce};
-use crate::common::diagnostics::DiagHandle;
+use crate::common::args::{Arg, RowFailure, Rows, bytes_rows};
+use crate::common::arrow::column;
+use crate::common::plain::{Plain, PlainFunction};
 
-const PARAMS: &[(&str, Arg)] = &[("img", Arg::Image), ("max_side", Arg::Integer)];
 const MAX_SIDE: i64 = 4096;
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
@@ -30,45 +28,32 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ThumbnailFunc {
-    signature: Signature,
-    diag: DiagHandle,
-}
+pub type ThumbnailFunc = Plain<Thumbnail>;
 
-impl ThumbnailFunc {
-    pub fn new(diag: DiagHandle) -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-            diag,
-        }
-    }
-}
+pub struct Thumbnail;
 
-impl ScalarUDFImpl for ThumbnailFunc {
-    fn name(&self) -> &str {
-        "thumbnail"
+impl PlainFunction for Thumbnail {
+    const NAME: &'static str = "thumbnail";
+    const PARAMS: &'static [(&'static str, Arg)] =
+        &[("img", Arg::Image), ("max_side", Arg::Integer)];
+
+    fn return_type() -> DataType {
+        DataType::Binary
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce(self.name(), PARAMS, arg_types)
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = Rows::new("thumbnail", &args, 0, &self.diag.0);
+    fn invoke(rows: &Rows, cols: &[ArrayRef]) -> Result<ArrayRef> {
         let limits = rows.limits();
-        let a = arrays(&args)?;
-        let sides = a[1].as_primitive::<Int64Type>();
-        let mut out = Vec::with_capacity(a[0].len());
-        for (i, (img, side)) in bytes_rows(&a[0])?.into_iter().zip(sides.iter()).enumerate() {
+        let sides = cols[1].as_primitive::<Int64Type>();
+        let mut out = Vec::with_capacity(cols[0].len());
+        for (i, (img, side)) in bytes_rows(&cols[0])?
+            .into_iter()
+            .zip(sides.iter())
+            .enumerate()
+        {
             let (Some(img), Some(side)) = (img, side) else {
                 out.push(None);
                 continue;
@@ -81,12 +66,6 @@ impl ScalarUDFImpl for ThumbnailFunc {
             let thumb = decode(img, limits).and_then(|d| thumbnail_jpeg(&d, side as u32));
             out.push(rows.row(i, thumb.map_err(RowFailure::from))?);
         }
-        Ok(ColumnarValue::Array(Arc::new(
-            out.into_iter().collect::<BinaryArray>(),
-        )))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
+        Ok(column(out))
     }
 }

@@ -1,24 +1,22 @@
 //! `clip_score(img, text [, model])`: CLIPScore, 100 × max(cos, 0).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::Float32Array;
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, internal_err};
-use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-};
+use datafusion::common::Result;
+use datafusion::logical_expr::{Documentation, ReturnFieldArgs, ScalarFunctionArgs, Signature};
 
+use super::function::{Model, ModelFunction};
+use super::vectors::{clip_score, image_vectors, text_vectors};
 use crate::common::args::{Rows, arrays};
-use crate::common::diagnostics::DiagHandle;
-use crate::common::model_args::{
-    MemoHandle, Param, clip_score, image_vectors, model_id_at_run, model_signature, text_vectors,
-};
+use crate::common::arrow::column;
+use crate::common::memo::SessionMemo;
+use crate::common::model_args::{Param, model_id_at_run, model_signature};
 use crate::common::options::ModelSetting;
 
-pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         crate::common::docs::MODEL,
         "CLIPScore of an image and a text: 100 × max(cosine of the CLIP image and text embeddings, 0) \
@@ -35,60 +33,43 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+pub type ClipScoreFunc = Model<ClipScore>;
+
+/// `clip_score` under the session's `lakecap.clip_model`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ClipScoreFunc {
-    signature: Signature,
-    model: ModelSetting,
-    memo: MemoHandle,
-    diag: DiagHandle,
-}
+pub struct ClipScore(pub ModelSetting);
 
-impl ClipScoreFunc {
-    pub fn new(model: ModelSetting, memo: MemoHandle, diag: DiagHandle) -> Self {
-        Self {
-            signature: model_signature(&[Param::Image, Param::Text]),
-            model,
-            memo,
-            diag,
-        }
-    }
-}
+#[async_trait]
+impl ModelFunction for ClipScore {
+    const NAME: &'static str = "clip_score";
 
-impl ScalarUDFImpl for ClipScoreFunc {
-    fn name(&self) -> &str {
-        "clip_score"
+    fn signature() -> Signature {
+        model_signature(&[Param::Image, Param::Text])
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, _: &ReturnFieldArgs) -> Result<DataType> {
         Ok(DataType::Float32)
     }
 
-    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        internal_err!("clip_score is async")
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
-}
-
-#[async_trait]
-impl AsyncScalarUDFImpl for ClipScoreFunc {
-    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let model = model_id_at_run(&args.args, 2, &self.model)?;
-        let cols = arrays(&args)?;
-        let rows = Rows::new("clip_score", &args, 0, &self.diag.0);
-        let images = image_vectors(&rows, &cols[0], &model, &self.memo.0.vectors).await?;
-        let texts = text_vectors(&cols[1], &model, &rows.options, &self.memo.0.vectors).await?;
-        let scores: Float32Array = images
+    async fn invoke(
+        &self,
+        args: &ScalarFunctionArgs,
+        rows: &Rows<'_>,
+        memo: &SessionMemo,
+    ) -> Result<ArrayRef> {
+        let model = model_id_at_run(&args.args, 2, &self.0)?;
+        let cols = arrays(args)?;
+        let images = image_vectors(rows, &cols[0], &model, &memo.vectors).await?;
+        let texts = text_vectors(&cols[1], &model, &rows.options, &memo.vectors).await?;
+        let scores = images
             .iter()
             .zip(&texts)
             .map(|(i, t)| Some(clip_score(i.as_deref()?, t.as_deref()?)))
             .collect();
-        Ok(ColumnarValue::Array(Arc::new(scores)))
+        Ok(column::<f32>(scores))
     }
 }

@@ -1,18 +1,17 @@
 //! `cosine(a, b)`: cosine similarity of two vectors.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::array::Float32Array;
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, exec_err, plan_err};
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::Documentation;
 
-use crate::common::args::arrays;
-use crate::common::model_args::vector_rows;
+use crate::common::args::{Arg, Rows};
+use crate::common::arrow::{column, vector_rows};
+use crate::common::plain::{Plain, PlainFunction};
 
-pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         crate::common::docs::MODEL,
         "Cosine similarity of two vectors (FixedSizeList or List of Float32/Float64), e.g. two \
@@ -27,67 +26,23 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct CosineFunc {
-    signature: Signature,
-}
+pub type CosineFunc = Plain<Cosine>;
 
-impl CosineFunc {
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
+pub struct Cosine;
 
-impl Default for CosineFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+impl PlainFunction for Cosine {
+    const NAME: &'static str = "cosine";
+    const PARAMS: &'static [(&'static str, Arg)] = &[("a", Arg::Vector), ("b", Arg::Vector)];
 
-fn is_vector(t: &DataType) -> bool {
-    match t {
-        DataType::FixedSizeList(f, _) | DataType::List(f) | DataType::LargeList(f) => {
-            matches!(
-                f.data_type(),
-                DataType::Float32 | DataType::Float64 | DataType::Null
-            )
-        }
-        DataType::Null => true,
-        _ => false,
-    }
-}
-
-impl ScalarUDFImpl for CosineFunc {
-    fn name(&self) -> &str {
-        "cosine"
+    fn return_type() -> DataType {
+        DataType::Float32
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if arg_types.len() != 2 {
-            return plan_err!("cosine(a, b) takes 2 arguments, got {}", arg_types.len());
-        }
-        for (name, t) in ["a", "b"].iter().zip(arg_types) {
-            if !is_vector(t) {
-                return plan_err!(
-                    "cosine(a, b): argument `{name}` must be a vector (list of floats), got {t}"
-                );
-            }
-        }
-        Ok(arg_types.to_vec())
-    }
-
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float32)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let cols = arrays(&args)?;
+    fn invoke(_: &Rows, cols: &[ArrayRef]) -> Result<ArrayRef> {
         let (a, b) = (
             vector_rows(cols[0].as_ref())?,
             vector_rows(cols[1].as_ref())?,
@@ -111,10 +66,6 @@ impl ScalarUDFImpl for CosineFunc {
                 _ => None,
             });
         }
-        Ok(ColumnarValue::Array(Arc::new(Float32Array::from(out))))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
+        Ok(column(out))
     }
 }

@@ -3,22 +3,22 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::{Result, internal_err};
-use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-};
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result;
+use datafusion::logical_expr::{Documentation, ReturnFieldArgs, ScalarFunctionArgs, Signature};
 
+use super::function::{Model, ModelFunction};
+use super::vectors::image_vectors;
 use crate::common::args::{Rows, arrays};
-use crate::common::diagnostics::DiagHandle;
+use crate::common::arrow::vectors_array;
+use crate::common::memo::SessionMemo;
 use crate::common::model_args::{
-    MemoHandle, Param, image_vectors, model_id_at_plan, model_id_at_run, model_signature,
-    vector_field, vectors_array,
+    Param, dim_of, model_id_at_plan, model_id_at_run, model_signature, model_vector_type,
 };
 use crate::common::options::ModelSetting;
 
-pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         crate::common::docs::MODEL,
         "Unit-length CLIP image embedding as FixedSizeList<Float32> (width = the model's \
@@ -38,58 +38,36 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+pub type EmbedImageFunc = Model<EmbedImage>;
+
+/// `embed_image` under the session's `lakecap.clip_model`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct EmbedImageFunc {
-    signature: Signature,
-    model: ModelSetting,
-    memo: MemoHandle,
-    diag: DiagHandle,
-}
-
-impl EmbedImageFunc {
-    pub fn new(model: ModelSetting, memo: MemoHandle, diag: DiagHandle) -> Self {
-        Self {
-            signature: model_signature(&[Param::Image]),
-            model,
-            memo,
-            diag,
-        }
-    }
-}
-
-impl ScalarUDFImpl for EmbedImageFunc {
-    fn name(&self) -> &str {
-        "embed_image"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        internal_err!("return_field_from_args is used")
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        vector_field(self.name(), &model_id_at_plan(&args, 1, &self.model)?, true)
-    }
-
-    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        internal_err!("embed_image is async")
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
-}
+pub struct EmbedImage(pub ModelSetting);
 
 #[async_trait]
-impl AsyncScalarUDFImpl for EmbedImageFunc {
-    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let model = model_id_at_run(&args.args, 1, &self.model)?;
-        let dim = crate::common::model_args::dim_of(&args)?;
-        let rows = Rows::new("embed_image", &args, 0, &self.diag.0);
-        let v = image_vectors(&rows, &arrays(&args)?[0], &model, &self.memo.0.vectors).await?;
-        Ok(ColumnarValue::Array(vectors_array(&v, dim)?))
+impl ModelFunction for EmbedImage {
+    const NAME: &'static str = "embed_image";
+
+    fn signature() -> Signature {
+        model_signature(&[Param::Image])
+    }
+
+    fn documentation() -> &'static Documentation {
+        &DOC
+    }
+
+    fn return_type(&self, args: &ReturnFieldArgs) -> Result<DataType> {
+        model_vector_type(&model_id_at_plan(args, 1, &self.0)?, true)
+    }
+
+    async fn invoke(
+        &self,
+        args: &ScalarFunctionArgs,
+        rows: &Rows<'_>,
+        memo: &SessionMemo,
+    ) -> Result<ArrayRef> {
+        let model = model_id_at_run(&args.args, 1, &self.0)?;
+        let v = image_vectors(rows, &arrays(args)?[0], &model, &memo.vectors).await?;
+        vectors_array(&v, dim_of(args)?)
     }
 }

@@ -3,21 +3,22 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::{Result, internal_err};
-use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-};
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result;
+use datafusion::logical_expr::{Documentation, ReturnFieldArgs, ScalarFunctionArgs, Signature};
 
-use crate::common::args::arrays;
+use super::function::{Model, ModelFunction};
+use super::vectors::text_vectors;
+use crate::common::args::{Rows, arrays};
+use crate::common::arrow::vectors_array;
+use crate::common::memo::SessionMemo;
 use crate::common::model_args::{
-    MemoHandle, Param, model_id_at_plan, model_id_at_run, model_signature, text_vectors,
-    vector_field, vectors_array,
+    Param, dim_of, model_id_at_plan, model_id_at_run, model_signature, model_vector_type,
 };
-use crate::common::options::{LakecapOptions, ModelSetting};
+use crate::common::options::ModelSetting;
 
-pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         crate::common::docs::MODEL,
         "Unit-length text embedding as FixedSizeList<Float32>: a sentence encoder's mean-pooled \
@@ -37,60 +38,36 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+pub type EmbedTextFunc = Model<EmbedText>;
+
+/// `embed_text` under the session's `lakecap.text_model`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct EmbedTextFunc {
-    signature: Signature,
-    model: ModelSetting,
-    memo: MemoHandle,
-}
-
-impl EmbedTextFunc {
-    pub fn new(model: ModelSetting, memo: MemoHandle) -> Self {
-        Self {
-            signature: model_signature(&[Param::Text]),
-            model,
-            memo,
-        }
-    }
-}
-
-impl ScalarUDFImpl for EmbedTextFunc {
-    fn name(&self) -> &str {
-        "embed_text"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        internal_err!("return_field_from_args is used")
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        vector_field(
-            self.name(),
-            &model_id_at_plan(&args, 1, &self.model)?,
-            false,
-        )
-    }
-
-    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        internal_err!("embed_text is async")
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
-}
+pub struct EmbedText(pub ModelSetting);
 
 #[async_trait]
-impl AsyncScalarUDFImpl for EmbedTextFunc {
-    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let model = model_id_at_run(&args.args, 1, &self.model)?;
-        let dim = crate::common::model_args::dim_of(&args)?;
-        let options = LakecapOptions::from_config(&args.config_options);
-        let v = text_vectors(&arrays(&args)?[0], &model, &options, &self.memo.0.vectors).await?;
-        Ok(ColumnarValue::Array(vectors_array(&v, dim)?))
+impl ModelFunction for EmbedText {
+    const NAME: &'static str = "embed_text";
+
+    fn signature() -> Signature {
+        model_signature(&[Param::Text])
+    }
+
+    fn documentation() -> &'static Documentation {
+        &DOC
+    }
+
+    fn return_type(&self, args: &ReturnFieldArgs) -> Result<DataType> {
+        model_vector_type(&model_id_at_plan(args, 1, &self.0)?, false)
+    }
+
+    async fn invoke(
+        &self,
+        args: &ScalarFunctionArgs,
+        rows: &Rows<'_>,
+        memo: &SessionMemo,
+    ) -> Result<ArrayRef> {
+        let model = model_id_at_run(&args.args, 1, &self.0)?;
+        let v = text_vectors(&arrays(args)?[0], &model, &rows.options, &memo.vectors).await?;
+        vectors_array(&v, dim_of(args)?)
     }
 }

@@ -1,22 +1,16 @@
 //! `alt_quality(alt)`: features and a [0, 1] score of a web alt text.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Float32Array, StringArray, StructArray, UInt32Array,
-};
-use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
-use lakecap_models::text::{AltQuality, alt_quality};
+use datafusion::logical_expr::Documentation;
+use lakecap_models::text::{AltQuality as Quality, alt_quality};
 
-use crate::common::args::{Arg, RowFailure, Rows, arrays, bytes_rows, coerce};
-use crate::common::diagnostics::DiagHandle;
-
-const PARAMS: &[(&str, Arg)] = &[("alt", Arg::Text)];
+use crate::common::args::{Arg, RowFailure, Rows, bytes_rows};
+use crate::common::arrow::{StructColumns, field};
+use crate::common::plain::{Plain, PlainFunction};
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -35,107 +29,53 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-fn fields() -> Fields {
-    Fields::from(vec![
-        Field::new("chars", DataType::UInt32, true),
-        Field::new("words", DataType::UInt32, true),
-        Field::new("is_filename", DataType::Boolean, true),
-        Field::new("has_url", DataType::Boolean, true),
-        Field::new("is_boilerplate", DataType::Boolean, true),
-        Field::new("is_ad", DataType::Boolean, true),
-        Field::new("repetition", DataType::Float32, true),
-        Field::new("lang", DataType::Utf8, true),
-        Field::new("score", DataType::Float32, true),
+static FIELDS: LazyLock<StructColumns<Quality>> = LazyLock::new(|| {
+    StructColumns::new(vec![
+        field("chars", |q: &Quality| q.chars),
+        field("words", |q: &Quality| q.words),
+        field("is_filename", |q: &Quality| q.is_filename),
+        field("has_url", |q: &Quality| q.has_url),
+        field("is_boilerplate", |q: &Quality| q.is_boilerplate),
+        field("is_ad", |q: &Quality| q.is_ad),
+        field("repetition", |q: &Quality| q.repetition),
+        field("lang", |q: &Quality| q.lang),
+        field("score", |q: &Quality| q.score),
     ])
-}
+});
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct AltQualityFunc {
-    signature: Signature,
-    diag: DiagHandle,
-}
+pub type AltQualityFunc = Plain<AltQuality>;
 
-impl AltQualityFunc {
-    pub fn new(diag: DiagHandle) -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-            diag,
-        }
-    }
-}
+pub struct AltQuality;
 
-impl ScalarUDFImpl for AltQualityFunc {
-    fn name(&self) -> &str {
-        "alt_quality"
+impl PlainFunction for AltQuality {
+    const NAME: &'static str = "alt_quality";
+    const PARAMS: &'static [(&'static str, Arg)] = &[("alt", Arg::Text)];
+
+    fn return_type() -> DataType {
+        FIELDS.data_type()
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce(self.name(), PARAMS, arg_types)
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Struct(fields()))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = Rows::new("alt_quality", &args, 0, &self.diag.0);
-        let a = arrays(&args)?;
-        let mut q: Vec<Option<AltQuality>> = Vec::with_capacity(a[0].len());
-        for (i, bytes) in bytes_rows(&a[0])?.into_iter().enumerate() {
-            q.push(match bytes {
-                None => None,
-                Some(b) => rows.row(
-                    i,
-                    std::str::from_utf8(b)
-                        .map(alt_quality)
-                        .map_err(|e| RowFailure {
-                            kind: "invalid utf-8",
-                            message: format!("invalid UTF-8: {e}"),
-                        }),
-                )?,
-            });
-        }
-        let get = |f: fn(&AltQuality) -> u32| {
-            q.iter().map(|v| v.as_ref().map(f)).collect::<UInt32Array>()
+    fn invoke(rows: &Rows, cols: &[ArrayRef]) -> Result<ArrayRef> {
+        let quality = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .map(alt_quality)
+                .map_err(|e| RowFailure {
+                    kind: "invalid utf-8",
+                    message: format!("invalid UTF-8: {e}"),
+                })
         };
-        let flag = |f: fn(&AltQuality) -> bool| {
-            q.iter()
-                .map(|v| v.as_ref().map(f))
-                .collect::<BooleanArray>()
-        };
-        let real = |f: fn(&AltQuality) -> f32| {
-            q.iter()
-                .map(|v| v.as_ref().map(f))
-                .collect::<Float32Array>()
-        };
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(get(|v| v.chars)),
-            Arc::new(get(|v| v.words)),
-            Arc::new(flag(|v| v.is_filename)),
-            Arc::new(flag(|v| v.has_url)),
-            Arc::new(flag(|v| v.is_boilerplate)),
-            Arc::new(flag(|v| v.is_ad)),
-            Arc::new(real(|v| v.repetition)),
-            Arc::new(
-                q.iter()
-                    .map(|v| v.as_ref().and_then(|v| v.lang))
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(real(|v| v.score)),
-        ];
-        let nulls = NullBuffer::from(q.iter().map(Option::is_some).collect::<Vec<_>>());
-        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
-            fields(),
-            columns,
-            Some(nulls),
-        )?)))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
+        let q = bytes_rows(&cols[0])?
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| match b {
+                None => Ok(None),
+                Some(b) => rows.row(i, quality(b)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        FIELDS.array(&q)
     }
 }
