@@ -25,7 +25,7 @@
 //!   - `args`: argument coercion (clear plan-time errors for wrong types) and
 //!     per-row value access for the plain and view Arrow types parquet
 //!     delivers; `model_args`: the same for model functions (signatures,
-//!     model argument, embedding width, device, blocking work).
+//!     model argument, embedding width, blocking work).
 //!   - `memo`: the session memo and `MemoBatch`, one batch's rows checked
 //!     against it; `arrow`: result columns from per-row values.
 //!
@@ -46,7 +46,8 @@ pub use common::diagnostics::{DiagHandle, Diagnostics, WarningCount};
 pub use common::memo::{EmbeddingMemo, MemoHandle, SessionMemo, TextMemo};
 pub use common::options::{
     DEFAULT_CAPTION_MODEL, DEFAULT_CLIP_MODEL, DEFAULT_FUSE_PROMPT, DEFAULT_LLM_MODEL,
-    DEFAULT_TEXT_MODEL, FuseOptions, LakecapOptions, LlmOptions, ModelSetting, OnError, Switch,
+    DEFAULT_TEXT_MODEL, DeviceSetting, FuseOptions, LakecapOptions, LlmOptions, ModelSetting,
+    OnError, PrecisionSetting, Switch,
 };
 pub use image::dhash::DhashFunc;
 pub use image::hamming::HammingFunc;

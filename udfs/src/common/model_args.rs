@@ -1,7 +1,7 @@
 //! What the model functions (and `semantic_duplicates`) share: signatures
 //! over the Arrow types parquet delivers, the model argument (a literal, else
-//! the session option), the embedding width for planning, the device, and
-//! running models off the tokio threads.
+//! the session option), the embedding width for planning, and running models
+//! off the tokio threads.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
@@ -117,20 +117,6 @@ pub(crate) fn dim_of(args: &ScalarFunctionArgs) -> Result<usize> {
         DataType::FixedSizeList(_, n) => Ok(*n as usize),
         other => exec_err!("expected a vector return type, got {other}"),
     }
-}
-
-/// The device `lakecap.device` names; `auto` falling back to the CPU says why, once per process.
-pub(crate) fn device(options: &crate::common::options::LakecapOptions) -> Result<embed::Device> {
-    static SAID: std::sync::Once = std::sync::Once::new();
-    let plan = |e: ModelError| DataFusionError::Plan(e.to_string());
-    let (device, why) = embed::Device::parse(&options.device).map_err(plan)?;
-    let device = device.with_precision(&options.precision).map_err(plan)?;
-    if let Some(why) = why {
-        SAID.call_once(|| {
-            eprintln!("lakecap: lakecap.device = 'auto' runs models on the CPU: {why}")
-        });
-    }
-    Ok(device)
 }
 
 /// Runs blocking work (model loading, decoding) off the tokio worker threads.

@@ -15,7 +15,7 @@ use lakecap_models::llm;
 
 use crate::common::args::{RowFailure, Rows, bytes_rows};
 use crate::common::memo::{MemoBatch, TextMemo, memo_key};
-use crate::common::model_args::{blocking, device, model_err};
+use crate::common::model_args::{blocking, model_err};
 use crate::common::options::LakecapOptions;
 
 /// One or more string arguments (all coerced to one string type).
@@ -80,7 +80,7 @@ pub(crate) async fn generate(
 ) -> Result<Vec<Option<Arc<str>>>> {
     let o = &rows.options;
     let params = gen_params(o);
-    let (id, slots, dev) = (o.llm.model.clone(), o.batch_size, device(o)?);
+    let (id, slots, dev) = (o.llm.model.clone(), o.batch_size, o.device());
     if convs.iter().all(Option::is_none) {
         return Ok(vec![None; convs.len()]);
     }

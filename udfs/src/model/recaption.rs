@@ -18,7 +18,7 @@ use super::vectors::prepare_images;
 use crate::common::args::{RowFailure, Rows, arrays, bytes_rows};
 use crate::common::arrow::column;
 use crate::common::memo::{MemoBatch, SessionMemo};
-use crate::common::model_args::{Param, blocking, device, model_err, model_signature};
+use crate::common::model_args::{Param, blocking, model_err, model_signature};
 use crate::common::options::Switch;
 
 const USAGE: &str = "recaption(img [, 'key=value; …'])";
@@ -195,7 +195,7 @@ impl ModelFunction for Recaption {
         let on_disk = |k: u128| -> Option<Arc<str>> { disk.as_ref()?.get(k).map(Arc::from) };
         let mut batch = MemoBatch::with_fallback(&memo.texts, keys, on_disk);
         if !batch.todo().is_empty() {
-            let (id, bs, dev) = (model.clone(), o.batch_size, device(o)?);
+            let (id, bs, dev) = (model.clone(), o.batch_size, o.device());
             let cap = blocking(move || caption::captioner(&id, bs, dev))
                 .await?
                 .map_err(model_err)?;

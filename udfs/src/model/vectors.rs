@@ -11,7 +11,7 @@ use lakecap_models::image::{DynamicImage, decode};
 
 use crate::common::args::{Rows, bytes_rows};
 use crate::common::memo::{EmbeddingMemo, MemoBatch, memo_key};
-use crate::common::model_args::{blocking, device, model_err};
+use crate::common::model_args::{blocking, model_err};
 use crate::common::options::LakecapOptions;
 
 pub(crate) type Vectors = Vec<Option<Arc<[f32]>>>;
@@ -74,7 +74,7 @@ pub(crate) async fn image_vectors(
 ) -> Result<Vectors> {
     let id = model.to_string();
     let bs = rows.options.batch_size;
-    let dev = device(&rows.options)?;
+    let dev = rows.options.device();
     let embedder = blocking(move || embed::image_embedder(&id, bs, dev))
         .await?
         .map_err(model_err)?;
@@ -100,7 +100,7 @@ pub(crate) async fn text_vectors(
     memo: &EmbeddingMemo,
 ) -> Result<Vectors> {
     let id = model.to_string();
-    let (bs, dev) = (options.batch_size, device(options)?);
+    let (bs, dev) = (options.batch_size, options.device());
     let embedder = blocking(move || embed::text_embedder(&id, bs, dev))
         .await?
         .map_err(model_err)?;

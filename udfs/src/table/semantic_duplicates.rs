@@ -12,7 +12,7 @@ use lakecap_models::semdedup::{SemDedupParams, semantic_duplicates_on};
 
 use super::table_args::{Computed, SourceColumns, Verdicts, number_arg, resolve, string_arg};
 use crate::common::arrow::vector_rows;
-use crate::common::model_args::{blocking, device, model_err};
+use crate::common::model_args::{blocking, model_err};
 use crate::common::options::LakecapOptions;
 
 /// Table function: semantic deduplication (SemDeDup) of the vectors in
@@ -133,7 +133,7 @@ impl Verdicts for SemanticDuplicatesTable {
         }
         let d = dim.unwrap_or(1);
         let params = self.params.clone();
-        let device = device(&LakecapOptions::from_config(state.config_options()))?;
+        let device = LakecapOptions::from_config(state.config_options()).device();
         let verdicts = blocking(move || semantic_duplicates_on(device, &flat, d, &params))
             .await?
             .map_err(model_err)?;
