@@ -98,7 +98,8 @@ async fn lake_on_s3_reads_writes_and_partitions() {
     assert!(status.contains("200"), "bucket creation: {status}");
 
     // Credentials and endpoint come from the usual environment variables.
-    // SAFETY: set before the engine (and any other thread reading them) starts.
+    // SAFETY: only S3 stores read these, and only this test makes S3 stores;
+    // std's environment lock orders the writes with other tests' reads.
     unsafe {
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");

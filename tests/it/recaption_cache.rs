@@ -27,12 +27,13 @@ fn photos(copies: usize) -> RecordBatch {
     .unwrap()
 }
 
-async fn captions(model: &std::path::Path, extra: &str) -> Vec<String> {
+async fn captions(model: &std::path::Path, cache: &std::path::Path, extra: &str) -> Vec<String> {
     let e = engine();
     e.ctx().register_batch("p", photos(3)).unwrap();
     for s in [
         format!("SET lakecap.caption_model = '{}'", model.display()),
         "SET lakecap.device = 'cpu'".into(),
+        format!("SET lakecap.cache_dir = '{}'", cache.display()),
         extra.to_string(),
     ] {
         if !s.is_empty() {
@@ -58,30 +59,31 @@ async fn captions(model: &std::path::Path, extra: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn captions_are_computed_once_and_cached_on_disk() {
-    let home = tempfile::tempdir().unwrap();
-    // SAFETY: the only test of this binary, before any thread reads the environment.
-    unsafe { std::env::set_var("LAKECAP_HOME", home.path()) };
+    let cache = tempfile::tempdir().unwrap();
     let model = crate::common::private_model("blip-tiny", "recaption");
     let cap = lakecap_models::serve::caption::captioner(model.to_str().unwrap(), 32, Device::Cpu)
         .unwrap();
     let runs = || cap.generator.stats.sequences.load(Ordering::Relaxed);
 
-    let first = captions(&model, "").await;
+    let first = captions(&model, cache.path(), "").await;
     assert_eq!(first.len(), 12, "every row kept");
     assert_eq!(
         runs(),
         4,
         "4 distinct images, each captioned once for WHERE and SELECT"
     );
-    let files = walk(&home.path().join("cache/captions"));
+    let files = walk(cache.path());
     assert_eq!(files, 4, "one cache entry per image");
 
     // A new session: the disk cache answers, the model is not called.
-    assert_eq!(captions(&model, "").await, first);
+    assert_eq!(captions(&model, cache.path(), "").await, first);
     assert_eq!(runs(), 4);
 
     // Cache off: computed again, same captions.
-    assert_eq!(captions(&model, "SET lakecap.cache = off").await, first);
+    assert_eq!(
+        captions(&model, cache.path(), "SET lakecap.cache = off").await,
+        first
+    );
     assert_eq!(runs(), 8);
     std::fs::remove_dir_all(&model).ok();
 }

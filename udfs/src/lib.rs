@@ -1,113 +1,94 @@
-//! lakecap's SQL functions for DataFusion.
-//!
-//! Every function is a [`datafusion::logical_expr::ScalarUDFImpl`] in its own
-//! file (struct `PhashFunc`, SQL name `phash`, ...) or a table function
-//! ([`NearDuplicatesFunc`], [`SemanticDuplicatesFunc`]). They share three pieces:
-//! - [`LakecapOptions`]: the `lakecap.*` session options (`SET lakecap.on_error = 'fail'`),
-//!   read by every invocation from DataFusion's `ConfigOptions`.
-//! - [`Diagnostics`]: per-session counters of rows a function could not process.
-//!   Under `on_error = 'null'` such a row yields NULL and one counted warning,
-//!   never a panic and never a dropped row.
-//! - `args`: argument coercion (clear plan-time errors for wrong types) and
-//!   per-row value access for the plain and view Arrow types parquet delivers.
-//!
-//! Model functions (`embed_image`, `embed_text`, `clip_score`, and the
-//! generation functions `recaption`, `fuse` and `llm`) are async UDFs:
-//! they hand whole batches to the model scheduler of `lakecap-models` and
-//! share a [`SessionMemo`] (embeddings and generated texts) so that each
-//! distinct input is computed once per
-//! session, however often a query mentions it (DataFusion evaluates a UDF in
-//! WHERE and again in SELECT). `model_args` holds what they share.
+//! lakecap's SQL functions for DataFusion, one function per file, grouped by
+//! family:
+//! - `image/`: `image_info`, `image_error`, `phash`, `dhash`, `hamming`,
+//!   `thumbnail`; `text/`: `alt_quality`. Synchronous, each a
+//!   `PlainFunction` (name, parameters, return type, docs, one batch) that
+//!   `common::plain::Plain` turns into a `ScalarUDFImpl` with plan-time
+//!   argument checks (`PhashFunc` is `Plain<Phash>`, SQL name `phash`).
+//! - `model/`: `embed_image`, `embed_text`, `clip_score`, `cosine`,
+//!   `recaption`, `fuse`, `llm`. Except `cosine`, async UDFs, each a
+//!   `ModelFunction` made a DataFusion function by `model::function::Model`:
+//!   they hand whole batches to the model scheduler of `lakecap-models` and
+//!   share a [`SessionMemo`] (embeddings and generated texts) so that each
+//!   distinct input is computed once per session, however often a query
+//!   mentions it (DataFusion evaluates a UDF in WHERE and again in SELECT).
+//! - `table/`: the table functions [`NearDuplicatesFunc`] and
+//!   [`SemanticDuplicatesFunc`], reading a registered table.
+//! - `common/`: what they share.
+//!   - [`LakecapOptions`] (`options`): the `lakecap.*` session options
+//!     (`SET lakecap.on_error = 'fail'`), typed and checked at `SET`, read by
+//!     every invocation from DataFusion's `ConfigOptions`.
+//!   - [`Diagnostics`] (`diagnostics`): per-session counters of rows a
+//!     function could not process. Under `on_error = 'null'` such a row
+//!     yields NULL and one counted warning, never a panic and never a dropped
+//!     row.
+//!   - `args`: argument coercion (clear plan-time errors for wrong types) and
+//!     per-row value access for the plain and view Arrow types parquet
+//!     delivers; `model_args`: the same for model functions (signatures,
+//!     model argument, embedding width, blocking work).
+//!   - `memo`: the session memo and `MemoBatch`, one batch's rows checked
+//!     against it; `arrow`: result columns from per-row values.
 //!
 //! [`register_all`] installs everything into a `SessionContext`.
 
-mod args;
-mod caption_cache;
-mod diagnostics;
-mod docs;
-mod llm_call;
-mod model_args;
-mod options;
-mod table_args;
-
-mod alt_quality;
-mod clip_score;
-mod cosine;
-mod dhash;
-mod embed_image;
-mod embed_text;
-mod fuse;
-mod hamming;
-mod image_error;
-mod image_info;
-mod llm;
-mod near_duplicates;
-mod phash;
-mod recaption;
-mod semantic_duplicates;
-mod thumbnail;
+mod common;
+mod image;
+mod model;
+mod table;
+mod text;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::logical_expr::{Documentation, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
-pub use alt_quality::AltQualityFunc;
-pub use clip_score::ClipScoreFunc;
-pub use cosine::CosineFunc;
-pub use dhash::DhashFunc;
-pub use diagnostics::{DiagHandle, Diagnostics, WarningCount};
-pub use embed_image::EmbedImageFunc;
-pub use embed_text::EmbedTextFunc;
-pub use fuse::FuseFunc;
-pub use hamming::HammingFunc;
-pub use image_error::ImageErrorFunc;
-pub use image_info::ImageInfoFunc;
-pub use llm::LlmFunc;
-pub use model_args::{EmbeddingMemo, MemoHandle, SessionMemo, TextMemo};
-pub use near_duplicates::NearDuplicatesFunc;
-pub use options::{
+pub use common::diagnostics::{DiagHandle, Diagnostics, WarningCount};
+pub use common::memo::{EmbeddingMemo, MemoHandle, SessionMemo, TextMemo};
+pub use common::options::{
     DEFAULT_CAPTION_MODEL, DEFAULT_CLIP_MODEL, DEFAULT_FUSE_PROMPT, DEFAULT_LLM_MODEL,
-    DEFAULT_TEXT_MODEL, FuseOptions, LakecapOptions, LlmOptions, ModelSetting, OnError, Switch,
+    DEFAULT_TEXT_MODEL, DeviceSetting, FuseOptions, LakecapOptions, LlmOptions, ModelSetting,
+    OnError, PrecisionSetting, Switch,
 };
-pub use phash::PhashFunc;
-pub use recaption::RecaptionFunc;
-pub use semantic_duplicates::SemanticDuplicatesFunc;
-pub use thumbnail::ThumbnailFunc;
+pub use image::dhash::DhashFunc;
+pub use image::hamming::HammingFunc;
+pub use image::image_error::ImageErrorFunc;
+pub use image::image_info::ImageInfoFunc;
+pub use image::phash::PhashFunc;
+pub use image::thumbnail::ThumbnailFunc;
+pub use model::clip_score::ClipScoreFunc;
+pub use model::cosine::CosineFunc;
+pub use model::embed_image::EmbedImageFunc;
+pub use model::embed_text::EmbedTextFunc;
+pub use model::fuse::FuseFunc;
+pub use model::llm::LlmFunc;
+pub use model::recaption::RecaptionFunc;
+pub use table::near_duplicates::NearDuplicatesFunc;
+pub use table::semantic_duplicates::SemanticDuplicatesFunc;
+pub use text::alt_quality::AltQualityFunc;
 
 /// Every lakecap scalar function, reporting into `diag`; the model functions
 /// follow the model settings of `options` (the session's) and share one memo.
 pub fn scalar_functions(diag: &Arc<Diagnostics>, options: &LakecapOptions) -> Vec<ScalarUDF> {
+    use model::clip_score::ClipScore;
+    use model::embed_image::EmbedImage;
+    use model::embed_text::EmbedText;
+    use model::{fuse::Fuse, llm::Llm, recaption::Recaption};
     let d = DiagHandle(Arc::clone(diag));
     let memo = MemoHandle::default();
-    let asynchronous = |f: Arc<dyn datafusion::logical_expr::async_udf::AsyncScalarUDFImpl>| {
-        AsyncScalarUDF::new(f).into_scalar_udf()
-    };
+    let (clip, text) = (&options.clip_model, &options.text_model);
     vec![
-        asynchronous(Arc::new(EmbedImageFunc::new(
-            options.clip_model.clone(),
-            memo.clone(),
-            d.clone(),
-        ))),
-        asynchronous(Arc::new(EmbedTextFunc::new(
-            options.text_model.clone(),
-            memo.clone(),
-        ))),
-        asynchronous(Arc::new(ClipScoreFunc::new(
-            options.clip_model.clone(),
-            memo.clone(),
-            d.clone(),
-        ))),
-        asynchronous(Arc::new(RecaptionFunc::new(memo.clone(), d.clone()))),
-        asynchronous(Arc::new(FuseFunc::new(memo.clone(), d.clone()))),
-        asynchronous(Arc::new(LlmFunc::new(memo, d.clone()))),
-        ScalarUDF::from(CosineFunc::new()),
+        EmbedImageFunc::new(EmbedImage(clip.clone()), memo.clone(), d.clone()).into_udf(),
+        EmbedTextFunc::new(EmbedText(text.clone()), memo.clone(), d.clone()).into_udf(),
+        ClipScoreFunc::new(ClipScore(clip.clone()), memo.clone(), d.clone()).into_udf(),
+        RecaptionFunc::new(Recaption, memo.clone(), d.clone()).into_udf(),
+        FuseFunc::new(Fuse, memo.clone(), d.clone()).into_udf(),
+        LlmFunc::new(Llm, memo, d.clone()).into_udf(),
+        ScalarUDF::from(CosineFunc::new(d.clone())),
         ScalarUDF::from(ImageInfoFunc::new(d.clone())),
-        ScalarUDF::from(ImageErrorFunc::new()),
+        ScalarUDF::from(ImageErrorFunc::new(d.clone())),
         ScalarUDF::from(PhashFunc::new(d.clone())),
         ScalarUDF::from(DhashFunc::new(d.clone())),
-        ScalarUDF::from(HammingFunc::new()),
+        ScalarUDF::from(HammingFunc::new(d.clone())),
         ScalarUDF::from(ThumbnailFunc::new(d.clone())),
         ScalarUDF::from(AltQualityFunc::new(d)),
     ]
@@ -116,15 +97,8 @@ pub fn scalar_functions(diag: &Arc<Diagnostics>, options: &LakecapOptions) -> Ve
 /// A function's documentation. DataFusion's async wrapper does not forward
 /// `documentation()`, so the model functions' docs are looked up by name.
 pub fn documentation(udf: &ScalarUDF) -> Option<&Documentation> {
-    udf.documentation().or_else(|| match udf.name() {
-        "embed_image" => Some(&*embed_image::DOC),
-        "embed_text" => Some(&*embed_text::DOC),
-        "clip_score" => Some(&*clip_score::DOC),
-        "fuse" => Some(&*fuse::DOC),
-        "recaption" => Some(&*recaption::DOC),
-        "llm" => Some(&*llm::DOC),
-        _ => None,
-    })
+    udf.documentation()
+        .or_else(|| model::documentation(udf.name()))
 }
 
 /// Registers every lakecap function (scalar and table) into `ctx`, bound to

@@ -3,10 +3,9 @@
 //! model with a per-session memo (a row's prompt is generated once however
 //! often the query mentions it).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
@@ -14,9 +13,10 @@ use lakecap_models::chat::Message;
 use lakecap_models::decode::GenParams;
 use lakecap_models::serve::llm;
 
-use crate::args::{RowFailure, Rows, bytes_rows};
-use crate::model_args::{TextMemo, blocking, device, model_err};
-use crate::options::LakecapOptions;
+use crate::common::args::{RowFailure, Rows, bytes_rows};
+use crate::common::memo::{MemoBatch, TextMemo, memo_key};
+use crate::common::model_args::{blocking, model_err};
+use crate::common::options::LakecapOptions;
 
 /// One or more string arguments (all coerced to one string type).
 pub(crate) fn strings_signature() -> Signature {
@@ -77,58 +77,46 @@ pub(crate) async fn generate(
     rows: &Rows<'_>,
     convs: Vec<Option<Vec<Message>>>,
     memo: &TextMemo,
-) -> Result<Vec<Option<String>>> {
+) -> Result<Vec<Option<Arc<str>>>> {
     let o = &rows.options;
     let params = gen_params(o);
-    let (id, slots, dev) = (o.llm.model.clone(), o.batch_size, device(o)?);
-    let mut out: Vec<Option<String>> = vec![None; convs.len()];
+    let (id, slots, dev) = (o.llm.model.clone(), o.batch_size, o.device());
     if convs.iter().all(Option::is_none) {
-        return Ok(out);
+        return Ok(vec![None; convs.len()]);
     }
     let model = blocking(move || llm::llm(&id, slots, dev))
         .await?
         .map_err(model_err)?;
     let settings = format!("{}|{params:?}", model.id);
-    let mut keys = vec![None; convs.len()];
-    let mut todo: Vec<(usize, String)> = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, c) in convs.iter().enumerate() {
-        let Some(c) = c else { continue };
-        let prompt = model.chat_prompt(c).map_err(model_err)?;
-        let k = TextMemo::key(&settings, b'g', prompt.as_bytes());
-        keys[i] = Some(k);
-        match memo.get(k) {
-            Some(v) => out[i] = Some(v.to_string()),
-            None if seen.insert(k) => todo.push((i, prompt)),
-            None => {}
-        }
-    }
-    if !todo.is_empty() {
-        let prompts: Vec<String> = todo.iter().map(|(_, p)| p.clone()).collect();
-        let done = model.complete(&prompts, params).await.map_err(model_err)?;
-        for ((i, _), r) in todo.iter().zip(done) {
+    let mut prompts = convs
+        .iter()
+        .map(|c| c.as_ref().map(|c| model.chat_prompt(c)).transpose())
+        .collect::<lakecap_models::Result<Vec<Option<String>>>>()
+        .map_err(model_err)?;
+    let keys = prompts
+        .iter()
+        .map(|p| p.as_ref().map(|p| memo_key(&settings, b'g', p.as_bytes())))
+        .collect();
+    let mut batch = MemoBatch::new(memo, keys);
+    if !batch.todo().is_empty() {
+        let todo = batch.todo().to_vec();
+        let todo_prompts: Vec<String> = todo
+            .iter()
+            .map(|&i| prompts[i].take().unwrap_or_default())
+            .collect();
+        let done = model
+            .complete(&todo_prompts, params)
+            .await
+            .map_err(model_err)?;
+        for (i, r) in todo.into_iter().zip(done) {
             let failure = |e: lakecap_models::ModelError| RowFailure {
                 kind: "generation",
                 message: e.to_string(),
             };
-            if let Some(c) = rows.row(*i, r.map_err(failure))? {
-                let text: Arc<str> = c.text.into();
-                memo.put(keys[*i].expect("a key"), Arc::clone(&text));
-                out[*i] = Some(text.to_string());
+            if let Some(c) = rows.row(i, r.map_err(failure))? {
+                batch.put(i, c.text.into());
             }
         }
     }
-    // Rows that repeat an input computed in this batch.
-    for (o, k) in out.iter_mut().zip(&keys) {
-        if o.is_none()
-            && let Some(v) = k.and_then(|k| memo.get(k))
-        {
-            *o = Some(v.to_string());
-        }
-    }
-    Ok(out)
-}
-
-pub(crate) fn strings_array(v: Vec<Option<String>>) -> ArrayRef {
-    Arc::new(StringArray::from(v))
+    Ok(batch.finish())
 }

@@ -4,25 +4,24 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, internal_err};
-use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-};
+use datafusion::common::Result;
+use datafusion::logical_expr::{Documentation, ReturnFieldArgs, ScalarFunctionArgs, Signature};
 use lakecap_models::chat::parse_turns;
 use lakecap_models::text::alt_quality;
 
-use crate::args::{Rows, arrays};
-use crate::diagnostics::DiagHandle;
-use crate::llm_call::{at_least, fill, generate, string_columns, strings_array, strings_signature};
-use crate::model_args::MemoHandle;
+use super::function::{Model, ModelFunction};
+use super::llm_call::{at_least, fill, generate, string_columns, strings_signature};
+use crate::common::args::{Rows, arrays};
+use crate::common::arrow::column;
+use crate::common::memo::SessionMemo;
 
 const USAGE: &str = "fuse(alt, caption [, extra …])";
 
-pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::LLM,
+        crate::common::docs::LLM,
         "One fluent caption that keeps the facts of a web alt text (names, places, dates) and the \
          visual details of a synthetic caption, written by an LLM (CapsFusion). Extra arguments \
          (more captions, detected tags, OCR text, as in FuseCap) are given to the model as further \
@@ -43,22 +42,11 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct FuseFunc {
-    signature: Signature,
-    memo: MemoHandle,
-    diag: DiagHandle,
-}
+pub type FuseFunc = Model<Fuse>;
 
-impl FuseFunc {
-    pub fn new(memo: MemoHandle, diag: DiagHandle) -> Self {
-        Self {
-            signature: strings_signature(),
-            memo,
-            diag,
-        }
-    }
-}
+/// `fuse` under the session's `lakecap.fuse.prompt` and `lakecap.llm.*`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Fuse;
 
 /// Whether an alt text carries facts worth fusing.
 fn usable_alt(alt: &str) -> bool {
@@ -114,34 +102,30 @@ fn shortcut(alt: Option<&str>, caption: Option<&str>) -> Option<Option<String>> 
     }
 }
 
-impl ScalarUDFImpl for FuseFunc {
-    fn name(&self) -> &str {
-        "fuse"
+#[async_trait]
+impl ModelFunction for Fuse {
+    const NAME: &'static str = "fuse";
+
+    fn signature() -> Signature {
+        strings_signature()
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
-    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        at_least("fuse", USAGE, 2, args.len())?;
+    fn return_type(&self, args: &ReturnFieldArgs) -> Result<DataType> {
+        at_least(Self::NAME, USAGE, 2, args.arg_fields.len())?;
         Ok(DataType::Utf8)
     }
 
-    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        internal_err!("fuse is async")
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
-}
-
-#[async_trait]
-impl AsyncScalarUDFImpl for FuseFunc {
-    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let cols = string_columns(&arrays(&args)?)?;
-        let rows = Rows::new("fuse", &args, 0, &self.diag.0);
+    async fn invoke(
+        &self,
+        args: &ScalarFunctionArgs,
+        rows: &Rows<'_>,
+        memo: &SessionMemo,
+    ) -> Result<ArrayRef> {
+        let cols = string_columns(&arrays(args)?)?;
         let prompt = rows.options.fuse.prompt.clone();
         let n = cols[0].len();
         let mut out: Vec<Option<String>> = vec![None; n];
@@ -170,7 +154,7 @@ impl AsyncScalarUDFImpl for FuseFunc {
                 }
             }
         }
-        let fused = generate(&rows, convs.clone(), &self.memo.0.texts).await?;
+        let fused = generate(rows, convs.clone(), &memo.texts).await?;
         for (i, f) in fused.into_iter().enumerate() {
             if convs[i].is_none() {
                 continue;
@@ -189,7 +173,7 @@ impl AsyncScalarUDFImpl for FuseFunc {
                 None => caption,
             };
         }
-        Ok(ColumnarValue::Array(strings_array(out)))
+        Ok(column(out))
     }
 }
 

@@ -2,12 +2,14 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use datafusion::common::config::{ConfigExtension, ConfigField, Visit};
 use datafusion::common::{DataFusionError, Result, extensions_options};
 use datafusion::config::ConfigOptions;
+use lakecap_models::ModelError;
 use lakecap_models::image::DecodeLimits;
+use lakecap_models::runtime::{Device, Precision};
 
 /// What a function does with a row it cannot process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,6 +89,82 @@ impl ConfigField for Switch {
     }
     fn set(&mut self, _key: &str, value: &str) -> Result<()> {
         *self = value.parse()?;
+        Ok(())
+    }
+}
+
+fn config_err(e: ModelError) -> DataFusionError {
+    DataFusionError::Configuration(e.to_string())
+}
+
+/// `lakecap.device`, parsed (by `lakecap-models`) when set, so that a bad
+/// value fails the `SET` itself. `None` is `auto`, resolved when a model
+/// first runs: resolving it probes CUDA's libraries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceSetting(Option<Device>);
+
+impl DeviceSetting {
+    /// The device (CUDA's precision is [`PrecisionSetting`]'s to say).
+    fn resolve(self) -> Device {
+        self.0.unwrap_or_else(auto_device)
+    }
+}
+
+/// What `auto` means here: CUDA device 0 when it can be loaded, else the CPU,
+/// saying why once. Probed once per process.
+fn auto_device() -> Device {
+    static AUTO: OnceLock<Device> = OnceLock::new();
+    *AUTO.get_or_init(|| {
+        // `auto` always parses.
+        let (device, why) = Device::parse("auto").unwrap_or((Device::Cpu, None));
+        if let Some(why) = why {
+            eprintln!("lakecap: lakecap.device = 'auto' runs models on the CPU: {why}");
+        }
+        device
+    })
+}
+
+impl fmt::Display for DeviceSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("auto"),
+            Some(Device::Cpu) => f.write_str("cpu"),
+            Some(Device::Cuda(n, _)) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl ConfigField for DeviceSetting {
+    fn visit<V: Visit>(&self, v: &mut V, key: &str, description: &'static str) {
+        v.some(key, self, description)
+    }
+    fn set(&mut self, _key: &str, value: &str) -> Result<()> {
+        let value = value.trim().to_ascii_lowercase();
+        self.0 = match value.as_str() {
+            "auto" => None,
+            other => Some(Device::parse(other).map_err(config_err)?.0),
+        };
+        Ok(())
+    }
+}
+
+/// `lakecap.precision`, parsed (by `lakecap-models`) when set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrecisionSetting(Precision);
+
+impl fmt::Display for PrecisionSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The variants' names are the canonical values (`Bf16` is 'bf16').
+        f.write_str(&format!("{:?}", self.0).to_ascii_lowercase())
+    }
+}
+
+impl ConfigField for PrecisionSetting {
+    fn visit<V: Visit>(&self, v: &mut V, key: &str, description: &'static str) {
+        v.some(key, self, description)
+    }
+    fn set(&mut self, _key: &str, value: &str) -> Result<()> {
+        self.0 = Precision::from_str(value).map_err(|e| config_err(ModelError::Unsupported(e)))?;
         Ok(())
     }
 }
@@ -186,7 +264,7 @@ pub const DEFAULT_CAPTION_MODEL: &str = "Salesforce/blip-image-captioning-base";
 /// The default LLM (real weights from scripts/fetch-models.sh).
 pub const DEFAULT_LLM_MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 /// The fusion prompt shipped with lakecap (`udfs/prompts/fuse.txt`).
-pub const DEFAULT_FUSE_PROMPT: &str = include_str!("../prompts/fuse.txt");
+pub const DEFAULT_FUSE_PROMPT: &str = include_str!("../../prompts/fuse.txt");
 
 namespace! {
     /// `lakecap.llm.*`: the model and sampling of `fuse` and `llm`.
@@ -234,13 +312,15 @@ extensions_options! {
         /// Rows per model batch; batches are formed across concurrent partitions. Read when a model is first loaded.
         pub batch_size: usize, default = 32
         /// Where models run: 'auto' (the first GPU when CUDA can be loaded, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
-        pub device: String, default = "auto".to_string()
+        pub device: DeviceSetting, default = DeviceSetting::default()
         /// What model weights are kept in on a GPU: 'auto' (as the checkpoint stores them: f16/bf16 files run half-precision GEMMs, f32 files TF32), 'f32' (exact, for parity with the CPU), 'f16' or 'bf16' (weight matrices converted at load; f32 accumulation).
-        pub precision: String, default = "auto".to_string()
+        pub precision: PrecisionSetting, default = PrecisionSetting::default()
         /// BLIP captioner for recaption: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory.
         pub caption_model: String, default = DEFAULT_CAPTION_MODEL.to_string()
         /// 'on': captions are kept on disk ($LAKECAP_HOME/cache/captions) by (model, options, image content), so reruns never recompute one; 'off': not read or written.
         pub cache: Switch, default = Switch::On
+        /// Folder of the caption cache; empty: $LAKECAP_HOME/cache/captions.
+        pub cache_dir: String, default = String::new()
         /// LLM model and sampling (lakecap.llm.model, .max_tokens, .temperature, .top_p, .seed).
         pub llm: LlmOptions, default = LlmOptions::default()
         /// Caption fusion (lakecap.fuse.prompt).
@@ -262,10 +342,56 @@ impl LakecapOptions {
             .unwrap_or_default()
     }
 
+    /// Where models run: `lakecap.device`, CUDA with `lakecap.precision`.
+    pub fn device(&self) -> Device {
+        match self.device.resolve() {
+            Device::Cpu => Device::Cpu,
+            Device::Cuda(n, _) => Device::Cuda(n, self.precision.0),
+        }
+    }
+
     pub fn decode_limits(&self) -> DecodeLimits {
         DecodeLimits {
             max_pixels: self.max_pixels,
             max_bytes: self.max_image_bytes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_and_precision_are_checked_when_set() {
+        let mut o = LakecapOptions::default();
+        assert_eq!(
+            (o.device.to_string(), o.precision.to_string()),
+            ("auto".into(), "auto".into())
+        );
+        o.set("device", " CUDA ").unwrap();
+        o.set("precision", "fp16").unwrap();
+        assert_eq!(
+            (o.device.to_string(), o.precision.to_string()),
+            ("cuda:0".into(), "f16".into())
+        );
+        assert_eq!(o.device(), Device::Cuda(0, Precision::F16));
+        o.set("device", "cpu").unwrap();
+        assert_eq!(o.device(), Device::Cpu);
+        let e = o.set("precision", "f8").unwrap_err().to_string();
+        assert!(
+            e.contains("precision `f8`: use 'auto', 'f32', 'f16' or 'bf16'"),
+            "{e}"
+        );
+        let e = o.set("device", "gpu9").unwrap_err().to_string();
+        assert!(
+            e.contains("device `gpu9`: use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+            "{e}"
+        );
+        // A refused value leaves the option as it was.
+        assert_eq!(
+            (o.device.to_string(), o.precision.to_string()),
+            ("cpu".into(), "f16".into())
+        );
     }
 }

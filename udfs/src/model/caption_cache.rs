@@ -1,5 +1,5 @@
 //! The on-disk caption cache: one small file per (model, options, image
-//! content) under `$LAKECAP_HOME/cache/captions/`, written atomically (temp
+//! content) under `lakecap.cache_dir` (default `$LAKECAP_HOME/cache/captions/`), written atomically (temp
 //! file, then rename), so reruns and lake refreshes never recompute a caption
 //! and a crash never leaves a half-written entry. `SET lakecap.cache = off`
 //! bypasses it.
@@ -14,9 +14,13 @@ pub(crate) struct CaptionCache {
 }
 
 impl CaptionCache {
-    pub fn new() -> CaptionCache {
+    /// The cache in `dir`, or in lakecap's home when `dir` is empty.
+    pub fn new(dir: &str) -> CaptionCache {
         CaptionCache {
-            dir: home::caption_cache_dir(),
+            dir: match dir {
+                "" => home::caption_cache_dir(),
+                d => PathBuf::from(d),
+            },
         }
     }
 

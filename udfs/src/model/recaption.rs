@@ -1,32 +1,31 @@
 //! `recaption(img [, options])`: a synthetic caption from a BLIP captioner.
 
-use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, exec_err, internal_err, plan_err};
-use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, Signature,
 };
 use lakecap_models::decode::GenParams;
 use lakecap_models::serve::caption;
 
-use crate::args::{RowFailure, Rows, arrays, bytes_rows};
-use crate::caption_cache::CaptionCache;
-use crate::diagnostics::DiagHandle;
-use crate::llm_call::strings_array;
-use crate::model_args::{
-    MemoHandle, Param, TextMemo, blocking, device, model_err, model_signature, prepare_images,
-};
-use crate::options::Switch;
+use super::caption_cache::CaptionCache;
+use super::function::{Model, ModelFunction};
+use super::vectors::prepare_images;
+use crate::common::args::{RowFailure, Rows, arrays, bytes_rows};
+use crate::common::arrow::column;
+use crate::common::memo::{MemoBatch, SessionMemo};
+use crate::common::model_args::{Param, blocking, model_err, model_signature};
+use crate::common::options::Switch;
 
 const USAGE: &str = "recaption(img [, 'key=value; …'])";
 
-pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::MODEL,
+        crate::common::docs::MODEL,
         "A synthetic caption of the image by a BLIP captioner (lakecap.caption_model, default \
          Salesforce/blip-image-captioning-base; bring its HF files), decoded with continuous \
          batching. Options, as 'key=value' pairs separated by ';': prompt (a text prefix such as \
@@ -130,38 +129,36 @@ impl CaptionOptions {
     }
 }
 
+pub type RecaptionFunc = Model<Recaption>;
+
+/// `recaption` under the session's `lakecap.caption_model` and `lakecap.cache`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct RecaptionFunc {
-    signature: Signature,
-    memo: MemoHandle,
-    diag: DiagHandle,
+pub struct Recaption;
+
+/// The options of a call: a string literal, or none.
+fn literal_options(args: &ScalarFunctionArgs) -> Result<CaptionOptions> {
+    let text = match args.args.get(1) {
+        None => "",
+        Some(ColumnarValue::Scalar(v)) => v.try_as_str().flatten().unwrap_or(""),
+        Some(ColumnarValue::Array(_)) => return exec_err!("{USAGE}: options must be a literal"),
+    };
+    CaptionOptions::parse(text).or_else(|e| exec_err!("{USAGE}: {e}"))
 }
 
-impl RecaptionFunc {
-    pub fn new(memo: MemoHandle, diag: DiagHandle) -> Self {
-        Self {
-            signature: model_signature(&[Param::Image]),
-            memo,
-            diag,
-        }
-    }
-}
+#[async_trait]
+impl ModelFunction for Recaption {
+    const NAME: &'static str = "recaption";
 
-impl ScalarUDFImpl for RecaptionFunc {
-    fn name(&self) -> &str {
-        "recaption"
+    fn signature() -> Signature {
+        model_signature(&[Param::Image])
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        internal_err!("return_field_from_args is used")
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
     /// Validates a literal options string while planning.
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+    fn return_type(&self, args: &ReturnFieldArgs) -> Result<DataType> {
         if let Some(v) = args.scalar_arguments.get(1) {
             match v.and_then(|v| v.try_as_str()).flatten() {
                 Some(text) => {
@@ -172,65 +169,39 @@ impl ScalarUDFImpl for RecaptionFunc {
                 None => return plan_err!("{USAGE}: the options must be a string literal"),
             }
         }
-        Ok(Arc::new(Field::new(self.name(), DataType::Utf8, true)))
+        Ok(DataType::Utf8)
     }
 
-    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        internal_err!("recaption is async")
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
-}
-
-#[async_trait]
-impl AsyncScalarUDFImpl for RecaptionFunc {
-    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let text = match args.args.get(1) {
-            None => String::new(),
-            Some(ColumnarValue::Scalar(v)) => v.try_as_str().flatten().unwrap_or("").to_string(),
-            Some(ColumnarValue::Array(_)) => {
-                return exec_err!("{USAGE}: options must be a literal");
-            }
-        };
-        let opts = match CaptionOptions::parse(&text) {
-            Ok(o) => o,
-            Err(e) => return exec_err!("{USAGE}: {e}"),
-        };
-        let cols = arrays(&args)?;
-        let rows = Rows::new("recaption", &args, 0, &self.diag.0);
+    async fn invoke(
+        &self,
+        args: &ScalarFunctionArgs,
+        rows: &Rows<'_>,
+        memo: &SessionMemo,
+    ) -> Result<ArrayRef> {
+        let opts = literal_options(args)?;
         let o = &rows.options;
         let model = opts
             .model
             .clone()
             .unwrap_or_else(|| o.caption_model.clone());
-        let disk = (o.cache == Switch::On).then(CaptionCache::new);
-        let memo: &TextMemo = &self.memo.0.texts;
+        let disk = (o.cache == Switch::On).then(|| CaptionCache::new(&o.cache_dir));
+        let cols = arrays(args)?;
         let bytes = bytes_rows(cols[0].as_ref())?;
         let canon = opts.canonical();
-        let keys: Vec<Option<u128>> = bytes
+        let keys = bytes
             .iter()
             .map(|b| b.map(|b| CaptionCache::key(&model, &canon, b)))
             .collect();
-        let lookup = |k: u128| -> Option<String> {
-            memo.get(k)
-                .map(|v| v.to_string())
-                .or_else(|| disk.as_ref().and_then(|d| d.get(k)))
-        };
-        let mut out: Vec<Option<String>> = keys.iter().map(|k| k.and_then(lookup)).collect();
-        let mut seen = HashSet::new();
-        let todo: Vec<usize> = (0..out.len())
-            .filter(|&i| out[i].is_none() && keys[i].is_some_and(|k| seen.insert(k)))
-            .collect();
-        if !todo.is_empty() {
-            let (id, bs, dev) = (model.clone(), o.batch_size, device(o)?);
+        let on_disk = |k: u128| -> Option<Arc<str>> { disk.as_ref()?.get(k).map(Arc::from) };
+        let mut batch = MemoBatch::with_fallback(&memo.texts, keys, on_disk);
+        if !batch.todo().is_empty() {
+            let (id, bs, dev) = (model.clone(), o.batch_size, o.device());
             let cap = blocking(move || caption::captioner(&id, bs, dev))
                 .await?
                 .map_err(model_err)?;
             let c = Arc::clone(&cap);
             let (images, ok) =
-                prepare_images(&rows, &bytes, &todo, move |img| c.preprocess(img)).await?;
+                prepare_images(rows, &bytes, batch.todo(), move |img| c.preprocess(img)).await?;
             let captions = cap
                 .caption(images, &opts.prompt, opts.params.clone())
                 .await
@@ -241,24 +212,14 @@ impl AsyncScalarUDFImpl for RecaptionFunc {
                     message: e.to_string(),
                 };
                 if let Some(text) = rows.row(i, r.map_err(failure))? {
-                    let k = keys[i].expect("a key");
-                    memo.put(k, text.as_str().into());
                     if let Some(d) = &disk {
-                        d.put(k, &text);
+                        d.put(batch.key(i), &text);
                     }
-                    out[i] = Some(text);
-                }
-            }
-            // Rows repeating an image computed above.
-            for (o, k) in out.iter_mut().zip(&keys) {
-                if o.is_none()
-                    && let Some(v) = k.and_then(|k| memo.get(k))
-                {
-                    *o = Some(v.to_string());
+                    batch.put(i, text.into());
                 }
             }
         }
-        Ok(ColumnarValue::Array(strings_array(out)))
+        Ok(column(batch.finish()))
     }
 }
 

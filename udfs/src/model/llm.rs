@@ -3,24 +3,23 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, internal_err};
-use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-};
+use datafusion::common::Result;
+use datafusion::logical_expr::{Documentation, ReturnFieldArgs, ScalarFunctionArgs, Signature};
 use lakecap_models::chat::parse_turns;
 
-use crate::args::{Rows, arrays};
-use crate::diagnostics::DiagHandle;
-use crate::llm_call::{at_least, fill, generate, string_columns, strings_array, strings_signature};
-use crate::model_args::MemoHandle;
+use super::function::{Model, ModelFunction};
+use super::llm_call::{at_least, fill, generate, string_columns, strings_signature};
+use crate::common::args::{Rows, arrays};
+use crate::common::arrow::column;
+use crate::common::memo::SessionMemo;
 
 const USAGE: &str = "llm(template, arg1, …)";
 
-pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::LLM,
+        crate::common::docs::LLM,
         "The LLM's reply to a prompt built per row: {1}, {2}, … in the template are replaced by the \
          following arguments. The template may hold [system], [user] and [assistant] sections \
          (few-shot turns) as udfs/prompts/fuse.txt does; it is rendered with the model's chat \
@@ -39,51 +38,36 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+pub type LlmFunc = Model<Llm>;
+
+/// `llm` under the session's `lakecap.llm.*`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct LlmFunc {
-    signature: Signature,
-    memo: MemoHandle,
-    diag: DiagHandle,
-}
+pub struct Llm;
 
-impl LlmFunc {
-    pub fn new(memo: MemoHandle, diag: DiagHandle) -> Self {
-        Self {
-            signature: strings_signature(),
-            memo,
-            diag,
-        }
-    }
-}
+#[async_trait]
+impl ModelFunction for Llm {
+    const NAME: &'static str = "llm";
 
-impl ScalarUDFImpl for LlmFunc {
-    fn name(&self) -> &str {
-        "llm"
+    fn signature() -> Signature {
+        strings_signature()
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
-    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        at_least("llm", USAGE, 1, args.len())?;
+    fn return_type(&self, args: &ReturnFieldArgs) -> Result<DataType> {
+        at_least(Self::NAME, USAGE, 1, args.arg_fields.len())?;
         Ok(DataType::Utf8)
     }
 
-    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        internal_err!("llm is async")
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
-}
-
-#[async_trait]
-impl AsyncScalarUDFImpl for LlmFunc {
-    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let cols = string_columns(&arrays(&args)?)?;
-        let rows = Rows::new("llm", &args, 0, &self.diag.0);
+    async fn invoke(
+        &self,
+        args: &ScalarFunctionArgs,
+        rows: &Rows<'_>,
+        memo: &SessionMemo,
+    ) -> Result<ArrayRef> {
+        let cols = string_columns(&arrays(args)?)?;
         let convs = (0..cols[0].len())
             .map(|i| {
                 let values: Option<Vec<String>> = cols.iter().map(|c| c[i].clone()).collect();
@@ -97,11 +81,11 @@ impl AsyncScalarUDFImpl for LlmFunc {
                 Some(parse_turns(&fill(&values[0], &pairs)))
             })
             .collect();
-        let out = generate(&rows, convs, &self.memo.0.texts).await?;
-        Ok(ColumnarValue::Array(strings_array(
+        let out = generate(rows, convs, &memo.texts).await?;
+        Ok(column(
             out.into_iter()
                 .map(|o| o.map(|s| s.trim().to_string()))
                 .collect(),
-        )))
+        ))
     }
 }

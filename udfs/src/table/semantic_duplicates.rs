@@ -3,18 +3,17 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Float32Array, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, Float32Array, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, exec_err, plan_err};
-use datafusion::datasource::MemTable;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 use lakecap_models::semdedup::{SemDedupParams, semantic_duplicates_on};
 
-use crate::model_args::{blocking, model_err, vector_rows};
-use crate::table_args::{SourceColumns, number_arg, resolve, string_arg};
+use super::table_args::{Computed, SourceColumns, Verdicts, number_arg, resolve, string_arg};
+use crate::common::arrow::vector_rows;
+use crate::common::model_args::{blocking, model_err};
+use crate::common::options::LakecapOptions;
 
 /// Table function: semantic deduplication (SemDeDup) of the vectors in
 /// `embedding_col` (from `embed_image` or `embed_text`): spherical k-means into
@@ -83,7 +82,7 @@ impl TableFunctionImpl for SemanticDuplicatesFunc {
             Field::new("dup_of", src.key.data_type().clone(), true),
             Field::new("similarity", DataType::Float32, true),
         ]));
-        Ok(Arc::new(SemanticDuplicatesTable {
+        Ok(Arc::new(Computed(SemanticDuplicatesTable {
             src,
             params: SemDedupParams {
                 threshold,
@@ -91,7 +90,7 @@ impl TableFunctionImpl for SemanticDuplicatesFunc {
                 ..Default::default()
             },
             schema,
-        }))
+        })))
     }
 }
 
@@ -103,22 +102,12 @@ struct SemanticDuplicatesTable {
 }
 
 #[async_trait::async_trait]
-impl TableProvider for SemanticDuplicatesTable {
+impl Verdicts for SemanticDuplicatesTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn columns(&self, state: &dyn Session) -> Result<Vec<ArrayRef>> {
         let (keys, batches) = self.src.read(state).await?;
         let mut flat = Vec::new();
         let mut dim = None;
@@ -144,8 +133,7 @@ impl TableProvider for SemanticDuplicatesTable {
         }
         let d = dim.unwrap_or(1);
         let params = self.params.clone();
-        let options = crate::options::LakecapOptions::from_config(state.config_options());
-        let device = crate::model_args::device(&options)?;
+        let device = LakecapOptions::from_config(state.config_options()).device();
         let verdicts = blocking(move || semantic_duplicates_on(device, &flat, d, &params))
             .await?
             .map_err(model_err)?;
@@ -153,23 +141,17 @@ impl TableProvider for SemanticDuplicatesTable {
             .iter()
             .map(|v| v.dup_of.map(|i| i as u64))
             .collect();
-        let batch = RecordBatch::try_new(
-            Arc::clone(&self.schema),
-            vec![
-                keys.clone(),
-                Arc::new(UInt32Array::from_iter_values(
-                    verdicts.iter().map(|v| v.cluster),
-                )),
-                take(&keys, &dup_idx, None)?,
-                Arc::new(Float32Array::from_iter(
-                    verdicts
-                        .iter()
-                        .map(|v| (!v.similarity.is_nan()).then_some(v.similarity)),
-                )),
-            ],
-        )?;
-        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        Ok(vec![
+            keys.clone(),
+            Arc::new(UInt32Array::from_iter_values(
+                verdicts.iter().map(|v| v.cluster),
+            )),
+            take(&keys, &dup_idx, None)?,
+            Arc::new(Float32Array::from_iter(
+                verdicts
+                    .iter()
+                    .map(|v| (!v.similarity.is_nan()).then_some(v.similarity)),
+            )),
+        ])
     }
 }

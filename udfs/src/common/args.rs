@@ -8,12 +8,12 @@ use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::ScalarFunctionArgs;
 use lakecap_models::image::{DecodeLimits, ImageError};
 
-use crate::diagnostics::Diagnostics;
-use crate::options::{LakecapOptions, OnError};
+use crate::common::diagnostics::Diagnostics;
+use crate::common::options::{LakecapOptions, OnError};
 
 /// What an argument must be.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Arg {
+pub enum Arg {
     /// Encoded image bytes: Binary, LargeBinary, BinaryView.
     Image,
     /// Text: any string type, or binary checked per row for valid UTF-8.
@@ -22,6 +22,24 @@ pub(crate) enum Arg {
     Integer,
     /// A 64-bit hash: UInt64, or Int64 reinterpreted bit for bit.
     Hash,
+    /// A vector: a (fixed-size or large) list of Float32 or Float64.
+    Vector,
+}
+
+/// The one parameter of a function of an image.
+pub(crate) const IMAGE: &[(&str, Arg)] = &[("img", Arg::Image)];
+
+fn is_vector(t: &DataType) -> bool {
+    match t {
+        DataType::FixedSizeList(f, _) | DataType::List(f) | DataType::LargeList(f) => {
+            matches!(
+                f.data_type(),
+                DataType::Float32 | DataType::Float64 | DataType::Null
+            )
+        }
+        DataType::Null => true,
+        _ => false,
+    }
 }
 
 /// Coerces `types` to what `func(names...)` accepts, or explains what is wrong.
@@ -64,6 +82,7 @@ pub(crate) fn coerce(
                 (Arg::Hash, UInt64 | Int64) => Some(t.clone()),
                 (Arg::Hash, Null) => Some(UInt64),
                 (Arg::Hash, t) if t.is_integer() => Some(Int64),
+                (Arg::Vector, t) if is_vector(t) => Some(t.clone()),
                 _ => None,
             };
             match ok {
@@ -74,6 +93,7 @@ pub(crate) fn coerce(
                         Arg::Text => "text (a string column)",
                         Arg::Integer => "an integer",
                         Arg::Hash => "a 64-bit hash (UInt64 or Int64)",
+                        Arg::Vector => "a vector (list of floats)",
                     };
                     plan_err!("{}: argument `{name}` must be {want}, got {t}", usage())
                 }
@@ -108,7 +128,7 @@ pub(crate) fn bytes_rows(a: &dyn Array) -> Result<Vec<Option<&[u8]>>> {
 }
 
 /// A row a function could not process.
-pub(crate) struct RowFailure {
+pub struct RowFailure {
     pub kind: &'static str,
     pub message: String,
 }
@@ -123,7 +143,7 @@ impl From<ImageError> for RowFailure {
 }
 
 /// One invocation's view of the options, the column it reads and where to report.
-pub(crate) struct Rows<'a> {
+pub struct Rows<'a> {
     func: &'static str,
     column: String,
     pub options: LakecapOptions,

@@ -1,22 +1,20 @@
 //! `hamming(a, b)`: number of differing bits between two 64-bit hashes.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::array::{Array, AsArray, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use datafusion::common::{Result, exec_err};
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::Documentation;
 use lakecap_models::image::hamming;
 
-use crate::args::{Arg, arrays, coerce};
-
-const PARAMS: &[(&str, Arg)] = &[("a", Arg::Hash), ("b", Arg::Hash)];
+use crate::common::args::{Arg, Rows};
+use crate::common::arrow::column;
+use crate::common::plain::{Plain, PlainFunction};
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        crate::docs::IMAGE,
+        crate::common::docs::IMAGE,
         "Hamming distance (0-64) between two 64-bit hashes such as phash() or dhash(). Int64 \
          hashes are read bit for bit, so hashes stored by other tools as signed integers compare correctly.",
         "hamming(a, b)",
@@ -28,24 +26,9 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct HammingFunc {
-    signature: Signature,
-}
+pub type HammingFunc = Plain<Hamming>;
 
-impl HammingFunc {
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for HammingFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub struct Hamming;
 
 /// Hash values as u64, reinterpreting Int64 bit for bit.
 fn as_u64(a: &dyn Array) -> Result<Vec<Option<u64>>> {
@@ -60,35 +43,25 @@ fn as_u64(a: &dyn Array) -> Result<Vec<Option<u64>>> {
     })
 }
 
-impl ScalarUDFImpl for HammingFunc {
-    fn name(&self) -> &str {
-        "hamming"
+impl PlainFunction for Hamming {
+    const NAME: &'static str = "hamming";
+    const PARAMS: &'static [(&'static str, Arg)] = &[("a", Arg::Hash), ("b", Arg::Hash)];
+
+    fn return_type() -> DataType {
+        DataType::UInt32
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation() -> &'static Documentation {
+        &DOC
     }
 
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce(self.name(), PARAMS, arg_types)
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::UInt32)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let a = arrays(&args)?;
-        let (x, y) = (as_u64(&a[0])?, as_u64(&a[1])?);
-        let out: UInt32Array = x
+    fn invoke(_: &Rows, cols: &[ArrayRef]) -> Result<ArrayRef> {
+        let (x, y) = (as_u64(&cols[0])?, as_u64(&cols[1])?);
+        let distances = x
             .iter()
             .zip(&y)
             .map(|(x, y)| Some(hamming((*x)?, (*y)?)))
             .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
+        Ok(column::<u32>(distances))
     }
 }

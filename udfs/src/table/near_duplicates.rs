@@ -3,17 +3,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, AsArray, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
-use datafusion::datasource::MemTable;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 use lakecap_models::dedup::{MAX_RADIUS, hamming_clusters};
 
-use crate::table_args::{SourceColumns, resolve, string_arg};
+use super::table_args::{Computed, SourceColumns, Verdicts, resolve, string_arg};
 
 /// Table function: clusters rows whose 64-bit hashes are within `max_hamming` bits
 /// (connected components), sub-quadratic by multi-index hashing.
@@ -73,11 +71,11 @@ impl TableFunctionImpl for NearDuplicatesFunc {
             Field::new("representative", key_field.data_type().clone(), false),
             Field::new("distance", DataType::UInt32, false),
         ]));
-        Ok(Arc::new(NearDuplicatesTable {
+        Ok(Arc::new(Computed(NearDuplicatesTable {
             src,
             radius,
             schema: out,
-        }))
+        })))
     }
 }
 
@@ -113,22 +111,12 @@ impl NearDuplicatesTable {
 }
 
 #[async_trait::async_trait]
-impl TableProvider for NearDuplicatesTable {
+impl Verdicts for NearDuplicatesTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn columns(&self, state: &dyn Session) -> Result<Vec<ArrayRef>> {
         let (keys, hashes) = self.read(state).await?;
         let labels = hamming_clusters(&hashes, self.radius);
         let mut size = vec![0u32; labels.len()];
@@ -153,17 +141,11 @@ impl TableProvider for NearDuplicatesTable {
             cluster.push(dense[l]);
             dist.push((hashes[i] ^ hashes[l]).count_ones());
         }
-        let batch = RecordBatch::try_new(
-            Arc::clone(&self.schema),
-            vec![
-                take(&keys, &UInt64Array::from(member), None)?,
-                Arc::new(UInt64Array::from(cluster)),
-                take(&keys, &UInt64Array::from(rep), None)?,
-                Arc::new(UInt32Array::from(dist)),
-            ],
-        )?;
-        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        Ok(vec![
+            take(&keys, &UInt64Array::from(member), None)?,
+            Arc::new(UInt64Array::from(cluster)),
+            take(&keys, &UInt64Array::from(rep), None)?,
+            Arc::new(UInt32Array::from(dist)),
+        ])
     }
 }

@@ -1,16 +1,17 @@
 //! What the table functions share: literal arguments, resolving the source
-//! table, and reading its (key, value) columns.
+//! table, reading its (key, value) columns, and the result table
+//! ([`Computed`]), computed in full when scanned.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::concat;
-use datafusion::arrow::datatypes::Field;
+use datafusion::arrow::datatypes::{Field, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableProvider};
 use datafusion::common::{Result, ScalarValue, TableReference, plan_datafusion_err, plan_err};
-use datafusion::datasource::provider_as_source;
+use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableType, col};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use futures::FutureExt;
 
@@ -106,5 +107,43 @@ impl SourceColumns {
             concat(&key_arrays)?
         };
         Ok((keys, batches))
+    }
+}
+
+/// A table function's result: its schema, and its columns computed from the
+/// source when the table is scanned.
+#[async_trait::async_trait]
+pub(crate) trait Verdicts: std::fmt::Debug + Send + Sync + 'static {
+    fn schema(&self) -> SchemaRef;
+
+    /// The result's columns, in schema order.
+    async fn columns(&self, state: &dyn Session) -> Result<Vec<ArrayRef>>;
+}
+
+/// The table of a [`Verdicts`], scanned as one in-memory batch.
+#[derive(Debug)]
+pub(crate) struct Computed<V>(pub V);
+
+#[async_trait::async_trait]
+impl<V: Verdicts> TableProvider for Computed<V> {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batch = RecordBatch::try_new(self.schema(), self.0.columns(state).await?)?;
+        MemTable::try_new(self.schema(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
     }
 }

@@ -1,0 +1,15 @@
+//! What every lakecap function shares: argument coercion and per-row access
+//! ([`args`]), the `lakecap.*` options ([`options`]), counted warnings
+//! ([`diagnostics`]), documentation sections ([`docs`]), the session memo of
+//! model results ([`memo`]), Arrow columns from per-row values ([`arrow`]),
+//! the one `ScalarUDFImpl` of the synchronous functions ([`plain`]) and what
+//! model calls share ([`model_args`]).
+
+pub(crate) mod args;
+pub(crate) mod arrow;
+pub(crate) mod diagnostics;
+pub(crate) mod docs;
+pub(crate) mod memo;
+pub(crate) mod model_args;
+pub(crate) mod options;
+pub(crate) mod plain;
