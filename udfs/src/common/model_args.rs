@@ -8,7 +8,8 @@ use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, Signature, TypeSignature, Volatility,
 };
-use lakecap_models::{ModelError, embed};
+use lakecap_models::ModelError;
+use lakecap_models::serve::embed;
 
 use crate::common::arrow::vector_type;
 use crate::common::options::ModelSetting;
