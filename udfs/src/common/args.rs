@@ -6,6 +6,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::ScalarFunctionArgs;
+use lakecap_models::ModelError;
 use lakecap_models::image::{DecodeLimits, ImageError};
 
 use crate::common::diagnostics::Diagnostics;
@@ -131,6 +132,16 @@ pub(crate) fn bytes_rows(a: &dyn Array) -> Result<Vec<Option<&[u8]>>> {
 pub struct RowFailure {
     pub kind: &'static str,
     pub message: String,
+}
+
+impl RowFailure {
+    /// A row a model could not generate text for (a prompt longer than the context, ...).
+    pub fn generation(e: ModelError) -> Self {
+        RowFailure {
+            kind: "generation",
+            message: e.to_string(),
+        }
+    }
 }
 
 impl From<ImageError> for RowFailure {

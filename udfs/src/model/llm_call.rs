@@ -109,11 +109,7 @@ pub(crate) async fn generate(
             .await
             .map_err(model_err)?;
         for (i, r) in todo.into_iter().zip(done) {
-            let failure = |e: lakecap_models::ModelError| RowFailure {
-                kind: "generation",
-                message: e.to_string(),
-            };
-            if let Some(c) = rows.row(i, r.map_err(failure))? {
+            if let Some(c) = rows.row(i, r.map_err(RowFailure::generation))? {
                 batch.put(i, c.text.into());
             }
         }

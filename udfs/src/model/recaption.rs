@@ -207,11 +207,7 @@ impl ModelFunction for Recaption {
                 .await
                 .map_err(model_err)?;
             for (i, r) in ok.into_iter().zip(captions) {
-                let failure = |e: lakecap_models::ModelError| RowFailure {
-                    kind: "generation",
-                    message: e.to_string(),
-                };
-                if let Some(text) = rows.row(i, r.map_err(failure))? {
+                if let Some(text) = rows.row(i, r.map_err(RowFailure::generation))? {
                     if let Some(d) = &disk {
                         d.put(batch.key(i), &text);
                     }
