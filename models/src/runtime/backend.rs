@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use lakecap_kernels::Cuda;
 use lakecap_kernels::cuda::Precision;
 
+use super::registry::once_per_key;
 use crate::error::Result;
 
 /// Runs `build` with `be` owning a new backend for `device` (on the worker
@@ -59,17 +60,11 @@ type Shared = Mutex<HashMap<(usize, Precision), Arc<Cuda>>>;
 /// on first use (a failed start is not kept, so a later call tries again).
 pub(crate) fn shared_cuda(ordinal: usize, precision: Precision) -> Result<Arc<Cuda>> {
     static SHARED: OnceLock<Shared> = OnceLock::new();
-    // Holding the lock while starting makes concurrent first calls start once.
-    let mut m = SHARED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(be) = m.get(&(ordinal, precision)) {
-        return Ok(Arc::clone(be));
-    }
-    let be = Arc::new(Cuda::new(ordinal, precision)?);
-    m.insert((ordinal, precision), Arc::clone(&be));
-    Ok(be)
+    once_per_key(
+        SHARED.get_or_init(Default::default),
+        (ordinal, precision),
+        || Ok(Cuda::new(ordinal, precision)?),
+    )
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! (directory, device) and shared by every query that names it.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -22,12 +23,22 @@ pub(crate) fn cached<T>(
     let dir = hub::resolve(id)?;
     let dir = dir.canonicalize().unwrap_or(dir);
     let map = reg.get_or_init(Default::default);
-    // Holding the lock while loading makes concurrent first calls load once.
+    once_per_key(map, (dir.clone(), device), || load(&dir))
+}
+
+/// The value of `key` in `map`, built with `build` on first use; a failed
+/// build is not kept, so a later call tries again.
+pub(crate) fn once_per_key<K: Eq + Hash, V>(
+    map: &Mutex<HashMap<K, Arc<V>>>,
+    key: K,
+    build: impl FnOnce() -> Result<V>,
+) -> Result<Arc<V>> {
+    // Holding the lock while building makes concurrent first calls build once.
     let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(x) = m.get(&(dir.clone(), device)) {
+    if let Some(x) = m.get(&key) {
         return Ok(Arc::clone(x));
     }
-    let x = Arc::new(load(&dir)?);
-    m.insert((dir, device), Arc::clone(&x));
+    let x = Arc::new(build()?);
+    m.insert(key, Arc::clone(&x));
     Ok(x)
 }
