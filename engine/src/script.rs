@@ -1,4 +1,5 @@
-//! Running SQL scripts: many statements, `${VAR}` substitution, progress,
+//! Running SQL scripts: many statements, `${VAR}` substitution, progress
+//! (also for `CREATE TABLE … AS`),
 //! per-statement warnings, and errors that name the failing statement.
 
 use std::collections::BTreeMap;
@@ -7,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::catalog::MemTable;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -88,6 +92,7 @@ pub(crate) async fn run(
         diag.take();
         let batches = async {
             let plan = ctx.state().statement_to_plan(statement).await?;
+            let plan = materialize_with_progress(ctx, plan, progress).await?;
             let df = ctx.execute_logical_plan(plan).await?;
             let task = Arc::new(df.task_ctx());
             let physical = df.create_physical_plan().await?;
@@ -104,6 +109,39 @@ pub(crate) async fn run(
         })?;
     }
     Ok(())
+}
+
+/// `CREATE TABLE t AS SELECT …`: DataFusion runs the query while planning,
+/// where no progress is shown. This runs it here with progress and hands
+/// DataFusion the statement over the rows it produced, so that DataFusion
+/// keeps the rest (`IF NOT EXISTS`, `OR REPLACE`, constraints, defaults).
+async fn materialize_with_progress(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    progress: ProgressMode,
+) -> datafusion::common::Result<LogicalPlan> {
+    let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(mut create)) = plan else {
+        return Ok(plan);
+    };
+    if create.if_not_exists && ctx.table_exist(create.name.clone())? {
+        return Ok(LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)));
+    }
+    let input = Arc::unwrap_or_clone(create.input);
+    let df = ctx.execute_logical_plan(input).await?;
+    let schema = Arc::clone(df.schema().inner());
+    let task = Arc::new(df.task_ctx());
+    let physical = df.create_physical_plan().await?;
+    let batches = collect_with_progress(physical, task, progress).await?;
+    let rows = MemTable::try_new(schema, vec![batches])?;
+    create.input = Arc::new(
+        LogicalPlanBuilder::scan(
+            create.name.clone(),
+            provider_as_source(Arc::new(rows)),
+            None,
+        )?
+        .build()?,
+    );
+    Ok(LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)))
 }
 
 #[cfg(test)]
@@ -128,5 +166,50 @@ mod tests {
     fn snippets_are_one_short_line() {
         assert_eq!(snippet("SELECT\n  1"), "SELECT 1");
         assert_eq!(snippet(&"x ".repeat(100)).chars().count(), 80);
+    }
+
+    /// `CREATE TABLE … AS` runs its query with progress and keeps DataFusion's semantics.
+    #[tokio::test]
+    async fn create_table_as_keeps_its_semantics() {
+        let ctx = SessionContext::new();
+        let diag = Arc::new(Diagnostics::default());
+        let go = |sql: &'static str| {
+            let (ctx, diag) = (ctx.clone(), Arc::clone(&diag));
+            async move {
+                let mut out = Vec::new();
+                run(
+                    &ctx,
+                    &diag,
+                    ProgressMode::Plain,
+                    sql,
+                    &Vars::default(),
+                    |o| {
+                        out.push(o);
+                        Ok(())
+                    },
+                )
+                .await
+                .map(|()| out)
+            }
+        };
+        let sum = "SELECT sum(x) AS s FROM t";
+        let total = |out: Vec<StatementOutput>| {
+            let b = &out.last().unwrap().batches[0];
+            datafusion::arrow::util::display::array_value_to_string(b.column(0), 0).unwrap()
+        };
+        go("CREATE TABLE t AS SELECT * FROM generate_series(1, 4) g(x)")
+            .await
+            .unwrap();
+        assert_eq!(total(go(sum).await.unwrap()), "10");
+        go("CREATE TABLE IF NOT EXISTS t AS SELECT 100 AS x")
+            .await
+            .unwrap();
+        assert_eq!(total(go(sum).await.unwrap()), "10");
+        go("CREATE OR REPLACE TABLE t AS SELECT 100 AS x")
+            .await
+            .unwrap();
+        assert_eq!(total(go(sum).await.unwrap()), "100");
+        let err = go("CREATE TABLE t AS SELECT 1 AS x").await.unwrap_err();
+        assert!(format!("{err:#}").contains("already exists"), "{err:#}");
     }
 }

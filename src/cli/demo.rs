@@ -219,10 +219,7 @@ pub async fn run(engine: &Engine, lake: &Path, out: &Path, rows: usize) -> Resul
     let outputs = engine.run_script(DEMO_SQL, &vars).await?;
     for o in &outputs {
         for w in &o.warnings {
-            eprintln!(
-                "warning: {}({}): {} row(s) gave NULL: {}",
-                w.function, w.column, w.count, w.kind
-            );
+            eprintln!("warning: {w}");
         }
     }
     let summary = &outputs

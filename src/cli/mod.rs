@@ -29,10 +29,7 @@ pub fn report(o: &StatementOutput, format: Format, out: &mut dyn Write) -> Resul
     }
     eprintln!("{} row(s) in {:.2}s", o.rows(), o.elapsed.as_secs_f64());
     for w in &o.warnings {
-        eprintln!(
-            "warning: {}({}): {} row(s) gave NULL: {} (first: {})",
-            w.function, w.column, w.count, w.kind, w.example
-        );
+        eprintln!("warning: {w}");
     }
     Ok(())
 }

@@ -12,10 +12,7 @@ async fn once(engine: &Engine, path: &Path, opts: RefreshOptions) -> Result<()> 
     let job = Job::load(path)?;
     let result = refresh::run(engine.ctx(), &job, opts).await;
     for w in engine.diagnostics().take() {
-        eprintln!(
-            "warning: {}({}): {} row(s) gave NULL: {} (first: {})",
-            w.function, w.column, w.count, w.kind, w.example
-        );
+        eprintln!("warning: {w}");
     }
     status::record(
         &lakecap_models::home::jobs_dir(),

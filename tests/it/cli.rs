@@ -93,7 +93,7 @@ fn config_file_sets_options() {
     let o = lakecap(&["sql", "SELECT phash(X'00')"], dir.path());
     let (_, err) = text(&o);
     assert!(
-        !o.status.success() && err.contains("row 0 of the batch: not an image"),
+        !o.status.success() && err.contains("phash(lit) at row 0 of a batch: not an image"),
         "{err}"
     );
     let o = lakecap(
@@ -132,7 +132,9 @@ fn run_script_with_defines_and_warnings() {
     // 50 rows; hashed = rows minus corrupt, truncated, non-image, empty, NULL and bomb images.
     assert!(out.starts_with("n,hashed\n50,"), "{out}");
     assert!(
-        err.contains("warning: phash(img)") && err.contains("gave NULL"),
+        err.contains("warning: phash(img)")
+            && err.contains("gave NULL")
+            && err.contains("(first: phash(img) at key = '"),
         "{err}"
     );
     let recipe = lakecap(

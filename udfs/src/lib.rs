@@ -49,6 +49,7 @@ pub use common::options::{
     DEFAULT_TEXT_MODEL, DeviceSetting, FuseOptions, LakecapOptions, LlmOptions, ModelSetting,
     OnError, PrecisionSetting, Switch,
 };
+pub use common::row_keys::{RowKeyFunc, RowKeyRule};
 pub use image::dhash::DhashFunc;
 pub use image::hamming::HammingFunc;
 pub use image::image_error::ImageErrorFunc;
@@ -105,9 +106,16 @@ pub fn documentation(udf: &ScalarUDF) -> Option<&Documentation> {
 /// the session's `lakecap.*` options (registered first by the engine).
 pub fn register_all(ctx: &SessionContext, diag: &Arc<Diagnostics>) {
     let options = LakecapOptions::from_config(ctx.state().config_options());
-    for f in scalar_functions(diag, &options) {
+    let functions = scalar_functions(diag, &options);
+    let names = functions
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect::<Vec<_>>();
+    for f in functions {
         ctx.register_udf(f);
     }
+    ctx.register_udf(ScalarUDF::from(RowKeyFunc::default()));
+    ctx.add_analyzer_rule(Arc::new(RowKeyRule::new(names)));
     ctx.register_udtf("near_duplicates", Arc::new(NearDuplicatesFunc));
     ctx.register_udtf("semantic_duplicates", Arc::new(SemanticDuplicatesFunc));
 }

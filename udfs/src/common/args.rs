@@ -5,12 +5,13 @@
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err, plan_err};
-use datafusion::logical_expr::ScalarFunctionArgs;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 use lakecap_models::ModelError;
 use lakecap_models::image::{DecodeLimits, ImageError};
 
 use crate::common::diagnostics::Diagnostics;
 use crate::common::options::{LakecapOptions, OnError};
+use crate::common::row_keys::{RowKeys, keys_for};
 
 /// What an argument must be.
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +158,10 @@ impl From<ImageError> for RowFailure {
 pub struct Rows<'a> {
     func: &'static str,
     column: String,
+    /// The keys of this batch's rows, where the query's input has them.
+    keys: Option<RowKeys>,
+    /// The first argument is a column (not a literal), so a key could name its rows.
+    from_table: bool,
     pub options: LakecapOptions,
     diag: &'a Diagnostics,
 }
@@ -177,6 +182,8 @@ impl<'a> Rows<'a> {
         Rows {
             func,
             column,
+            keys: args.args.first().and_then(keys_for),
+            from_table: matches!(args.args.first(), Some(ColumnarValue::Array(_))),
             options: LakecapOptions::from_config(&args.config_options),
             diag,
         }
@@ -186,13 +193,25 @@ impl<'a> Rows<'a> {
         self.options.decode_limits()
     }
 
+    /// `phash(img) at key = 'abc'`: the call and what finds the row.
+    fn locate(&self, row: usize) -> String {
+        let at = match &self.keys {
+            Some(k) => k.name(row),
+            None if self.options.key_column.is_empty() || !self.from_table => {
+                format!("row {row} of a batch")
+            }
+            None => format!(
+                "row {row} of a batch (the input has no column `{}` to name it: see lakecap.key_column)",
+                self.options.key_column
+            ),
+        };
+        format!("{}({}) at {at}", self.func, self.column)
+    }
+
     /// Counts a warning for a row that still has a value (a fallback).
     pub fn warn(&self, row: usize, kind: &'static str, message: &str) {
         self.diag.warn(self.func, &self.column, kind, || {
-            format!(
-                "{}({}): row {row} of the batch: {message}",
-                self.func, self.column
-            )
+            format!("{}: {message}", self.locate(row))
         });
     }
 
@@ -201,12 +220,7 @@ impl<'a> Rows<'a> {
         match outcome {
             Ok(v) => Ok(Some(v)),
             Err(f) => {
-                let message = || {
-                    format!(
-                        "{}({}): row {row} of the batch: {}",
-                        self.func, self.column, f.message
-                    )
-                };
+                let message = || format!("{}: {}", self.locate(row), f.message);
                 match self.options.on_error {
                     OnError::Fail => {
                         exec_err!(

@@ -16,6 +16,17 @@ pub struct WarningCount {
     pub example: String,
 }
 
+/// `phash(img): 3 row(s) gave NULL: truncated (first: phash(img) at key = 'a1': truncated jpeg)`.
+impl std::fmt::Display for WarningCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}({}): {} row(s) gave NULL: {} (first: {})",
+            self.function, self.column, self.count, self.kind, self.example
+        )
+    }
+}
+
 /// (function, column, kind) -> (count, first message).
 type Counts = BTreeMap<(String, String, String), (u64, String)>;
 

@@ -26,3 +26,9 @@ pub(crate) const LLM: DocSection = DocSection {
         "Caption fusion and free-form generation with a Llama-family LLM, batched continuously",
     ),
 };
+/// Functions lakecap adds to plans by itself; not listed.
+pub(crate) const INTERNAL: DocSection = DocSection {
+    include: false,
+    label: "lakecap internals",
+    description: None,
+};

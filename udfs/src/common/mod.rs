@@ -2,8 +2,9 @@
 //! ([`args`]), the `lakecap.*` options ([`options`]), counted warnings
 //! ([`diagnostics`]), documentation sections ([`docs`]), the session memo of
 //! model results ([`memo`]), Arrow columns from per-row values ([`arrow`]),
-//! the one `ScalarUDFImpl` of the synchronous functions ([`plain`]) and what
-//! model calls share ([`model_args`]).
+//! the one `ScalarUDFImpl` of the synchronous functions ([`plain`]), what
+//! model calls share ([`model_args`]) and the keys that name rows in
+//! warnings ([`row_keys`]).
 
 pub(crate) mod args;
 pub(crate) mod arrow;
@@ -13,3 +14,4 @@ pub(crate) mod memo;
 pub(crate) mod model_args;
 pub(crate) mod options;
 pub(crate) mod plain;
+pub(crate) mod row_keys;

@@ -305,6 +305,8 @@ extensions_options! {
         pub max_pixels: u64, default = DecodeLimits::default().max_pixels
         /// Largest encoded image, in bytes, any function accepts.
         pub max_image_bytes: u64, default = DecodeLimits::default().max_bytes
+        /// Column that names a row in warnings and errors (`key = 'abc'`) wherever a query's input has it; empty: rows are named by their number in a batch.
+        pub key_column: String, default = "key".to_string()
         /// CLIP model for embed_image and clip_score: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory.
         pub clip_model: ModelSetting, default = ModelSetting::new(DEFAULT_CLIP_MODEL)
         /// Model for embed_text (a sentence encoder such as all-MiniLM-L6-v2, or a CLIP model for its text tower).
