@@ -80,6 +80,19 @@ impl ChatTemplate {
     /// The prompt for `messages`, ending with the assistant's turn opener when
     /// `add_generation_prompt`.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let messages = serde_json::to_value(messages)
+            .map_err(|e| ModelError::Tokenizer(format!("chat messages: {e}")))?;
+        self.render_value(&messages, add_generation_prompt)
+    }
+
+    /// [`ChatTemplate::render`] of messages in their JSON form, where a
+    /// content may be a list of parts (`{"type": "image"}`, `{"type": "text",
+    /// "text": …}`), as multimodal templates expect.
+    pub fn render_value(
+        &self,
+        messages: &serde_json::Value,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let t = self
             .env
             .get_template("chat")

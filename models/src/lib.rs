@@ -55,6 +55,7 @@ pub mod hub;
 pub mod image;
 pub mod llama;
 pub mod nn;
+pub mod qwen2_vl;
 pub mod runtime;
 pub mod semdedup;
 pub mod serve;

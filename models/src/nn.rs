@@ -165,6 +165,72 @@ impl<B: Backend> GatedMlp<B> {
     }
 }
 
+/// Rotary positions of a batch of rows, in parts: each part rotates the
+/// pairs of its own frequencies (the others are zero, so it leaves them
+/// alone) by its own per-row positions. Ordinary RoPE is one part; Qwen2-VL's
+/// M-RoPE has three (temporal, height, width) and its vision tower's 2-D RoPE
+/// two (height, width). Each part is one pass of the backend's `rope`.
+pub struct Rotary<'a> {
+    pub parts: Vec<(Rope<'a>, Vec<usize>)>,
+}
+
+impl<'a> Rotary<'a> {
+    /// Ordinary RoPE: row `i` at `positions[i]`.
+    pub fn plain(rope: Rope<'a>, positions: Vec<usize>) -> Self {
+        Rotary {
+            parts: vec![(rope, positions)],
+        }
+    }
+
+    /// Parts over `freqs` (from [`section_freqs`]), part `j` at `positions[j]`.
+    pub fn sections(freqs: &'a [Vec<f32>], positions: Vec<Vec<usize>>) -> Self {
+        Rotary {
+            parts: freqs
+                .iter()
+                .zip(positions)
+                .map(|(f, p)| {
+                    let rope = Rope {
+                        inv_freq: f,
+                        scale: 1.0,
+                    };
+                    (rope, p)
+                })
+                .collect(),
+        }
+    }
+
+    /// `x [n, heads·d]` rotated.
+    pub fn apply<B: Backend>(&self, be: &B, x: B::Tensor, heads: usize) -> Result<B::Tensor> {
+        let mut x = x;
+        for (rope, positions) in &self.parts {
+            x = be.rope(&x, heads, positions, *rope)?;
+        }
+        Ok(x)
+    }
+}
+
+/// `inv_freq` split into consecutive sections of `sizes`: section `j` keeps
+/// its own frequencies and zeroes the rest (angle 0 rotates nothing).
+pub fn section_freqs(inv_freq: &[f32], sizes: &[usize]) -> Vec<Vec<f32>> {
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let part = (0..inv_freq.len())
+                .map(|i| {
+                    if (start..start + n).contains(&i) {
+                        inv_freq[i]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            start += n;
+            part
+        })
+        .collect()
+}
+
 /// Decoder attention over a KV cache: the new tokens' keys and values are
 /// stored at their positions, then every query attends to its sequence's
 /// cache. `kv_heads < heads` is grouped-query attention.
@@ -178,21 +244,20 @@ pub struct CachedAttention<B: Backend> {
 }
 
 impl<B: Backend> CachedAttention<B> {
-    /// `x [n, d]`, row `i` at `at[i]`; `rope` rotates queries and keys.
+    /// `x [n, d]`, row `i` at `at[i]`; `rotary` rotates queries and keys.
     pub fn forward(
         &self,
         be: &B,
         x: &B::Tensor,
         cache: &mut B::KvCache,
         at: &[Pos],
-        rope: Option<Rope<'_>>,
+        rotary: Option<&Rotary<'_>>,
     ) -> Result<B::Tensor> {
         let (mut q, mut k) = (self.q.forward(be, x)?, self.k.forward(be, x)?);
         let v = self.v.forward(be, x)?;
-        if let Some(r) = rope {
-            let positions: Vec<usize> = at.iter().map(|p| p.pos).collect();
-            q = be.rope(&q, self.heads, &positions, r)?;
-            k = be.rope(&k, self.kv_heads, &positions, r)?;
+        if let Some(r) = rotary {
+            q = r.apply(be, q, self.heads)?;
+            k = r.apply(be, k, self.kv_heads)?;
         }
         be.kv_store(cache, &k, &v, at)?;
         let a = be.kv_attention(&q, cache, at, self.heads)?;

@@ -10,7 +10,7 @@ use lakecap_kernels::{Activation, Backend, Pos, Rope};
 use super::config::LlamaConfig;
 use crate::decode::{Decoder, Logits, Want};
 use crate::error::{ModelError, Result};
-use crate::nn::{CachedAttention, GatedMlp, Linear, RmsNorm};
+use crate::nn::{CachedAttention, GatedMlp, Linear, RmsNorm, Rotary};
 use crate::weights::WeightSource;
 
 struct Layer<B: Backend> {
@@ -33,6 +33,12 @@ pub struct Llama<B: Backend> {
 
 impl<B: Backend> Llama<B> {
     pub fn load(be: &B, cfg: &LlamaConfig, w: &impl WeightSource) -> Result<Self> {
+        Self::load_at(be, cfg, w, "model")
+    }
+
+    /// Loads with the decoder's weights under `prefix` (`model`; a
+    /// multimodal checkpoint's `model.language_model`).
+    pub fn load_at(be: &B, cfg: &LlamaConfig, w: &impl WeightSource, prefix: &str) -> Result<Self> {
         cfg.check()?;
         let (d, hd) = (cfg.hidden_size, cfg.head_dim());
         let (h, kv) = (cfg.num_attention_heads, cfg.kv_heads());
@@ -42,7 +48,7 @@ impl<B: Backend> Llama<B> {
         let eps = cfg.rms_norm_eps;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
-                let p = format!("model.layers.{i}");
+                let p = format!("{prefix}.layers.{i}");
                 let lin = |name: &str, din, dout, bias| {
                     Linear::load(be, w, &format!("{p}.{name}"), din, dout, bias)
                 };
@@ -74,9 +80,13 @@ impl<B: Backend> Llama<B> {
         let (inv_freq, rope_scale) = cfg.rope()?;
         Ok(Llama {
             cfg: cfg.clone(),
-            embed: w.load(be, "model.embed_tokens.weight", &[cfg.vocab_size, d])?,
+            embed: w.load(
+                be,
+                &format!("{prefix}.embed_tokens.weight"),
+                &[cfg.vocab_size, d],
+            )?,
             layers,
-            norm: RmsNorm::load(be, w, "model.norm", d, eps)?,
+            norm: RmsNorm::load(be, w, &format!("{prefix}.norm"), d, eps)?,
             lm_head,
             inv_freq,
             rope_scale,
@@ -105,11 +115,36 @@ impl<B: Backend> Llama<B> {
             inv_freq: &self.inv_freq,
             scale: self.rope_scale,
         };
-        let mut x = be.embedding(&self.embed, tokens)?;
+        let rotary = Rotary::plain(rope, at.iter().map(|p| p.pos).collect());
+        let x = be.embedding(&self.embed, tokens)?;
+        self.forward_embedded(be, caches, x, at, &rotary, last)
+    }
+
+    /// Token embeddings of `tokens` (rows a multimodal model may replace).
+    pub fn embed(&self, be: &B, tokens: &[u32]) -> Result<B::Tensor> {
+        Ok(be.embedding(&self.embed, tokens)?)
+    }
+
+    /// The rotary frequencies (M-RoPE splits them into sections).
+    pub fn inv_freq(&self) -> &[f32] {
+        &self.inv_freq
+    }
+
+    /// [`Llama::forward`] from input embeddings `x [n, d]` with its own
+    /// rotary positions (Qwen2-VL: image features and M-RoPE).
+    pub fn forward_embedded(
+        &self,
+        be: &B,
+        caches: &mut [B::KvCache],
+        mut x: B::Tensor,
+        at: &[Pos],
+        rotary: &Rotary<'_>,
+        last: &[usize],
+    ) -> Result<B::Tensor> {
         for (l, cache) in self.layers.iter().zip(caches.iter_mut()) {
             let a = l
                 .attn
-                .forward(be, &l.ln1.forward(be, &x)?, cache, at, Some(rope))?;
+                .forward(be, &l.ln1.forward(be, &x)?, cache, at, Some(rotary))?;
             x = be.add(&x, &a)?;
             let m = l.mlp.forward(be, &l.ln2.forward(be, &x)?)?;
             x = be.add(&x, &m)?;

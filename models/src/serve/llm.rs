@@ -76,23 +76,28 @@ impl Llm {
     }
 }
 
-fn token_str(tok: &Tokenizer, id: Option<u32>) -> String {
+pub(crate) fn token_str(tok: &Tokenizer, id: Option<u32>) -> String {
     id.and_then(|i| tok.id_to_token(i)).unwrap_or_default()
 }
 
 /// The chat template of an HF directory: `chat_template.jinja` (transformers
-/// 5) or `tokenizer_config.json`'s `chat_template`.
-fn hf_template(dir: &Path) -> Option<String> {
+/// 5), `chat_template.json` (the Hub's processors) or
+/// `tokenizer_config.json`'s `chat_template`.
+pub(crate) fn hf_template(dir: &Path) -> Option<String> {
     if let Ok(s) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
         return Some(s);
     }
-    let v: serde_json::Value = read_json(&dir.join("tokenizer_config.json")).ok()?;
-    v["chat_template"].as_str().map(str::to_string)
+    ["chat_template.json", "tokenizer_config.json"]
+        .iter()
+        .find_map(|f| {
+            let v: serde_json::Value = read_json(&dir.join(f)).ok()?;
+            v["chat_template"].as_str().map(str::to_string)
+        })
 }
 
 /// The EOS ids: `generation_config.json` first (chat models list their
 /// end-of-turn token there), then the config.
-fn hf_eos(dir: &Path, cfg: &LlamaConfig) -> Vec<u32> {
+pub(crate) fn hf_eos(dir: &Path, cfg: &LlamaConfig) -> Vec<u32> {
     let from_gen = read_json::<serde_json::Value>(&dir.join("generation_config.json"))
         .ok()
         .and_then(|v| {

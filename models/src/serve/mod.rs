@@ -6,10 +6,13 @@
 //! - [`caption`]: the BLIP captioner behind the continuous-batching
 //!   generator, images as the rows' contexts.
 //! - [`llm`]: Llama-family text generation (HF or GGUF) with chat templates.
+//! - [`vlm`]: instruction vision-language models (Qwen2-VL): an image and a
+//!   prompt through the chat template, the image encoded once per row.
 
 pub mod caption;
 pub mod embed;
 pub mod llm;
+pub mod vlm;
 
 use std::path::Path;
 

@@ -1,0 +1,13 @@
+//! Qwen2-VL (`Qwen2VLForConditionalGeneration`, any size in config): the
+//! native-resolution vision tower ([`vision`]), its image processor
+//! ([`preprocess`]) and the Qwen2 decoder with M-RoPE ([`model`]).
+
+pub mod config;
+pub mod model;
+pub mod preprocess;
+pub mod vision;
+
+pub use config::Qwen2VlConfig;
+pub use model::{Qwen2Vl, Qwen2VlDecoder, image_context};
+pub use preprocess::{ImagePatches, Qwen2VlPreprocess, smart_resize};
+pub use vision::VisionTower;

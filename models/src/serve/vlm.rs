@@ -1,0 +1,160 @@
+//! Vision-language services: an instruction VLM (Qwen2-VL) with its image
+//! processor, tokenizer and chat template behind a continuous-batching
+//! [`Generator`], loaded once per process per (model, device) and shared by
+//! `vlm()` and `recaption()`. A row's image is its context: the worker
+//! encodes it once, when the row enters a slot, and its features take the
+//! place of the prompt's image tokens during (chunked) prefill.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use image::DynamicImage;
+use serde_json::json;
+use tokenizers::Tokenizer;
+
+use super::llm::{CONTEXT, hf_eos, hf_template, token_str};
+use super::read_json;
+use crate::chat::ChatTemplate;
+use crate::decode::{Decoder, GenParams};
+use crate::error::{ModelError, Result};
+use crate::generate::{Completion, Detokenize, Generator};
+use crate::qwen2_vl::{ImagePatches, Qwen2Vl, Qwen2VlConfig, Qwen2VlDecoder, Qwen2VlPreprocess};
+use crate::runtime::{Device, Registry, cached, on_device};
+use crate::weights::Weights;
+
+/// The instruction `recaption` gives a VLM when its options name no prompt.
+pub const CAPTION_INSTRUCTION: &str = "Describe this image in detail.";
+
+pub struct Vlm {
+    pub id: String,
+    prep: Qwen2VlPreprocess,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    image_token: u32,
+    pub generator: Generator,
+}
+
+/// The `model_type` of a model directory's `config.json`.
+pub fn model_type(dir: &Path) -> Result<String> {
+    let v: serde_json::Value = read_json(&dir.join("config.json"))?;
+    Ok(v["model_type"].as_str().unwrap_or_default().to_string())
+}
+
+/// Whether `model_type` is a VLM this module serves.
+pub fn is_vlm(model_type: &str) -> bool {
+    model_type == "qwen2_vl"
+}
+
+impl Vlm {
+    /// A decoded image -> the model's input (on the caller's thread).
+    pub fn preprocess(&self, img: &DynamicImage) -> Result<ImagePatches> {
+        self.prep.patches(img)
+    }
+
+    /// The chat prompt of one image and one instruction, the assistant's turn opened.
+    pub fn chat_prompt(&self, instruction: &str) -> Result<String> {
+        let messages = json!([{
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": instruction}],
+        }]);
+        self.template.render_value(&messages, true)
+    }
+
+    /// Token ids of the prompt with its image token expanded to the image's
+    /// tokens, and the position of the first.
+    pub fn prompt_ids(&self, instruction: &str, image: &ImagePatches) -> Result<(Vec<u32>, usize)> {
+        let text = self.chat_prompt(instruction)?;
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let ids = enc.get_ids();
+        let at: Vec<usize> = (0..ids.len())
+            .filter(|&i| ids[i] == self.image_token)
+            .collect();
+        let [start] = at[..] else {
+            return Err(ModelError::Unsupported(format!(
+                "the chat template of `{}` gave {} image tokens for one image",
+                self.id,
+                at.len()
+            )));
+        };
+        let n = image.tokens(self.prep.merge);
+        let mut out = Vec::with_capacity(ids.len() + n);
+        out.extend_from_slice(&ids[..start]);
+        out.extend(std::iter::repeat_n(self.image_token, n));
+        out.extend_from_slice(&ids[start + 1..]);
+        Ok((out, start))
+    }
+
+    /// The model's reply to each (image, instruction); one row's failure is
+    /// that row's error only.
+    pub async fn ask(
+        &self,
+        requests: Vec<(ImagePatches, String)>,
+        params: GenParams,
+    ) -> Result<Vec<Result<Completion>>> {
+        let mut prompts = Vec::with_capacity(requests.len());
+        let mut contexts = Vec::with_capacity(requests.len());
+        for (image, instruction) in &requests {
+            let (ids, start) = self.prompt_ids(instruction, image)?;
+            prompts.push(ids);
+            contexts.push(Some(crate::qwen2_vl::image_context(start, image).into()));
+        }
+        self.generator
+            .generate_with(prompts, contexts, None, params)
+            .await
+    }
+}
+
+/// Loads the VLM in `dir` with `slots` concurrent sequences.
+pub fn load_vlm(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Vlm> {
+    let path = dir.join("config.json");
+    let cfg = Qwen2VlConfig::from_json(&read_json(&path)?, &path)?;
+    let prep = Qwen2VlPreprocess::load(dir, &cfg.vision)?;
+    let tokenizer = crate::tokenize::load_plain(&dir.join("tokenizer.json"))?;
+    let source = hf_template(dir).ok_or_else(|| {
+        ModelError::bad_file(
+            &dir.join("chat_template.jinja"),
+            "missing (nor chat_template.json, nor a chat_template in tokenizer_config.json): \
+             a VLM's prompts go through its chat template",
+        )
+    })?;
+    let eos = hf_eos(dir, &cfg.text);
+    let template = ChatTemplate::new(
+        &source,
+        &token_str(&tokenizer, cfg.text.bos_token_id),
+        &token_str(&tokenizer, eos.first().copied()),
+    )?;
+    let detok_tok = tokenizer.clone();
+    let detok: Detokenize =
+        Arc::new(move |ids: &[u32]| detok_tok.decode(ids, true).unwrap_or_default());
+    let (d, c, slots) = (dir.to_path_buf(), cfg.clone(), slots.max(1));
+    let generator = Generator::spawn(
+        "vlm",
+        move || {
+            let w = Weights::open(&d)?;
+            on_device!(device, |be| {
+                let model = Qwen2Vl::load(&be, &c, &w)?;
+                let m: Box<dyn Decoder> = Box::new(Qwen2VlDecoder::new(be, model, slots, CONTEXT)?);
+                Ok(m)
+            })
+        },
+        eos,
+        detok,
+    )?;
+    Ok(Vlm {
+        id: id.to_string(),
+        prep,
+        tokenizer,
+        template,
+        image_token: cfg.image_token_id,
+        generator,
+    })
+}
+
+/// The process-wide VLM `id` on `device` (loaded on first use).
+pub fn vlm(id: &str, slots: usize, device: Device) -> Result<Arc<Vlm>> {
+    static REG: OnceLock<Registry<Vlm>> = OnceLock::new();
+    cached(&REG, id, device, |dir| load_vlm(dir, id, slots, device))
+}
