@@ -1,6 +1,7 @@
 //! Captioning services: a BLIP model with its image processor and tokenizer
 //! behind a continuous-batching [`Generator`], loaded once per process per
-//! (model, device). Each caption request carries the image (its patches) as
+//! (model, device), or a VLM of [`crate::serve::vlm`] given an instruction
+//! ([`AnyCaptioner`], chosen by the model's `config.json`). Each caption request carries the image (its patches) as
 //! the row's context: the worker encodes the images of all sequences that
 //! start in a step as one batch, computes their cross-attention keys and
 //! values once, and decodes.
@@ -16,7 +17,9 @@ use crate::blip::{BlipCaptioner, BlipConfig, BlipPreprocess};
 use crate::decode::{Decoder, GenParams};
 use crate::error::{ModelError, Result};
 use crate::generate::{Context, Detokenize, Generator};
+use crate::qwen2_vl::ImagePatches;
 use crate::runtime::{Device, Registry, cached, on_device};
+use crate::serve::vlm::{CAPTION_INSTRUCTION, Vlm, is_vlm, model_type, vlm};
 use crate::weights::Weights;
 
 pub struct Captioner {
@@ -123,4 +126,92 @@ pub fn captioner(id: &str, slots: usize, device: Device) -> Result<Arc<Captioner
     cached(&REG, id, device, |dir| {
         load_captioner(dir, id, slots, device)
     })
+}
+
+/// A decoded image as a captioner takes it.
+pub enum CaptionInput {
+    /// BLIP's patch rows.
+    Patches(Vec<f32>),
+    /// A VLM's native-resolution patches.
+    Image(ImagePatches),
+}
+
+/// Either kind of captioner `recaption` drives, chosen by the model's
+/// `config.json`: BLIP continues a text prefix, a VLM follows an instruction.
+#[derive(Clone)]
+pub enum AnyCaptioner {
+    Blip(Arc<Captioner>),
+    Vlm(Arc<Vlm>),
+}
+
+impl AnyCaptioner {
+    /// The process-wide captioner `id` on `device`; a VLM is the same
+    /// instance `vlm()` uses.
+    pub fn get(id: &str, slots: usize, device: Device) -> Result<AnyCaptioner> {
+        let dir = crate::hub::resolve(id)?;
+        if dir.join("config.json").is_file() && is_vlm(&model_type(&dir)?) {
+            Ok(AnyCaptioner::Vlm(vlm(id, slots, device)?))
+        } else {
+            Ok(AnyCaptioner::Blip(captioner(id, slots, device)?))
+        }
+    }
+
+    /// Decoded image -> model input (on the caller's thread).
+    pub fn preprocess(&self, img: &DynamicImage) -> Result<CaptionInput> {
+        Ok(match self {
+            AnyCaptioner::Blip(c) => CaptionInput::Patches(c.preprocess(img)),
+            AnyCaptioner::Vlm(v) => CaptionInput::Image(v.preprocess(img)?),
+        })
+    }
+
+    /// A caption per image. `prompt` is BLIP's text prefix, or the VLM's
+    /// instruction ([`CAPTION_INSTRUCTION`] when empty); `max_new_tokens` 0
+    /// is the captioner's default (BLIP's short captions, a VLM's detailed ones).
+    pub async fn caption(
+        &self,
+        images: Vec<CaptionInput>,
+        prompt: &str,
+        mut params: GenParams,
+    ) -> Result<Vec<Result<String>>> {
+        if params.max_new_tokens == 0 {
+            params.max_new_tokens = match self {
+                AnyCaptioner::Blip(_) => 30,
+                AnyCaptioner::Vlm(_) => 128,
+            };
+        }
+        match self {
+            AnyCaptioner::Blip(c) => {
+                let patches = images
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        CaptionInput::Patches(p) => Some(p),
+                        CaptionInput::Image(_) => None,
+                    })
+                    .collect();
+                c.caption(patches, prompt, params).await
+            }
+            AnyCaptioner::Vlm(v) => {
+                if params.num_beams > 1 || params.guidance_scale != 1.0 {
+                    return Err(ModelError::Unsupported(format!(
+                        "`{}` is a VLM: beams and guidance_scale work with BLIP captioners only",
+                        v.id
+                    )));
+                }
+                let instruction = if prompt.is_empty() {
+                    CAPTION_INSTRUCTION
+                } else {
+                    prompt
+                };
+                let requests = images
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        CaptionInput::Image(p) => Some((p, instruction.to_string())),
+                        CaptionInput::Patches(_) => None,
+                    })
+                    .collect();
+                let out = v.ask(requests, params).await?;
+                Ok(out.into_iter().map(|r| r.map(|c| c.text)).collect())
+            }
+        }
+    }
 }

@@ -143,6 +143,14 @@ impl RowFailure {
             message: e.to_string(),
         }
     }
+
+    /// A decoded image a model cannot take (an aspect ratio beyond its processor's, ...).
+    pub fn model(e: ModelError) -> Self {
+        RowFailure {
+            kind: "model input",
+            message: e.to_string(),
+        }
+    }
 }
 
 impl From<ImageError> for RowFailure {

@@ -267,6 +267,14 @@ pub const DEFAULT_LLM_MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 pub const DEFAULT_FUSE_PROMPT: &str = include_str!("../../prompts/fuse.txt");
 
 namespace! {
+    /// `lakecap.vlm.*`: the vision-language model of `vlm()`.
+    VlmOptions {
+        /// VLM for vlm(): an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory (Qwen2-VL).
+        model: String = DEFAULT_VLM_MODEL.to_string(),
+    }
+}
+
+namespace! {
     /// `lakecap.llm.*`: the model and sampling of `fuse` and `llm`.
     LlmOptions {
         /// LLM for fuse and llm: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, a directory (HF safetensors) or a .gguf file.
@@ -290,6 +298,8 @@ namespace! {
     }
 }
 
+/// The default VLM: users bring their own weights (no hub here).
+pub const DEFAULT_VLM_MODEL: &str = "Qwen/Qwen2-VL-2B-Instruct";
 /// The default CLIP model: users bring their own weights (no hub here).
 pub const DEFAULT_CLIP_MODEL: &str = "openai/clip-vit-base-patch32";
 /// The default sentence encoder (real weights from scripts/fetch-models.sh).
@@ -325,6 +335,8 @@ extensions_options! {
         pub cache_dir: String, default = String::new()
         /// LLM model and sampling (lakecap.llm.model, .max_tokens, .temperature, .top_p, .seed).
         pub llm: LlmOptions, default = LlmOptions::default()
+        /// Vision-language model of vlm() (lakecap.vlm.model).
+        pub vlm: VlmOptions, default = VlmOptions::default()
         /// Caption fusion (lakecap.fuse.prompt).
         pub fuse: FuseOptions, default = FuseOptions::default()
     }

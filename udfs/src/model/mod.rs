@@ -1,7 +1,8 @@
 //! Model functions, all async ([`function::Model`]): embeddings
 //! (`embed_image`, `embed_text`, through `vectors`) and their comparison
 //! (`clip_score`, `cosine`), captions (`recaption`, with its on-disk
-//! `caption_cache`) and LLM generation (`fuse`, `llm`, sharing `llm_call`).
+//! `caption_cache`), LLM generation (`fuse`, `llm`, sharing `llm_call`) and
+//! questions about images (`vlm`).
 
 pub(crate) mod caption_cache;
 pub(crate) mod clip_score;
@@ -14,6 +15,7 @@ pub(crate) mod llm;
 pub(crate) mod llm_call;
 pub(crate) mod recaption;
 pub(crate) mod vectors;
+pub(crate) mod vlm;
 
 use datafusion::logical_expr::Documentation;
 
@@ -24,6 +26,7 @@ use function::ModelFunction;
 use fuse::Fuse;
 use llm::Llm;
 use recaption::Recaption;
+use vlm::Vlm;
 
 /// The documentation of the async function `name`: DataFusion's async
 /// wrapper does not forward `documentation()`.
@@ -37,4 +40,5 @@ pub(crate) fn documentation(name: &str) -> Option<&'static Documentation> {
         .or_else(|| doc::<Recaption>(name))
         .or_else(|| doc::<Fuse>(name))
         .or_else(|| doc::<Llm>(name))
+        .or_else(|| doc::<Vlm>(name))
 }

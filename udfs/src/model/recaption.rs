@@ -1,4 +1,5 @@
-//! `recaption(img [, options])`: a synthetic caption from a BLIP captioner.
+//! `recaption(img [, options])`: a synthetic caption from a BLIP captioner
+//! or an instruction VLM (by the model's `config.json`).
 
 use std::sync::{Arc, LazyLock};
 
@@ -10,7 +11,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, Signature,
 };
 use lakecap_models::decode::GenParams;
-use lakecap_models::serve::caption;
+use lakecap_models::serve::caption::AnyCaptioner;
 
 use super::caption_cache::CaptionCache;
 use super::function::{Model, ModelFunction};
@@ -26,15 +27,19 @@ const USAGE: &str = "recaption(img [, 'key=value; …'])";
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         crate::common::docs::MODEL,
-        "A synthetic caption of the image by a BLIP captioner (lakecap.caption_model, default \
-         Salesforce/blip-image-captioning-base; bring its HF files), decoded with continuous \
-         batching. Options, as 'key=value' pairs separated by ';': prompt (a text prefix such as \
-         'a picture of', kept in the caption as transformers decodes it), max_tokens (default 30), \
+        "A synthetic caption of the image by a BLIP captioner or an instruction VLM such as \
+         Qwen2-VL (lakecap.caption_model, default Salesforce/blip-image-captioning-base; bring \
+         its HF files; the architecture comes from its config.json), decoded with continuous \
+         batching. Options, as 'key=value' pairs separated by ';': prompt (BLIP: a text prefix \
+         such as 'a picture of', kept in the caption as transformers decodes it; a VLM: the \
+         instruction, default 'Describe this image in detail.'), max_tokens (default 30 for \
+         BLIP, 128 for a VLM), stop (strings separated by '|'), \
          min_tokens, temperature (0: greedy), top_k, top_p, seed, repetition_penalty, \
          no_repeat_ngram_size, beams (beam search as transformers' generate), length_penalty, \
          early_stopping, guidance_scale (classifier-free guidance toward more specific captions, \
          Kornblith et al. 2023: tokens from uncond + scale·(cond − uncond) log-probabilities, \
-         the unconditional branch conditioned on the mean image; 1 is off; not with beams), \
+         the unconditional branch conditioned on the mean image; 1 is off; not with beams; \
+         beams and guidance are BLIP's only), \
          model. Unknown keys are errors. Captions are cached on disk by \
          (model, options, image content) unless SET lakecap.cache = off. An undecodable image \
          gives NULL and a counted warning; NULL gives NULL.",
@@ -62,8 +67,9 @@ impl CaptionOptions {
         let mut o = CaptionOptions {
             model: None,
             prompt: String::new(),
+            // 0: the captioner's default (caption::default_max_tokens).
             params: GenParams {
-                max_new_tokens: 30,
+                max_new_tokens: 0,
                 ..Default::default()
             },
         };
@@ -106,11 +112,12 @@ impl CaptionOptions {
                     }
                 }
                 "guidance_scale" => p.guidance_scale = num("number")? as f32,
+                "stop" => p.stop = v.split('|').map(str::to_string).collect(),
                 other => {
                     return Err(format!(
                         "unknown option `{other}` (prompt, max_tokens, min_tokens, temperature, \
                          top_k, top_p, seed, repetition_penalty, no_repeat_ngram_size, beams, \
-                         length_penalty, early_stopping, guidance_scale, model)"
+                         length_penalty, early_stopping, guidance_scale, stop, model)"
                     ));
                 }
             }
@@ -124,7 +131,7 @@ impl CaptionOptions {
     }
 
     /// What the cache key depends on besides the model and the image.
-    fn canonical(&self) -> String {
+    pub(crate) fn canonical(&self) -> String {
         format!("{}|{:?}", self.prompt, self.params)
     }
 }
@@ -135,14 +142,33 @@ pub type RecaptionFunc = Model<Recaption>;
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Recaption;
 
-/// The options of a call: a string literal, or none.
-fn literal_options(args: &ScalarFunctionArgs) -> Result<CaptionOptions> {
-    let text = match args.args.get(1) {
+/// The options of a call at argument `index`: a string literal, or none.
+pub(crate) fn literal_options(
+    args: &ScalarFunctionArgs,
+    index: usize,
+    usage: &str,
+) -> Result<CaptionOptions> {
+    let text = match args.args.get(index) {
         None => "",
         Some(ColumnarValue::Scalar(v)) => v.try_as_str().flatten().unwrap_or(""),
-        Some(ColumnarValue::Array(_)) => return exec_err!("{USAGE}: options must be a literal"),
+        Some(ColumnarValue::Array(_)) => return exec_err!("{usage}: options must be a literal"),
     };
-    CaptionOptions::parse(text).or_else(|e| exec_err!("{USAGE}: {e}"))
+    CaptionOptions::parse(text).or_else(|e| exec_err!("{usage}: {e}"))
+}
+
+/// Checks a literal options string at argument `index` while planning.
+pub(crate) fn plan_options(args: &ReturnFieldArgs, index: usize, usage: &str) -> Result<()> {
+    if let Some(v) = args.scalar_arguments.get(index) {
+        match v.and_then(|v| v.try_as_str()).flatten() {
+            Some(text) => {
+                if let Err(e) = CaptionOptions::parse(text) {
+                    return plan_err!("{usage}: {e}");
+                }
+            }
+            None => return plan_err!("{usage}: the options must be a string literal"),
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -159,16 +185,7 @@ impl ModelFunction for Recaption {
 
     /// Validates a literal options string while planning.
     fn return_type(&self, args: &ReturnFieldArgs) -> Result<DataType> {
-        if let Some(v) = args.scalar_arguments.get(1) {
-            match v.and_then(|v| v.try_as_str()).flatten() {
-                Some(text) => {
-                    if let Err(e) = CaptionOptions::parse(text) {
-                        return plan_err!("{USAGE}: {e}");
-                    }
-                }
-                None => return plan_err!("{USAGE}: the options must be a string literal"),
-            }
-        }
+        plan_options(args, 1, USAGE)?;
         Ok(DataType::Utf8)
     }
 
@@ -178,7 +195,7 @@ impl ModelFunction for Recaption {
         rows: &Rows<'_>,
         memo: &SessionMemo,
     ) -> Result<ArrayRef> {
-        let opts = literal_options(args)?;
+        let opts = literal_options(args, 1, USAGE)?;
         let o = &rows.options;
         let model = opts
             .model
@@ -196,12 +213,14 @@ impl ModelFunction for Recaption {
         let mut batch = MemoBatch::with_fallback(&memo.texts, keys, on_disk);
         if !batch.todo().is_empty() {
             let (id, bs, dev) = (model.clone(), o.batch_size, o.device());
-            let cap = blocking(move || caption::captioner(&id, bs, dev))
+            let cap = blocking(move || AnyCaptioner::get(&id, bs, dev))
                 .await?
                 .map_err(model_err)?;
-            let c = Arc::clone(&cap);
-            let (images, ok) =
-                prepare_images(rows, &bytes, batch.todo(), move |img| c.preprocess(img)).await?;
+            let c = cap.clone();
+            let (images, ok) = prepare_images(rows, &bytes, batch.todo(), move |img| {
+                c.preprocess(img).map_err(RowFailure::model)
+            })
+            .await?;
             let captions = cap
                 .caption(images, &opts.prompt, opts.params.clone())
                 .await
@@ -232,7 +251,9 @@ mod tests {
         assert_eq!(o.prompt, "a picture of, maybe");
         assert_eq!((o.params.max_new_tokens, o.params.seed), (12, 3));
         assert_eq!(o.params.temperature, 0.7);
-        assert_eq!(CaptionOptions::parse("").unwrap().params.max_new_tokens, 30);
+        assert_eq!(CaptionOptions::parse("").unwrap().params.max_new_tokens, 0);
+        let s = CaptionOptions::parse("stop=.|\n").unwrap();
+        assert_eq!(s.params.stop, [".", "\n"]);
         let b = CaptionOptions::parse("beams=4; length_penalty=0.6; early_stopping=true").unwrap();
         assert_eq!(
             (

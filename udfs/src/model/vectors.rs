@@ -9,7 +9,7 @@ use datafusion::common::Result;
 use lakecap_models::image::{DynamicImage, decode};
 use lakecap_models::serve::embed;
 
-use crate::common::args::{Rows, bytes_rows};
+use crate::common::args::{RowFailure, Rows, bytes_rows};
 use crate::common::memo::{EmbeddingMemo, MemoBatch, memo_key};
 use crate::common::model_args::{blocking, model_err};
 use crate::common::options::LakecapOptions;
@@ -24,7 +24,7 @@ pub(crate) async fn prepare_images<T: Send + 'static>(
     rows: &Rows<'_>,
     bytes: &[Option<&[u8]>],
     todo: &[usize],
-    prep: impl Fn(&DynamicImage) -> T + Send + Sync + 'static,
+    prep: impl Fn(&DynamicImage) -> std::result::Result<T, RowFailure> + Send + Sync + 'static,
 ) -> Result<(Vec<T>, Vec<usize>)> {
     let limits = rows.limits();
     let owned: Vec<Vec<u8>> = todo
@@ -35,13 +35,17 @@ pub(crate) async fn prepare_images<T: Send + 'static>(
         use rayon::prelude::*;
         owned
             .par_iter()
-            .map(|b| decode(b, limits).map(|img| prep(&img)))
+            .map(|b| {
+                decode(b, limits)
+                    .map_err(RowFailure::from)
+                    .and_then(|img| prep(&img))
+            })
             .collect::<Vec<_>>()
     })
     .await?;
     let (mut inputs, mut ok) = (Vec::new(), Vec::new());
     for (&i, p) in todo.iter().zip(prepared) {
-        if let Some(x) = rows.row(i, p.map_err(Into::into))? {
+        if let Some(x) = rows.row(i, p)? {
             inputs.push(x);
             ok.push(i);
         }
@@ -82,8 +86,10 @@ pub(crate) async fn image_vectors(
     let mut batch = batch(memo, model, b'i', &bytes);
     if !batch.todo().is_empty() {
         let emb = Arc::clone(&embedder);
-        let (inputs, ok_rows) =
-            prepare_images(rows, &bytes, batch.todo(), move |img| emb.preprocess(img)).await?;
+        let (inputs, ok_rows) = prepare_images(rows, &bytes, batch.todo(), move |img| {
+            Ok(emb.preprocess(img))
+        })
+        .await?;
         let vectors = embedder.embed(inputs).await.map_err(model_err)?;
         for (i, v) in ok_rows.into_iter().zip(vectors) {
             batch.put(i, v.into());
