@@ -25,7 +25,9 @@
 //!   `CLIPImageProcessor`-exact preprocessing), [`bert`] (sentence encoders,
 //!   all-MiniLM-L6-v2), [`llama`] (Llama, Mistral, Qwen2, SmolLM2 from HF
 //!   safetensors or GGUF), [`blip`] (BLIP's vision encoder and cross-attending
-//!   text decoder, `BlipImageProcessor`-exact preprocessing).
+//!   text decoder, `BlipImageProcessor`-exact preprocessing), [`qwen2_vl`]
+//!   (Qwen2-VL: native-resolution vision tower, M-RoPE decoder on the Llama
+//!   blocks, `Qwen2VLImageProcessor`-exact preprocessing).
 //! - [`runtime`]: where models run ([`runtime::Device`],
 //!   [`runtime::Precision`]; the only place a backend is chosen and built),
 //!   the registry of loaded-once models, the batching
@@ -36,7 +38,8 @@
 //! - [`serve`]: the front ends the SQL functions call: [`serve::embed`]
 //!   (image and text embedders), [`serve::caption`] (the BLIP captioner:
 //!   images are the generator's per-row contexts, encoded once per row in
-//!   batches) and [`serve::llm`] (Llama-family generation with chat templates).
+//!   batches), [`serve::llm`] (Llama-family generation with chat templates)
+//!   and [`serve::vlm`] (instruction VLMs, an image and a prompt per row).
 //!
 //! Nothing in this crate knows about DataFusion or Arrow: the `udfs` crate
 //! adapts it to SQL.

@@ -164,6 +164,7 @@ fn model_recipes_run_on_the_sample_lake() {
     let model = format!("{root}/tests/fixtures/models/clip-tiny");
     let llm = format!("{root}/tests/fixtures/models/llama-tiny");
     let blip = format!("{root}/tests/fixtures/models/blip-tiny");
+    let vlm = format!("{root}/tests/fixtures/models/qwen2-vl-tiny");
     assert!(
         lakecap(
             &["sample-lake", "lake", "--rows", "80", "--seed", "3"],
@@ -183,6 +184,14 @@ fn model_recipes_run_on_the_sample_lake() {
             "rank_fuse",
             "images,alt_ranked_first,caption_ranked_first\n",
         ),
+        (
+            "recaption_vlm",
+            "images,captioned,mean_caption_chars,mean_alt_chars\n",
+        ),
+        (
+            "vfc",
+            "images,proposals,objects_claimed,images_with_facts,captioned\n",
+        ),
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_lakecap"))
             .args([
@@ -194,6 +203,8 @@ fn model_recipes_run_on_the_sample_lake() {
                 "CAPTIONS=lake.captions.parquet",
                 "-D",
                 "SYNTHETIC_SHARE=0.5",
+                "-D",
+                "PROMPT=Describe this image in detail.",
                 "-D",
                 &format!("OUT=out-{recipe}/"),
                 "-f",
@@ -207,6 +218,7 @@ fn model_recipes_run_on_the_sample_lake() {
             .env("LAKECAP_FUSE_PROMPT", "Fuse: {alt} | {caption}{extra}")
             .env("LAKECAP_DEVICE", "cpu")
             .env("LAKECAP_CAPTION_MODEL", &blip)
+            .env("LAKECAP_VLM_MODEL", &vlm)
             .env("LAKECAP_CACHE", "off")
             .output()
             .unwrap();

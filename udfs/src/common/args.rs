@@ -190,8 +190,11 @@ impl<'a> Rows<'a> {
         Rows {
             func,
             column,
-            keys: args.args.first().and_then(keys_for),
-            from_table: matches!(args.args.first(), Some(ColumnarValue::Array(_))),
+            keys: keys_for(&args.args),
+            from_table: args
+                .args
+                .iter()
+                .any(|a| matches!(a, ColumnarValue::Array(_))),
             options: LakecapOptions::from_config(&args.config_options),
             diag,
         }
@@ -209,7 +212,7 @@ impl<'a> Rows<'a> {
                 format!("row {row} of a batch")
             }
             None => format!(
-                "row {row} of a batch (the input has no column `{}` to name it: see lakecap.key_column)",
+                "row {row} of a batch (no column `{}` reached the function to name it: see lakecap.key_column)",
                 self.options.key_column
             ),
         };

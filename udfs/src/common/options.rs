@@ -327,7 +327,7 @@ extensions_options! {
         pub device: DeviceSetting, default = DeviceSetting::default()
         /// What model weights are kept in on a GPU: 'auto' (as the checkpoint stores them: f16/bf16 files run half-precision GEMMs, f32 files TF32), 'f32' (exact, for parity with the CPU), 'f16' or 'bf16' (weight matrices converted at load; f32 accumulation).
         pub precision: PrecisionSetting, default = PrecisionSetting::default()
-        /// BLIP captioner for recaption: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory.
+        /// Captioner for recaption, a BLIP or a VLM (Qwen2-VL) checkpoint: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory.
         pub caption_model: String, default = DEFAULT_CAPTION_MODEL.to_string()
         /// 'on': captions are kept on disk ($LAKECAP_HOME/cache/captions) by (model, options, image content), so reruns never recompute one; 'off': not read or written.
         pub cache: Switch, default = Switch::On

@@ -3,11 +3,12 @@
 //! A scalar function sees its argument columns, never the row's key, and
 //! "row 5 of the batch" finds nothing in a lake of many files. So the
 //! analyzer rule [`RowKeyRule`] rewrites every lakecap call `f(x, …)` into
-//! `f(lakecap_row_key(x, key), …)` wherever the plan node's input has the
+//! `f(lakecap_row_key(x, key, 'key'), …)`, `x` its first argument that is not a
+//! literal, wherever the plan node's input has the
 //! column `lakecap.key_column` (default `key`). `lakecap_row_key` returns `x`
 //! unchanged and notes, on this thread, which key column came with that very
 //! array; when `f` then reports a row, [`keys_for`] finds the keys by the
-//! identity of its first argument (the same `Arc`), so a message names
+//! identity of that argument (the same `Arc`), so a message names
 //! `key = 'abc'`. DataFusion evaluates a call's arguments and then the call
 //! on one thread without yielding in between (async functions too, up to
 //! their first await), which is what makes the note reliable. Where an array
@@ -24,9 +25,11 @@ use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
-use datafusion::common::{Column, DFSchema, Result, internal_err};
+use datafusion::common::{Column, DFSchema, Result, TableReference, internal_err};
+use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::lit;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -101,23 +104,26 @@ impl RowKeys {
     }
 }
 
-/// The keys noted for `value` on this thread, if its rows have them.
-pub fn keys_for(value: &ColumnarValue) -> Option<RowKeys> {
-    let ColumnarValue::Array(a) = value else {
-        return None;
-    };
+/// The keys noted on this thread for one of a call's arguments, if its rows have them.
+pub fn keys_for(args: &[ColumnarValue]) -> Option<RowKeys> {
     NOTED.with(|n| {
-        n.borrow()
-            .iter()
-            .find(|e| same(&e.value, a) && e.keys.len() == a.len())
-            .map(|e| RowKeys {
-                column: Arc::clone(&e.column),
-                keys: Arc::clone(&e.keys),
-            })
+        let n = n.borrow();
+        args.iter().find_map(|v| {
+            let ColumnarValue::Array(a) = v else {
+                return None;
+            };
+            n.iter()
+                .find(|e| same(&e.value, a) && e.keys.len() == a.len())
+                .map(|e| RowKeys {
+                    column: Arc::clone(&e.column),
+                    keys: Arc::clone(&e.keys),
+                })
+        })
     })
 }
 
-/// `lakecap_row_key(value, key)`: `value`, noting that `key` names its rows.
+/// `lakecap_row_key(value, key, key_name)`: `value`, noting that `key`
+/// (called `key_name` in messages) names its rows.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct RowKeyFunc {
     signature: Signature,
@@ -126,7 +132,7 @@ pub struct RowKeyFunc {
 impl Default for RowKeyFunc {
     fn default() -> Self {
         RowKeyFunc {
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::any(3, Volatility::Immutable),
         }
     }
 }
@@ -137,10 +143,11 @@ static DOC: std::sync::LazyLock<Documentation> = std::sync::LazyLock::new(|| {
         "Returns `value` unchanged and lets lakecap functions evaluated on it name \
          rows by `key` in warnings and errors. lakecap adds it to queries by itself \
          (see `lakecap.key_column`); there is no need to call it.",
-        "lakecap_row_key(value, key)",
+        "lakecap_row_key(value, key, key_name)",
     )
     .with_argument("value", "Any column: the argument of a lakecap function.")
-    .with_argument("key", "The column that names each row.")
+    .with_argument("key", "The values that name each row.")
+    .with_argument("key_name", "What messages call them (lakecap.key_column).")
     .build()
 });
 
@@ -162,14 +169,19 @@ impl ScalarUDFImpl for RowKeyFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [value, key] = &args.args[..] else {
-            return internal_err!("{ROW_KEY} takes (value, key)");
+        let [value, key, name] = &args.args[..] else {
+            return internal_err!("{ROW_KEY} takes (value, key, key_name)");
         };
-        if let ColumnarValue::Array(v) = value {
-            let column = Arc::from(args.arg_fields[1].name().as_str());
-            note(v, column, key.to_array(args.number_rows)?);
-        }
-        Ok(value.clone())
+        // A constant (a CASE that took its ELSE for every row) becomes an
+        // array: the function's argument must be the very array noted.
+        let value = value.to_array(args.number_rows)?;
+        let column = match name {
+            ColumnarValue::Scalar(s) => s.try_as_str().flatten().unwrap_or_default(),
+            ColumnarValue::Array(_) => "",
+        };
+        let column = Arc::from(column);
+        note(&value, column, key.to_array(args.number_rows)?);
+        Ok(ColumnarValue::Array(value))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -177,18 +189,33 @@ impl ScalarUDFImpl for RowKeyFunc {
     }
 }
 
-/// The key column of the table `x` reads (after a join, `l.key` for
-/// `phash(l.img)`), or the one column of that name in `input`.
+/// The key of `x`'s row in `input`: its table's key column (`l.key` for
+/// `phash(l.img)` after a join) first, then the other tables' of the same
+/// type, as `coalesce(…)` so that an outer join's missing side still names
+/// the row.
 fn key_of(x: &Expr, input: &DFSchema, column: &str) -> Option<Expr> {
     let tables: HashSet<_> = x.column_refs().into_iter().map(|c| &c.relation).collect();
-    if let [Some(table)] = tables.into_iter().collect::<Vec<_>>()[..]
-        && input.field_with_qualified_name(table, column).is_ok()
-    {
-        return Some(Expr::Column(Column::new(Some(table.clone()), column)));
-    }
-    // No such column, or an ambiguous one.
-    let (table, field) = input.qualified_field_with_unqualified_name(column).ok()?;
-    Some(Expr::Column(Column::new(table.cloned(), field.name())))
+    let own = match tables.into_iter().collect::<Vec<_>>()[..] {
+        [table] => table.clone(),
+        _ => None,
+    };
+    let mut keys: Vec<(Option<TableReference>, DataType)> = input
+        .iter()
+        .filter(|(_, f)| f.name() == column)
+        .map(|(q, f)| (q.cloned(), f.data_type().clone()))
+        .collect();
+    // The argument's own table first (a stable sort keeps the rest in order).
+    keys.sort_by_key(|(q, _)| own.is_none() || *q != own);
+    let (_, first) = keys.first()?.clone();
+    let cols: Vec<Expr> = keys
+        .into_iter()
+        .filter(|(_, t)| *t == first)
+        .map(|(q, _)| Expr::Column(Column::new(q, column)))
+        .collect();
+    Some(match <[Expr; 1]>::try_from(cols) {
+        Ok([one]) => one,
+        Err(many) => coalesce(many),
+    })
 }
 
 /// Wraps the first argument of lakecap calls in `lakecap_row_key` (see the module docs).
@@ -207,27 +234,31 @@ impl RowKeyRule {
         }
     }
 
-    /// `f(x, …)` -> `f(lakecap_row_key(x, key), …)` for a lakecap `f` whose
-    /// `x` is not a literal, with `key` from `x`'s table in `input`.
+    /// `f(…, x, …)` -> `f(…, lakecap_row_key(x, key), …)` for a lakecap `f`
+    /// and its first argument `x` that is not a literal, with `key` from
+    /// `x`'s table in `input`.
     fn wrap(&self, e: Expr, input: &DFSchema, column: &str) -> Result<Transformed<Expr>> {
         let Expr::ScalarFunction(ScalarFunction { func, mut args }) = e else {
             return Ok(Transformed::no(e));
         };
-        let key = match args.first() {
-            Some(Expr::Literal(..)) => None,
-            Some(Expr::ScalarFunction(f)) if f.func.name() == ROW_KEY => None,
-            Some(x) if self.functions.contains(func.name()) => key_of(x, input, column),
+        let wrapped = |a: &Expr| matches!(a, Expr::ScalarFunction(f) if f.func.name() == ROW_KEY);
+        // The first argument that is not a literal (`llm`'s template is one).
+        let at = args.iter().position(|a| !matches!(a, Expr::Literal(..)));
+        let key = match at {
+            Some(i) if self.functions.contains(func.name()) && !args.iter().any(wrapped) => {
+                key_of(&args[i], input, column).map(|k| (i, k))
+            }
             _ => None,
         };
-        let Some(key) = key else {
+        let Some((i, key)) = key else {
             return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction {
                 func,
                 args,
             })));
         };
-        args[0] = Expr::ScalarFunction(ScalarFunction::new_udf(
+        args[i] = Expr::ScalarFunction(ScalarFunction::new_udf(
             Arc::clone(&self.row_key),
-            vec![args[0].clone(), key],
+            vec![args[i].clone(), key, lit(column)],
         ));
         Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
             func,
@@ -289,11 +320,11 @@ mod tests {
         let value: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
         let keys: ArrayRef = Arc::new(Int64Array::from(vec![10, 11]));
         note(&value, "id".into(), keys);
-        let found = keys_for(&ColumnarValue::Array(Arc::clone(&value))).unwrap();
+        let found = keys_for(&[ColumnarValue::Array(Arc::clone(&value))]).unwrap();
         assert_eq!(found.name(1), "id = 11");
         // An equal array that is not the same one (a copy, a concatenation) has no keys.
         let copy: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
-        assert!(keys_for(&ColumnarValue::Array(copy)).is_none());
+        assert!(keys_for(&[ColumnarValue::Array(copy)]).is_none());
     }
 
     #[test]
@@ -319,7 +350,7 @@ mod tests {
         assert_eq!(once.schema(), plan.schema());
         let shown = once.display_indent().to_string();
         assert!(
-            shown.contains("lower(lakecap_row_key(?table?.s, ?table?.key))")
+            shown.contains("lower(lakecap_row_key(?table?.s, ?table?.key, Utf8(\"key\")))")
                 && shown.contains("lower(Utf8(\"B\"))"),
             "{shown}"
         );

@@ -112,7 +112,14 @@ impl CaptionOptions {
                     }
                 }
                 "guidance_scale" => p.guidance_scale = num("number")? as f32,
-                "stop" => p.stop = v.split('|').map(str::to_string).collect(),
+                // `\n` in a stop string is a newline (values are trimmed).
+                "stop" => {
+                    p.stop = v
+                        .split('|')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.replace("\\n", "\n"))
+                        .collect()
+                }
                 other => {
                     return Err(format!(
                         "unknown option `{other}` (prompt, max_tokens, min_tokens, temperature, \
@@ -252,7 +259,7 @@ mod tests {
         assert_eq!((o.params.max_new_tokens, o.params.seed), (12, 3));
         assert_eq!(o.params.temperature, 0.7);
         assert_eq!(CaptionOptions::parse("").unwrap().params.max_new_tokens, 0);
-        let s = CaptionOptions::parse("stop=.|\n").unwrap();
+        let s = CaptionOptions::parse("stop=.|\\n").unwrap();
         assert_eq!(s.params.stop, [".", "\n"]);
         let b = CaptionOptions::parse("beams=4; length_penalty=0.6; early_stopping=true").unwrap();
         assert_eq!(
