@@ -1,7 +1,9 @@
-//! HF `Qwen2VLConfig` (the fields lakecap uses, HF names) in both layouts:
+//! HF `Qwen2VLConfig` and `Qwen2_5_VLConfig` (the fields lakecap uses, HF
+//! names) in both layouts:
 //! the Hub's, with the text model's fields at the top level, and
 //! transformers 5's, with a nested `text_config`. Ports
-//! `models/qwen2_vl/configuration_qwen2_vl.py`.
+//! `models/qwen2_vl/configuration_qwen2_vl.py` and
+//! `models/qwen2_5_vl/configuration_qwen2_5_vl.py`.
 
 use std::path::Path;
 
@@ -24,14 +26,24 @@ fn quick_gelu() -> String {
     "quick_gelu".into()
 }
 
-/// `Qwen2VLVisionConfig`.
+/// `Qwen2VLVisionConfig` and `Qwen2_5_VLVisionConfig`. Qwen2-VL names the
+/// tower's width `embed_dim` and the merger's output `hidden_size`;
+/// Qwen2.5-VL names them `hidden_size` and `out_hidden_size`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VisionConfig {
     pub depth: usize,
-    pub embed_dim: usize,
-    /// Width of the merger's output: the language model's hidden size.
+    pub embed_dim: Option<usize>,
     pub hidden_size: usize,
-    pub mlp_ratio: f64,
+    pub out_hidden_size: Option<usize>,
+    /// Qwen2-VL's MLP: `embed_dim · mlp_ratio`, plain.
+    pub mlp_ratio: Option<f64>,
+    /// Qwen2.5-VL's MLP: gated, this wide.
+    pub intermediate_size: Option<usize>,
+    /// Qwen2.5-VL: window attention over `window_size` pixels, except in
+    /// the layers of `fullatt_block_indexes`.
+    pub window_size: Option<usize>,
+    #[serde(default)]
+    pub fullatt_block_indexes: Vec<usize>,
     pub num_heads: usize,
     #[serde(default = "three", alias = "in_chans")]
     pub in_channels: usize,
@@ -46,8 +58,26 @@ pub struct VisionConfig {
 }
 
 impl VisionConfig {
+    /// Qwen2.5-VL's tower (RMSNorm, gated MLP, window attention).
+    pub fn is_qwen2_5(&self) -> bool {
+        self.out_hidden_size.is_some()
+    }
+
+    /// The tower's width.
+    pub fn width(&self) -> usize {
+        match self.out_hidden_size {
+            Some(_) => self.hidden_size,
+            None => self.embed_dim.unwrap_or(self.hidden_size),
+        }
+    }
+
+    /// The merger's output: the language model's hidden size.
+    pub fn out_width(&self) -> usize {
+        self.out_hidden_size.unwrap_or(self.hidden_size)
+    }
+
     pub fn head_dim(&self) -> usize {
-        self.embed_dim / self.num_heads.max(1)
+        self.width() / self.num_heads.max(1)
     }
 
     /// Values per patch row: channels · temporal patch · patch².
@@ -56,7 +86,14 @@ impl VisionConfig {
     }
 
     pub fn mlp_width(&self) -> usize {
-        (self.embed_dim as f64 * self.mlp_ratio) as usize
+        self.intermediate_size
+            .unwrap_or_else(|| (self.width() as f64 * self.mlp_ratio.unwrap_or(4.0)) as usize)
+    }
+
+    /// Merge windows per attention window's side (Qwen2.5-VL), if windowed.
+    pub fn window_units(&self) -> Option<usize> {
+        self.window_size
+            .map(|w| (w / self.spatial_merge_size / self.patch_size).max(1))
     }
 }
 
@@ -78,9 +115,10 @@ impl Qwen2VlConfig {
     pub fn from_json(v: &Value, path: &Path) -> Result<Qwen2VlConfig> {
         let bad = |detail: String| ModelError::bad_file(path, detail);
         let model_type = v["model_type"].as_str().unwrap_or_default().to_string();
-        if model_type != "qwen2_vl" {
+        if !matches!(model_type.as_str(), "qwen2_vl" | "qwen2_5_vl") {
             return Err(bad(format!(
-                "model_type `{model_type}` is not qwen2_vl (Qwen2VLForConditionalGeneration)"
+                "model_type `{model_type}` is not qwen2_vl or qwen2_5_vl \
+                 (Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration)"
             )));
         }
         let vision: VisionConfig = serde_json::from_value(v["vision_config"].clone())

@@ -1,6 +1,8 @@
-//! Qwen2-VL (`Qwen2VLForConditionalGeneration`, any size in config): the
-//! native-resolution vision tower ([`vision`]), its image processor
-//! ([`preprocess`]) and the Qwen2 decoder with M-RoPE ([`model`]).
+//! Qwen2-VL and Qwen2.5-VL (`Qwen2VLForConditionalGeneration`,
+//! `Qwen2_5_VLForConditionalGeneration`, any size in config): the
+//! native-resolution vision towers ([`vision`]; Qwen2.5-VL's with window
+//! attention), their image processor ([`preprocess`]) and the Qwen2 decoder
+//! with M-RoPE ([`model`]).
 
 pub mod config;
 pub mod model;

@@ -144,7 +144,8 @@ impl<B: Backend> Decoder for Qwen2VlDecoder<B> {
     }
 
     fn step(&mut self, tokens: &[u32], at: &[Pos], last: &[usize], want: Want) -> Result<Logits> {
-        let mut positions = vec![Vec::with_capacity(tokens.len()); 3];
+        let mut positions: Vec<Vec<usize>> =
+            (0..3).map(|_| Vec::with_capacity(tokens.len())).collect();
         let mut spliced = Vec::new();
         for (i, p) in at.iter().enumerate() {
             let placed = self.images.get(p.slot).and_then(Option::as_ref);

@@ -42,7 +42,7 @@ pub fn model_type(dir: &Path) -> Result<String> {
 
 /// Whether `model_type` is a VLM this module serves.
 pub fn is_vlm(model_type: &str) -> bool {
-    model_type == "qwen2_vl"
+    matches!(model_type, "qwen2_vl" | "qwen2_5_vl")
 }
 
 impl Vlm {

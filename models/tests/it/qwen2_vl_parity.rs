@@ -1,5 +1,6 @@
 //! Tiny random-init Qwen2-VL against transformers
-//! (tests/fixtures/gen_vlm_fixtures.py), in both checkpoint layouts:
+//! and Qwen2.5-VL (tests/fixtures/gen_vlm_fixtures.py), Qwen2-VL in both
+//! checkpoint layouts:
 //! `Qwen2VLImageProcessor` patches and grids on real photos (every resize
 //! non-trivial), the chat prompt with its image tokens expanded, the first
 //! step's logits (f32) and greedy `generate` tokens through the
@@ -22,25 +23,30 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn expected() -> Vec<serde_json::Value> {
-    let exp: serde_json::Value = json(&fixture("qwen2-vl-tiny").join("expected.json"));
-    exp["rows"].as_array().unwrap().clone()
-}
+/// (fixture, the fixture whose expected.json it must match): Qwen2-VL in
+/// transformers 5's and the Hub's layouts, and Qwen2.5-VL (window attention).
+const LAYOUTS: [(&str, &str); 3] = [
+    ("qwen2-vl-tiny", "qwen2-vl-tiny"),
+    ("qwen2-vl-tiny-hub", "qwen2-vl-tiny"),
+    ("qwen2.5-vl-tiny", "qwen2.5-vl-tiny"),
+];
 
-const LAYOUTS: [&str; 2] = ["qwen2-vl-tiny", "qwen2-vl-tiny-hub"];
+fn expected(name: &str) -> serde_json::Value {
+    json(&fixture(name).join("expected.json"))
+}
 
 #[test]
 fn patches_prompts_and_first_logits_match_transformers() {
-    let exp: serde_json::Value = json(&fixture("qwen2-vl-tiny").join("expected.json"));
-    let stride = exp["sample_stride"].as_u64().unwrap() as usize;
-    for layout in LAYOUTS {
+    for (layout, reference) in LAYOUTS {
+        let exp = expected(reference);
+        let stride = exp["sample_stride"].as_u64().unwrap() as usize;
         let dir = fixture(layout);
         let vlm = load_vlm(&dir, layout, 1, Device::Cpu).unwrap();
         let path = dir.join("config.json");
         let cfg = Qwen2VlConfig::from_json(&json(&path), &path).unwrap();
         let model = Qwen2Vl::load(&Cpu, &cfg, &Weights::open(&dir).unwrap()).unwrap();
         let mut dec = Qwen2VlDecoder::new(Cpu, model, 1, 512).unwrap();
-        for r in expected() {
+        for r in exp["rows"].as_array().unwrap() {
             let name = r["photo"].as_str().unwrap();
             let image = vlm.preprocess(&photo(name)).unwrap();
             let (t, h, w) = image.grid;
@@ -120,9 +126,9 @@ async fn greedy_replies_match_transformers_generate() {
 }
 
 async fn check_greedy(device: Device) {
-    for layout in LAYOUTS {
+    for (layout, reference) in LAYOUTS {
         let vlm = load_vlm(&fixture(layout), layout, 2, device).unwrap();
-        let rows = expected();
+        let rows = expected(reference)["rows"].as_array().unwrap().clone();
         let requests = rows
             .iter()
             .map(|r| {
