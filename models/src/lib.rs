@@ -57,6 +57,7 @@ pub mod home;
 pub mod hub;
 pub mod image;
 pub mod llama;
+pub mod multimodal;
 pub mod nn;
 pub mod qwen2_vl;
 pub mod runtime;

@@ -33,12 +33,20 @@ pub struct Llama<B: Backend> {
 
 impl<B: Backend> Llama<B> {
     pub fn load(be: &B, cfg: &LlamaConfig, w: &impl WeightSource) -> Result<Self> {
-        Self::load_at(be, cfg, w, "model")
+        Self::load_at(be, cfg, w, "model", "lm_head")
     }
 
-    /// Loads with the decoder's weights under `prefix` (`model`; a
-    /// multimodal checkpoint's `model.language_model`).
-    pub fn load_at(be: &B, cfg: &LlamaConfig, w: &impl WeightSource, prefix: &str) -> Result<Self> {
+    /// Loads with the decoder's weights under `prefix` and its head at
+    /// `head` (`model` and `lm_head`; a multimodal checkpoint's
+    /// `model.language_model`, or LLaVA's `language_model.model` and
+    /// `language_model.lm_head`).
+    pub fn load_at(
+        be: &B,
+        cfg: &LlamaConfig,
+        w: &impl WeightSource,
+        prefix: &str,
+        head: &str,
+    ) -> Result<Self> {
         cfg.check()?;
         let (d, hd) = (cfg.hidden_size, cfg.head_dim());
         let (h, kv) = (cfg.num_attention_heads, cfg.kv_heads());
@@ -72,8 +80,8 @@ impl<B: Backend> Llama<B> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let lm_head = if !cfg.tie_word_embeddings && w.contains("lm_head.weight") {
-            Some(Linear::load(be, w, "lm_head", d, cfg.vocab_size, false)?)
+        let lm_head = if !cfg.tie_word_embeddings && w.contains(&format!("{head}.weight")) {
+            Some(Linear::load(be, w, head, d, cfg.vocab_size, false)?)
         } else {
             None
         };
@@ -111,11 +119,7 @@ impl<B: Backend> Llama<B> {
         at: &[Pos],
         last: &[usize],
     ) -> Result<B::Tensor> {
-        let rope = Rope {
-            inv_freq: &self.inv_freq,
-            scale: self.rope_scale,
-        };
-        let rotary = Rotary::plain(rope, at.iter().map(|p| p.pos).collect());
+        let rotary = Rotary::plain(self.rope(), at.iter().map(|p| p.pos).collect());
         let x = be.embedding(&self.embed, tokens)?;
         self.forward_embedded(be, caches, x, at, &rotary, last)
     }
@@ -128,6 +132,14 @@ impl<B: Backend> Llama<B> {
     /// The rotary frequencies (M-RoPE splits them into sections).
     pub fn inv_freq(&self) -> &[f32] {
         &self.inv_freq
+    }
+
+    /// The rotary embedding over positions.
+    pub fn rope(&self) -> Rope<'_> {
+        Rope {
+            inv_freq: &self.inv_freq,
+            scale: self.rope_scale,
+        }
     }
 
     /// [`Llama::forward`] from input embeddings `x [n, d]` with its own

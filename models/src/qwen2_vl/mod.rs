@@ -10,6 +10,6 @@ pub mod preprocess;
 pub mod vision;
 
 pub use config::Qwen2VlConfig;
-pub use model::{Qwen2Vl, Qwen2VlDecoder, image_context};
+pub use model::{Qwen2VlDecoder, image_input, load_decoder};
 pub use preprocess::{ImagePatches, Qwen2VlPreprocess, smart_resize};
 pub use vision::VisionTower;

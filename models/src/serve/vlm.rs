@@ -18,7 +18,8 @@ use crate::chat::ChatTemplate;
 use crate::decode::{Decoder, GenParams};
 use crate::error::{ModelError, Result};
 use crate::generate::{Completion, Detokenize, Generator};
-use crate::qwen2_vl::{ImagePatches, Qwen2Vl, Qwen2VlConfig, Qwen2VlDecoder, Qwen2VlPreprocess};
+use crate::multimodal::image_context;
+use crate::qwen2_vl::{ImagePatches, Qwen2VlConfig, Qwen2VlPreprocess, image_input, load_decoder};
 use crate::runtime::{Device, Registry, cached, on_device};
 use crate::weights::Weights;
 
@@ -99,7 +100,8 @@ impl Vlm {
         for (image, instruction) in &requests {
             let (ids, start) = self.prompt_ids(instruction, image)?;
             prompts.push(ids);
-            contexts.push(Some(crate::qwen2_vl::image_context(start, image).into()));
+            let ctx = image_context(start, image_input(image));
+            contexts.push(Some(ctx.into()));
         }
         self.generator
             .generate_with(prompts, contexts, None, params)
@@ -135,8 +137,7 @@ pub fn load_vlm(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Vl
         move || {
             let w = Weights::open(&d)?;
             on_device!(device, |be| {
-                let model = Qwen2Vl::load(&be, &c, &w)?;
-                let m: Box<dyn Decoder> = Box::new(Qwen2VlDecoder::new(be, model, slots, CONTEXT)?);
+                let m: Box<dyn Decoder> = Box::new(load_decoder(be, &c, &w, slots, CONTEXT)?);
                 Ok(m)
             })
         },

@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 use crate::common::{json, photo};
 use lakecap_kernels::{Cpu, Pos};
 use lakecap_models::decode::{Decoder, GenParams, Logits, Want};
-use lakecap_models::qwen2_vl::{Qwen2Vl, Qwen2VlConfig, Qwen2VlDecoder, image_context};
+use lakecap_models::multimodal::image_context;
+use lakecap_models::qwen2_vl::{Qwen2VlConfig, image_input, load_decoder};
 use lakecap_models::runtime::Device;
 use lakecap_models::serve::vlm::load_vlm;
 use lakecap_models::weights::Weights;
@@ -44,8 +45,7 @@ fn patches_prompts_and_first_logits_match_transformers() {
         let vlm = load_vlm(&dir, layout, 1, Device::Cpu).unwrap();
         let path = dir.join("config.json");
         let cfg = Qwen2VlConfig::from_json(&json(&path), &path).unwrap();
-        let model = Qwen2Vl::load(&Cpu, &cfg, &Weights::open(&dir).unwrap()).unwrap();
-        let mut dec = Qwen2VlDecoder::new(Cpu, model, 1, 512).unwrap();
+        let mut dec = load_decoder(Cpu, &cfg, &Weights::open(&dir).unwrap(), 1, 512).unwrap();
         for r in exp["rows"].as_array().unwrap() {
             let name = r["photo"].as_str().unwrap();
             let image = vlm.preprocess(&photo(name)).unwrap();
@@ -93,7 +93,7 @@ fn patches_prompts_and_first_logits_match_transformers() {
             let want_ids: Vec<u32> = serde_json::from_value(r["input_ids"].clone()).unwrap();
             assert_eq!(ids, want_ids, "{layout} {name}: image tokens expanded");
 
-            dec.admit(&[(0, &image_context(start, &image))]).unwrap();
+            dec.admit(&[(0, &image_context(start, image_input(&image)))]).unwrap();
             let at: Vec<Pos> = (0..ids.len()).map(|pos| Pos { slot: 0, pos }).collect();
             let Logits::All(got) = dec.step(&ids, &at, &[ids.len() - 1], Want::All).unwrap() else {
                 panic!("whole rows asked")
