@@ -57,6 +57,28 @@ pub fn parse_turns(text: &str) -> Vec<Message> {
     out
 }
 
+/// `source` without transformers' `{% generation %}` … `{% endgeneration %}`
+/// tags (its own Jinja extension, marking assistant text for training
+/// masks; the body renders as it is).
+fn without_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(open) = rest.find("{%") {
+        let Some(len) = rest[open..].find("%}") else {
+            break;
+        };
+        let tag = &rest[open..open + len + 2];
+        let name = tag.trim_matches(|c| "{%-+ }".contains(c));
+        out.push_str(&rest[..open]);
+        if name != "generation" && name != "endgeneration" {
+            out.push_str(tag);
+        }
+        rest = &rest[open + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl ChatTemplate {
     /// Compiles `source`; `bos`/`eos` are the token strings templates may use.
     pub fn new(source: &str, bos: &str, eos: &str) -> Result<ChatTemplate> {
@@ -68,7 +90,7 @@ impl ChatTemplate {
                 Err(Error::new(ErrorKind::InvalidOperation, msg))
             },
         );
-        env.add_template_owned("chat", source.to_string())
+        env.add_template_owned("chat", without_generation_tags(source))
             .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))?;
         Ok(ChatTemplate {
             env,
@@ -152,5 +174,16 @@ mod tests {
                 .contains("no system role")
         );
         assert!(ChatTemplate::new("{% for %}", "", "").is_err());
+        // transformers' generation tags render their body.
+        let t = ChatTemplate::new(
+            "{% for m in messages %}{%- generation -%}{{ m.content }}{% endgeneration %}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&[Message::new("assistant", "ok")], false).unwrap(),
+            "ok"
+        );
     }
 }

@@ -27,7 +27,9 @@
 //!   safetensors or GGUF), [`blip`] (BLIP's vision encoder and cross-attending
 //!   text decoder, `BlipImageProcessor`-exact preprocessing), [`qwen2_vl`]
 //!   (Qwen2-VL: native-resolution vision tower, M-RoPE decoder on the Llama
-//!   blocks, `Qwen2VLImageProcessor`-exact preprocessing).
+//!   blocks, `Qwen2VLImageProcessor`-exact preprocessing), [`llava`]
+//!   (LLaVA-1.5: CLIP tower, projector, any Llama-family decoder); the
+//!   decoder half these VLMs share is [`multimodal`].
 //! - [`runtime`]: where models run ([`runtime::Device`],
 //!   [`runtime::Precision`]; the only place a backend is chosen and built),
 //!   the registry of loaded-once models, the batching
@@ -57,6 +59,7 @@ pub mod home;
 pub mod hub;
 pub mod image;
 pub mod llama;
+pub mod llava;
 pub mod multimodal;
 pub mod nn;
 pub mod qwen2_vl;

@@ -168,9 +168,9 @@ impl<B: Backend, E: ImageEncoder<B>> Decoder for VlmDecoder<B, E> {
             Some(freqs) => Rotary::sections(freqs, positions),
             None => Rotary::plain(self.text.rope(), at.iter().map(|p| p.pos).collect()),
         };
-        let logits = self
-            .text
-            .forward_embedded(&self.be, &mut self.caches, x, at, &rotary, last)?;
+        let logits =
+            self.text
+                .forward_embedded(&self.be, &mut self.caches, x, at, &rotary, last)?;
         Logits::read(&self.be, &logits, want)
     }
 }

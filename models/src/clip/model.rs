@@ -85,19 +85,35 @@ pub struct ClipVision<B: Backend> {
     pre_ln: LayerNorm<B>,
     layers: Vec<EncoderLayer<B>>,
     post_ln: LayerNorm<B>,
-    proj: Linear<B>,
+    /// `None` for a tower without projection (LLaVA's `CLIPVisionModel`).
+    proj: Option<Linear<B>>,
     pub projection_dim: usize,
 }
 
 impl<B: Backend> ClipVision<B> {
     pub fn load(be: &B, cfg: &ClipConfig, w: &Weights) -> Result<Self> {
-        let c = cfg.vision_config.clone();
-        let d = c.hidden_size;
         let p = w
             .find_prefix(&["vision_model.", ""], "embeddings.class_embedding")
             .ok_or_else(|| {
                 ModelError::Unsupported("no CLIP vision tower in the checkpoint".into())
             })?;
+        let mut v = Self::load_tower(be, &cfg.vision_config, w, p)?;
+        v.proj = Some(Linear::load(
+            be,
+            w,
+            "visual_projection",
+            cfg.vision_config.hidden_size,
+            cfg.projection_dim,
+            false,
+        )?);
+        v.projection_dim = cfg.projection_dim;
+        Ok(v)
+    }
+
+    /// The tower alone, under `p` (`vision_tower.vision_model.` in LLaVA).
+    pub fn load_tower(be: &B, c: &ClipVisionConfig, w: &Weights, p: &str) -> Result<Self> {
+        let c = c.clone();
+        let d = c.hidden_size;
         let cpp = c.num_channels * c.patch_size * c.patch_size;
         let eps = c.layer_norm_eps;
         Ok(ClipVision {
@@ -119,10 +135,26 @@ impl<B: Backend> ClipVision<B> {
             pre_ln: LayerNorm::load(be, w, &format!("{p}pre_layrnorm"), d, eps)?,
             layers: clip_layers(be, w, p, &tower!(c))?,
             post_ln: LayerNorm::load(be, w, &format!("{p}post_layernorm"), d, eps)?,
-            proj: Linear::load(be, w, "visual_projection", d, cfg.projection_dim, false)?,
-            projection_dim: cfg.projection_dim,
+            proj: None,
+            projection_dim: d,
             cfg: c,
         })
+    }
+
+    /// `hidden_states[layers]` of transformers' `CLIPVisionModel` for patch
+    /// rows `x [b, num_patches, 3·p·p]`: the embeddings after the pre-norm
+    /// through the first `layers` encoder layers, class row first,
+    /// `[b, num_patches + 1, d]`.
+    pub fn hidden_state(&self, be: &B, x: B::Tensor, layers: usize) -> Result<B::Tensor> {
+        let x = self.patch.forward(be, &x)?;
+        let x = be.add(&be.prepend_row(&x, &self.class)?, &self.pos)?;
+        let x = self.pre_ln.forward(be, &x)?;
+        let layers = &self.layers[..layers.min(self.layers.len())];
+        encode(be, layers, x, &Mask::default())
+    }
+
+    pub fn depth(&self) -> usize {
+        self.layers.len()
     }
 
     /// `patches`: `b` images, each `[num_patches, 3·p·p]` flattened
@@ -140,13 +172,15 @@ impl<B: Backend> ClipVision<B> {
             be.shape(&x).first().copied().unwrap_or(0),
             self.cfg.num_patches(),
         );
-        let x = self.patch.forward(be, &x)?;
-        let x = be.add(&be.prepend_row(&x, &self.class)?, &self.pos)?;
-        let x = self.pre_ln.forward(be, &x)?;
-        let x = encode(be, &self.layers, x, &Mask::default())?;
+        let x = self.hidden_state(be, x, self.layers.len())?;
         let cls: Vec<usize> = (0..b).map(|i| i * (np + 1)).collect();
         let pooled = self.post_ln.forward(be, &be.gather_rows(&x, &cls)?)?;
-        self.proj.forward(be, &pooled)
+        match &self.proj {
+            Some(proj) => proj.forward(be, &pooled),
+            None => Err(ModelError::Unsupported(
+                "this CLIP vision tower has no projection".into(),
+            )),
+        }
     }
 }
 

@@ -59,13 +59,13 @@ impl ProcessorConfig {
         fix: impl FnOnce(&mut ProcessorConfig),
     ) -> crate::error::Result<ProcessorConfig> {
         use crate::error::ModelError;
-        let path = dir.join("preprocessor_config.json");
-        let mut cfg: ProcessorConfig = if path.exists() {
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| ModelError::bad_file(&path, e))?;
-            serde_json::from_str(&text).map_err(|e| ModelError::bad_file(&path, e))?
-        } else {
-            default
+        let (path, mut cfg) = match processor_json(dir)? {
+            Some((path, json)) => {
+                let cfg =
+                    serde_json::from_value(json).map_err(|e| ModelError::bad_file(&path, e))?;
+                (path, cfg)
+            }
+            None => (dir.join("preprocessor_config.json"), default),
         };
         fix(&mut cfg);
         // Any input shape must end at the tower's size.
@@ -77,6 +77,35 @@ impl ProcessorConfig {
             ));
         }
         Ok(cfg)
+    }
+}
+
+/// The image processor's settings of a model directory, in either layout:
+/// the Hub's `preprocessor_config.json`, or transformers 5's
+/// `processor_config.json` with a nested `image_processor`; `None` when
+/// there is neither. The path names the file in errors.
+pub fn processor_json(
+    dir: &std::path::Path,
+) -> crate::error::Result<Option<(std::path::PathBuf, serde_json::Value)>> {
+    use crate::error::ModelError;
+    let read = |path: &std::path::Path| -> crate::error::Result<serde_json::Value> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::bad_file(path, e))?;
+        serde_json::from_str(&text).map_err(|e| ModelError::bad_file(path, e))
+    };
+    let hub = dir.join("preprocessor_config.json");
+    if hub.is_file() {
+        return Ok(Some((hub.clone(), read(&hub)?)));
+    }
+    let v5 = dir.join("processor_config.json");
+    if !v5.is_file() {
+        return Ok(None);
+    }
+    match read(&v5)?.get("image_processor") {
+        Some(inner) => Ok(Some((v5, inner.clone()))),
+        None => Err(ModelError::bad_file(
+            &v5,
+            "no `image_processor` in the processor config",
+        )),
     }
 }
 

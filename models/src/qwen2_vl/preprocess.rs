@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::config::VisionConfig;
 use crate::clip::ClipPreprocess;
 use crate::error::{ModelError, Result};
-use crate::image::preprocess::{ProcessorConfig, Size, to_rgb};
+use crate::image::preprocess::{ProcessorConfig, Size, processor_json, to_rgb};
 
 /// The fields of either layout that decide pixels (HF names).
 #[derive(Debug, Default, Deserialize)]
@@ -100,19 +100,9 @@ impl Qwen2VlPreprocess {
     /// Reads `dir/preprocessor_config.json`, else `dir/processor_config.json`
     /// (its `image_processor`); fields they leave out take the processor's defaults.
     pub fn load(dir: &Path, vision: &VisionConfig) -> Result<Qwen2VlPreprocess> {
-        let hub = dir.join("preprocessor_config.json");
-        let v5 = dir.join("processor_config.json");
-        let (path, json) = if hub.is_file() {
-            (hub.clone(), read(&hub)?)
-        } else if v5.is_file() {
-            let v = read(&v5)?;
-            let inner = v.get("image_processor").cloned().ok_or_else(|| {
-                ModelError::bad_file(&v5, "no `image_processor` in the processor config")
-            })?;
-            (v5.clone(), inner)
-        } else {
+        let Some((path, json)) = processor_json(dir)? else {
             return Err(ModelError::bad_file(
-                &hub,
+                &dir.join("preprocessor_config.json"),
                 "missing (nor is there a processor_config.json): the image processor's \
                  min_pixels, max_pixels and statistics are needed",
             ));
@@ -233,11 +223,6 @@ impl Qwen2VlPreprocess {
             grid: (1, gh, gw),
         })
     }
-}
-
-fn read(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::bad_file(path, e))?;
-    serde_json::from_str(&text).map_err(|e| ModelError::bad_file(path, e))
 }
 
 #[cfg(test)]

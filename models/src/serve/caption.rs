@@ -17,9 +17,8 @@ use crate::blip::{BlipCaptioner, BlipConfig, BlipPreprocess};
 use crate::decode::{Decoder, GenParams};
 use crate::error::{ModelError, Result};
 use crate::generate::{Context, Detokenize, Generator};
-use crate::qwen2_vl::ImagePatches;
 use crate::runtime::{Device, Registry, cached, on_device};
-use crate::serve::vlm::{CAPTION_INSTRUCTION, Vlm, is_vlm, model_type, vlm};
+use crate::serve::vlm::{CAPTION_INSTRUCTION, Vlm, VlmImage, is_vlm, model_type, vlm};
 use crate::weights::Weights;
 
 pub struct Captioner {
@@ -132,8 +131,8 @@ pub fn captioner(id: &str, slots: usize, device: Device) -> Result<Arc<Captioner
 pub enum CaptionInput {
     /// BLIP's patch rows.
     Patches(Vec<f32>),
-    /// A VLM's native-resolution patches.
-    Image(ImagePatches),
+    /// A VLM's input.
+    Image(VlmImage),
 }
 
 /// Either kind of captioner `recaption` drives, chosen by the model's

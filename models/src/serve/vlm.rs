@@ -1,4 +1,5 @@
-//! Vision-language services: an instruction VLM (Qwen2-VL) with its image
+//! Vision-language services: an instruction VLM (Qwen2-VL, Qwen2.5-VL,
+//! LLaVA-1.5) with its image
 //! processor, tokenizer and chat template behind a continuous-batching
 //! [`Generator`], loaded once per process per (model, device) and shared by
 //! `vlm()` and `recaption()`. A row's image is its context: the worker
@@ -15,20 +16,37 @@ use tokenizers::Tokenizer;
 use super::llm::{CONTEXT, hf_eos, hf_template, token_str};
 use super::read_json;
 use crate::chat::ChatTemplate;
+use crate::clip::ClipPreprocess;
 use crate::decode::{Decoder, GenParams};
 use crate::error::{ModelError, Result};
 use crate::generate::{Completion, Detokenize, Generator};
+use crate::llava::{self, LlavaConfig};
 use crate::multimodal::image_context;
-use crate::qwen2_vl::{ImagePatches, Qwen2VlConfig, Qwen2VlPreprocess, image_input, load_decoder};
+use crate::qwen2_vl::{self, Qwen2VlConfig, Qwen2VlPreprocess, image_input};
 use crate::runtime::{Device, Registry, cached, on_device};
 use crate::weights::Weights;
 
 /// The instruction `recaption` gives a VLM when its options name no prompt.
 pub const CAPTION_INSTRUCTION: &str = "Describe this image in detail.";
 
+/// How a family turns a decoded image into the decoder's input.
+enum Prep {
+    /// Native resolution: the token count follows the image's size.
+    Qwen2Vl(Qwen2VlPreprocess),
+    /// A fixed square input and token count.
+    Llava { clip: ClipPreprocess, tokens: usize },
+}
+
+/// One image as a VLM takes it: the encoder's input and its prompt tokens.
+#[derive(Debug, Clone)]
+pub struct VlmImage {
+    pub input: Vec<f32>,
+    pub tokens: usize,
+}
+
 pub struct Vlm {
     pub id: String,
-    prep: Qwen2VlPreprocess,
+    prep: Prep,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     image_token: u32,
@@ -43,13 +61,25 @@ pub fn model_type(dir: &Path) -> Result<String> {
 
 /// Whether `model_type` is a VLM this module serves.
 pub fn is_vlm(model_type: &str) -> bool {
-    matches!(model_type, "qwen2_vl" | "qwen2_5_vl")
+    matches!(model_type, "qwen2_vl" | "qwen2_5_vl" | "llava")
 }
 
 impl Vlm {
     /// A decoded image -> the model's input (on the caller's thread).
-    pub fn preprocess(&self, img: &DynamicImage) -> Result<ImagePatches> {
-        self.prep.patches(img)
+    pub fn preprocess(&self, img: &DynamicImage) -> Result<VlmImage> {
+        Ok(match &self.prep {
+            Prep::Qwen2Vl(p) => {
+                let image = p.patches(img)?;
+                VlmImage {
+                    input: image_input(&image).collect(),
+                    tokens: image.tokens(p.merge),
+                }
+            }
+            Prep::Llava { clip, tokens } => VlmImage {
+                input: clip.patches(img),
+                tokens: *tokens,
+            },
+        })
     }
 
     /// The chat prompt of one image and one instruction, the assistant's turn opened.
@@ -63,7 +93,7 @@ impl Vlm {
 
     /// Token ids of the prompt with its image token expanded to the image's
     /// tokens, and the position of the first.
-    pub fn prompt_ids(&self, instruction: &str, image: &ImagePatches) -> Result<(Vec<u32>, usize)> {
+    pub fn prompt_ids(&self, instruction: &str, image: &VlmImage) -> Result<(Vec<u32>, usize)> {
         let text = self.chat_prompt(instruction)?;
         let enc = self
             .tokenizer
@@ -80,7 +110,7 @@ impl Vlm {
                 at.len()
             )));
         };
-        let n = image.tokens(self.prep.merge);
+        let n = image.tokens;
         let mut out = Vec::with_capacity(ids.len() + n);
         out.extend_from_slice(&ids[..start]);
         out.extend(std::iter::repeat_n(self.image_token, n));
@@ -92,7 +122,7 @@ impl Vlm {
     /// that row's error only.
     pub async fn ask(
         &self,
-        requests: Vec<(ImagePatches, String)>,
+        requests: Vec<(VlmImage, String)>,
         params: GenParams,
     ) -> Result<Vec<Result<Completion>>> {
         let mut prompts = Vec::with_capacity(requests.len());
@@ -100,7 +130,7 @@ impl Vlm {
         for (image, instruction) in &requests {
             let (ids, start) = self.prompt_ids(instruction, image)?;
             prompts.push(ids);
-            let ctx = image_context(start, image_input(image));
+            let ctx = image_context(start, image.input.iter().copied());
             contexts.push(Some(ctx.into()));
         }
         self.generator
@@ -109,11 +139,34 @@ impl Vlm {
     }
 }
 
+/// A VLM's configuration, by family.
+#[derive(Clone)]
+enum Config {
+    Qwen2Vl(Qwen2VlConfig),
+    Llava(LlavaConfig),
+}
+
 /// Loads the VLM in `dir` with `slots` concurrent sequences.
 pub fn load_vlm(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Vlm> {
     let path = dir.join("config.json");
-    let cfg = Qwen2VlConfig::from_json(&read_json(&path)?, &path)?;
-    let prep = Qwen2VlPreprocess::load(dir, &cfg.vision)?;
+    let json: serde_json::Value = read_json(&path)?;
+    let (cfg, prep, text, image_token) = match json["model_type"].as_str().unwrap_or_default() {
+        "llava" => {
+            let c = LlavaConfig::from_json(&json, &path)?;
+            let prep = Prep::Llava {
+                clip: ClipPreprocess::load(dir, &c.vision)?,
+                tokens: c.image_tokens(),
+            };
+            let (text, token) = (c.text.clone(), c.image_token_id);
+            (Config::Llava(c), prep, text, token)
+        }
+        _ => {
+            let c = Qwen2VlConfig::from_json(&json, &path)?;
+            let prep = Prep::Qwen2Vl(Qwen2VlPreprocess::load(dir, &c.vision)?);
+            let (text, token) = (c.text.clone(), c.image_token_id);
+            (Config::Qwen2Vl(c), prep, text, token)
+        }
+    };
     let tokenizer = crate::tokenize::load_plain(&dir.join("tokenizer.json"))?;
     let source = hf_template(dir).ok_or_else(|| {
         ModelError::bad_file(
@@ -122,10 +175,10 @@ pub fn load_vlm(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Vl
              a VLM's prompts go through its chat template",
         )
     })?;
-    let eos = hf_eos(dir, &cfg.text);
+    let eos = hf_eos(dir, &text);
     let template = ChatTemplate::new(
         &source,
-        &token_str(&tokenizer, cfg.text.bos_token_id),
+        &token_str(&tokenizer, text.bos_token_id),
         &token_str(&tokenizer, eos.first().copied()),
     )?;
     let detok_tok = tokenizer.clone();
@@ -137,7 +190,12 @@ pub fn load_vlm(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Vl
         move || {
             let w = Weights::open(&d)?;
             on_device!(device, |be| {
-                let m: Box<dyn Decoder> = Box::new(load_decoder(be, &c, &w, slots, CONTEXT)?);
+                let m: Box<dyn Decoder> = match &c {
+                    Config::Qwen2Vl(c) => {
+                        Box::new(qwen2_vl::load_decoder(be, c, &w, slots, CONTEXT)?)
+                    }
+                    Config::Llava(c) => Box::new(llava::load_decoder(be, c, &w, slots, CONTEXT)?),
+                };
                 Ok(m)
             })
         },
@@ -149,7 +207,7 @@ pub fn load_vlm(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Vl
         prep,
         tokenizer,
         template,
-        image_token: cfg.image_token_id,
+        image_token,
         generator,
     })
 }

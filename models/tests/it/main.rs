@@ -9,6 +9,6 @@ mod common;
 mod hash_parity;
 mod llm_parity;
 mod minilm_parity;
-mod qwen2_vl_parity;
 mod semdedup_device;
 mod split_passes;
+mod vlm_parity;

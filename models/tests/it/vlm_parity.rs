@@ -1,19 +1,22 @@
-//! Tiny random-init Qwen2-VL against transformers
-//! and Qwen2.5-VL (tests/fixtures/gen_vlm_fixtures.py), Qwen2-VL in both
-//! checkpoint layouts:
-//! `Qwen2VLImageProcessor` patches and grids on real photos (every resize
-//! non-trivial), the chat prompt with its image tokens expanded, the first
-//! step's logits (f32) and greedy `generate` tokens through the
-//! continuous-batching generator (five rows through two slots).
+//! Tiny random-init VLMs against transformers (tests/fixtures/gen_vlm_fixtures.py):
+//! Qwen2-VL in both checkpoint layouts, Qwen2.5-VL (window attention) and
+//! LLaVA-1.5. Per photo and prompt: the image processor's pixels (and
+//! Qwen2-VL's grid; every resize non-trivial), the chat prompt with its image
+//! tokens expanded, the first step's logits (f32) and greedy `generate`
+//! tokens through the continuous-batching generator (five rows through two
+//! slots).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use crate::common::{json, photo};
 use lakecap_kernels::{Cpu, Pos};
+use lakecap_models::clip::ClipPreprocess;
 use lakecap_models::decode::{Decoder, GenParams, Logits, Want};
+use lakecap_models::image::preprocess::to_rgb;
+use lakecap_models::llava::{self, LlavaConfig};
 use lakecap_models::multimodal::image_context;
-use lakecap_models::qwen2_vl::{Qwen2VlConfig, image_input, load_decoder};
+use lakecap_models::qwen2_vl::{self, Qwen2VlConfig, Qwen2VlPreprocess};
 use lakecap_models::runtime::Device;
 use lakecap_models::serve::vlm::load_vlm;
 use lakecap_models::weights::Weights;
@@ -24,36 +27,66 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// (fixture, the fixture whose expected.json it must match): Qwen2-VL in
-/// transformers 5's and the Hub's layouts, and Qwen2.5-VL (window attention).
-const LAYOUTS: [(&str, &str); 3] = [
+/// (fixture, the fixture whose expected.json it must match).
+const FIXTURES: [(&str, &str); 4] = [
     ("qwen2-vl-tiny", "qwen2-vl-tiny"),
     ("qwen2-vl-tiny-hub", "qwen2-vl-tiny"),
     ("qwen2.5-vl-tiny", "qwen2.5-vl-tiny"),
+    ("llava-tiny", "llava-tiny"),
 ];
 
 fn expected(name: &str) -> serde_json::Value {
     json(&fixture(name).join("expected.json"))
 }
 
+/// The processor's `pixel_values` for a photo, flattened as transformers
+/// holds them (Qwen2-VL: patch rows; LLaVA: CHW), with Qwen2-VL's grid.
+fn pixels(dir: &Path, name: &str) -> (Vec<f32>, Option<Vec<usize>>) {
+    let path = dir.join("config.json");
+    let v: serde_json::Value = json(&path);
+    if v["model_type"] == "llava" {
+        let cfg = LlavaConfig::from_json(&v, &path).unwrap();
+        let prep = ClipPreprocess::load(dir, &cfg.vision).unwrap();
+        (prep.cfg.pixel_values(&to_rgb(&photo(name))).0, None)
+    } else {
+        let cfg = Qwen2VlConfig::from_json(&v, &path).unwrap();
+        let prep = Qwen2VlPreprocess::load(dir, &cfg.vision).unwrap();
+        let p = prep.patches(&photo(name)).unwrap();
+        (p.rows, Some(vec![p.grid.0, p.grid.1, p.grid.2]))
+    }
+}
+
+/// The model as a decoder of one slot, straight from its files.
+fn decoder(dir: &Path) -> Box<dyn Decoder> {
+    let path = dir.join("config.json");
+    let v: serde_json::Value = json(&path);
+    let w = Weights::open(dir).unwrap();
+    if v["model_type"] == "llava" {
+        let cfg = LlavaConfig::from_json(&v, &path).unwrap();
+        Box::new(llava::load_decoder(Cpu, &cfg, &w, 1, 512).unwrap())
+    } else {
+        let cfg = Qwen2VlConfig::from_json(&v, &path).unwrap();
+        Box::new(qwen2_vl::load_decoder(Cpu, &cfg, &w, 1, 512).unwrap())
+    }
+}
+
 #[test]
-fn patches_prompts_and_first_logits_match_transformers() {
-    for (layout, reference) in LAYOUTS {
+fn pixels_prompts_and_first_logits_match_transformers() {
+    for (layout, reference) in FIXTURES {
         let exp = expected(reference);
         let stride = exp["sample_stride"].as_u64().unwrap() as usize;
         let dir = fixture(layout);
         let vlm = load_vlm(&dir, layout, 1, Device::Cpu).unwrap();
-        let path = dir.join("config.json");
-        let cfg = Qwen2VlConfig::from_json(&json(&path), &path).unwrap();
-        let mut dec = load_decoder(Cpu, &cfg, &Weights::open(&dir).unwrap(), 1, 512).unwrap();
+        let mut dec = decoder(&dir);
         for r in exp["rows"].as_array().unwrap() {
             let name = r["photo"].as_str().unwrap();
-            let image = vlm.preprocess(&photo(name)).unwrap();
-            let (t, h, w) = image.grid;
-            let grid: Vec<usize> = serde_json::from_value(r["grid_thw"].clone()).unwrap();
-            assert_eq!(vec![t, h, w], grid, "{layout} {name}");
+            let (px, grid) = pixels(&dir, name);
+            if let Some(grid) = grid {
+                let want: Vec<usize> = serde_json::from_value(r["grid_thw"].clone()).unwrap();
+                assert_eq!(grid, want, "{layout} {name}");
+            }
             let shape: Vec<usize> = serde_json::from_value(r["pixel_shape"].clone()).unwrap();
-            assert_eq!(image.rows.len(), shape[0] * shape[1], "{layout} {name}");
+            assert_eq!(px.len(), shape.iter().product::<usize>(), "{layout} {name}");
             // PNGs decode identically, so pixels agree to f32 rounding; JPEG
             // decoders (libjpeg's IDCT against the image crate's) may differ
             // by one 8-bit level, in normalised units 1/255/std.
@@ -66,15 +99,15 @@ fn patches_prompts_and_first_logits_match_transformers() {
             };
             let sample: Vec<f32> = serde_json::from_value(r["pixel_sample"].clone()).unwrap();
             for (k, want) in sample.iter().enumerate() {
-                let got = image.rows[k * stride];
+                let got = px[k * stride];
                 assert!(
                     (got - want).abs() < tol,
                     "{layout} {name} pixel {}: {got} vs {want}",
                     k * stride
                 );
             }
-            let sum: f64 = image.rows.iter().map(|&x| x as f64).sum();
-            let abs: f64 = image.rows.iter().map(|&x| x.abs() as f64).sum();
+            let sum: f64 = px.iter().map(|&x| x as f64).sum();
+            let abs: f64 = px.iter().map(|&x| x.abs() as f64).sum();
             assert!(
                 (sum - r["pixel_sum"].as_f64().unwrap()).abs() < sum_tol,
                 "{layout} {name} sum {sum}"
@@ -89,11 +122,13 @@ fn patches_prompts_and_first_logits_match_transformers() {
                 vlm.chat_prompt(prompt).unwrap(),
                 r["text"].as_str().unwrap()
             );
+            let image = vlm.preprocess(&photo(name)).unwrap();
             let (ids, start) = vlm.prompt_ids(prompt, &image).unwrap();
             let want_ids: Vec<u32> = serde_json::from_value(r["input_ids"].clone()).unwrap();
             assert_eq!(ids, want_ids, "{layout} {name}: image tokens expanded");
 
-            dec.admit(&[(0, &image_context(start, image_input(&image)))]).unwrap();
+            dec.admit(&[(0, &image_context(start, image.input.iter().copied()))])
+                .unwrap();
             let at: Vec<Pos> = (0..ids.len()).map(|pos| Pos { slot: 0, pos }).collect();
             let Logits::All(got) = dec.step(&ids, &at, &[ids.len() - 1], Want::All).unwrap() else {
                 panic!("whole rows asked")
@@ -126,7 +161,7 @@ async fn greedy_replies_match_transformers_generate() {
 }
 
 async fn check_greedy(device: Device) {
-    for (layout, reference) in LAYOUTS {
+    for (layout, reference) in FIXTURES {
         let vlm = load_vlm(&fixture(layout), layout, 2, device).unwrap();
         let rows = expected(reference)["rows"].as_array().unwrap().clone();
         let requests = rows
