@@ -16,6 +16,10 @@
 //!       captions/s of a BLIP captioner from JPEG bytes, 20 new tokens forced
 //!       (EOS ignored), `batch` images per call through `batch` slots.
 //!
+//!   bench_models vlm DIR [--device cpu|cuda] [--batch 8] [--iters 1]
+//!       captions/s of a VLM (Qwen2-VL, Qwen2.5-VL, LLaVA) from JPEG bytes,
+//!       "Describe this image.", 20 new tokens forced, `batch` rows at once.
+//!
 //!   bench_models embed DIR OUT.f32 [--device cpu|cuda] [--precision ...]
 //!       unnormalised image embeddings of the PNG photos in data/photos (sorted),
 //!       as little-endian f32, for parity checks against transformers.
@@ -268,12 +272,49 @@ fn blip(dir: &Path, batch: usize, iters: usize, device: Device) {
     );
 }
 
+fn vlm(dir: &Path, batch: usize, iters: usize, device: Device) {
+    use lakecap_models::decode::GenParams;
+    let t = Instant::now();
+    let v = lakecap_models::serve::vlm::load_vlm(dir, "bench", batch, device).unwrap();
+    println!("load_s={:.2}", t.elapsed().as_secs_f64());
+    let bytes = jpegs(batch);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let params = GenParams {
+        max_new_tokens: 20,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let run = || {
+        let requests = bytes
+            .par_iter()
+            .map(|b| {
+                let img = decode(b, DecodeLimits::default()).unwrap();
+                (v.preprocess(&img).unwrap(), "Describe this image.".to_string())
+            })
+            .collect();
+        let out = rt.block_on(v.ask(requests, params.clone())).unwrap();
+        assert!(out.iter().all(|r| r.is_ok()));
+    };
+    run();
+    let t = Instant::now();
+    for _ in 0..iters {
+        run();
+    }
+    println!(
+        "lakecap_vlm_b{batch}_captions_per_s={:.3}",
+        (batch * iters) as f64 / t.elapsed().as_secs_f64()
+    );
+}
+
 fn main() {
     lakecap_models::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(dir)) = (args.get(1), args.get(2)) else {
         eprintln!(
-            "usage: bench_models clip|text|llm|blip|embed DIR [--device cpu|cuda] [--precision auto|f32|f16|bf16] [--batch N] [--iters N]"
+            "usage: bench_models clip|text|llm|blip|vlm|embed DIR [--device cpu|cuda] [--precision auto|f32|f16|bf16] [--batch N] [--iters N]"
         );
         std::process::exit(2);
     };
@@ -292,6 +333,7 @@ fn main() {
         ("clip", "cuda") => clip(&cuda(), dir, batch, iters),
         ("text", _) => text(dir, batch, iters, device),
         ("blip", _) => blip(dir, batch, iters, device),
+        ("vlm", _) => vlm(dir, batch, iters, device),
         ("llm", dev) => {
             let prompt: usize = arg(&args, "--prompt", "128").parse().unwrap();
             let steps: usize = arg(&args, "--steps", "32").parse().unwrap();
