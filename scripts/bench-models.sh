@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU model throughput against PyTorch peers on the same weights and thread
 # count, in one run (results go to bench/RESULTS.md by hand).
-#   [ROUNDS=3] [ONLY="clip text llm blip"] scripts/bench-models.sh [THREADS]
+#   [ROUNDS=3] [ONLY="clip text llm blip vlm"] scripts/bench-models.sh [THREADS]
 # Needs a Python with torch, transformers, sentence-transformers, Pillow and
 # llama-cpp-python (PYTHON=..., e.g. a venv from tests/fixtures/requirements-models.txt
 # plus requirements-llm.txt), and all-MiniLM-L6-v2 and SmolLM2 from
@@ -20,13 +20,19 @@ MINILM="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/sentence-transformers/all-M
 
 # The machine is shared and single runs vary by ±15%: each lakecap/peer pair
 # runs ROUNDS times, interleaved, and the summary gives the median of each
-# rate. ONLY limits the workloads (any of: clip text llm blip).
+# rate. ONLY limits the workloads (any of: clip text llm blip vlm; vlm, a
+# 3B model, only when asked).
 ROUNDS="${ROUNDS:-1}"
 ONLY="${ONLY:-clip text llm blip}"
 on() { [[ " $ONLY " == *" $1 "* ]]; }
 LOG="$(mktemp)"
 SMOL="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/HuggingFaceTB/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 BLIP="${BLIP_DIR:-target/bench-blip-base}"
+# Qwen2.5-VL-3B's config with random bf16 weights (7 GB, written on first use).
+VLM="${VLM_DIR:-target/bench-vlm-3b}"
+if on vlm && [ ! -f "$VLM/model.safetensors" ]; then
+    "$PYTHON" bench/vlm_peer.py make "$VLM" 3b
+fi
 if on blip && [ ! -f "$BLIP/model.safetensors" ]; then
     "$PYTHON" bench/models_peer.py blip_make "$BLIP" "$MINILM/tokenizer.json"
 fi
@@ -44,6 +50,15 @@ for _ in $(seq "$ROUNDS"); do
         for b in 1 32; do
             "$BIN" llm "$SMOL" --batch "$b" --prompt 128 --steps 32
             "$PYTHON" bench/llm_peer.py "$SMOL" "$b" 128 32 "$THREADS" 2>/dev/null
+        done
+    fi
+    if on vlm; then
+        for b in 1 8; do
+            /usr/bin/time -f "lakecap_vlm_b${b}_peak_rss_kb=%M" "$BIN" vlm "$VLM" --batch "$b" --iters 1
+            for dt in bf16 fp32; do
+                /usr/bin/time -f "torch_vlm_${dt}_b${b}_peak_rss_kb=%M" \
+                    "$PYTHON" bench/vlm_peer.py bench "$VLM" "$b" 1 cpu "$dt" 2>&1 | grep -E '^[a-z0-9_]+=[0-9.]+$'
+            done
         done
     fi
     if on blip; then

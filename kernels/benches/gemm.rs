@@ -66,7 +66,9 @@ fn main() {
         let mut out = vec![0f32; m * n];
         let g = rate(m, k, n, || gemm::large_m(&x, w(), &mut out, m, k, n));
         let s = if m <= 256 {
-            rate(m, k, n, || gemm::small_m(&x, w(), &mut out, m, k, n))
+            rate(m, k, n, || {
+                gemm::small_m(&x, gemm::WeightRows::F32(w()), &mut out, m, k, n)
+            })
         } else {
             f64::NAN
         };

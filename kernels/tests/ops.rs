@@ -52,19 +52,33 @@ fn check_linear<B: Backend>(be: &B, tol: f32) {
         assert_eq!(be.shape(&got), &[m, n]);
         let e = rel_err(&be.download(&got).unwrap(), &want);
         assert!(e < tol, "linear {m}x{k}x{n}: rel err {e}");
-        // Half-precision weights: compare with the reference on the rounded weights.
+        // Half-precision weights (as checkpoints store them): compare with
+        // the reference on the rounded weights.
         let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
-        let wr: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
-        let want = linear_ref(&x, &wr, None, k, n);
-        let got = be
-            .linear(
-                &up(be, &[m, k], &x),
-                &be.upload(&[n, k], HostData::F16(&w16)).unwrap(),
-                None,
-            )
-            .unwrap();
-        let e = rel_err(&be.download(&got).unwrap(), &want);
-        assert!(e < tol, "linear f16 weights {m}x{k}x{n}: rel err {e}");
+        let wb16: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+        for (name, wr, data) in [
+            (
+                "f16",
+                w16.iter().map(|v| v.to_f32()).collect::<Vec<_>>(),
+                HostData::F16(&w16),
+            ),
+            (
+                "bf16",
+                wb16.iter().map(|v| v.to_f32()).collect(),
+                HostData::BF16(&wb16),
+            ),
+        ] {
+            let want = linear_ref(&x, &wr, None, k, n);
+            let got = be
+                .linear(
+                    &up(be, &[m, k], &x),
+                    &be.upload(&[n, k], data).unwrap(),
+                    None,
+                )
+                .unwrap();
+            let e = rel_err(&be.download(&got).unwrap(), &want);
+            assert!(e < tol, "linear {name} weights {m}x{k}x{n}: rel err {e}");
+        }
     }
 }
 
@@ -222,6 +236,11 @@ fn check_gather_and_pool<B: Backend>(be: &B) {
         be.embedding(&t, &[5]).is_err(),
         "out-of-range ids are errors"
     );
+    // A half-precision table (a bf16 checkpoint's embeddings) gives the same rows.
+    let half: Vec<bf16> = table.iter().map(|&v| bf16::from_f32(v)).collect();
+    let th = be.upload(&[5, 4], HostData::BF16(&half)).unwrap();
+    let e = be.download(&be.embedding(&th, &[4, 0]).unwrap()).unwrap();
+    assert_eq!(e, [16., 17., 18., 19., 0., 1., 2., 3.]);
 
     let x = up(be, &[2, 2, 4], &table[..16]);
     let cls = up(be, &[4], &[-1., -2., -3., -4.]);

@@ -292,7 +292,10 @@ fn vlm(dir: &Path, batch: usize, iters: usize, device: Device) {
             .par_iter()
             .map(|b| {
                 let img = decode(b, DecodeLimits::default()).unwrap();
-                (v.preprocess(&img).unwrap(), "Describe this image.".to_string())
+                (
+                    v.preprocess(&img).unwrap(),
+                    "Describe this image.".to_string(),
+                )
             })
             .collect();
         let out = rt.block_on(v.ask(requests, params.clone())).unwrap();

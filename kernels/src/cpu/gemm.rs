@@ -4,7 +4,7 @@
 //! as much as the product: there, [`small_m`] streams each weight row once
 //! against all input rows (AVX2/FMA when the CPU has them).
 
-use super::CpuTensor;
+use super::{CpuTensor, Data};
 use crate::backend::{Result, check};
 
 /// Plain triple loop, f64 accumulation: the reference.
@@ -23,27 +23,52 @@ pub fn linear_ref(x: &[f32], w: &[f32], b: Option<&[f32]>, k: usize, n: usize) -
     out
 }
 
+/// The weight matrix of [`small_m`]: f32 values, or a tensor's storage.
+#[derive(Clone, Copy)]
+pub enum WeightRows<'a> {
+    F32(&'a [f32]),
+    Stored(&'a Data),
+}
+
 /// Most rows for which [`small_m`] beats the packed GEMM.
 pub const SMALL_M: usize = 16;
 
 /// `out [m, n] += x [m, k] · w [n, k]ᵀ`, weight rows in parallel chunks:
 /// each task takes 4 weight rows at a time (kept in L1) against every input
 /// row, two input rows per pass, so one pass does 8 dot products.
-pub fn small_m(x: &[f32], w: &[f32], out: &mut [f32], m: usize, k: usize, n: usize) {
+/// Half-precision rows are widened four at a time into a task-local buffer,
+/// so a checkpoint's f16/bf16 weights are read at half the bytes and never
+/// converted whole.
+pub fn small_m(x: &[f32], w: WeightRows<'_>, out: &mut [f32], m: usize, k: usize, n: usize) {
     use rayon::prelude::*;
     // Columns per task: enough work per task, enough tasks per thread.
     const COLS: usize = 64;
     let fast = super::avx2_fma();
+    // f32 storage is read in place.
+    let w = match w {
+        WeightRows::Stored(Data::F32(v)) => WeightRows::F32(v),
+        other => other,
+    };
     // Transposed result: column j's m values together, so tasks own disjoint slices.
     let mut t = vec![0f32; n * m];
     t.par_chunks_mut(COLS * m).enumerate().for_each(|(c, tc)| {
         let j0 = c * COLS;
         let cols = tc.len() / m;
         let mut jj = 0;
+        let mut wide = Vec::new();
         while jj < cols {
             let r = (cols - jj).min(4);
-            let rows: [&[f32]; 4] =
-                std::array::from_fn(|q| &w[(j0 + jj + q.min(r - 1)) * k..][..k]);
+            let row = |q: usize| (j0 + jj + q.min(r - 1)) * k;
+            let rows: [&[f32]; 4] = match w {
+                WeightRows::F32(w) => std::array::from_fn(|q| &w[row(q)..][..k]),
+                WeightRows::Stored(half) => {
+                    wide.clear();
+                    for q in 0..4 {
+                        half.extend_f32(row(q), k, &mut wide);
+                    }
+                    std::array::from_fn(|q| &wide[q * k..][..k])
+                }
+            };
             let mut acc = [0f32; 4 * 64];
             let acc = &mut acc[..4 * m.min(64)];
             for i0 in (0..m).step_by(64) {
@@ -174,7 +199,7 @@ unsafe fn block_avx2(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) {
 /// `x [.., k] · wᵀ (+ b)` with `w [n, k]`.
 pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<CpuTensor> {
     let (m, k, n) = check::linear(&x.shape, &w.shape, b.map(|b| b.shape.as_slice()))?;
-    let (xv, wv) = (x.f32(), w.f32());
+    let xv = x.f32();
     let mut out = match b {
         Some(b) => b.f32().repeat(m),
         None => vec![0f32; m * n],
@@ -182,9 +207,10 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
     let mut shape = x.shape.clone();
     *shape.last_mut().expect("x has at least one axis") = n;
     if m <= SMALL_M {
-        small_m(&xv, &wv, &mut out, m, k, n);
+        small_m(&xv, WeightRows::Stored(&w.data), &mut out, m, k, n);
     } else {
-        large_m(&xv, &wv, &mut out, m, k, n);
+        // The product dominates the widening (m > SMALL_M rows per weight).
+        large_m(&xv, &w.f32_par(), &mut out, m, k, n);
     }
     Ok(CpuTensor::from_f32(&shape, out))
 }

@@ -24,6 +24,17 @@ pub enum Data {
     BF16(Vec<bf16>),
 }
 
+impl Data {
+    /// Appends elements `start..start + n` as f32, widening only those.
+    pub fn extend_f32(&self, start: usize, n: usize, out: &mut Vec<f32>) {
+        match self {
+            Data::F32(d) => out.extend_from_slice(&d[start..start + n]),
+            Data::F16(d) => out.extend(d[start..start + n].iter().map(|x| x.to_f32())),
+            Data::BF16(d) => out.extend(d[start..start + n].iter().map(|x| x.to_f32())),
+        }
+    }
+}
+
 /// A row-major tensor in host memory.
 #[derive(Debug, Clone)]
 pub struct CpuTensor {
@@ -37,6 +48,22 @@ impl CpuTensor {
         CpuTensor {
             shape: shape.to_vec(),
             data: Data::F32(data),
+        }
+    }
+
+    /// [`CpuTensor::f32`], half storage widened in parallel chunks.
+    pub fn f32_par(&self) -> Cow<'_, [f32]> {
+        match &self.data {
+            Data::F32(d) => Cow::Borrowed(d),
+            half => {
+                let mut out = vec![0f32; self.len()];
+                out.par_chunks_mut(1 << 16).enumerate().for_each(|(i, c)| {
+                    let mut v = Vec::with_capacity(c.len());
+                    half.extend_f32(i << 16, c.len(), &mut v);
+                    c.copy_from_slice(&v);
+                });
+                Cow::Owned(out)
+            }
         }
     }
 
@@ -110,12 +137,13 @@ pub fn set_activation_budget(bytes: usize) {
 }
 
 /// Rows `rows` of `src` viewed as `[_, d]` -> `[rows, d]` (indices checked by the caller).
+/// Rows of `src` (an embedding table in half precision stays so: only the
+/// rows taken are widened).
 fn gather(src: &CpuTensor, rows: impl ExactSizeIterator<Item = usize>, d: usize) -> CpuTensor {
-    let v = src.f32();
     let n = rows.len();
     let mut out = Vec::with_capacity(n * d);
     for i in rows {
-        out.extend_from_slice(&v[i * d..(i + 1) * d]);
+        src.data.extend_f32(i * d, d, &mut out);
     }
     CpuTensor::from_f32(&[n, d], out)
 }
