@@ -35,6 +35,7 @@ use std::time::Instant;
 use lakecap_kernels::cuda::Precision;
 use lakecap_kernels::{Backend, Cpu, Cuda};
 use lakecap_models::clip::{ClipConfig, ClipPreprocess, ClipVision};
+use lakecap_models::decode::GenParams;
 use lakecap_models::image::{DecodeLimits, decode};
 use lakecap_models::runtime::Device;
 use lakecap_models::weights::Weights;
@@ -236,11 +237,12 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
     run(true);
 }
 
-fn blip(dir: &Path, batch: usize, iters: usize, device: Device) {
-    use lakecap_models::decode::GenParams;
-    let t = Instant::now();
-    let cap = lakecap_models::serve::caption::load_captioner(dir, "bench", batch, device).unwrap();
-    println!("load_s={:.2}", t.elapsed().as_secs_f64());
+/// Captions/s of `caption` (one call captions `batch` JPEG photos, 20 new
+/// tokens forced), after a warm-up call; prints `lakecap_{tag}_b{batch}_…`.
+fn captions_per_s<F>(tag: &str, batch: usize, iters: usize, caption: F)
+where
+    F: Fn(&[Vec<u8>], GenParams, &tokio::runtime::Runtime) -> usize,
+{
     let bytes = jpegs(batch);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -251,65 +253,53 @@ fn blip(dir: &Path, batch: usize, iters: usize, device: Device) {
         ignore_eos: true,
         ..Default::default()
     };
-    let run = || {
-        let images: Vec<Vec<f32>> = bytes
-            .par_iter()
-            .map(|b| cap.preprocess(&decode(b, DecodeLimits::default()).unwrap()))
-            .collect();
-        let out = rt
-            .block_on(cap.caption(images, "", params.clone()))
-            .unwrap();
-        assert!(out.iter().all(|r| r.is_ok()));
-    };
+    let run = || assert_eq!(caption(&bytes, params.clone(), &rt), batch);
     run();
     let t = Instant::now();
     for _ in 0..iters {
         run();
     }
     println!(
-        "lakecap_blip_b{batch}_captions_per_s={:.2}",
+        "lakecap_{tag}_b{batch}_captions_per_s={:.3}",
         (batch * iters) as f64 / t.elapsed().as_secs_f64()
     );
 }
 
-fn vlm(dir: &Path, batch: usize, iters: usize, device: Device) {
-    use lakecap_models::decode::GenParams;
+fn load_timed<T>(load: impl FnOnce() -> T) -> T {
     let t = Instant::now();
-    let v = lakecap_models::serve::vlm::load_vlm(dir, "bench", batch, device).unwrap();
+    let x = load();
     println!("load_s={:.2}", t.elapsed().as_secs_f64());
-    let bytes = jpegs(batch);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let params = GenParams {
-        max_new_tokens: 20,
-        ignore_eos: true,
-        ..Default::default()
-    };
-    let run = || {
+    x
+}
+
+fn blip(dir: &Path, batch: usize, iters: usize, device: Device) {
+    use lakecap_models::serve::caption::load_captioner;
+    let cap = load_timed(|| load_captioner(dir, "bench", batch, device).unwrap());
+    captions_per_s("blip", batch, iters, |bytes, params, rt| {
+        let images: Vec<Vec<f32>> = bytes
+            .par_iter()
+            .map(|b| cap.preprocess(&decode(b, DecodeLimits::default()).unwrap()))
+            .collect();
+        let out = rt.block_on(cap.caption(images, "", params)).unwrap();
+        out.iter().filter(|r| r.is_ok()).count()
+    });
+}
+
+fn vlm(dir: &Path, batch: usize, iters: usize, device: Device) {
+    use lakecap_models::serve::vlm::load_vlm;
+    let v = load_timed(|| load_vlm(dir, "bench", batch, device).unwrap());
+    captions_per_s("vlm", batch, iters, |bytes, params, rt| {
         let requests = bytes
             .par_iter()
             .map(|b| {
                 let img = decode(b, DecodeLimits::default()).unwrap();
-                (
-                    v.preprocess(&img).unwrap(),
-                    "Describe this image.".to_string(),
-                )
+                let ask = "Describe this image.".to_string();
+                (v.preprocess(&img).unwrap(), ask)
             })
             .collect();
-        let out = rt.block_on(v.ask(requests, params.clone())).unwrap();
-        assert!(out.iter().all(|r| r.is_ok()));
-    };
-    run();
-    let t = Instant::now();
-    for _ in 0..iters {
-        run();
-    }
-    println!(
-        "lakecap_vlm_b{batch}_captions_per_s={:.3}",
-        (batch * iters) as f64 / t.elapsed().as_secs_f64()
-    );
+        let out = rt.block_on(v.ask(requests, params)).unwrap();
+        out.iter().filter(|r| r.is_ok()).count()
+    });
 }
 
 fn main() {

@@ -2,12 +2,53 @@
 //! content) under `lakecap.cache_dir` (default `$LAKECAP_HOME/cache/captions/`), written atomically (temp
 //! file, then rename), so reruns and lake refreshes never recompute a caption
 //! and a crash never leaves a half-written entry. `SET lakecap.cache = off`
-//! bypasses it.
+//! bypasses it. [`cached_texts`] is the memo-then-cache-then-model path of
+//! the functions that use it.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use datafusion::arrow::array::ArrayRef;
+use datafusion::common::Result;
 use lakecap_models::home;
 use xxhash_rust::xxh3::Xxh3;
+
+use crate::common::args::{RowFailure, Rows};
+use crate::common::arrow::column;
+use crate::common::memo::{MemoBatch, SessionMemo};
+use crate::common::options::Switch;
+
+/// The texts of one batch's rows (`recaption`, `vlm`), each computed once:
+/// a row with key `keys[i]` (NULL: no text) comes from the session memo,
+/// else the disk cache (unless `lakecap.cache = off`), else from `generate`,
+/// which gets the rows still to do and returns each one's outcome; failures
+/// follow `lakecap.on_error`, and new texts go to the memo and the cache.
+pub(crate) async fn cached_texts<F>(
+    rows: &Rows<'_>,
+    memo: &SessionMemo,
+    keys: Vec<Option<u128>>,
+    generate: impl FnOnce(Vec<usize>) -> F,
+) -> Result<ArrayRef>
+where
+    F: Future<Output = Result<Vec<(usize, std::result::Result<String, RowFailure>)>>>,
+{
+    let o = &rows.options;
+    let disk = (o.cache == Switch::On).then(|| CaptionCache::new(&o.cache_dir));
+    let on_disk = |k: u128| -> Option<Arc<str>> { disk.as_ref()?.get(k).map(Arc::from) };
+    let mut batch = MemoBatch::with_fallback(&memo.texts, keys, on_disk);
+    if !batch.todo().is_empty() {
+        for (i, outcome) in generate(batch.todo().to_vec()).await? {
+            if let Some(text) = rows.row(i, outcome)? {
+                if let Some(d) = &disk {
+                    d.put(batch.key(i), &text);
+                }
+                batch.put(i, text.into());
+            }
+        }
+    }
+    Ok(column(batch.finish()))
+}
 
 pub(crate) struct CaptionCache {
     dir: PathBuf,

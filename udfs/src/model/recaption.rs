@@ -1,7 +1,7 @@
 //! `recaption(img [, options])`: a synthetic caption from a BLIP captioner
 //! or an instruction VLM (by the model's `config.json`).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::ArrayRef;
@@ -13,14 +13,12 @@ use datafusion::logical_expr::{
 use lakecap_models::decode::GenParams;
 use lakecap_models::serve::caption::AnyCaptioner;
 
-use super::caption_cache::CaptionCache;
+use super::caption_cache::{CaptionCache, cached_texts};
 use super::function::{Model, ModelFunction};
 use super::vectors::prepare_images;
 use crate::common::args::{RowFailure, Rows, arrays, bytes_rows};
-use crate::common::arrow::column;
-use crate::common::memo::{MemoBatch, SessionMemo};
+use crate::common::memo::SessionMemo;
 use crate::common::model_args::{Param, blocking, model_err, model_signature};
-use crate::common::options::Switch;
 
 const USAGE: &str = "recaption(img [, 'key=value; …'])";
 
@@ -208,7 +206,6 @@ impl ModelFunction for Recaption {
             .model
             .clone()
             .unwrap_or_else(|| o.caption_model.clone());
-        let disk = (o.cache == Switch::On).then(|| CaptionCache::new(&o.cache_dir));
         let cols = arrays(args)?;
         let bytes = bytes_rows(cols[0].as_ref())?;
         let canon = opts.canonical();
@@ -216,15 +213,13 @@ impl ModelFunction for Recaption {
             .iter()
             .map(|b| b.map(|b| CaptionCache::key(&model, &canon, b)))
             .collect();
-        let on_disk = |k: u128| -> Option<Arc<str>> { disk.as_ref()?.get(k).map(Arc::from) };
-        let mut batch = MemoBatch::with_fallback(&memo.texts, keys, on_disk);
-        if !batch.todo().is_empty() {
+        cached_texts(rows, memo, keys, |todo| async move {
             let (id, bs, dev) = (model.clone(), o.batch_size, o.device());
             let cap = blocking(move || AnyCaptioner::get(&id, bs, dev))
                 .await?
                 .map_err(model_err)?;
             let c = cap.clone();
-            let (images, ok) = prepare_images(rows, &bytes, batch.todo(), move |img| {
+            let (images, ok) = prepare_images(rows, &bytes, &todo, move |img| {
                 c.preprocess(img).map_err(RowFailure::model)
             })
             .await?;
@@ -232,16 +227,16 @@ impl ModelFunction for Recaption {
                 .caption(images, &opts.prompt, opts.params.clone())
                 .await
                 .map_err(model_err)?;
-            for (i, r) in ok.into_iter().zip(captions) {
-                if let Some(text) = rows.row(i, r.map_err(RowFailure::generation))? {
-                    if let Some(d) = &disk {
-                        d.put(batch.key(i), &text);
-                    }
-                    batch.put(i, text.into());
-                }
-            }
-        }
-        Ok(column(batch.finish()))
+            Ok(ok
+                .into_iter()
+                .zip(
+                    captions
+                        .into_iter()
+                        .map(|r| r.map_err(RowFailure::generation)),
+                )
+                .collect())
+        })
+        .await
     }
 }
 

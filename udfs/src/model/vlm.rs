@@ -10,16 +10,14 @@ use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{Documentation, ReturnFieldArgs, ScalarFunctionArgs, Signature};
 use lakecap_models::serve::vlm::vlm;
 
-use super::caption_cache::CaptionCache;
+use super::caption_cache::{CaptionCache, cached_texts};
 use super::function::{Model, ModelFunction};
 use super::llm_call::string_columns;
 use super::recaption::{literal_options, plan_options};
 use super::vectors::prepare_images;
 use crate::common::args::{RowFailure, Rows, arrays, bytes_rows};
-use crate::common::arrow::column;
-use crate::common::memo::{MemoBatch, SessionMemo};
+use crate::common::memo::SessionMemo;
 use crate::common::model_args::{Param, blocking, model_err, model_signature};
-use crate::common::options::Switch;
 
 const USAGE: &str = "vlm(img, prompt [, 'key=value; …'])";
 
@@ -91,7 +89,6 @@ impl ModelFunction for Vlm {
         }
         let o = &rows.options;
         let model = opts.model.clone().unwrap_or_else(|| o.vlm.model.clone());
-        let disk = (o.cache == Switch::On).then(|| CaptionCache::new(&o.cache_dir));
         let cols = arrays(args)?;
         let bytes = bytes_rows(cols[0].as_ref())?;
         let prompts = string_columns(&cols[1..2])?.remove(0);
@@ -104,17 +101,13 @@ impl ModelFunction for Vlm {
                 Some(CaptionCache::key(&model, &format!("vlm|{canon}|{p}"), b))
             })
             .collect();
-        let on_disk = |k: u128| -> Option<std::sync::Arc<str>> {
-            disk.as_ref()?.get(k).map(std::sync::Arc::from)
-        };
-        let mut batch = MemoBatch::with_fallback(&memo.texts, keys, on_disk);
-        if !batch.todo().is_empty() {
+        cached_texts(rows, memo, keys, |todo| async move {
             let (id, bs, dev) = (model.clone(), o.batch_size, o.device());
             let v = blocking(move || vlm(&id, bs, dev))
                 .await?
                 .map_err(model_err)?;
             let c = std::sync::Arc::clone(&v);
-            let (images, ok) = prepare_images(rows, &bytes, batch.todo(), move |img| {
+            let (images, ok) = prepare_images(rows, &bytes, &todo, move |img| {
                 c.preprocess(img).map_err(RowFailure::model)
             })
             .await?;
@@ -127,16 +120,12 @@ impl ModelFunction for Vlm {
                 .ask(requests, opts.params.clone())
                 .await
                 .map_err(model_err)?;
-            for (i, r) in ok.into_iter().zip(replies) {
-                let r = r.map(|c| c.text).map_err(RowFailure::generation);
-                if let Some(text) = rows.row(i, r)? {
-                    if let Some(d) = &disk {
-                        d.put(batch.key(i), &text);
-                    }
-                    batch.put(i, text.into());
-                }
-            }
-        }
-        Ok(column(batch.finish()))
+            Ok(ok
+                .into_iter()
+                .zip(replies)
+                .map(|(i, r)| (i, r.map(|c| c.text).map_err(RowFailure::generation)))
+                .collect())
+        })
+        .await
     }
 }
