@@ -21,11 +21,13 @@ use crate::error::{ModelError, Result};
 use crate::llama::Llama;
 use crate::nn::Rotary;
 
-/// A model's image side: one image's model input -> its features.
+/// A model's image side: images' model inputs -> their features.
 pub trait ImageEncoder<B: Backend>: Send + 'static {
-    /// `input` (a context after its start position) -> features
-    /// `[rows·cols, hidden]` in prompt order, and their grid `(rows, cols)`.
-    fn encode(&self, be: &B, input: &[f32]) -> Result<(B::Tensor, usize, usize)>;
+    /// Each of `inputs` (contexts after their start position) -> features
+    /// `[rows·cols, hidden]` in prompt order, and their grid `(rows, cols)`;
+    /// all in one pass through the tower (the images of the rows that enter
+    /// slots in the same step).
+    fn encode(&self, be: &B, inputs: &[&[f32]]) -> Result<Vec<(B::Tensor, usize, usize)>>;
 }
 
 /// A generation context: the prompt position of the image's first token,
@@ -112,17 +114,21 @@ impl<B: Backend, E: ImageEncoder<B>> Decoder for VlmDecoder<B, E> {
         self.capacity
     }
 
-    /// Encodes each new sequence's image (a text-only sequence brings an
-    /// empty context).
+    /// Encodes the new sequences' images in one pass (a text-only sequence
+    /// brings an empty context).
     fn admit(&mut self, new: &[(usize, &[f32])]) -> Result<()> {
+        let mut with = Vec::new();
         for &(slot, ctx) in new {
             self.images[slot] = None;
-            let Some((&start, input)) = ctx.split_first() else {
-                continue;
-            };
-            let (f, rows, cols) = self.encoder.encode(&self.be, input)?;
+            if let Some((&start, input)) = ctx.split_first() {
+                with.push((slot, start as usize, input));
+            }
+        }
+        let inputs: Vec<&[f32]> = with.iter().map(|w| w.2).collect();
+        let encoded = self.encoder.encode(&self.be, &inputs)?;
+        for ((slot, start, _), (f, rows, cols)) in with.into_iter().zip(encoded) {
             self.images[slot] = Some(Placed {
-                start: start as usize,
+                start,
                 rows,
                 cols,
                 features: self.be.download(&f)?,

@@ -86,24 +86,38 @@ pub fn load_decoder<B: Backend>(
 }
 
 impl<B: Backend> ImageEncoder<B> for LlavaTower<B> {
-    /// `input`: one image's patch rows `[num_patches, 3·p·p]`.
-    fn encode(&self, be: &B, input: &[f32]) -> Result<(B::Tensor, usize, usize)> {
+    /// `inputs`: images' patch rows `[num_patches, 3·p·p]`, one batch.
+    fn encode(&self, be: &B, inputs: &[&[f32]]) -> Result<Vec<(B::Tensor, usize, usize)>> {
         let c = &self.clip.cfg;
         let (np, cpp) = (c.num_patches(), c.num_channels * c.patch_size.pow(2));
-        if input.len() != np * cpp {
+        if let Some(bad) = inputs.iter().find(|i| i.len() != np * cpp) {
             return Err(ModelError::Unsupported(format!(
                 "{} pixel values for {np} patches of {cpp}",
-                input.len()
+                bad.len()
             )));
         }
-        let x = be.upload(&[1, np, cpp], HostData::F32(input))?;
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let x = be.upload(&[inputs.len(), np, cpp], HostData::F32(&inputs.concat()))?;
         let h = self.clip.hidden_state(be, x, self.layers)?;
-        let rows: Vec<usize> = match self.select {
-            FeatureSelect::Default => (1..=np).collect(),
-            FeatureSelect::Full => (0..=np).collect(),
+        // Per image its patch rows (and the class row under `full`).
+        let first = match self.select {
+            FeatureSelect::Default => 1,
+            FeatureSelect::Full => 0,
         };
+        let rows: Vec<usize> = (0..inputs.len())
+            .flat_map(|b| (first..=np).map(move |r| b * (np + 1) + r))
+            .collect();
         let h = be.gather_rows(&h, &rows)?;
         let h = be.activation(&self.linear_1.forward(be, &h)?, self.act)?;
-        Ok((self.linear_2.forward(be, &h)?, 1, rows.len()))
+        let h = self.linear_2.forward(be, &h)?;
+        let per = np + 1 - first;
+        (0..inputs.len())
+            .map(|b| {
+                let idx: Vec<usize> = (b * per..(b + 1) * per).collect();
+                Ok((be.gather_rows(&h, &idx)?, 1, per))
+            })
+            .collect()
     }
 }

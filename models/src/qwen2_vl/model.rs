@@ -8,7 +8,7 @@ use lakecap_kernels::Backend;
 
 use super::config::Qwen2VlConfig;
 use super::preprocess::ImagePatches;
-use super::vision::VisionTower;
+use super::vision::{ImageRows, VisionTower};
 use crate::error::Result;
 use crate::llama::Llama;
 use crate::multimodal::{ImageEncoder, VlmDecoder};
@@ -56,10 +56,20 @@ pub fn image_input(image: &ImagePatches) -> impl Iterator<Item = f32> + '_ {
 }
 
 impl<B: Backend> ImageEncoder<B> for VisionTower<B> {
-    fn encode(&self, be: &B, input: &[f32]) -> Result<(B::Tensor, usize, usize)> {
-        let [t, h, w] = [0, 1, 2].map(|i| input.get(i).copied().unwrap_or(0.0) as usize);
+    fn encode(&self, be: &B, inputs: &[&[f32]]) -> Result<Vec<(B::Tensor, usize, usize)>> {
+        let images: Vec<ImageRows> = inputs
+            .iter()
+            .map(|input| {
+                let [t, h, w] = [0, 1, 2].map(|i| input.get(i).copied().unwrap_or(0.0) as usize);
+                (input.get(3..).unwrap_or_default(), (t, h, w))
+            })
+            .collect();
         let m = self.cfg.spatial_merge_size;
-        let f = self.forward(be, input.get(3..).unwrap_or_default(), (t, h, w))?;
-        Ok((f, t * h / m, w / m))
+        let features = self.forward_many(be, &images)?;
+        Ok(features
+            .into_iter()
+            .zip(&images)
+            .map(|(f, (_, (t, h, w)))| (f, t * h / m, w / m))
+            .collect())
     }
 }

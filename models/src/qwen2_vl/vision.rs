@@ -71,6 +71,9 @@ pub struct VisionTower<B: Backend> {
     freqs: Vec<Vec<f32>>,
 }
 
+/// One image's patch rows and its `(t, h, w)` grid.
+pub type ImageRows<'a> = (&'a [f32], (usize, usize, usize));
+
 /// Qwen2.5-VL's window order of an `h`×`w` grid of merge units: the units
 /// window by window (`ws` units a side; edge windows smaller), row by row
 /// within each, and the units per window.
@@ -167,61 +170,81 @@ impl<B: Backend> VisionTower<B> {
     /// One image's patch rows `[t·h·w, patch width]` of grid `(t, h, w)` ->
     /// its features `[t·h·w / merge², out width]`, in the prompt's token order.
     pub fn forward(&self, be: &B, rows: &[f32], grid: (usize, usize, usize)) -> Result<B::Tensor> {
-        let (t, h, w) = grid;
-        let (n, d, m) = (t * h * w, self.cfg.width(), self.cfg.spatial_merge_size);
+        Ok(self.forward_many(be, &[(rows, grid)])?.remove(0))
+    }
+
+    /// [`VisionTower::forward`] of several images in one pass: their rows go
+    /// through every linear layer together, and attention stays within each
+    /// image (each window, in Qwen2.5-VL's windowed layers).
+    pub fn forward_many(
+        &self,
+        be: &B,
+        images: &[ImageRows<'_>],
+    ) -> Result<Vec<B::Tensor>> {
+        let (d, m, pw) = (
+            self.cfg.width(),
+            self.cfg.spatial_merge_size,
+            self.cfg.patch_width(),
+        );
         let unit = m * m;
-        if t != 1 || rows.len() != n * self.cfg.patch_width() || h % m != 0 || w % m != 0 {
-            return Err(ModelError::Unsupported(format!(
-                "{} patch values for a {t}x{h}x{w} grid of {}-value patches (one still \
-                 image, merge {m})",
-                rows.len(),
-                self.cfg.patch_width()
-            )));
+        let mut flat = Vec::new();
+        // Per image: its first merge unit in the batch, and its units.
+        let mut spans = Vec::with_capacity(images.len());
+        // Merge units in window order (image order without windows), the
+        // windows' and the images' sizes in units, and each row's (row, column).
+        let (mut order, mut windows, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut hpos, mut wpos) = (Vec::new(), Vec::new());
+        for &(rows, (t, h, w)) in images {
+            let n = t * h * w;
+            if t != 1 || rows.len() != n * pw || h % m != 0 || w % m != 0 {
+                return Err(ModelError::Unsupported(format!(
+                    "{} patch values for a {t}x{h}x{w} grid of {pw}-value patches (one still \
+                     image, merge {m})",
+                    rows.len()
+                )));
+            }
+            let (uh, uw, base) = (h / m, w / m, flat.len() / pw / unit);
+            flat.extend_from_slice(rows);
+            let (o, lens) = match self.cfg.window_units() {
+                Some(ws) => window_order(uh, uw, ws),
+                None => ((0..uh * uw).collect(), vec![uh * uw]),
+            };
+            for &u in &o {
+                for j in 0..unit {
+                    hpos.push((u / uw) * m + j / m);
+                    wpos.push((u % uw) * m + j % m);
+                }
+            }
+            order.extend(o.iter().map(|u| base + u));
+            windows.extend(lens);
+            whole.push(uh * uw);
+            spans.push((base, uh * uw));
         }
-        let x = be.upload(&[n, self.cfg.patch_width()], HostData::F32(rows))?;
+        let n = flat.len() / pw;
+        let x = be.upload(&[n, pw], HostData::F32(&flat))?;
         let mut x = be.linear(&x, &self.patch_embed, None)?;
-        // Merge units in window order (image order without windows).
-        let (uh, uw) = (h / m, w / m);
-        let (order, lens) = match self.cfg.window_units() {
-            Some(ws) => window_order(uh, uw, ws),
-            None => ((0..uh * uw).collect(), vec![uh * uw]),
-        };
-        let rows_order: Vec<usize> = order
-            .iter()
-            .flat_map(|&u| (0..unit).map(move |j| u * unit + j))
-            .collect();
-        let windowed = self.cfg.window_units().is_some();
-        if windowed {
-            x = be.gather_rows(&x, &rows_order)?;
+        let permuted = order.iter().enumerate().any(|(i, &u)| i != u);
+        if permuted {
+            let rows: Vec<usize> = order
+                .iter()
+                .flat_map(|&u| (0..unit).map(move |j| u * unit + j))
+                .collect();
+            x = be.gather_rows(&x, &rows)?;
         }
-        // Each patch row's (row, column) in the image.
-        let (hpos, wpos): (Vec<usize>, Vec<usize>) = rows_order
-            .iter()
-            .map(|&r| {
-                let (u, j) = (r / unit, r % unit);
-                ((u / uw) * m + j / m, (u % uw) * m + j % m)
-            })
-            .unzip();
         let rotary = Rotary::sections(&self.freqs, vec![hpos, wpos]);
-        let windows = Windows::new(&lens, unit);
+        let (windows, whole) = (Windows::new(&windows, unit), Windows::new(&whole, unit));
+        let windowed = self.cfg.window_units().is_some();
         for (i, b) in self.blocks.iter().enumerate() {
             let y = b.norm1.forward(be, &x)?;
             let q = rotary.apply(be, b.q.forward(be, &y)?, self.cfg.num_heads)?;
             let k = rotary.apply(be, b.k.forward(be, &y)?, self.cfg.num_heads)?;
             let v = b.v.forward(be, &y)?;
-            let a = if windowed && !self.cfg.fullatt_block_indexes.contains(&i) {
-                windows.attention(be, [q, k, v], self.cfg.num_heads, d)?
+            let span = if windowed && !self.cfg.fullatt_block_indexes.contains(&i) {
+                &windows
             } else {
-                let [q, k, v] = [q, k, v].map(|z| be.reshape(z, &[1, n, d]));
-                let full = Mask {
-                    causal: false,
-                    key_lens: None,
-                };
-                be.reshape(
-                    be.attention(&q?, &k?, &v?, self.cfg.num_heads, &full)?,
-                    &[n, d],
-                )?
+                &whole
             };
+            let a = span.attention(be, [q, k, v], self.cfg.num_heads, d)?;
             x = be.add(&x, &b.proj.forward(be, &a)?)?;
             let y = b.norm2.forward(be, &x)?;
             let y = match &b.ffn {
@@ -233,15 +256,15 @@ impl<B: Backend> VisionTower<B> {
         let x = be.reshape(self.ln_q.forward(be, &x)?, &[n / unit, d * unit])?;
         let x = be.activation(&self.merge_fc1.forward(be, &x)?, Activation::Gelu)?;
         let x = self.merge_fc2.forward(be, &x)?;
-        if !windowed {
-            return Ok(x);
-        }
-        // Back to image order: unit `u` sits at its place in `order`.
-        let mut back = vec![0; order.len()];
+        // Each image's units back in image order: unit `u` sits at its place in `order`.
+        let mut at = vec![0; order.len()];
         for (i, &u) in order.iter().enumerate() {
-            back[u] = i;
+            at[u] = i;
         }
-        Ok(be.gather_rows(&x, &back)?)
+        spans
+            .iter()
+            .map(|&(base, units)| Ok(be.gather_rows(&x, &at[base..base + units])?))
+            .collect()
     }
 }
 
