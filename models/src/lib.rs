@@ -28,7 +28,9 @@
 //!   text decoder, `BlipImageProcessor`-exact preprocessing), [`qwen2_vl`]
 //!   (Qwen2-VL: native-resolution vision tower, M-RoPE decoder on the Llama
 //!   blocks, `Qwen2VLImageProcessor`-exact preprocessing), [`llava`]
-//!   (LLaVA-1.5: CLIP tower, projector, any Llama-family decoder); the
+//!   (LLaVA-1.5: CLIP tower, projector, any Llama-family decoder),
+//!   [`idefics3`] (SmolVLM: tiles and a global image, SigLIP tower, pixel
+//!   shuffle); the
 //!   decoder half these VLMs share is [`multimodal`].
 //! - [`runtime`]: where models run ([`runtime::Device`],
 //!   [`runtime::Precision`]; the only place a backend is chosen and built),
@@ -57,6 +59,7 @@ pub mod generate;
 pub mod gguf;
 pub mod home;
 pub mod hub;
+pub mod idefics3;
 pub mod image;
 pub mod llama;
 pub mod llava;

@@ -44,6 +44,9 @@ struct Placed {
     cols: usize,
     /// `[rows·cols, hidden]` on the host (spliced into prefill embeddings).
     features: Vec<f32>,
+    /// Image tokens prefilled so far: the next one takes feature row `seen`
+    /// (SmolVLM's tiles interleave image tokens with tile markers).
+    seen: usize,
 }
 
 impl Placed {
@@ -132,6 +135,7 @@ impl<B: Backend, E: ImageEncoder<B>> Decoder for VlmDecoder<B, E> {
                 rows,
                 cols,
                 features: self.be.download(&f)?,
+                seen: 0,
             });
         }
         Ok(())
@@ -142,21 +146,24 @@ impl<B: Backend, E: ImageEncoder<B>> Decoder for VlmDecoder<B, E> {
             (0..3).map(|_| Vec::with_capacity(tokens.len())).collect();
         let mut spliced = Vec::new();
         for (i, p) in at.iter().enumerate() {
-            let placed = self.images.get(p.slot).and_then(Option::as_ref);
-            let thw = placed.map_or([p.pos; 3], |im| im.mrope(p.pos));
+            let placed = self.images.get_mut(p.slot).and_then(Option::as_mut);
+            let thw = placed.as_ref().map_or([p.pos; 3], |im| im.mrope(p.pos));
             for (axis, v) in positions.iter_mut().zip(thw) {
                 axis.push(v);
             }
             if let Some(im) = placed
-                && (im.start..im.start + im.tokens()).contains(&p.pos)
+                && tokens[i] == self.image_token
             {
-                if tokens[i] != self.image_token {
+                if im.seen == im.tokens() || p.pos < im.start {
                     return Err(ModelError::Unsupported(format!(
-                        "token {} at image position {} (expected the image token {})",
-                        tokens[i], p.pos, self.image_token
+                        "image token at position {} beyond the image's {} tokens from {}",
+                        p.pos,
+                        im.tokens(),
+                        im.start
                     )));
                 }
-                spliced.push((i, p.slot, p.pos - im.start));
+                spliced.push((i, p.slot, im.seen));
+                im.seen += 1;
             }
         }
         let mut x = self.text.embed(&self.be, tokens)?;

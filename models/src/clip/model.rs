@@ -77,6 +77,17 @@ fn clip_layers<B: Backend>(
         .collect()
 }
 
+/// The encoder layers of a CLIP-style vision config under `prefix`
+/// (SigLIP towers, e.g. Idefics3's, share CLIP's layer names).
+pub(crate) fn vision_layers<B: Backend>(
+    be: &B,
+    w: &Weights,
+    prefix: &str,
+    c: &ClipVisionConfig,
+) -> Result<Vec<EncoderLayer<B>>> {
+    clip_layers(be, w, prefix, &tower!(c))
+}
+
 pub struct ClipVision<B: Backend> {
     pub cfg: ClipVisionConfig,
     patch: Linear<B>,

@@ -176,11 +176,7 @@ impl<B: Backend> VisionTower<B> {
     /// [`VisionTower::forward`] of several images in one pass: their rows go
     /// through every linear layer together, and attention stays within each
     /// image (each window, in Qwen2.5-VL's windowed layers).
-    pub fn forward_many(
-        &self,
-        be: &B,
-        images: &[ImageRows<'_>],
-    ) -> Result<Vec<B::Tensor>> {
+    pub fn forward_many(&self, be: &B, images: &[ImageRows<'_>]) -> Result<Vec<B::Tensor>> {
         let (d, m, pw) = (
             self.cfg.width(),
             self.cfg.spatial_merge_size,

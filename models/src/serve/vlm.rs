@@ -1,5 +1,5 @@
 //! Vision-language services: an instruction VLM (Qwen2-VL, Qwen2.5-VL,
-//! LLaVA-1.5) with its image
+//! LLaVA-1.5, SmolVLM) with its image
 //! processor, tokenizer and chat template behind a continuous-batching
 //! [`Generator`], loaded once per process per (model, device) and shared by
 //! `vlm()` and `recaption()`. A row's image is its context: the worker
@@ -20,6 +20,7 @@ use crate::clip::ClipPreprocess;
 use crate::decode::{Decoder, GenParams};
 use crate::error::{ModelError, Result};
 use crate::generate::{Completion, Detokenize, Generator};
+use crate::idefics3::{self, Idefics3Config, Idefics3Preprocess};
 use crate::llava::{self, LlavaConfig};
 use crate::multimodal::image_context;
 use crate::qwen2_vl::{self, Qwen2VlConfig, Qwen2VlPreprocess, image_input};
@@ -35,6 +36,12 @@ enum Prep {
     Qwen2Vl(Qwen2VlPreprocess),
     /// A fixed square input and token count.
     Llava { clip: ClipPreprocess, tokens: usize },
+    /// Tiles and a global image; the prompt's image becomes the tile layout.
+    Idefics3 {
+        tiles: Idefics3Preprocess,
+        seq: usize,
+        patch: usize,
+    },
 }
 
 /// One image as a VLM takes it: the encoder's input and its prompt tokens.
@@ -42,6 +49,9 @@ enum Prep {
 pub struct VlmImage {
     pub input: Vec<f32>,
     pub tokens: usize,
+    /// The text that replaces the chat template's image placeholder (SmolVLM's
+    /// tile layout); `None`: the image token repeated `tokens` times.
+    pub layout: Option<String>,
 }
 
 pub struct Vlm {
@@ -61,7 +71,10 @@ pub fn model_type(dir: &Path) -> Result<String> {
 
 /// Whether `model_type` is a VLM this module serves.
 pub fn is_vlm(model_type: &str) -> bool {
-    matches!(model_type, "qwen2_vl" | "qwen2_5_vl" | "llava")
+    matches!(
+        model_type,
+        "qwen2_vl" | "qwen2_5_vl" | "llava" | "idefics3" | "smolvlm"
+    )
 }
 
 impl Vlm {
@@ -73,12 +86,22 @@ impl Vlm {
                 VlmImage {
                     input: image_input(&image).collect(),
                     tokens: image.tokens(p.merge),
+                    layout: None,
                 }
             }
             Prep::Llava { clip, tokens } => VlmImage {
                 input: clip.patches(img),
                 tokens: *tokens,
+                layout: None,
             },
+            Prep::Idefics3 { tiles, seq, patch } => {
+                let t = tiles.tiles(img);
+                VlmImage {
+                    input: tiles.patch_rows(&t, *patch),
+                    tokens: t.count * seq,
+                    layout: Some(Idefics3Preprocess::prompt(t.rows, t.cols, *seq)),
+                }
+            }
         })
     }
 
@@ -94,7 +117,27 @@ impl Vlm {
     /// Token ids of the prompt with its image token expanded to the image's
     /// tokens, and the position of the first.
     pub fn prompt_ids(&self, instruction: &str, image: &VlmImage) -> Result<(Vec<u32>, usize)> {
-        let text = self.chat_prompt(instruction)?;
+        let mut text = self.chat_prompt(instruction)?;
+        if let Some(layout) = &image.layout {
+            let token = self
+                .tokenizer
+                .id_to_token(self.image_token)
+                .unwrap_or_default();
+            if text.matches(&token).count() != 1 {
+                return Err(ModelError::Unsupported(format!(
+                    "the chat template of `{}` gave no single {token} for one image",
+                    self.id
+                )));
+            }
+            text = text.replacen(&token, layout, 1);
+            let enc = self
+                .tokenizer
+                .encode(text, false)
+                .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+            let ids = enc.get_ids().to_vec();
+            let start = ids.iter().position(|&t| t == self.image_token).unwrap_or(0);
+            return Ok((ids, start));
+        }
         let enc = self
             .tokenizer
             .encode(text, false)
@@ -144,6 +187,7 @@ impl Vlm {
 enum Config {
     Qwen2Vl(Qwen2VlConfig),
     Llava(LlavaConfig),
+    Idefics3(Idefics3Config),
 }
 
 /// Loads the VLM in `dir` with `slots` concurrent sequences.
@@ -159,6 +203,16 @@ pub fn load_vlm(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Vl
             };
             let (text, token) = (c.text.clone(), c.image_token_id);
             (Config::Llava(c), prep, text, token)
+        }
+        "idefics3" | "smolvlm" => {
+            let c = Idefics3Config::from_json(&json, &path)?;
+            let prep = Prep::Idefics3 {
+                tiles: Idefics3Preprocess::load(dir, &c.vision)?,
+                seq: c.image_seq_len(),
+                patch: c.vision.patch_size,
+            };
+            let (text, token) = (c.text.clone(), c.image_token_id);
+            (Config::Idefics3(c), prep, text, token)
         }
         _ => {
             let c = Qwen2VlConfig::from_json(&json, &path)?;
@@ -195,6 +249,9 @@ pub fn load_vlm(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Vl
                         Box::new(qwen2_vl::load_decoder(be, c, &w, slots, CONTEXT)?)
                     }
                     Config::Llava(c) => Box::new(llava::load_decoder(be, c, &w, slots, CONTEXT)?),
+                    Config::Idefics3(c) => {
+                        Box::new(idefics3::load_decoder(be, c, &w, slots, CONTEXT)?)
+                    }
                 };
                 Ok(m)
             })

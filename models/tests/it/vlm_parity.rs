@@ -1,6 +1,6 @@
 //! Tiny random-init VLMs against transformers (tests/fixtures/gen_vlm_fixtures.py):
-//! Qwen2-VL in both checkpoint layouts, Qwen2.5-VL (window attention) and
-//! LLaVA-1.5. Per photo and prompt: the image processor's pixels (and
+//! Qwen2-VL in both checkpoint layouts, Qwen2.5-VL (window attention),
+//! LLaVA-1.5 and SmolVLM (Idefics3: tiles and a global image). Per photo and prompt: the image processor's pixels (and
 //! Qwen2-VL's grid; every resize non-trivial), the chat prompt with its image
 //! tokens expanded, the first step's logits (f32) and greedy `generate`
 //! tokens through the continuous-batching generator (five rows through two
@@ -13,6 +13,7 @@ use crate::common::{json, photo};
 use lakecap_kernels::{Cpu, Pos};
 use lakecap_models::clip::ClipPreprocess;
 use lakecap_models::decode::{Decoder, GenParams, Logits, Want};
+use lakecap_models::idefics3::{self, Idefics3Config, Idefics3Preprocess};
 use lakecap_models::image::preprocess::to_rgb;
 use lakecap_models::llava::{self, LlavaConfig};
 use lakecap_models::multimodal::image_context;
@@ -28,11 +29,12 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// (fixture, the fixture whose expected.json it must match).
-const FIXTURES: [(&str, &str); 4] = [
+const FIXTURES: [(&str, &str); 5] = [
     ("qwen2-vl-tiny", "qwen2-vl-tiny"),
     ("qwen2-vl-tiny-hub", "qwen2-vl-tiny"),
     ("qwen2.5-vl-tiny", "qwen2.5-vl-tiny"),
     ("llava-tiny", "llava-tiny"),
+    ("smolvlm-tiny", "smolvlm-tiny"),
 ];
 
 fn expected(name: &str) -> serde_json::Value {
@@ -48,6 +50,10 @@ fn pixels(dir: &Path, name: &str) -> (Vec<f32>, Option<Vec<usize>>) {
         let cfg = LlavaConfig::from_json(&v, &path).unwrap();
         let prep = ClipPreprocess::load(dir, &cfg.vision).unwrap();
         (prep.cfg.pixel_values(&to_rgb(&photo(name))).0, None)
+    } else if v["model_type"] == "idefics3" {
+        let cfg = Idefics3Config::from_json(&v, &path).unwrap();
+        let prep = Idefics3Preprocess::load(dir, &cfg.vision).unwrap();
+        (prep.tiles(&photo(name)).pixels, None)
     } else {
         let cfg = Qwen2VlConfig::from_json(&v, &path).unwrap();
         let prep = Qwen2VlPreprocess::load(dir, &cfg.vision).unwrap();
@@ -64,6 +70,9 @@ fn decoder(dir: &Path) -> Box<dyn Decoder> {
     if v["model_type"] == "llava" {
         let cfg = LlavaConfig::from_json(&v, &path).unwrap();
         Box::new(llava::load_decoder(Cpu, &cfg, &w, 1, 512).unwrap())
+    } else if v["model_type"] == "idefics3" {
+        let cfg = Idefics3Config::from_json(&v, &path).unwrap();
+        Box::new(idefics3::load_decoder(Cpu, &cfg, &w, 1, 512).unwrap())
     } else {
         let cfg = Qwen2VlConfig::from_json(&v, &path).unwrap();
         Box::new(qwen2_vl::load_decoder(Cpu, &cfg, &w, 1, 512).unwrap())

@@ -269,7 +269,7 @@ pub const DEFAULT_FUSE_PROMPT: &str = include_str!("../../prompts/fuse.txt");
 namespace! {
     /// `lakecap.vlm.*`: the vision-language model of `vlm()`.
     VlmOptions {
-        /// VLM for vlm(): an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory (Qwen2-VL).
+        /// VLM for vlm(): an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory (Qwen2-VL, Qwen2.5-VL, LLaVA-1.5, SmolVLM).
         model: String = DEFAULT_VLM_MODEL.to_string(),
     }
 }

@@ -27,7 +27,7 @@ const MAX_TOKENS: usize = 64;
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         crate::common::docs::LLM,
-        "The reply of an instruction vision-language model (Qwen2-VL, Qwen2.5-VL, LLaVA-1.5; lakecap.vlm.model, default \
+        "The reply of an instruction vision-language model (Qwen2-VL, Qwen2.5-VL, LLaVA-1.5, SmolVLM; lakecap.vlm.model, default \
          Qwen/Qwen2-VL-2B-Instruct; bring its HF files) to a prompt about the image, through the \
          model's chat template, decoded with continuous batching (each image encoded once). \
          Options, as 'key=value' pairs separated by ';': model, max_tokens (default 64), \
