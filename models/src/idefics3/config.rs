@@ -46,7 +46,7 @@ impl Idefics3Config {
         text.model_type = "llama".into();
         let scale_factor = v["scale_factor"].as_u64().unwrap_or(2) as usize;
         let side = vision.image_size / vision.patch_size.max(1);
-        if scale_factor == 0 || side % scale_factor != 0 {
+        if scale_factor == 0 || !side.is_multiple_of(scale_factor) {
             return Err(bad(format!(
                 "scale_factor {scale_factor} does not divide the {side}-patch side"
             )));
