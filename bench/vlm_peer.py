@@ -1,7 +1,8 @@
 """The VLM peer of scripts/bench-models.sh and scripts/gpu-check.sh:
 transformers `generate` on the same random-weight checkpoint lakecap runs.
 
-    python bench/vlm_peer.py make DIR [3b|tiny]   full-size Qwen2.5-VL-3B config (bf16) or a small one
+    python bench/vlm_peer.py make DIR [3b|small|smolvlm]   Qwen2.5-VL-3B's config (bf16), a small
+        Qwen2.5-VL, or SmolVLM-256M's config (one 512-px tile a photo)
     python bench/vlm_peer.py bench DIR BATCH ITERS [cpu|cuda] [bf16|fp16|fp32]
 
 The checkpoint has a small byte-level BPE tokenizer with Qwen's special
@@ -29,7 +30,38 @@ def jpegs(n):
     return [enc[i % len(enc)] for i in range(n)]
 
 
+def make_smolvlm(d):
+    from gen_vlm_fixtures import SMOLVLM_TEMPLATE, tiny_tokenizer
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor, PreTrainedTokenizerFast
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    rows_cols = [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    specials = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
+                "<global-img>"] + rows_cols
+    tok = tiny_tokenizer(specials)
+    ids = {s: tok.token_to_id(s) for s in specials}
+    # HuggingFaceTB/SmolVLM-256M-Instruct's config.json.
+    cfg = Idefics3Config(
+        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                           image_size=512, patch_size=16),
+        text_config=dict(model_type="llama", vocab_size=49280, hidden_size=576, intermediate_size=1536,
+                         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         max_position_embeddings=8192, rms_norm_eps=1e-5, rope_theta=100000.0,
+                         tie_word_embeddings=False),
+        image_token_id=ids["<image>"], scale_factor=4, tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    Idefics3ForConditionalGeneration._from_config(cfg, torch_dtype=torch.bfloat16).save_pretrained(d)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<end_of_utterance>", pad_token="<|endoftext|>")
+    ip = Idefics3ImageProcessorPil(size={"longest_edge": 512}, max_image_size={"longest_edge": 512})
+    Idefics3Processor(image_processor=ip, tokenizer=fast, image_seq_len=64,
+                      chat_template=SMOLVLM_TEMPLATE).save_pretrained(d)
+    print(f"wrote {d}")
+
+
 def make(d, size):
+    if size == "smolvlm":
+        return make_smolvlm(d)
     from gen_vlm_fixtures import CHAT_TEMPLATE, SPECIALS, tiny_tokenizer
     from transformers import (
         PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
@@ -69,10 +101,10 @@ def make(d, size):
 
 
 def bench(d, batch, iters, device="cpu", dtype="bf16"):
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
-    m = Qwen2_5_VLForConditionalGeneration.from_pretrained(d, dtype=dt).to(device).eval()
+    m = AutoModelForImageTextToText.from_pretrained(d, dtype=dt).to(device).eval()
     proc = AutoProcessor.from_pretrained(d)
     proc.tokenizer.padding_side = "left"
     data = jpegs(batch)
@@ -92,7 +124,8 @@ def bench(d, batch, iters, device="cpu", dtype="bf16"):
     for _ in range(iters):
         run()
     tag = "" if device == "cpu" else f"_{device}"
-    print(f"torch_vlm{tag}_{dtype}_b{batch}_captions_per_s={batch * iters / (time.perf_counter() - t):.3f}")
+    name = Path(d).name.replace("-", "_").replace(".", "_")
+    print(f"torch_{name}{tag}_{dtype}_b{batch}_captions_per_s={batch * iters / (time.perf_counter() - t):.3f}")
 
 
 if __name__ == "__main__":

@@ -28,10 +28,15 @@ on() { [[ " $ONLY " == *" $1 "* ]]; }
 LOG="$(mktemp)"
 SMOL="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/HuggingFaceTB/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 BLIP="${BLIP_DIR:-target/bench-blip-base}"
-# Qwen2.5-VL-3B's config with random bf16 weights (7 GB, written on first use).
+# Qwen2.5-VL-3B's and SmolVLM-256M's configs with random bf16 weights (7 GB
+# and 0.5 GB, written on first use).
 VLM="${VLM_DIR:-target/bench-vlm-3b}"
+SMOLVLM="${SMOLVLM_DIR:-target/bench-smolvlm-256m}"
 if on vlm && [ ! -f "$VLM/model.safetensors" ]; then
     "$PYTHON" bench/vlm_peer.py make "$VLM" 3b
+fi
+if on vlm && [ ! -f "$SMOLVLM/model.safetensors" ]; then
+    "$PYTHON" bench/vlm_peer.py make "$SMOLVLM" smolvlm
 fi
 if on blip && [ ! -f "$BLIP/model.safetensors" ]; then
     "$PYTHON" bench/models_peer.py blip_make "$BLIP" "$MINILM/tokenizer.json"
@@ -53,11 +58,15 @@ for _ in $(seq "$ROUNDS"); do
         done
     fi
     if on vlm; then
-        for b in 1 8; do
-            /usr/bin/time -f "lakecap_vlm_b${b}_peak_rss_kb=%M" "$BIN" vlm "$VLM" --batch "$b" --iters 1
-            for dt in bf16 fp32; do
-                /usr/bin/time -f "torch_vlm_${dt}_b${b}_peak_rss_kb=%M" \
-                    "$PYTHON" bench/vlm_peer.py bench "$VLM" "$b" 1 cpu "$dt" 2>&1 | grep -E '^[a-z0-9_]+=[0-9.]+$'
+        for dir in "$VLM" "$SMOLVLM"; do
+            name=$(basename "$dir" | tr -- '-.' '__')
+            for b in 1 8; do
+                /usr/bin/time -f "lakecap_${name}_b${b}_peak_rss_kb=%M" "$BIN" vlm "$dir" --batch "$b" --iters 1 \
+                    | sed "s/^lakecap_vlm_/lakecap_${name}_/"
+                for dt in bf16 fp32; do
+                    /usr/bin/time -f "torch_${name}_${dt}_b${b}_peak_rss_kb=%M" \
+                        "$PYTHON" bench/vlm_peer.py bench "$dir" "$b" 1 cpu "$dt" 2>&1 | grep -E '^[a-z0-9_]+=[0-9.]+$'
+                done
             done
         done
     fi
