@@ -4,7 +4,8 @@
 #   scripts/gpu-check.sh run      # there: op parity in f32 and f16/bf16 (NMSE per op), tiny
 #                                 # CLIP/BERT/Llama/Qwen2/BLIP parity (identical greedy tokens in f32),
 #                                 # full-size ViT-B/32 drift in f16, then speed vs PyTorch/transformers fp16
-#                                 # (ViT-B/32, BLIP-base, SmolLM2-size decoding) against measured ceilings
+#                                 # (ViT-B/32, BLIP-base, SmolLM2-size decoding) against measured ceilings;
+#                                 # VLM=1 adds Qwen2.5-VL-3B-size captioning vs transformers bf16
 # The device needs no Rust toolchain: the bundle is carried; CUDA is loaded dynamically.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,8 @@ echo "== tiny CLIP and BERT parity on CUDA (vs transformers fixtures), served em
 echo "== tiny Llama/Qwen2 logits and greedy tokens, tiny BLIP captions, on CUDA (vs transformers fixtures)"
 "$BUNDLE/it" llm_parity::tiny_ llm_parity::greedy_generation --nocapture 2>&1 | grep -E "test |test result|panicked|rel err|skipped"
 "$BUNDLE/it" blip_parity:: --nocapture 2>&1 | grep -E "test |test result|panicked|skipped"
+echo "== tiny Qwen2-VL, Qwen2.5-VL, LLaVA and SmolVLM logits and greedy tokens on CUDA (vs transformers fixtures)"
+"$BUNDLE/it" vlm_parity:: --nocapture 2>&1 | grep -E "test |test result|panicked|skipped"
 echo "== SemDeDup on CUDA (k-means GEMMs, nearest-centroid top-1) vs the CPU"
 "$BUNDLE/it" semdedup_device:: 2>&1 | grep -E "test |test result|panicked"
 
@@ -107,11 +110,22 @@ for p in auto f16; do
     "$BUNDLE/bench_models" clip $M --device cuda --precision $p --batch 64 --iters 5 | sed "s/^clip_/clip_${p}_/"
 done | tee "$OUTDIR/ours.txt"
 python3 bench/models_peer.py bench $M cuda 64 5 2>/dev/null | tee "$OUTDIR/torch.txt"
+
+: > "$OUTDIR/vlm.txt"
+if [ "${VLM:-0}" = 1 ]; then
+    echo "== Qwen2.5-VL-3B config (random bf16 weights, made here), captions/s, 224² photos, 20 tokens"
+    V=/tmp/qwen25vl-3b
+    python3 bench/vlm_peer.py make $V 3b > /dev/null 2>&1
+    for b in 1 64; do
+        "$BUNDLE/bench_models" vlm $V --device cuda --batch $b --iters 1 | grep captions
+    done | tee "$OUTDIR/vlm.txt"
+    python3 bench/vlm_peer.py bench $V 64 1 cuda bf16 2>/dev/null | tee -a "$OUTDIR/vlm.txt"
+fi
 python3 - "$OUTDIR" <<'PY'
 import sys
 d = sys.argv[1]
 kv = {}
-for f in ("ours.txt", "torch.txt", "llm.txt", "blip.txt", "parity.txt", "ceil.txt"):
+for f in ("ours.txt", "torch.txt", "llm.txt", "blip.txt", "parity.txt", "ceil.txt", "vlm.txt"):
     for line in open(f"{d}/{f}"):
         if "=" in line:
             k, v = line.strip().split("=", 1)
@@ -137,6 +151,13 @@ print("|---|---|---|")
 for name, k in [("lakecap f16", "lakecap_f16_blip_b64_captions_per_s"), ("lakecap auto", "lakecap_auto_blip_b64_captions_per_s"),
                 ("transformers fp16", "torch_blip_cuda_fp16_b64_captions_per_s")]:
     print(f"| {name} | {f(k):.1f} | {f(k) / tb:.2f}x |")
+if "lakecap_vlm_b64_captions_per_s" in kv:
+    tv = f("torch_qwen25vl_3b_cuda_bf16_b64_captions_per_s")
+    print("\n| Qwen2.5-VL-3B-size captions/s (bf16) | batch 1 | batch 64 | vs transformers bf16 (goal 3x) |")
+    print("|---|---|---|---|")
+    print(f"| lakecap | {f('lakecap_vlm_b1_captions_per_s'):.2f} | {f('lakecap_vlm_b64_captions_per_s'):.2f} | "
+          f"{f('lakecap_vlm_b64_captions_per_s') / tv:.2f}x |")
+    print(f"| transformers bf16 | | {tv:.2f} | |")
 print("\n| SmolLM2-135M-size decode tokens/s | batch 1 | batch 32 | batch 128 |")
 print("|---|---|---|---|")
 for name, pat in [("lakecap f16", "lakecap_f16_b{}_decode_tokens_per_s"), ("lakecap auto", "lakecap_auto_b{}_decode_tokens_per_s"),
