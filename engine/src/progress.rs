@@ -70,14 +70,21 @@ pub fn scanned_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
     rows_out(&scans)
 }
 
-/// Rows the plan's file scans of store `store_url` (`scheme://host`) have produced so far.
+/// Rows of store `store_url` (`scheme://host`) the plan has read so far:
+/// the furthest of its scans of that store, since a transform that reads
+/// its source twice (a self-join) reads the same rows twice and the bar's
+/// total counts them once.
 pub fn scanned_rows_from(plan: &Arc<dyn ExecutionPlan>, store_url: &str) -> usize {
     let mut scans = Vec::new();
     file_scans(plan, &mut scans);
     scans.retain(|l| {
         scan_config(l).is_some_and(|c| c.object_store_url.as_str().starts_with(store_url))
     });
-    rows_out(&scans)
+    scans
+        .iter()
+        .filter_map(|l| l.metrics().and_then(|m| m.output_rows()))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Rows the plan's file scans will produce, when their statistics say;
@@ -286,6 +293,18 @@ mod tests {
         // A file scanned twice counts twice, done and total alike.
         let self_join = "SELECT a.key FROM captions a JOIN captions b ON a.key = b.key";
         assert_eq!(rows_done_and_total(&ctx, self_join).await, (480, Some(480)));
+        // A refresh's bar counts a source read twice once (its total does).
+        let plan = ctx
+            .sql(self_join)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        collect_with_progress(Arc::clone(&plan), ctx.task_ctx(), ProgressMode::Off)
+            .await
+            .unwrap();
+        assert_eq!(scanned_rows_from(&plan, "file://"), 240);
         // Nothing read from files: no total to fall short of.
         let memory = "SELECT key FROM decided WHERE dropped_because IS NULL";
         assert_eq!(rows_done_and_total(&ctx, memory).await, (0, None));
