@@ -17,17 +17,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from models_peer import jpegs  # the same JPEG workload as the other peers
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
-
-
-def jpegs(n):
-    enc = []
-    for p in sorted((ROOT / "data" / "photos").glob("*.png")) + sorted((ROOT / "data" / "photos").glob("*.jpg")):
-        b = io.BytesIO()
-        Image.open(p).convert("RGB").save(b, "JPEG", quality=90)
-        enc.append(b.getvalue())
-    return [enc[i % len(enc)] for i in range(n)]
 
 
 def make_smolvlm(d):

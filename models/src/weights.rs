@@ -80,15 +80,19 @@ impl Weights {
         Ok(Weights { shards, index })
     }
 
-    /// Drops the mapped pages of tensor `name` once the backend holds its
+    /// Drops the mapped pages of a tensor's `bytes` once the backend holds its
     /// copy, so a loaded model does not also keep its file in memory (a
     /// 3B bf16 checkpoint would otherwise peak at twice its size). The
     /// mapping is read-only and file-backed: a later read faults the pages
     /// in again from the file.
-    fn release(&self, name: &str) {
+    fn release(&self, bytes: &[u8]) {
         #[cfg(unix)]
-        if let (Some(&si), Ok((_, bytes, _))) = (self.index.get(name), self.raw(name)) {
-            let map = &self.shards[si].map;
+        if let Some(shard) = self
+            .shards
+            .iter()
+            .find(|s| s.map.as_ptr_range().contains(&bytes.as_ptr()))
+        {
+            let map = &shard.map;
             let offset = bytes.as_ptr() as usize - map.as_ptr() as usize;
             // SAFETY: no borrow of these bytes outlives this call, and
             // dropping pages of a read-only file mapping only makes the next
@@ -196,7 +200,7 @@ impl WeightSource for Weights {
             }
             _ => be.upload_weight(shape, HostData::F32(&self.read_f32(name)?.1))?,
         };
-        self.release(name);
+        self.release(bytes);
         Ok(t)
     }
 }

@@ -65,7 +65,7 @@ impl<B: Backend> ImageEncoder<B> for VisionTower<B> {
             })
             .collect();
         let m = self.cfg.spatial_merge_size;
-        let features = self.forward_many(be, &images)?;
+        let features = self.forward(be, &images)?;
         Ok(features
             .into_iter()
             .zip(&images)

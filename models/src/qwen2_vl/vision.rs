@@ -167,16 +167,12 @@ impl<B: Backend> VisionTower<B> {
         })
     }
 
-    /// One image's patch rows `[t·h·w, patch width]` of grid `(t, h, w)` ->
-    /// its features `[t·h·w / merge², out width]`, in the prompt's token order.
-    pub fn forward(&self, be: &B, rows: &[f32], grid: (usize, usize, usize)) -> Result<B::Tensor> {
-        Ok(self.forward_many(be, &[(rows, grid)])?.remove(0))
-    }
-
-    /// [`VisionTower::forward`] of several images in one pass: their rows go
-    /// through every linear layer together, and attention stays within each
-    /// image (each window, in Qwen2.5-VL's windowed layers).
-    pub fn forward_many(&self, be: &B, images: &[ImageRows<'_>]) -> Result<Vec<B::Tensor>> {
+    /// Images' patch rows `[t·h·w, patch width]` of grids `(t, h, w)` ->
+    /// their features `[t·h·w / merge², out width]`, in the prompt's token
+    /// order. The images go through every linear layer together, and
+    /// attention stays within each image (each window, in Qwen2.5-VL's
+    /// windowed layers).
+    pub fn forward(&self, be: &B, images: &[ImageRows<'_>]) -> Result<Vec<B::Tensor>> {
         let (d, m, pw) = (
             self.cfg.width(),
             self.cfg.spatial_merge_size,

@@ -135,6 +135,22 @@ pub enum CaptionInput {
     Image(VlmImage),
 }
 
+/// `images` as this captioner takes them; one another kind prepared is an
+/// error (dropping it would shift every later row's caption).
+fn own_inputs<T>(
+    images: Vec<CaptionInput>,
+    take: impl Fn(CaptionInput) -> Option<T>,
+) -> Result<Vec<T>> {
+    images
+        .into_iter()
+        .map(|i| {
+            take(i).ok_or_else(|| {
+                ModelError::Unsupported("an image prepared for another captioner".into())
+            })
+        })
+        .collect()
+}
+
 /// Either kind of captioner `recaption` drives, chosen by the model's
 /// `config.json`: BLIP continues a text prefix, a VLM follows an instruction.
 #[derive(Clone)]
@@ -180,13 +196,10 @@ impl AnyCaptioner {
         }
         match self {
             AnyCaptioner::Blip(c) => {
-                let patches = images
-                    .into_iter()
-                    .filter_map(|i| match i {
-                        CaptionInput::Patches(p) => Some(p),
-                        CaptionInput::Image(_) => None,
-                    })
-                    .collect();
+                let patches = own_inputs(images, |i| match i {
+                    CaptionInput::Patches(p) => Some(p),
+                    CaptionInput::Image(_) => None,
+                })?;
                 c.caption(patches, prompt, params).await
             }
             AnyCaptioner::Vlm(v) => {
@@ -201,13 +214,10 @@ impl AnyCaptioner {
                 } else {
                     prompt
                 };
-                let requests = images
-                    .into_iter()
-                    .filter_map(|i| match i {
-                        CaptionInput::Image(p) => Some((p, instruction.to_string())),
-                        CaptionInput::Patches(_) => None,
-                    })
-                    .collect();
+                let requests = own_inputs(images, |i| match i {
+                    CaptionInput::Image(p) => Some((p, instruction.to_string())),
+                    CaptionInput::Patches(_) => None,
+                })?;
                 let out = v.ask(requests, params).await?;
                 Ok(out.into_iter().map(|r| r.map(|c| c.text)).collect())
             }

@@ -49,8 +49,7 @@ struct Note {
     /// Weak, so that a noted batch is never kept alive; it also keeps the
     /// `Arc`'s allocation, so no later array can reuse the address.
     value: Weak<dyn Array>,
-    column: Arc<str>,
-    keys: ArrayRef,
+    keys: RowKeys,
 }
 
 thread_local! {
@@ -61,7 +60,7 @@ fn same(w: &Weak<dyn Array>, a: &ArrayRef) -> bool {
     std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(a))
 }
 
-fn note(value: &ArrayRef, column: Arc<str>, keys: ArrayRef) {
+fn note(value: &ArrayRef, keys: RowKeys) {
     NOTED.with(|n| {
         let mut n = n.borrow_mut();
         n.retain(|e| !same(&e.value, value));
@@ -70,13 +69,12 @@ fn note(value: &ArrayRef, column: Arc<str>, keys: ArrayRef) {
         }
         n.push_front(Note {
             value: Arc::downgrade(value),
-            column,
             keys,
         });
     })
 }
 
-/// The rows' keys of a batch whose first argument is `value`.
+/// The keys of a batch's rows, and what messages call them.
 #[derive(Debug, Clone)]
 pub struct RowKeys {
     column: Arc<str>,
@@ -113,11 +111,8 @@ pub fn keys_for(args: &[ColumnarValue]) -> Option<RowKeys> {
                 return None;
             };
             n.iter()
-                .find(|e| same(&e.value, a) && e.keys.len() == a.len())
-                .map(|e| RowKeys {
-                    column: Arc::clone(&e.column),
-                    keys: Arc::clone(&e.keys),
-                })
+                .find(|e| same(&e.value, a) && e.keys.keys.len() == a.len())
+                .map(|e| e.keys.clone())
         })
     })
 }
@@ -179,8 +174,11 @@ impl ScalarUDFImpl for RowKeyFunc {
             ColumnarValue::Scalar(s) => s.try_as_str().flatten().unwrap_or_default(),
             ColumnarValue::Array(_) => "",
         };
-        let column = Arc::from(column);
-        note(&value, column, key.to_array(args.number_rows)?);
+        let keys = RowKeys {
+            column: Arc::from(column),
+            keys: key.to_array(args.number_rows)?,
+        };
+        note(&value, keys);
         Ok(ColumnarValue::Array(value))
     }
 
@@ -319,7 +317,13 @@ mod tests {
     fn keys_are_found_by_identity_only() {
         let value: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
         let keys: ArrayRef = Arc::new(Int64Array::from(vec![10, 11]));
-        note(&value, "id".into(), keys);
+        note(
+            &value,
+            RowKeys {
+                column: "id".into(),
+                keys,
+            },
+        );
         let found = keys_for(&[ColumnarValue::Array(Arc::clone(&value))]).unwrap();
         assert_eq!(found.name(1), "id = 11");
         // An equal array that is not the same one (a copy, a concatenation) has no keys.
