@@ -21,6 +21,10 @@ struct Cli {
     /// Never show progress.
     #[arg(long, global = true)]
     no_progress: bool,
+    /// Run queries on a lakecap cluster: its scheduler's df://HOST:PORT
+    /// (default: `cluster` in lakecap.toml, else this process).
+    #[arg(long, global = true, env = "LAKECAP_CLUSTER", value_name = "URL")]
+    cluster: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -89,6 +93,49 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ModelsCmd,
     },
+    /// Scale out on Apache DataFusion Ballista: scheduler and executor processes.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// The scheduler: clients connect here (df://HOST:PORT), executors register here.
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        #[arg(long, default_value_t = 50050)]
+        port: u16,
+    },
+    /// An executor: runs tasks on one device (start one per GPU).
+    Executor {
+        /// The scheduler, HOST:PORT or df://HOST:PORT.
+        #[arg(long)]
+        scheduler: String,
+        /// Address to listen on and advertise to the scheduler.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// Arrow Flight port (results and shuffle data).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// gRPC port (default: a free one).
+        #[arg(long)]
+        grpc_port: Option<u16>,
+        /// Where models run: auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Tasks run at once (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        concurrent_tasks: usize,
+        /// Folder for shuffle files (default: a temporary one).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// Executors (device, task slots, heartbeat) and running jobs.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -137,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Engine::with_options(EngineOptions {
             config_file: cli.config.clone(),
             progress,
+            cluster: cli.cluster.clone(),
             ..Default::default()
         })
     };
@@ -176,5 +224,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Models {
             cmd: ModelsCmd::Pull { id },
         } => cli::models::pull(&id).await,
+        Cmd::Cluster { cmd } => cluster(cmd, cli.cluster.as_deref()).await,
+    }
+}
+
+async fn cluster(cmd: ClusterCmd, url: Option<&str>) -> anyhow::Result<()> {
+    use lakecap::cluster;
+    match cmd {
+        ClusterCmd::Scheduler { bind, port } => {
+            cluster::scheduler::run(&cluster::scheduler::SchedulerArgs { bind, port }).await
+        }
+        ClusterCmd::Executor {
+            scheduler,
+            bind,
+            port,
+            grpc_port,
+            device,
+            concurrent_tasks,
+            work_dir,
+        } => {
+            cluster::executor::run(&cluster::executor::ExecutorArgs {
+                scheduler: cluster::ClusterUrl::parse(&scheduler)?,
+                bind,
+                port,
+                grpc_port,
+                device,
+                concurrent_tasks,
+                work_dir: work_dir.map(|d| d.display().to_string()),
+            })
+            .await
+        }
+        ClusterCmd::Status => {
+            let url = url.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "which cluster? pass --cluster df://HOST:PORT or set LAKECAP_CLUSTER"
+                )
+            })?;
+            print!(
+                "{}",
+                cluster::status::report(&cluster::ClusterUrl::parse(url)?).await?
+            );
+            Ok(())
+        }
     }
 }

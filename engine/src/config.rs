@@ -4,6 +4,7 @@
 //! environment, then `SET` statements in the session itself.
 //!
 //! ```toml
+//! cluster = "df://head:50050" # run queries on a lakecap cluster (optional)
 //! on_error = "fail"          # any lakecap.* option, without the prefix
 //! max_pixels = 50000000
 //! [datafusion]               # any DataFusion option, without the prefix
@@ -17,15 +18,24 @@ use datafusion::config::ExtensionOptions;
 use datafusion::prelude::SessionConfig;
 use lakecap_udfs::LakecapOptions;
 
-/// Applies a `lakecap.toml` file to `config`.
-pub fn apply_file(config: &mut SessionConfig, path: &Path) -> Result<()> {
+/// Applies a `lakecap.toml` file to `config`; returns its `cluster`, if any.
+pub fn apply_file(config: &mut SessionConfig, path: &Path) -> Result<Option<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     let table: toml::Table = text
         .parse()
         .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let mut cluster = None;
     for (key, value) in &table {
-        if key == "datafusion" {
+        if key == "cluster" {
+            let Some(url) = value.as_str() else {
+                bail!(
+                    "{}: cluster must be a string (df://HOST:PORT)",
+                    path.display()
+                )
+            };
+            cluster = Some(url.to_string());
+        } else if key == "datafusion" {
             let Some(df) = value.as_table() else {
                 bail!("{}: [datafusion] must be a table", path.display())
             };
@@ -44,7 +54,7 @@ pub fn apply_file(config: &mut SessionConfig, path: &Path) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(cluster)
 }
 
 fn flatten(table: &toml::Table, prefix: &str) -> Vec<(String, String)> {
@@ -71,7 +81,7 @@ pub fn apply_env(
     let known: Vec<String> = LakecapOptions::default()
         .entries()
         .into_iter()
-        .map(|e| e.key)
+        .filter_map(|e| e.key.strip_prefix("lakecap.").map(str::to_string))
         .collect();
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("LAKECAP_") else {
@@ -104,11 +114,14 @@ mod tests {
         let path = dir.path().join("lakecap.toml");
         std::fs::write(
             &path,
-            "on_error = \"fail\"\nmax_pixels = 1000\n[datafusion]\nexecution.batch_size = 123\n",
+            "cluster = \"df://head:50050\"\non_error = \"fail\"\nmax_pixels = 1000\n[datafusion]\nexecution.batch_size = 123\n",
         )
         .unwrap();
         let mut c = SessionConfig::new().with_option_extension(LakecapOptions::default());
-        apply_file(&mut c, &path).unwrap();
+        assert_eq!(
+            apply_file(&mut c, &path).unwrap().as_deref(),
+            Some("df://head:50050")
+        );
         assert_eq!(opts(&c).on_error, OnError::Fail);
         assert_eq!(opts(&c).max_pixels, 1000);
         assert_eq!(c.batch_size(), 123);

@@ -11,7 +11,10 @@
 //! - [`refresh`]: incremental, exactly-once jobs (`lakecap refresh`) that
 //!   write Delta tables (readable as `STORED AS DELTATABLE`) or manifest-
 //!   committed parquet.
+//! - [`cluster`]: the same SQL on Apache DataFusion Ballista: scheduler and
+//!   executor processes, and [`Engine::remote`] for clients.
 
+pub mod cluster;
 pub mod config;
 pub mod progress;
 pub mod refresh;
@@ -23,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use lakecap_models::tune_allocator;
@@ -52,13 +55,26 @@ pub fn register(ctx: &SessionContext) -> Arc<Diagnostics> {
 /// Functions, diagnostics and the Delta table factory, for a session that
 /// already has the options extension.
 fn install(ctx: &SessionContext) -> Arc<Diagnostics> {
+    let diag = Arc::new(Diagnostics::default());
+    install_with(ctx, &diag);
+    diag
+}
+
+/// [`install`], reporting into `diag`.
+fn install_with(ctx: &SessionContext, diag: &Arc<Diagnostics>) {
     ctx.state_ref().write().table_factories_mut().insert(
         "DELTATABLE".into(),
         Arc::new(deltalake::delta_datafusion::DeltaTableFactory {}),
     );
-    let diag = Arc::new(Diagnostics::default());
-    lakecap_udfs::register_all(ctx, &diag);
-    diag
+    lakecap_udfs::register_all(ctx, diag);
+}
+
+/// A runtime whose object stores are made on demand from URLs (`s3://`,
+/// `gs://`, `az://`, `http(s)://`) from this process's environment.
+fn lake_runtime() -> Result<Arc<RuntimeEnv>> {
+    Ok(RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(stores::LakeStoreRegistry::new()))
+        .build_arc()?)
 }
 
 /// How to build an [`Engine`].
@@ -70,6 +86,10 @@ pub struct EngineOptions {
     pub ignore_env: bool,
     /// Progress display for [`Engine::run_script`].
     pub progress: ProgressMode,
+    /// Run queries on the Ballista scheduler at this URL (`df://HOST:PORT`)
+    /// instead of in this process; when `None`, `cluster` in the config
+    /// file, if any.
+    pub cluster: Option<String>,
 }
 
 /// A DataFusion session with lakecap installed.
@@ -77,6 +97,7 @@ pub struct Engine {
     ctx: SessionContext,
     diagnostics: Arc<Diagnostics>,
     progress: ProgressMode,
+    cluster: Option<cluster::ClusterUrl>,
 }
 
 impl Engine {
@@ -85,36 +106,63 @@ impl Engine {
         Self::with_options(EngineOptions::default())
     }
 
+    /// A session in this process, unless `opts` (or the config file) names
+    /// a cluster: then see [`Engine::remote`].
     pub fn with_options(opts: EngineOptions) -> Result<Self> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_option_extension(LakecapOptions::default());
-        match &opts.config_file {
-            Some(path) => config::apply_file(&mut config, path)?,
-            None => {
-                let default = PathBuf::from("lakecap.toml");
-                if default.is_file() {
-                    config::apply_file(&mut config, &default)?;
-                }
-            }
+        let file = opts.config_file.clone().or_else(|| {
+            let default = PathBuf::from("lakecap.toml");
+            default.is_file().then_some(default)
+        });
+        let mut cluster = None;
+        if let Some(path) = &file {
+            cluster = config::apply_file(&mut config, path)?;
         }
         if !opts.ignore_env {
             config::apply_env(&mut config, std::env::vars())?;
         }
-        let runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(Arc::new(stores::LakeStoreRegistry::new()))
-            .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let runtime = lake_runtime()?;
+        let cluster = match opts.cluster.or(cluster).filter(|c| !c.is_empty()) {
+            None => None,
+            Some(url) => Some(cluster::ClusterUrl::parse(&url)?),
+        };
+        let ctx = match &cluster {
+            None => SessionContext::new_with_config_rt(config, runtime),
+            Some(url) => {
+                url.check_reachable()?;
+                SessionContext::new_with_state(cluster::client_state(url, config, runtime)?)
+            }
+        };
         let diagnostics = install(&ctx);
         Ok(Self {
             ctx,
             diagnostics,
             progress: opts.progress,
+            cluster,
+        })
+    }
+
+    /// A session whose queries run on the Ballista scheduler at `url`
+    /// (`df://HOST:PORT`, started by `lakecap cluster scheduler`), with
+    /// defaults, `./lakecap.toml` if present, and the environment. Tables
+    /// and settings live here and travel with each query; warnings are
+    /// counted on the executors (their stderr).
+    pub fn remote(url: &str) -> Result<Self> {
+        Self::with_options(EngineOptions {
+            cluster: Some(url.to_string()),
+            ..Default::default()
         })
     }
 
     pub fn ctx(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// The cluster this session's queries run on, if any.
+    pub fn cluster(&self) -> Option<&cluster::ClusterUrl> {
+        self.cluster.as_ref()
     }
 
     pub fn diagnostics(&self) -> &Arc<Diagnostics> {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder};
@@ -132,6 +134,7 @@ async fn materialize_with_progress(
     let task = Arc::new(df.task_ctx());
     let physical = df.create_physical_plan().await?;
     let batches = collect_with_progress(physical, task, progress).await?;
+    let batches = conform(batches, &schema)?;
     let rows = MemTable::try_new(schema, vec![batches])?;
     create.input = Arc::new(
         LogicalPlanBuilder::scan(
@@ -142,6 +145,29 @@ async fn materialize_with_progress(
         .build()?,
     );
     Ok(LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)))
+}
+
+/// `batches` with `schema`'s types: a cluster returns some columns as their
+/// value type (a partition column's dictionary as plain strings).
+fn conform(
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+) -> datafusion::common::Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .map(|b| {
+            if b.schema().fields() == schema.fields() {
+                return Ok(b);
+            }
+            let columns = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| cast(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ const FUSE_ROWS: usize = 12;
 
 /// Captions some kept rows with the BLIP captioner, when it is present.
 async fn recaption_stage(engine: &Engine) -> Result<()> {
-    let model = engine.options().caption_model;
+    let model = engine.options().caption_model.clone();
     if lakecap_models::hub::resolve(&model).is_err() {
         eprintln!(
             "note: recaption skipped: BLIP captioner `{model}` not found; put its HF files \

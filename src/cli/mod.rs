@@ -82,7 +82,7 @@ pub async fn print_functions(engine: &Engine) -> Result<()> {
     println!("\nOptions (SET lakecap.<name> = ...; lakecap.toml; LAKECAP_<NAME>):");
     for e in engine.options().entries() {
         println!(
-            "  lakecap.{} = {}\n      {}",
+            "  {} = {}\n      {}",
             e.key,
             e.value.unwrap_or_default(),
             e.description

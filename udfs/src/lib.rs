@@ -42,12 +42,13 @@ use std::sync::Arc;
 use datafusion::logical_expr::{Documentation, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
+pub use common::applied::{AppliedOptions, refused_options};
 pub use common::diagnostics::{DiagHandle, Diagnostics, WarningCount};
 pub use common::memo::{EmbeddingMemo, MemoHandle, SessionMemo, TextMemo};
 pub use common::options::{
     DEFAULT_CAPTION_MODEL, DEFAULT_CLIP_MODEL, DEFAULT_FUSE_PROMPT, DEFAULT_LLM_MODEL,
-    DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, DeviceSetting, FuseOptions, LakecapOptions, LlmOptions,
-    ModelSetting, OnError, PrecisionSetting, Switch, VlmOptions,
+    DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, DeviceSetting, FuseOptions, LakecapOptions,
+    LakecapSettings, LlmOptions, ModelSetting, OnError, PrecisionSetting, Switch, VlmOptions,
 };
 pub use common::row_keys::{RowKeyFunc, RowKeyRule};
 pub use image::dhash::DhashFunc;
@@ -66,6 +67,7 @@ pub use model::recaption::RecaptionFunc;
 pub use model::vlm::VlmFunc;
 pub use table::near_duplicates::NearDuplicatesFunc;
 pub use table::semantic_duplicates::SemanticDuplicatesFunc;
+pub use table::table_args::is_table_function_result;
 pub use text::alt_quality::AltQualityFunc;
 
 /// Every lakecap scalar function, reporting into `diag`; the model functions

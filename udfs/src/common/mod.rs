@@ -4,8 +4,10 @@
 //! model results ([`memo`]), Arrow columns from per-row values ([`arrow`]),
 //! the one `ScalarUDFImpl` of the synchronous functions ([`plain`]), what
 //! model calls share ([`model_args`]) and the keys that name rows in
-//! warnings ([`row_keys`]).
+//! warnings ([`row_keys`]), and the options as a cluster process applies
+//! them ([`applied`]).
 
+pub(crate) mod applied;
 pub(crate) mod args;
 pub(crate) mod arrow;
 pub(crate) mod diagnostics;

@@ -1,10 +1,13 @@
 //! `lakecap.*` session options, a DataFusion config extension.
 
+use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use datafusion::common::config::{ConfigExtension, ConfigField, Visit};
+use datafusion::common::config::{
+    ConfigEntry, ConfigExtension, ConfigField, ExtensionOptions, Visit,
+};
 use datafusion::common::{DataFusionError, Result, extensions_options};
 use datafusion::config::ConfigOptions;
 use lakecap_models::ModelError;
@@ -306,9 +309,8 @@ pub const DEFAULT_CLIP_MODEL: &str = "openai/clip-vit-base-patch32";
 pub const DEFAULT_TEXT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 extensions_options! {
-    /// lakecap's options, set with `SET lakecap.<name> = <value>`, in `lakecap.toml`
-    /// or as `LAKECAP_<NAME>` environment variables.
-    pub struct LakecapOptions {
+    /// The fields of [`LakecapOptions`].
+    pub struct LakecapSettings {
         /// 'null': a row a function cannot process gives NULL and a counted warning; 'fail': the query fails.
         pub on_error: OnError, default = OnError::Null
         /// Largest image (width x height) any function decodes; larger headers are refused unread.
@@ -339,6 +341,56 @@ extensions_options! {
         pub vlm: VlmOptions, default = VlmOptions::default()
         /// Caption fusion (lakecap.fuse.prompt).
         pub fuse: FuseOptions, default = FuseOptions::default()
+    }
+}
+
+/// lakecap's options, set with `SET lakecap.<name> = <value>`, in `lakecap.toml`
+/// or as `LAKECAP_<NAME>` environment variables; the fields are [`LakecapSettings`].
+///
+/// `extensions_options!` lists its entries without the prefix, so a key it
+/// lists (`on_error`) would not name the option anywhere entries are read
+/// back as keys: `SHOW lakecap.on_error`, `information_schema.df_settings`,
+/// and the settings a Ballista client sends its cluster. This lists them
+/// whole (`lakecap.on_error`).
+#[derive(Debug, Clone, Default)]
+pub struct LakecapOptions(LakecapSettings);
+
+impl std::ops::Deref for LakecapOptions {
+    type Target = LakecapSettings;
+    fn deref(&self) -> &LakecapSettings {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LakecapOptions {
+    fn deref_mut(&mut self) -> &mut LakecapSettings {
+        &mut self.0
+    }
+}
+
+impl ExtensionOptions for LakecapOptions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        ExtensionOptions::set(&mut self.0, key, value)
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        let mut entries = ExtensionOptions::entries(&self.0);
+        for e in &mut entries {
+            e.key = format!("{}.{}", Self::PREFIX, e.key);
+        }
+        entries
     }
 }
 

@@ -271,7 +271,7 @@ impl AnalyzerRule for RowKeyRule {
     }
 
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
-        let column = LakecapOptions::from_config(config).key_column;
+        let column = LakecapOptions::from_config(config).key_column.clone();
         if column.is_empty() {
             return Ok(plan);
         }

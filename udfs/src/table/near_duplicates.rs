@@ -71,11 +71,11 @@ impl TableFunctionImpl for NearDuplicatesFunc {
             Field::new("representative", key_field.data_type().clone(), false),
             Field::new("distance", DataType::UInt32, false),
         ]));
-        Ok(Arc::new(Computed(NearDuplicatesTable {
+        Ok(Arc::new(Computed(Box::new(NearDuplicatesTable {
             src,
             radius,
             schema: out,
-        })))
+        }))))
     }
 }
 

@@ -82,7 +82,7 @@ impl TableFunctionImpl for SemanticDuplicatesFunc {
             Field::new("dup_of", src.key.data_type().clone(), true),
             Field::new("similarity", DataType::Float32, true),
         ]));
-        Ok(Arc::new(Computed(SemanticDuplicatesTable {
+        Ok(Arc::new(Computed(Box::new(SemanticDuplicatesTable {
             src,
             params: SemDedupParams {
                 threshold,
@@ -90,7 +90,7 @@ impl TableFunctionImpl for SemanticDuplicatesFunc {
                 ..Default::default()
             },
             schema,
-        })))
+        }))))
     }
 }
 

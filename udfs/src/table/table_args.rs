@@ -122,10 +122,17 @@ pub(crate) trait Verdicts: std::fmt::Debug + Send + Sync + 'static {
 
 /// The table of a [`Verdicts`], scanned as one in-memory batch.
 #[derive(Debug)]
-pub(crate) struct Computed<V>(pub V);
+pub(crate) struct Computed(pub Box<dyn Verdicts>);
+
+/// Whether `table` is a table function's result, computed in full when
+/// scanned: a cluster client computes it before sending a plan (its
+/// provider holds the session's tables, which executors cannot resolve).
+pub fn is_table_function_result(table: &dyn TableProvider) -> bool {
+    (table as &dyn std::any::Any).is::<Computed>()
+}
 
 #[async_trait::async_trait]
-impl<V: Verdicts> TableProvider for Computed<V> {
+impl TableProvider for Computed {
     fn schema(&self) -> SchemaRef {
         self.0.schema()
     }

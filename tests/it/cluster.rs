@@ -1,0 +1,342 @@
+//! lakecap on a Ballista cluster: a scheduler and executors, each a process
+//! of the `lakecap` binary on loopback at free ports, started and stopped
+//! here; queries from the CLI with `--cluster`, compared with the same SQL
+//! run in one process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::root;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn lakecap() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lakecap"));
+    c.env_remove("LAKECAP_ON_ERROR")
+        .env_remove("LAKECAP_CLUSTER")
+        .env("LAKECAP_DEVICE", "cpu");
+    c
+}
+
+/// A scheduler and executors, killed when dropped.
+struct Cluster {
+    url: String,
+    dir: PathBuf,
+    scheduler: Child,
+    executors: Vec<Child>,
+}
+
+impl Cluster {
+    fn start(dir: &Path, executors: usize) -> Cluster {
+        let port = free_port();
+        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+        let scheduler = lakecap()
+            .args(["cluster", "scheduler", "--port", &port.to_string()])
+            .stderr(log("scheduler.log"))
+            .spawn()
+            .unwrap();
+        let url = format!("df://127.0.0.1:{port}");
+        let mut c = Cluster {
+            url,
+            dir: dir.to_path_buf(),
+            scheduler,
+            executors: Vec::new(),
+        };
+        for i in 0..executors {
+            let child = lakecap()
+                .args([
+                    "cluster",
+                    "executor",
+                    "--scheduler",
+                    &format!("127.0.0.1:{port}"),
+                ])
+                .args([
+                    "--port",
+                    &free_port().to_string(),
+                    "--concurrent-tasks",
+                    "1",
+                ])
+                .args(["--device", "cpu"])
+                .stderr(log(&format!("executor{i}.log")))
+                .spawn()
+                .unwrap();
+            c.executors.push(child);
+        }
+        c.wait_for_executors(executors);
+        c
+    }
+
+    fn status(&self) -> String {
+        let o = lakecap()
+            .args(["--cluster", &self.url, "cluster", "status"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
+    fn wait_for_executors(&self, n: usize) {
+        let start = Instant::now();
+        loop {
+            let s = self.status();
+            if s.contains(&format!(": {n} executor(s)")) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{n} executors never registered: {s}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(&self.dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "log") {
+                out += &format!(
+                    "--- {}\n{}",
+                    p.display(),
+                    std::fs::read_to_string(&p).unwrap()
+                );
+            }
+        }
+        out
+    }
+
+    /// `lakecap [--cluster URL] sql SQL` in `self.dir`.
+    fn sql(&self, on_cluster: bool, sql: &str) -> Output {
+        let mut c = lakecap();
+        if on_cluster {
+            c.args(["--cluster", &self.url]);
+        }
+        c.args(["--no-progress", "sql", sql, "--format", "csv"])
+            .current_dir(&self.dir)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.executors.iter_mut().chain([&mut self.scheduler]) {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
+fn ok(o: &Output, what: &str, cluster: &Cluster) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        cluster.logs()
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const LAKE: &str = "CREATE EXTERNAL TABLE lake STORED AS PARQUET LOCATION 'lake/';";
+
+/// The demo, a model query and settings give on the cluster what they give
+/// in one process.
+#[test]
+fn the_cluster_runs_the_demo_models_and_settings_like_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let made = lakecap()
+        .args(["sample-lake", "lake", "--rows", "240"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let cluster = Cluster::start(dir, 2);
+
+    // sql/demo.sql: the same summary and the same curated rows.
+    let demo = root().join("sql/demo.sql");
+    let run = |on_cluster: bool, out: &str| {
+        let mut c = lakecap();
+        if on_cluster {
+            c.args(["--cluster", &cluster.url]);
+        }
+        let o = c
+            .args(["--no-progress", "run"])
+            .arg(&demo)
+            .args([
+                "-D",
+                "LAKE=lake/",
+                "-D",
+                &format!("OUT={out}/"),
+                "--format",
+                "csv",
+            ])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        ok(&o, "demo", &cluster)
+    };
+    let (one, many) = (run(false, "out_one"), run(true, "out_cluster"));
+    assert!(one.contains("kept,139"), "{one}");
+    assert_eq!(one, many);
+    let rows = |out: &str| {
+        ok(
+            &cluster.sql(
+                false,
+                &format!(
+                    "CREATE EXTERNAL TABLE o STORED AS PARQUET LOCATION '{out}/'; \
+                     SELECT key, caption, phash, alt_score, sha256(img) AS h FROM o ORDER BY key"
+                ),
+            ),
+            "reading the curated rows",
+            &cluster,
+        )
+    };
+    let curated = rows("out_one");
+    assert_eq!(curated.lines().count(), 1 + 139, "{curated}");
+    assert_eq!(curated, rows("out_cluster"));
+
+    // SET reaches the executors: on_error = 'fail' fails the query there.
+    let count = format!("{LAKE} SELECT count(phash(img)) AS n FROM lake");
+    let o = cluster.sql(true, &count);
+    assert_eq!(ok(&o, "phash", &cluster).trim(), "n\n212");
+    let o = cluster.sql(true, &format!("SET lakecap.on_error = 'fail'; {count}"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "on_error = 'fail' did not reach the executors"
+    );
+    assert!(
+        err.contains("phash(") && err.contains("at key = '"),
+        "{err}"
+    );
+
+    // Refresh jobs say they do not run on a cluster yet, and why.
+    std::fs::write(
+        dir.join("job.toml"),
+        "name = 'j'\nversion = 1\nkey = 'key'\nsql = 'SELECT key FROM lake'\n\
+         [source.lake]\nlocation = 'lake'\n[output]\nlocation = 'job_out'\nformat = 'parquet'\n",
+    )
+    .unwrap();
+    let o = lakecap()
+        .args(["--cluster", &cluster.url, "refresh", "job.toml"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("refresh jobs do not run on a cluster yet"),
+        "{err}"
+    );
+    assert!(!dir.join("job_out").exists());
+
+    // A model query: real MiniLM embeddings, then SemDeDup over them.
+    const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
+    if lakecap_models::hub::resolve(MINILM).is_err() {
+        assert!(
+            std::env::var("LAKECAP_REQUIRE_MODELS").is_err(),
+            "{MINILM} missing: run scripts/fetch-models.sh"
+        );
+        eprintln!("skipping the model query: {MINILM} not found");
+        return;
+    }
+    let semdedup = format!(
+        "{LAKE} CREATE TABLE e AS SELECT key, embed_text(alt) AS v FROM lake WHERE alt IS NOT NULL; \
+         SELECT key, \"cluster\", dup_of FROM semantic_duplicates('e', 'key', 'v', 0.9) ORDER BY key"
+    );
+    let one = ok(
+        &cluster.sql(false, &semdedup),
+        "semantic_duplicates",
+        &cluster,
+    );
+    let many = ok(
+        &cluster.sql(true, &semdedup),
+        "semantic_duplicates on the cluster",
+        &cluster,
+    );
+    assert!(one.lines().count() > 200, "{one}");
+    assert!(
+        one.lines().filter(|l| !l.ends_with(',')).count() > 1,
+        "no duplicates found: {one}"
+    );
+    assert_eq!(one, many);
+}
+
+/// Killing an executor mid-query: the scheduler takes it for dead after
+/// `cluster::EXECUTOR_TIMEOUT` without a heartbeat and runs its tasks on the
+/// other executor; the query completes with every row.
+#[test]
+fn a_killed_executor_s_tasks_run_on_the_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let made = lakecap()
+        .args(["sample-lake", "lake", "--rows", "240"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let mut cluster = Cluster::start(dir, 2);
+    // Every image hashed 40 times: long enough to kill an executor midway.
+    let values: Vec<String> = (0..40).map(|i| format!("({i})")).collect();
+    let sql = format!(
+        "{LAKE} SELECT count(phash(img)) AS n FROM lake CROSS JOIN (VALUES {}) v(i)",
+        values.join(",")
+    );
+    let query = lakecap()
+        .args([
+            "--cluster",
+            &cluster.url,
+            "--no-progress",
+            "sql",
+            &sql,
+            "--format",
+            "csv",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !cluster.status().contains("1 running job(s)") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the query never started: {}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.executors[0].kill().unwrap();
+    let o = query.wait_with_output().unwrap();
+    let out = ok(&o, "the query after a killed executor", &cluster);
+    // 212 of the 240 sample images decode (the demo's summary above).
+    assert_eq!(out.trim(), format!("n\n{}", 212 * 40), "{}", cluster.logs());
+    assert!(cluster.status().contains(": 1 executor(s)"));
+}
+
+/// A scheduler that does not answer: one line naming its URL.
+#[test]
+fn an_unreachable_scheduler_is_named() {
+    let url = format!("df://127.0.0.1:{}", free_port());
+    let o = lakecap()
+        .args(["--cluster", &url, "sql", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot reach the lakecap scheduler at {url}"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
