@@ -26,7 +26,7 @@ fn lakecap() -> Command {
 }
 
 /// A scheduler and executors, killed when dropped.
-struct Cluster {
+pub(crate) struct Cluster {
     url: String,
     dir: PathBuf,
     scheduler: Child,
@@ -34,7 +34,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(dir: &Path, executors: usize) -> Cluster {
+    pub(crate) fn start(dir: &Path, executors: usize) -> Cluster {
         let port = free_port();
         let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
         let scheduler = lakecap()
@@ -113,7 +113,7 @@ impl Cluster {
     }
 
     /// `lakecap [--cluster URL] sql SQL` in `self.dir`.
-    fn sql(&self, on_cluster: bool, sql: &str) -> Output {
+    pub(crate) fn sql(&self, on_cluster: bool, sql: &str) -> Output {
         let mut c = lakecap();
         if on_cluster {
             c.args(["--cluster", &self.url]);
@@ -134,7 +134,7 @@ impl Drop for Cluster {
     }
 }
 
-fn ok(o: &Output, what: &str, cluster: &Cluster) -> String {
+pub(crate) fn ok(o: &Output, what: &str, cluster: &Cluster) -> String {
     assert!(
         o.status.success(),
         "{what} failed: {}\n{}",
@@ -146,18 +146,24 @@ fn ok(o: &Output, what: &str, cluster: &Cluster) -> String {
 
 const LAKE: &str = "CREATE EXTERNAL TABLE lake STORED AS PARQUET LOCATION 'lake/';";
 
+/// A folder with the 240-row sample lake in `lake/`.
+fn with_sample_lake() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let made = lakecap()
+        .args(["sample-lake", "lake", "--rows", "240"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    tmp
+}
+
 /// The demo, a model query and settings give on the cluster what they give
 /// in one process.
 #[test]
 fn the_cluster_runs_the_demo_models_and_settings_like_one_process() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = with_sample_lake();
     let dir = tmp.path();
-    let made = lakecap()
-        .args(["sample-lake", "lake", "--rows", "240"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
     let cluster = Cluster::start(dir, 2);
 
     // sql/demo.sql: the same summary and the same curated rows.
@@ -274,14 +280,8 @@ fn the_cluster_runs_the_demo_models_and_settings_like_one_process() {
 /// other executor; the query completes with every row.
 #[test]
 fn a_killed_executor_s_tasks_run_on_the_other() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = with_sample_lake();
     let dir = tmp.path();
-    let made = lakecap()
-        .args(["sample-lake", "lake", "--rows", "240"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
     let mut cluster = Cluster::start(dir, 2);
     // Every image hashed 40 times: long enough to kill an executor midway.
     let values: Vec<String> = (0..40).map(|i| format!("({i})")).collect();

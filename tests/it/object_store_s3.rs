@@ -165,6 +165,21 @@ async fn lake_on_s3_reads_writes_and_partitions() {
         .unwrap();
     assert_eq!(count(&one), 24);
 
+    // On a cluster, the executors (started with these variables) read S3 themselves.
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = crate::cluster::Cluster::start(dir.path(), 1);
+    let on_cluster = crate::cluster::ok(
+        &cluster.sql(
+            true,
+            "CREATE EXTERNAL TABLE s3_lake STORED AS PARQUET LOCATION 's3://lake/web/';
+             SELECT count(phash(img)) AS n FROM s3_lake",
+        ),
+        "phash over S3 on the cluster",
+        &cluster,
+    );
+    assert_eq!(on_cluster.trim(), format!("n\n{}", count(&decodable)));
+    drop(cluster);
+
     // A missing bucket is a clear error, not a panic.
     let err = engine
         .sql("CREATE EXTERNAL TABLE nope STORED AS PARQUET LOCATION 's3://no-such-bucket/x/'; SELECT count(*) FROM nope")
