@@ -11,7 +11,7 @@ use lakecap_models::image::{DecodeLimits, ImageError};
 
 use crate::common::diagnostics::Diagnostics;
 use crate::common::options::{LakecapOptions, OnError};
-use crate::common::row_keys::{RowKeys, keys_for};
+use crate::common::row_keys::{RowKeys, column_name, keys_for};
 
 /// What an argument must be.
 #[derive(Debug, Clone, Copy)]
@@ -185,7 +185,7 @@ impl<'a> Rows<'a> {
         let column = args
             .arg_fields
             .get(column)
-            .map(|f| f.name().clone())
+            .map(|f| column_name(f).to_string())
             .unwrap_or_default();
         Rows {
             func,

@@ -42,6 +42,19 @@ use crate::common::options::LakecapOptions;
 /// The SQL name of the pass-through function.
 pub const ROW_KEY: &str = "lakecap_row_key";
 
+/// Field metadata naming the column a [`ROW_KEY`] call passes through: the
+/// optimizer may give the call's result another name (`__common_expr_1`
+/// when two functions read the same column), and messages name the column.
+const COLUMN: &str = "lakecap.column";
+
+/// The column `field` carries, as messages name it.
+pub fn column_name(field: &FieldRef) -> &str {
+    field
+        .metadata()
+        .get(COLUMN)
+        .map_or(field.name().as_str(), String::as_str)
+}
+
 /// Arrays noted per thread: enough for the nested calls of one expression.
 const NOTES: usize = 8;
 
@@ -160,7 +173,13 @@ impl ScalarUDFImpl for RowKeyFunc {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::clone(&args.arg_fields[0]))
+        let f = &args.arg_fields[0];
+        if f.metadata().contains_key(COLUMN) {
+            return Ok(Arc::clone(f));
+        }
+        let mut metadata = f.metadata().clone();
+        metadata.insert(COLUMN.to_string(), f.name().clone());
+        Ok(Arc::new(f.as_ref().clone().with_metadata(metadata)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
