@@ -24,8 +24,10 @@ use datafusion::prelude::SessionConfig;
 use lakecap_models::runtime::Device;
 use lakecap_udfs::refused_options;
 
-use super::scheduler::process_config;
-use super::{ClusterUrl, HEARTBEAT, MAX_MESSAGE_BYTES, codec::LakecapLogicalCodec, process_state};
+use super::{
+    ClusterUrl, HEARTBEAT, MAX_MESSAGE_BYTES, codec::LakecapLogicalCodec, process_config,
+    process_state,
+};
 use crate::Diagnostics;
 
 /// How an executor starts.

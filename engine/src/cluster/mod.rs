@@ -33,6 +33,8 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::protobuf::LogicalPlanNode;
 
+use lakecap_udfs::{AppliedOptions, LakecapOptions};
+
 use crate::Diagnostics;
 
 /// The largest plan or task message the processes exchange. Tables made by
@@ -105,6 +107,17 @@ impl std::fmt::Display for ClusterUrl {
     }
 }
 
+/// A session config as the scheduler and executors start from: Ballista's,
+/// with lakecap's options as a process applies them (`device`: the
+/// executor's, already parsed).
+pub(crate) fn process_config(device: Option<&str>) -> SessionConfig {
+    let options = AppliedOptions::new(LakecapOptions::default(), device)
+        .expect("a device parsed when the process started");
+    SessionConfig::new_with_ballista()
+        .with_option_extension(options)
+        .with_ballista_grpc_client_max_message_size(MAX_MESSAGE_BYTES)
+}
+
 /// A lakecap session on a Ballista process (scheduler or executor side):
 /// DataFusion's and Ballista's defaults, then lakecap's functions, whose
 /// warnings go to `diag`.
@@ -144,7 +157,7 @@ pub(crate) fn client_state(
     );
     let functions = lakecap_udfs::scalar_functions(
         &Arc::new(Diagnostics::default()),
-        &lakecap_udfs::LakecapOptions::default(),
+        &LakecapOptions::default(),
     )
     .iter()
     .map(|f| f.name().to_string())

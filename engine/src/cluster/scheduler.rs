@@ -10,14 +10,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use ballista_core::extension::SessionConfigExt;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 use datafusion::prelude::SessionConfig;
-use lakecap_udfs::{AppliedOptions, LakecapOptions, refused_options};
+use lakecap_udfs::refused_options;
 
-use super::{EXECUTOR_TIMEOUT, MAX_MESSAGE_BYTES, codec::LakecapLogicalCodec, process_state};
+use super::{
+    EXECUTOR_TIMEOUT, MAX_MESSAGE_BYTES, codec::LakecapLogicalCodec, process_config, process_state,
+};
 use crate::Diagnostics;
 
 /// Where the scheduler listens.
@@ -25,16 +26,6 @@ use crate::Diagnostics;
 pub struct SchedulerArgs {
     pub bind: String,
     pub port: u16,
-}
-
-/// A session config as the scheduler and executors start from: Ballista's,
-/// with lakecap's options as a process applies them.
-pub(crate) fn process_config(device: Option<&str>) -> SessionConfig {
-    let options = AppliedOptions::new(LakecapOptions::default(), device)
-        .expect("a device checked when the process started");
-    SessionConfig::new_with_ballista()
-        .with_option_extension(options)
-        .with_ballista_grpc_client_max_message_size(MAX_MESSAGE_BYTES)
 }
 
 /// Runs the scheduler until the process is stopped.

@@ -25,7 +25,8 @@ struct Specification {
 struct Job {
     job_id: String,
     job_name: String,
-    job_status: String,
+    /// Queued, Running, Completed or Failed.
+    status: String,
     num_stages: usize,
     completed_stages: usize,
     percent_complete: u8,
@@ -67,18 +68,13 @@ pub async fn report(url: &ClusterUrl) -> Result<String> {
     }
     let running: Vec<&Job> = jobs
         .iter()
-        .filter(|j| matches!(j.job_status.as_str(), "Running" | "Queued"))
+        .filter(|j| matches!(j.status.as_str(), "Running" | "Queued"))
         .collect();
     out += &format!("{} running job(s)\n", running.len());
     for j in running {
         out += &format!(
             "  job {} {:?}: {}, stage {}/{} ({}%)\n",
-            j.job_id,
-            j.job_name,
-            j.job_status,
-            j.completed_stages,
-            j.num_stages,
-            j.percent_complete
+            j.job_id, j.job_name, j.status, j.completed_stages, j.num_stages, j.percent_complete
         );
     }
     Ok(out)
