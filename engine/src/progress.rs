@@ -148,6 +148,14 @@ pub fn watch(
     total: Option<usize>,
     rows: impl Fn() -> usize + Send + 'static,
 ) -> Watch {
+    display(mode, Some((total, Box::new(rows))))
+}
+
+/// Rows against an optional total, or `None` for a query running on a
+/// cluster, whose scans this process cannot see: time only.
+type Counted = Option<(Option<usize>, Box<dyn Fn() -> usize + Send>)>;
+
+fn display(mode: ProgressMode, counted: Counted) -> Watch {
     if mode == ProgressMode::Off {
         return Watch { ticker: None };
     }
@@ -156,22 +164,33 @@ pub fn watch(
         let start = Instant::now();
         tokio::time::sleep(SHOW_AFTER).await;
         if tty {
-            let bar = match total {
-                Some(t) => ProgressBar::new(t as u64),
-                None => ProgressBar::new_spinner(),
+            let (bar, template) = match &counted {
+                Some((Some(t), _)) => (ProgressBar::new(*t as u64), ROWS_TEMPLATE),
+                Some((None, _)) => (ProgressBar::new_spinner(), ROWS_TEMPLATE),
+                None => (ProgressBar::new_spinner(), CLUSTER_TEMPLATE),
             };
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  {elapsed}  ETA {eta}")
+                ProgressStyle::with_template(template)
                     .expect("valid template")
                     .progress_chars("=> "),
             );
             loop {
-                bar.set_position(rows() as u64);
+                match &counted {
+                    Some((_, rows)) => bar.set_position(rows() as u64),
+                    None => bar.tick(),
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         } else {
             loop {
-                eprintln!("{}", plain_line(rows(), total, start.elapsed()));
+                let line = match &counted {
+                    Some((total, rows)) => plain_line(rows(), *total, start.elapsed()),
+                    None => format!(
+                        "lakecap: running on the cluster, {:.0}s elapsed (lakecap cluster status shows its stages)",
+                        start.elapsed().as_secs_f64()
+                    ),
+                };
+                eprintln!("{line}");
                 tokio::time::sleep(PLAIN_EVERY).await;
             }
         }
@@ -181,6 +200,15 @@ pub fn watch(
     }
 }
 
+const ROWS_TEMPLATE: &str =
+    "{spinner} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  {elapsed}  ETA {eta}";
+const CLUSTER_TEMPLATE: &str = "{spinner} running on the cluster  {elapsed}";
+
+/// Whether `plan` runs on a Ballista cluster (its scans are not in this process).
+fn on_cluster(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.name().starts_with("Distributed") || plan.children().iter().any(|c| on_cluster(c))
+}
+
 /// Runs `plan` to completion, showing progress per `mode`.
 pub async fn collect_with_progress(
     plan: Arc<dyn ExecutionPlan>,
@@ -188,7 +216,11 @@ pub async fn collect_with_progress(
     mode: ProgressMode,
 ) -> Result<Vec<RecordBatch>> {
     let watched = Arc::clone(&plan);
-    let _watch = watch(mode, total_rows(&plan), move || scanned_rows(&watched));
+    let _watch = if on_cluster(&plan) {
+        display(mode, None)
+    } else {
+        watch(mode, total_rows(&plan), move || scanned_rows(&watched))
+    };
     collect(plan, task_ctx).await
 }
 

@@ -290,15 +290,7 @@ fn a_killed_executor_s_tasks_run_on_the_other() {
         values.join(",")
     );
     let query = lakecap()
-        .args([
-            "--cluster",
-            &cluster.url,
-            "--no-progress",
-            "sql",
-            &sql,
-            "--format",
-            "csv",
-        ])
+        .args(["--cluster", &cluster.url, "sql", &sql, "--format", "csv"])
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -320,6 +312,9 @@ fn a_killed_executor_s_tasks_run_on_the_other() {
     // 212 of the 240 sample images decode (the demo's summary above).
     assert_eq!(out.trim(), format!("n\n{}", 212 * 40), "{}", cluster.logs());
     assert!(cluster.status().contains(": 1 executor(s)"));
+    // Its progress (plain lines off a terminal) says where it runs.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("lakecap: running on the cluster, "), "{err}");
 }
 
 /// A scheduler that does not answer: one line naming its URL.
