@@ -224,11 +224,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Models {
             cmd: ModelsCmd::Pull { id },
         } => cli::models::pull(&id).await,
-        Cmd::Cluster { cmd } => cluster(cmd, cli.cluster.as_deref()).await,
+        Cmd::Cluster { cmd } => cluster(cmd, engine).await,
     }
 }
 
-async fn cluster(cmd: ClusterCmd, url: Option<&str>) -> anyhow::Result<()> {
+/// Starts a scheduler or an executor, or reports on the session's cluster.
+async fn cluster(
+    cmd: ClusterCmd,
+    engine: impl Fn() -> anyhow::Result<Engine>,
+) -> anyhow::Result<()> {
     use lakecap::cluster;
     match cmd {
         ClusterCmd::Scheduler { bind, port } => {
@@ -255,15 +259,13 @@ async fn cluster(cmd: ClusterCmd, url: Option<&str>) -> anyhow::Result<()> {
             .await
         }
         ClusterCmd::Status => {
-            let url = url.ok_or_else(|| {
+            let engine = engine()?;
+            let url = engine.cluster().ok_or_else(|| {
                 anyhow::anyhow!(
-                    "which cluster? pass --cluster df://HOST:PORT or set LAKECAP_CLUSTER"
+                    "which cluster? pass --cluster df://HOST:PORT, set LAKECAP_CLUSTER or put cluster = \"df://HOST:PORT\" in lakecap.toml"
                 )
             })?;
-            print!(
-                "{}",
-                cluster::status::report(&cluster::ClusterUrl::parse(url)?).await?
-            );
+            print!("{}", cluster::status::report(url).await?);
             Ok(())
         }
     }

@@ -166,6 +166,31 @@ fn the_cluster_runs_the_demo_models_and_settings_like_one_process() {
     let dir = tmp.path();
     let cluster = Cluster::start(dir, 2);
 
+    // The cluster may also come from LAKECAP_CLUSTER or lakecap.toml.
+    let status = |c: &mut Command| {
+        let o = c
+            .args(["cluster", "status"])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let by_env = status(lakecap().env("LAKECAP_CLUSTER", &cluster.url));
+    assert!(
+        by_env.contains(": 2 executor(s)") && by_env.contains("device cpu"),
+        "{by_env}"
+    );
+    std::fs::write(
+        dir.join("lakecap.toml"),
+        format!("cluster = '{}'\n", cluster.url),
+    )
+    .unwrap();
+    let by_file = status(&mut lakecap());
+    std::fs::remove_file(dir.join("lakecap.toml")).unwrap();
+    assert!(by_file.contains(": 2 executor(s)"), "{by_file}");
+    let none = status(&mut lakecap());
+    assert!(none.contains("which cluster?"), "{none}");
+
     // sql/demo.sql: the same summary and the same curated rows.
     let demo = root().join("sql/demo.sql");
     let run = |on_cluster: bool, out: &str| {
