@@ -8,11 +8,6 @@ use lakecap::{Engine, ProgressMode};
 
 /// Runs the job once and records the run; warnings and the summary go to stderr.
 async fn once(engine: &Engine, path: &Path, opts: RefreshOptions) -> Result<()> {
-    if let Some(url) = engine.cluster() {
-        anyhow::bail!(
-            "refresh jobs do not run on a cluster yet ({url}): their exactly-once commits read the output table and a per-commit view of the source files, which executors cannot resolve; run the job without --cluster (its functions then run in this process)"
-        );
-    }
     let started = chrono::Utc::now();
     let job = Job::load(path)?;
     let result = refresh::run(engine.ctx(), &job, opts).await;

@@ -97,6 +97,21 @@ impl Cluster {
         }
     }
 
+    /// The body of GET `path` on the scheduler's port.
+    fn rest(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let addr = self.url.trim_start_matches("df://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    }
+
     fn logs(&self) -> String {
         let mut out = String::new();
         for e in std::fs::read_dir(&self.dir).unwrap() {
@@ -249,25 +264,6 @@ fn the_cluster_runs_the_demo_models_and_settings_like_one_process() {
         "{err}"
     );
 
-    // Refresh jobs say they do not run on a cluster yet, and why.
-    std::fs::write(
-        dir.join("job.toml"),
-        "name = 'j'\nversion = 1\nkey = 'key'\nsql = 'SELECT key FROM lake'\n\
-         [source.lake]\nlocation = 'lake'\n[output]\nlocation = 'job_out'\nformat = 'parquet'\n",
-    )
-    .unwrap();
-    let o = lakecap()
-        .args(["--cluster", &cluster.url, "refresh", "job.toml"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("refresh jobs do not run on a cluster yet"),
-        "{err}"
-    );
-    assert!(!dir.join("job_out").exists());
-
     // A model query: real MiniLM embeddings, then SemDeDup over them.
     const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
     if lakecap_models::hub::resolve(MINILM).is_err() {
@@ -340,6 +336,54 @@ fn a_killed_executor_s_tasks_run_on_the_other() {
     // Its progress (plain lines off a terminal) says where it runs.
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("lakecap: running on the cluster, "), "{err}");
+}
+
+/// A refresh job on the cluster: executors compute, this process commits.
+/// Crashed while a group's rows stream back (then at a commit), the rerun
+/// takes over and the output holds every source row exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_on_the_cluster_crashed_mid_run_loses_and_duplicates_nothing() {
+    use crate::refresh::{SQL, assert_exactly_once, job_text, lake, write_job};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = dir.join("lake");
+    lake(&src, 40, 5);
+    let cluster = Cluster::start(dir, 2);
+    for (format, point) in [("delta", "mid_batch@2"), ("parquet", "during_commit@2")] {
+        let case = dir.join(format);
+        std::fs::create_dir_all(&case).unwrap();
+        let out = case.join("out");
+        let job = write_job(&case, &job_text(&src, &out, format, 1, SQL));
+        let refresh = |fault: Option<&str>| {
+            let mut c = lakecap();
+            if let Some(f) = fault {
+                c.env("LAKECAP_FAULT", f);
+            }
+            c.env("LAKECAP_HOME", dir)
+                .args(["--cluster", &cluster.url, "--no-progress", "refresh"])
+                .arg(&job)
+                .output()
+                .unwrap()
+        };
+        let crashed = refresh(Some(point));
+        let err = String::from_utf8_lossy(&crashed.stderr);
+        assert!(
+            !crashed.status.success() && err.contains("injected crash"),
+            "{format}: {err}"
+        );
+        let rerun = refresh(None);
+        let err = String::from_utf8_lossy(&rerun.stderr);
+        assert!(
+            rerun.status.success(),
+            "{format}: {err}\n{}",
+            cluster.logs()
+        );
+        assert!(err.contains("taking over a stale lock"), "{format}: {err}");
+        assert_exactly_once(&src, &out, format).await;
+    }
+    // The work ran as jobs of the scheduler (Ballista's REST API).
+    let jobs = cluster.rest("/api/jobs");
+    assert!(jobs.matches("\"Completed\"").count() >= 6, "{jobs}");
 }
 
 /// A scheduler that does not answer: one line naming its URL.

@@ -15,7 +15,7 @@ use lakecap::sample_lake::{SampleLakeOptions, write_sample_lake};
 use crate::common::engine;
 
 /// A lake of `rows` rows (seed `seed`, 8 rows per file) in `dir`.
-fn lake(dir: &Path, rows: usize, seed: u64) {
+pub(crate) fn lake(dir: &Path, rows: usize, seed: u64) {
     write_sample_lake(
         dir,
         &SampleLakeOptions {
@@ -52,7 +52,7 @@ fn add_shards(from: &Path, to: &Path, crawl: &str) -> usize {
     files.len()
 }
 
-fn job_text(src: &Path, out: &Path, format: &str, version: i64, sql: &str) -> String {
+pub(crate) fn job_text(src: &Path, out: &Path, format: &str, version: i64, sql: &str) -> String {
     format!(
         "name = 'curate'\nversion = {version}\nkey = 'key'\nfiles_per_commit = 3\nsql = \"{sql}\"\n\
          [source.lake]\nlocation = '{}'\n[output]\nlocation = '{}'\nformat = '{format}'\n\
@@ -62,9 +62,10 @@ fn job_text(src: &Path, out: &Path, format: &str, version: i64, sql: &str) -> St
     )
 }
 
-const SQL: &str = "SELECT key, alt, phash(img) AS phash, image_error(img) AS err FROM lake";
+pub(crate) const SQL: &str =
+    "SELECT key, alt, phash(img) AS phash, image_error(img) AS err FROM lake";
 
-fn write_job(dir: &Path, text: &str) -> PathBuf {
+pub(crate) fn write_job(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("job.toml");
     std::fs::write(&p, text).unwrap();
     p
@@ -141,7 +142,7 @@ async fn source_keys(src: &Path) -> Vec<String> {
 }
 
 /// The output holds every source row exactly once.
-async fn assert_exactly_once(src: &Path, out: &Path, format: &str) {
+pub(crate) async fn assert_exactly_once(src: &Path, out: &Path, format: &str) {
     let want: HashSet<String> = source_keys(src).await.into_iter().collect();
     let got = output(out, format).await;
     let keys: HashSet<String> = got.iter().map(|(k, _)| k.clone()).collect();

@@ -1,7 +1,8 @@
 //! The logical plan codec of lakecap's cluster processes: Ballista's own
 //! (file formats, its plan nodes), plus in-memory tables (`CREATE TABLE …
 //! AS`, and table functions once the client has computed them), which
-//! travel inside the plan as Arrow IPC, one stream per partition.
+//! travel inside the plan as Arrow IPC, one stream per partition, and a
+//! refresh job's group of source files ([`GroupTable`]).
 //!
 //! Any other table a client holds (a Delta table, a custom provider) fails
 //! with an error naming it, instead of Ballista's "not implemented".
@@ -21,8 +22,12 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 
+use crate::refresh::group::GroupTable;
+
 /// Marks an encoded in-memory table (and its format's version).
 const MEMORY_TABLE: &[u8] = b"lakecap.memtable.1";
+/// Marks a refresh job's group of source files ([`GroupTable`]).
+const REFRESH_GROUP: &[u8] = b"lakecap.refresh-group.1";
 
 /// Ballista's logical codec with in-memory tables added.
 #[derive(Debug, Default)]
@@ -51,12 +56,14 @@ impl LogicalExtensionCodec for LakecapLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        match buf.strip_prefix(MEMORY_TABLE) {
-            Some(rest) => Ok(Arc::new(decode_memory_table(rest, schema)?)),
-            None => self
-                .ballista
-                .try_decode_table_provider(buf, table_ref, schema, ctx),
+        if let Some(rest) = buf.strip_prefix(MEMORY_TABLE) {
+            return Ok(Arc::new(decode_memory_table(rest, schema)?));
         }
+        if let Some(rest) = buf.strip_prefix(REFRESH_GROUP) {
+            return Ok(Arc::new(GroupTable::decode(rest, schema, ctx)?));
+        }
+        self.ballista
+            .try_decode_table_provider(buf, table_ref, schema, ctx)
     }
 
     fn try_encode_table_provider(
@@ -65,9 +72,15 @@ impl LogicalExtensionCodec for LakecapLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        if let Some(mem) = (node.as_ref() as &dyn std::any::Any).downcast_ref::<MemTable>() {
+        let any = node.as_ref() as &dyn std::any::Any;
+        if let Some(mem) = any.downcast_ref::<MemTable>() {
             buf.extend_from_slice(MEMORY_TABLE);
             return encode_memory_table(mem, buf);
+        }
+        if let Some(group) = any.downcast_ref::<GroupTable>() {
+            buf.extend_from_slice(REFRESH_GROUP);
+            buf.extend(group.encode()?);
+            return Ok(());
         }
         if self
             .ballista

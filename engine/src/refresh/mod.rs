@@ -7,7 +7,7 @@
 //!    under this job version, stored in each commit's own metadata;
 //! 3. lists the source and keeps the files that are new or changed;
 //! 4. per group of `files_per_commit` files, reads just those files
-//!    ([`store::StoreView`]), drops rows whose key the output already holds
+//!    ([`group::GroupTable`], also on a cluster's executors), drops rows whose key the output already holds
 //!    for this version (a key anti-join, before any model runs), runs the
 //!    transform, adds lineage columns and commits rows and ledger together;
 //! 5. after a version change, drops the older version's rows once every
@@ -18,6 +18,7 @@
 //! file already in the output by the anti-join. [`Schedule`] repeats a job
 //! on an interval or a cron expression; [`status`] keeps each job's runs.
 
+pub mod group;
 pub mod job;
 pub mod lock;
 mod run;

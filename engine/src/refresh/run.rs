@@ -5,18 +5,16 @@
 //! (5). [`Run`] holds what the steps share; [`Groups`] and [`Progress`] hold
 //! step 4's state.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, SchemaRef};
+use datafusion::catalog::view::ViewTable;
 use datafusion::common::{JoinType, ScalarValue, TableReference};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::listing::{ListingOptions, ListingTableUrl};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, ident, lit};
@@ -24,6 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 
+use super::group::GroupTable;
 use super::sink::{self, CommitMeta, Ledger, Sink, SourceFile};
 use super::store::{FaultPoint, Faults, StoreView};
 use super::{Job, LINEAGE, OutputFormat, RefreshOptions, RunSummary, lock};
@@ -191,7 +190,6 @@ impl Run<'_> {
 struct Groups<'a> {
     run: &'a Run<'a>,
     source: &'a Source,
-    src_store: Arc<dyn ObjectStore>,
     /// Unique to the run, so concurrent runs' stores and tables never meet.
     host: String,
     /// Model options recorded in every row's lineage.
@@ -206,7 +204,6 @@ impl<'a> Groups<'a> {
         Ok(Groups {
             run,
             source,
-            src_store: run.ctx.runtime_env().object_store(&source.url)?,
             host: run.run_id.replace(['T', '-'], "").to_ascii_lowercase(),
             models: models_used(run.ctx, &run.job.sql),
             count: pending.div_ceil(run.job.files_per_commit),
@@ -215,26 +212,16 @@ impl<'a> Groups<'a> {
     }
 
     /// A table over just `files`, through a store registered at `lakecap-refresh://HOST`.
-    fn files_table(&self, host: &str, files: &[&SourceFile]) -> Result<(url::Url, ListingTable)> {
-        let ctx = self.run.ctx;
-        let view_url = url::Url::parse(&format!("lakecap-refresh://{host}"))?;
-        let only: HashSet<Path> = files.iter().map(|f| Path::from(f.path.as_str())).collect();
-        ctx.runtime_env().register_object_store(
-            &view_url,
-            Arc::new(StoreView::only(Arc::clone(&self.src_store), only)),
-        );
-        // Its own table reference, so DataFusion's listing cache keeps groups apart.
-        let url = ListingTableUrl::parse(format!(
-            "lakecap-refresh://{host}{}",
-            AsRef::<url::Url>::as_ref(&self.source.url).path()
-        ))?
-        .with_table_ref(TableReference::bare(format!("lakecap_refresh_{host}")));
-        let table = ListingTable::try_new(
-            ListingTableConfig::new(url)
-                .with_listing_options(self.source.options.clone())
-                .with_schema(Arc::clone(&self.source.schema)),
+    fn files_table(&self, host: &str, files: &[&SourceFile]) -> Result<(url::Url, GroupTable)> {
+        let table = GroupTable::new(
+            &self.run.ctx.runtime_env(),
+            host,
+            &self.source.url,
+            &self.source.options,
+            Arc::clone(&self.source.schema),
+            files.iter().map(|f| f.path.clone()).collect(),
         )?;
-        Ok((view_url, table))
+        Ok((url::Url::parse(table.view())?, table))
     }
 
     /// Shows progress over the source rows of `pending` (from the parquet
@@ -283,11 +270,7 @@ impl<'a> Groups<'a> {
 
     /// The group's rows with a key the output does not hold yet for this
     /// version (a key anti-join, before any model runs), and the counts.
-    async fn fresh_rows(
-        &self,
-        table: ListingTable,
-        sink: &dyn Sink,
-    ) -> Result<(DataFrame, Counts)> {
+    async fn fresh_rows(&self, table: GroupTable, sink: &dyn Sink) -> Result<(DataFrame, Counts)> {
         let (ctx, job, key) = (self.run.ctx, self.run.job, self.run.job.key.as_str());
         let rows = ctx.read_table(Arc::new(table))?;
         let (read, null_keys) = count_rows_and_null_keys(rows.clone(), key).await?;
@@ -323,7 +306,9 @@ impl<'a> Groups<'a> {
     async fn transform(&self, rows: DataFrame) -> Result<DataFrame> {
         let (ctx, job, key) = (self.run.ctx, self.run.job, self.run.job.key.as_str());
         ctx.deregister_table(job.source.name.as_str())?;
-        ctx.register_table(job.source.name.as_str(), rows.into_view())?;
+        // A view (not `into_view`'s provider): a cluster plan carries views.
+        let view = ViewTable::new(rows.into_unoptimized_plan(), None);
+        ctx.register_table(job.source.name.as_str(), Arc::new(view))?;
 
         let out = ctx.sql(&job.sql).await.context("the transform SQL")?;
         if out.schema().field_with_unqualified_name(key).is_err() {

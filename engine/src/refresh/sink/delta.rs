@@ -10,6 +10,10 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -75,8 +79,22 @@ impl Sink for DeltaSink {
         if !self.exists() {
             return Ok(None);
         }
-        self.table.update_datafusion_session(&ctx.state())?;
-        Ok(Some(self.table.table_provider().await?))
+        // The table's live files as a listing table, not delta-rs's provider:
+        // a listing table also travels in a cluster's plans. (Our writes add
+        // whole files, unpartitioned, with no deletion vectors.)
+        let urls = self
+            .table
+            .get_file_uris()?
+            .map(ListingTableUrl::parse)
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
+            .infer_schema(&ctx.state())
+            .await?;
+        Ok(Some(Arc::new(ListingTable::try_new(config)?)))
     }
 
     async fn write(
