@@ -63,19 +63,28 @@ async fn fuse_stage(engine: &Engine, lake: &Path) -> Result<()> {
             captions.display()
         ))
         .await?;
-    let b = engine
-        .sql(&format!(
-            "SELECT alt, fuse(alt, caption) AS fused FROM \
+    let out = engine
+        .run_script(
+            &format!(
+            "SELECT alt, caption, fuse(alt, caption) AS fused FROM \
                (SELECT d.key, d.alt, c.caption FROM decided d JOIN demo_captions c ON c.key = d.key \
                 WHERE d.dropped_because IS NULL AND lower(d.alt) <> lower(c.caption) \
                 ORDER BY d.alt_score DESC, d.key LIMIT {FUSE_ROWS})"
-        ))
+            ),
+            &Vars::default(),
+        )
         .await?;
+    let Some(fused) = out.last() else {
+        bail!("the fusion query gave no output")
+    };
     println!(
         "caption fusion ({llm}) of the {FUSE_ROWS} kept rows with the best alt texts that differ \
-         from their image description:"
+         from their image description (fused = caption: the alt text had no facts, or the reply was refused):"
     );
-    output::write(&mut std::io::stdout().lock(), &b, Format::Table)?;
+    output::write(&mut std::io::stdout().lock(), &fused.batches, Format::Table)?;
+    for w in &fused.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }
 

@@ -178,6 +178,10 @@ fn model_recipes_run_on_the_sample_lake() {
         ("semdedup", "embedded,kept,duplicates,clusters\n"),
         ("caption_dedup", "captions,paraphrase_duplicates\n"),
         ("capsfusion", "rows,fused,caption_kept\n"),
+        (
+            "eval_fusion",
+            "rows,fused,fused_share,novel_word_rate,alt_word_survival,caption_word_survival\n",
+        ),
         ("veclip", "rows,rewritten,trained_on_vec\n"),
         ("fusecap", "rows,tagged,fused\n"),
         (

@@ -4,10 +4,12 @@
 //! the fusions of the real photos' alt texts and reference captions read as
 //! one caption that keeps facts of both.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use lakecap::sample_lake::{SampleLakeOptions, captions_path, write_sample_lake};
 use lakecap_models::runtime::Device;
 
 use crate::common::{engine, root};
@@ -157,4 +159,77 @@ async fn smollm2_fuses_real_rows_into_one_caption() {
         astronaut.contains("Eileen Collins") && astronaut.contains("astronaut"),
         "{astronaut}"
     );
+}
+
+/// Content words (four letters or more), lower case.
+fn content_words(s: &str) -> HashSet<String> {
+    s.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 4)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The bound of issue 18 on the whole sample lake with the real SmolLM2: no
+/// reply `fuse` accepts carries a word of the prompt's worked example that
+/// neither input has (SmolLM2 answered "The Golden Gate Bridge, …" for
+/// shapes before), and URL alt texts are not fused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smollm2_fusions_on_the_sample_lake_add_nothing_from_the_example() {
+    if lakecap_models::hub::resolve(SMOL).is_err() {
+        assert!(
+            std::env::var("LAKECAP_REQUIRE_MODELS").is_err(),
+            "{SMOL} missing: run scripts/fetch-models.sh"
+        );
+        eprintln!("skipping: {SMOL} not found (run scripts/fetch-models.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    write_sample_lake(&lake, &SampleLakeOptions::default()).unwrap();
+    let engine = engine();
+    let sql = format!(
+        "SET lakecap.device = 'cpu';
+         CREATE EXTERNAL TABLE lake STORED AS PARQUET LOCATION '{}/';
+         CREATE EXTERNAL TABLE captions STORED AS PARQUET LOCATION '{}';
+         SELECT arrow_cast(l.alt, 'Utf8'), arrow_cast(c.caption, 'Utf8'), fuse(l.alt, c.caption)
+         FROM lake l JOIN captions c ON c.key = l.key ORDER BY l.key",
+        lake.display(),
+        captions_path(&lake).display()
+    );
+    let out = engine.sql(&sql).await.unwrap();
+    let (alts, caps, fused) = (strings(&out, 0), strings(&out, 1), strings(&out, 2));
+    assert!(alts.len() >= 200, "{} rows", alts.len());
+    let prompt = std::fs::read_to_string(root().join("udfs/prompts/fuse.txt")).unwrap();
+    // The worked example: the first user turn and the assistant's answer.
+    let example_turns = prompt.split("[user]").nth(1).unwrap();
+    let example =
+        &content_words(example_turns) - &content_words("Alt text: Description: [assistant]");
+    assert!(
+        example.contains("golden") && example.contains("bridge"),
+        "{example:?}"
+    );
+    let mut accepted = 0;
+    for ((alt, cap), f) in alts.iter().zip(&caps).zip(&fused) {
+        let (alt, cap) = (alt.as_deref().unwrap_or(""), cap.as_deref().unwrap_or(""));
+        let Some(f) = f.as_deref() else { continue };
+        if f == cap || f == alt {
+            continue;
+        }
+        accepted += 1;
+        assert!(
+            !alt.contains("://"),
+            "a URL alt text was fused: {alt:?} -> {f:?}"
+        );
+        let inputs = &content_words(alt) | &content_words(cap);
+        let leaked: Vec<_> = content_words(f)
+            .into_iter()
+            .filter(|w| example.contains(w) && !inputs.contains(w))
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "{f:?} (alt {alt:?}, caption {cap:?}) copies {leaked:?}"
+        );
+    }
+    eprintln!("{accepted} of {} rows fused", alts.len());
 }

@@ -221,7 +221,7 @@ impl<'a> Rows<'a> {
 
     /// Counts a warning for a row that still has a value (a fallback).
     pub fn warn(&self, row: usize, kind: &'static str, message: &str) {
-        self.diag.warn(self.func, &self.column, kind, || {
+        self.diag.warn_fallback(self.func, &self.column, kind, || {
             format!("{}: {message}", self.locate(row))
         });
     }

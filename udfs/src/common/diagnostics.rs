@@ -14,6 +14,8 @@ pub struct WarningCount {
     pub count: u64,
     /// The first full message of this kind (names the row).
     pub example: String,
+    /// The rows kept a fallback value (`fuse` keeps the caption) instead of NULL.
+    pub fallback: bool,
 }
 
 /// `phash(img): 3 row(s) gave NULL: truncated (first: phash(img) at key = 'a1': truncated jpeg)`.
@@ -21,14 +23,23 @@ impl std::fmt::Display for WarningCount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}({}): {} row(s) gave NULL: {} (first: {})",
-            self.function, self.column, self.count, self.kind, self.example
+            "{}({}): {} row(s) {}: {} (first: {})",
+            self.function,
+            self.column,
+            self.count,
+            if self.fallback {
+                "kept a fallback"
+            } else {
+                "gave NULL"
+            },
+            self.kind,
+            self.example
         )
     }
 }
 
-/// (function, column, kind) -> (count, first message).
-type Counts = BTreeMap<(String, String, String), (u64, String)>;
+/// (function, column, kind) -> (count, first message, fallback).
+type Counts = BTreeMap<(String, String, String), (u64, String, bool)>;
 
 /// Per-session warning counters, shared by every function of a session.
 #[derive(Debug, Default)]
@@ -39,10 +50,32 @@ pub struct Diagnostics {
 impl Diagnostics {
     /// Records one row that yielded NULL instead of a value.
     pub fn warn(&self, function: &str, column: &str, kind: &str, message: impl FnOnce() -> String) {
+        self.record(function, column, kind, message, false);
+    }
+
+    /// Records one row that kept a fallback value instead of the function's own.
+    pub fn warn_fallback(
+        &self,
+        function: &str,
+        column: &str,
+        kind: &str,
+        message: impl FnOnce() -> String,
+    ) {
+        self.record(function, column, kind, message, true);
+    }
+
+    fn record(
+        &self,
+        function: &str,
+        column: &str,
+        kind: &str,
+        message: impl FnOnce() -> String,
+        fallback: bool,
+    ) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let entry = counts
             .entry((function.to_string(), column.to_string(), kind.to_string()))
-            .or_insert_with(|| (0, message()));
+            .or_insert_with(|| (0, message(), fallback));
         entry.0 += 1;
     }
 
@@ -52,12 +85,13 @@ impl Diagnostics {
         counts
             .iter()
             .map(
-                |((function, column, kind), (count, example))| WarningCount {
+                |((function, column, kind), (count, example, fallback))| WarningCount {
                     function: function.clone(),
                     column: column.clone(),
                     kind: kind.clone(),
                     count: *count,
                     example: example.clone(),
+                    fallback: *fallback,
                 },
             )
             .collect()
@@ -68,7 +102,7 @@ impl Diagnostics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .map(|(c, _)| c)
+            .map(|(c, _, _)| c)
             .sum()
     }
 
@@ -122,6 +156,15 @@ mod tests {
         assert_eq!(s[1].kind, "truncated");
         assert_eq!(s[1].count, 2);
         assert_eq!(s[1].example, "row 3: truncated png");
+        assert_eq!(
+            s[1].to_string(),
+            "phash(img): 2 row(s) gave NULL: truncated (first: row 3: truncated png)"
+        );
         assert_eq!(d.total(), 0);
+        d.warn_fallback("fuse", "alt", "ungrounded_fusion", || "row 1".into());
+        assert_eq!(
+            d.take()[0].to_string(),
+            "fuse(alt): 1 row(s) kept a fallback: ungrounded_fusion (first: row 1)"
+        );
     }
 }

@@ -9,9 +9,9 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{Documentation, ReturnFieldArgs, ScalarFunctionArgs, Signature};
 use lakecap_models::chat::parse_turns;
-use lakecap_models::text::alt_quality;
 
 use super::function::{Model, ModelFunction};
+use super::fusion_judge::{Judge, usable_alt};
 use super::llm_call::{at_least, fill, generate, string_columns, strings_signature};
 use crate::common::args::{Rows, arrays};
 use crate::common::arrow::column;
@@ -28,9 +28,10 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          details. The prompt is udfs/prompts/fuse.txt, overridable with SET lakecap.fuse.prompt; \
          the model and sampling follow lakecap.llm.*. Without a usable alt text (NULL, empty, a \
          file name, boilerplate, an ad or a single word) the caption is returned unchanged; \
-         without a caption, the alt text. Both NULL gives NULL. A reply that keeps under a third of \
-         the caption's content words (a small model repeating the prompt's example) is rejected: \
-         the caption is kept and a warning counted.",
+         without a caption, the alt text. Both NULL gives NULL. A reply is refused, keeping the \
+         caption with a counted warning, when it copies words of the prompt's example that neither \
+         input has, adds names or numbers that neither input has, or keeps under a third of the \
+         caption's content words.",
         USAGE,
     )
     .with_argument("alt", "The web alt text.")
@@ -48,12 +49,6 @@ pub type FuseFunc = Model<Fuse>;
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Fuse;
 
-/// Whether an alt text carries facts worth fusing.
-fn usable_alt(alt: &str) -> bool {
-    let q = alt_quality(alt);
-    q.words >= 2 && !q.is_filename && !q.is_boilerplate && !q.is_ad
-}
-
 /// The caption in a model reply: its first non-empty line, without quotes or
 /// a "Caption:" label.
 fn clean(reply: &str) -> String {
@@ -69,22 +64,6 @@ fn clean(reply: &str) -> String {
     line.trim_matches(['"', '\u{201c}', '\u{201d}'])
         .trim()
         .to_string()
-}
-
-/// Whether a fused caption is grounded in the description: it must keep at
-/// least a third of the description's content words (the visual details a
-/// fusion exists to keep). A reply that does not (a small model repeating the
-/// prompt's example, or echoing only the alt text) is rejected.
-fn grounded(fused: &str, caption: &str) -> bool {
-    let words = |s: &str| -> std::collections::HashSet<String> {
-        s.to_lowercase()
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.chars().count() > 3)
-            .map(str::to_string)
-            .collect()
-    };
-    let (f, c) = (words(fused), words(caption));
-    !f.is_empty() && 3 * c.intersection(&f).count() >= c.len()
 }
 
 /// What a row becomes without the model, or `None` when it needs fusing.
@@ -127,6 +106,7 @@ impl ModelFunction for Fuse {
     ) -> Result<ArrayRef> {
         let cols = string_columns(&arrays(args)?)?;
         let prompt = rows.options.fuse.prompt.clone();
+        let judge = Judge::new(&prompt);
         let n = cols[0].len();
         let mut out: Vec<Option<String>> = vec![None; n];
         let mut convs = vec![None; n];
@@ -160,15 +140,16 @@ impl ModelFunction for Fuse {
                 continue;
             }
             let caption = cols[1][i].clone();
+            let cap = caption.as_deref().unwrap_or("");
+            let inputs: Vec<&str> = cols.iter().filter_map(|c| c[i].as_deref()).collect();
             out[i] = match f.map(|r| clean(&r)) {
-                Some(c) if grounded(&c, caption.as_deref().unwrap_or("")) => Some(c),
-                Some(c) => {
-                    let msg = format!(
-                        "the model's reply {c:?} keeps too little of the caption; the caption is kept"
-                    );
-                    rows.warn(i, "ungrounded_fusion", &msg);
-                    caption
-                }
+                Some(c) => match judge.refuse(&c, cap, &inputs) {
+                    None => Some(c),
+                    Some(why) => {
+                        rows.warn(i, why.kind(), &why.message(&c));
+                        caption
+                    }
+                },
                 // A row the model could not run (warned already): keep the caption.
                 None => caption,
             };
@@ -208,14 +189,12 @@ mod tests {
         assert_eq!(shortcut(Some("Tabby cat Chelsea, 2009"), Some(cap)), None);
         assert_eq!(clean("\n  Caption: \"A cat.\"\nmore"), "A cat.");
         assert_eq!(clean("   "), "");
-        assert!(grounded(
-            "Chelsea, a tabby cat with green eyes, sits",
-            "a tabby cat with green eyes"
-        ));
-        assert!(!grounded(
-            "The Golden Gate Bridge spans the water",
-            "a black silhouette of a horse"
-        ));
-        assert!(!grounded("", "a cat"));
+        assert_eq!(
+            shortcut(
+                Some("https://img.example.org/media/14906e6390288a79.jpg"),
+                Some(cap)
+            ),
+            Some(Some(cap.into()))
+        );
     }
 }

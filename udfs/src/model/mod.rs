@@ -11,6 +11,7 @@ pub(crate) mod embed_image;
 pub(crate) mod embed_text;
 pub(crate) mod function;
 pub(crate) mod fuse;
+pub(crate) mod fusion_judge;
 pub(crate) mod llm;
 pub(crate) mod llm_call;
 pub(crate) mod recaption;
