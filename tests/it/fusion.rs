@@ -102,14 +102,27 @@ fn words(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// [`words`] as a set.
+fn word_set(s: &str) -> HashSet<String> {
+    words(s).into_iter().collect()
+}
+
+/// Whether SmolLM2 is absent (said, and an error under LAKECAP_REQUIRE_MODELS).
+fn smol_missing() -> bool {
+    if lakecap_models::hub::resolve(SMOL).is_ok() {
+        return false;
+    }
+    assert!(
+        std::env::var("LAKECAP_REQUIRE_MODELS").is_err(),
+        "{SMOL} missing: run scripts/fetch-models.sh"
+    );
+    eprintln!("skipping: {SMOL} not found (run scripts/fetch-models.sh)");
+    true
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smollm2_fuses_real_rows_into_one_caption() {
-    if lakecap_models::hub::resolve(SMOL).is_err() {
-        assert!(
-            std::env::var("LAKECAP_REQUIRE_MODELS").is_err(),
-            "{SMOL} missing: run scripts/fetch-models.sh"
-        );
-        eprintln!("skipping: {SMOL} not found (run scripts/fetch-models.sh)");
+    if smol_missing() {
         return;
     }
     let engine = engine();
@@ -161,27 +174,13 @@ async fn smollm2_fuses_real_rows_into_one_caption() {
     );
 }
 
-/// Content words (four letters or more), lower case.
-fn content_words(s: &str) -> HashSet<String> {
-    s.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.chars().count() >= 4)
-        .map(str::to_string)
-        .collect()
-}
-
 /// The bound of issue 18 on the whole sample lake with the real SmolLM2: no
 /// reply `fuse` accepts carries a word of the prompt's worked example that
 /// neither input has (SmolLM2 answered "The Golden Gate Bridge, …" for
 /// shapes before), and URL alt texts are not fused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smollm2_fusions_on_the_sample_lake_add_nothing_from_the_example() {
-    if lakecap_models::hub::resolve(SMOL).is_err() {
-        assert!(
-            std::env::var("LAKECAP_REQUIRE_MODELS").is_err(),
-            "{SMOL} missing: run scripts/fetch-models.sh"
-        );
-        eprintln!("skipping: {SMOL} not found (run scripts/fetch-models.sh)");
+    if smol_missing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -203,8 +202,7 @@ async fn smollm2_fusions_on_the_sample_lake_add_nothing_from_the_example() {
     let prompt = std::fs::read_to_string(root().join("udfs/prompts/fuse.txt")).unwrap();
     // The worked example: the first user turn and the assistant's answer.
     let example_turns = prompt.split("[user]").nth(1).unwrap();
-    let example =
-        &content_words(example_turns) - &content_words("Alt text: Description: [assistant]");
+    let example = &word_set(example_turns) - &word_set("Alt text: Description: [assistant]");
     assert!(
         example.contains("golden") && example.contains("bridge"),
         "{example:?}"
@@ -221,8 +219,8 @@ async fn smollm2_fusions_on_the_sample_lake_add_nothing_from_the_example() {
             !alt.contains("://"),
             "a URL alt text was fused: {alt:?} -> {f:?}"
         );
-        let inputs = &content_words(alt) | &content_words(cap);
-        let leaked: Vec<_> = content_words(f)
+        let inputs = &word_set(alt) | &word_set(cap);
+        let leaked: Vec<_> = word_set(f)
             .into_iter()
             .filter(|w| example.contains(w) && !inputs.contains(w))
             .collect();
