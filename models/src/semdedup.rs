@@ -65,7 +65,8 @@ fn normalized(vectors: &[f32], d: usize) -> Vec<f32> {
     lakecap_kernels::cpu::norm::l2_normalize(vectors, d)
 }
 
-/// Spherical k-means: the cluster of every vector (rows of `x`, unit length).
+/// Spherical k-means: the cluster of every vector (rows of `x`, unit
+/// length), and the `k × d` unit centroids.
 pub fn spherical_kmeans<B: Backend>(
     be: &B,
     x: &[f32],
@@ -73,11 +74,11 @@ pub fn spherical_kmeans<B: Backend>(
     k: usize,
     iterations: usize,
     seed: u64,
-) -> Result<Vec<u32>> {
+) -> Result<(Vec<u32>, Vec<f32>)> {
     let n = x.len() / d;
     let k = k.clamp(1, n.max(1));
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     // k-means++ seeding on the cosine distance 1 - cos: spreads the initial
     // centroids so that well-separated groups each get one.
@@ -143,7 +144,36 @@ pub fn spherical_kmeans<B: Backend>(
             break;
         }
     }
-    Ok(assign)
+    Ok((assign, cent))
+}
+
+/// k-means clusters of `vectors` (`n × d`, any norm; NaN-free) on `device`:
+/// each vector's cluster and its cosine distance (1 − cos) to the cluster's
+/// centroid. Spherical k-means with k-means++ seeding; deterministic for a seed.
+pub fn kmeans_on(
+    device: Device,
+    vectors: &[f32],
+    d: usize,
+    k: usize,
+    iterations: usize,
+    seed: u64,
+) -> Result<Vec<(u32, f32)>> {
+    let x = normalized(vectors, d.max(1));
+    let (assign, cent) = with_shared_backend!(device, |be| spherical_kmeans(
+        be, &x, d, k, iterations, seed
+    ))?;
+    Ok(assign
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let (row, c) = (
+                &x[i * d..(i + 1) * d],
+                &cent[a as usize * d..(a as usize + 1) * d],
+            );
+            let cos: f32 = row.iter().zip(c).map(|(p, q)| p * q).sum();
+            (a, (1.0 - cos).max(0.0))
+        })
+        .collect())
 }
 
 /// SemDeDup over `vectors` (`n × d`, any norm; NaN-free) on the CPU.
@@ -177,7 +207,7 @@ fn run<B: Backend>(
         .clusters
         .unwrap_or_else(|| (n as f64).sqrt().ceil() as usize)
         .max(1);
-    let assign = spherical_kmeans(be, &x, d, k, p.iterations, p.seed)?;
+    let (assign, _) = spherical_kmeans(be, &x, d, k, p.iterations, p.seed)?;
     let k = assign.iter().map(|&a| a as usize + 1).max().unwrap_or(0);
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
     for (i, &a) in assign.iter().enumerate() {
@@ -299,13 +329,23 @@ mod tests {
     fn kmeans_recovers_well_separated_clusters() {
         let (v, label) = blobs(5, 40, 16, 0.05);
         let x = normalized(&v, 16);
-        let a = spherical_kmeans(&Cpu, &x, 16, 5, 30, 1).unwrap();
+        let (a, _) = spherical_kmeans(&Cpu, &x, 16, 5, 30, 1).unwrap();
         // Same blob <-> same cluster.
         for i in 0..label.len() {
             for j in 0..label.len() {
                 assert_eq!(label[i] == label[j], a[i] == a[j], "{i} {j}");
             }
         }
+        // kmeans_on: the same clusters (any norm), small distances to their
+        // centroids, and the same answer for the same seed.
+        let scaled: Vec<f32> = v.iter().map(|x| x * 3.0).collect();
+        let r = kmeans_on(Device::Cpu, &scaled, 16, 5, 30, 1).unwrap();
+        assert_eq!(r.iter().map(|(c, _)| *c).collect::<Vec<_>>(), a);
+        assert!(
+            r.iter().all(|(_, dist)| (0.0..0.05).contains(dist)),
+            "{r:?}"
+        );
+        assert_eq!(kmeans_on(Device::Cpu, &scaled, 16, 5, 30, 1).unwrap(), r);
     }
 
     #[test]

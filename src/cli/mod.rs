@@ -77,7 +77,13 @@ pub async fn print_functions(engine: &Engine) -> Result<()> {
         );
     }
     println!(
-        "near_duplicates('table', 'key_column', 'hash_column', max_hamming)\n    Table of near-duplicate clusters (key, cluster_id, representative, distance)."
+        "near_duplicates('table', 'key_column', 'hash_column', max_hamming)\n    Table of near-duplicate clusters (key, cluster_id, representative, distance).\n"
+    );
+    println!(
+        "semantic_duplicates('table', 'key_column', 'embedding_column', threshold [, clusters])\n    SemDeDup verdicts (key, cluster, dup_of, similarity).\n"
+    );
+    println!(
+        "kmeans('table', 'key_column', 'vector_column', k [, 'iters=20; seed=0; metric=cosine'])\n    Spherical k-means clusters (key, cluster, distance = 1 - cosine to the centroid)."
     );
     println!("\nOptions (SET lakecap.<name> = ...; lakecap.toml; LAKECAP_<NAME>):");
     for e in engine.options().entries() {

@@ -65,6 +65,7 @@ pub use model::fuse::FuseFunc;
 pub use model::llm::LlmFunc;
 pub use model::recaption::RecaptionFunc;
 pub use model::vlm::VlmFunc;
+pub use table::kmeans::KmeansFunc;
 pub use table::near_duplicates::NearDuplicatesFunc;
 pub use table::semantic_duplicates::SemanticDuplicatesFunc;
 pub use table::table_args::is_table_function_result;
@@ -122,4 +123,5 @@ pub fn register_all(ctx: &SessionContext, diag: &Arc<Diagnostics>) {
     ctx.add_analyzer_rule(Arc::new(RowKeyRule::new(names)));
     ctx.register_udtf("near_duplicates", Arc::new(NearDuplicatesFunc));
     ctx.register_udtf("semantic_duplicates", Arc::new(SemanticDuplicatesFunc));
+    ctx.register_udtf("kmeans", Arc::new(KmeansFunc));
 }

@@ -7,13 +7,12 @@ use datafusion::arrow::array::{ArrayRef, Float32Array, UInt32Array, UInt64Array}
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::common::{Result, plan_err};
 use lakecap_models::semdedup::{SemDedupParams, semantic_duplicates_on};
 
-use super::table_args::{Computed, SourceColumns, Verdicts, number_arg, resolve, string_arg};
-use crate::common::arrow::vector_rows;
-use crate::common::model_args::{blocking, model_err};
-use crate::common::options::LakecapOptions;
+use super::table_args::{
+    Computed, SourceColumns, Verdicts, check_vectors, number_arg, resolve, string_arg,
+};
 
 /// Table function: semantic deduplication (SemDeDup) of the vectors in
 /// `embedding_col` (from `embed_image` or `embed_text`): spherical k-means into
@@ -64,18 +63,7 @@ impl TableFunctionImpl for SemanticDuplicatesFunc {
             }
         };
         let src = resolve(USAGE, &args, &table, &key, &emb)?;
-        let ok = match src.value.data_type() {
-            DataType::FixedSizeList(f, _) | DataType::List(f) | DataType::LargeList(f) => {
-                matches!(f.data_type(), DataType::Float32 | DataType::Float64)
-            }
-            _ => false,
-        };
-        if !ok {
-            return plan_err!(
-                "{USAGE}: column '{emb}' must hold vectors (e.g. embed_image(img)), got {}",
-                src.value.data_type()
-            );
-        }
+        check_vectors(USAGE, &src)?;
         let schema = Arc::new(Schema::new(vec![
             Field::new("key", src.key.data_type().clone(), false),
             Field::new("cluster", DataType::UInt32, false),
@@ -108,35 +96,13 @@ impl Verdicts for SemanticDuplicatesTable {
     }
 
     async fn columns(&self, state: &dyn Session) -> Result<Vec<ArrayRef>> {
-        let (keys, batches) = self.src.read(state).await?;
-        let mut flat = Vec::new();
-        let mut dim = None;
-        let mut row = 0usize;
-        for b in &batches {
-            for v in vector_rows(b.column(1).as_ref())?.into_iter().flatten() {
-                match dim {
-                    None => dim = Some(v.len()),
-                    Some(d) if d != v.len() => {
-                        return exec_err!(
-                            "semantic_duplicates: row {row} has a vector of length {}, earlier rows {d}",
-                            v.len()
-                        );
-                    }
-                    _ => {}
-                }
-                if v.iter().any(|x| !x.is_finite()) {
-                    return exec_err!("semantic_duplicates: row {row} has a non-finite value");
-                }
-                flat.extend(v);
-                row += 1;
-            }
-        }
-        let d = dim.unwrap_or(1);
         let params = self.params.clone();
-        let device = LakecapOptions::from_config(state.config_options()).device();
-        let verdicts = blocking(move || semantic_duplicates_on(device, &flat, d, &params))
-            .await?
-            .map_err(model_err)?;
+        let (keys, verdicts) = self
+            .src
+            .on_vectors(state, "semantic_duplicates", move |device, flat, d| {
+                semantic_duplicates_on(device, &flat, d, &params)
+            })
+            .await?;
         let dup_idx: UInt64Array = verdicts
             .iter()
             .map(|v| v.dup_of.map(|i| i as u64))

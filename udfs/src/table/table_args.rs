@@ -6,14 +6,23 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::concat;
-use datafusion::arrow::datatypes::{Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableProvider};
-use datafusion::common::{Result, ScalarValue, TableReference, plan_datafusion_err, plan_err};
+use datafusion::common::{
+    Result, ScalarValue, TableReference, exec_err, plan_datafusion_err, plan_err,
+};
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableType, col};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use futures::FutureExt;
+
+use lakecap_models::Result as ModelResult;
+use lakecap_models::runtime::Device;
+
+use crate::common::arrow::vector_rows;
+use crate::common::model_args::{blocking, model_err};
+use crate::common::options::LakecapOptions;
 
 pub(crate) fn string_arg(usage: &str, e: &Expr, what: &str) -> Result<String> {
     match e {
@@ -107,6 +116,72 @@ impl SourceColumns {
             concat(&key_arrays)?
         };
         Ok((keys, batches))
+    }
+}
+
+/// Fails unless the value column holds vectors (a list of floats).
+pub(crate) fn check_vectors(usage: &str, src: &SourceColumns) -> Result<()> {
+    let ok = match src.value.data_type() {
+        DataType::FixedSizeList(f, _) | DataType::List(f) | DataType::LargeList(f) => {
+            matches!(f.data_type(), DataType::Float32 | DataType::Float64)
+        }
+        _ => false,
+    };
+    if !ok {
+        return plan_err!(
+            "{usage}: column '{}' must hold vectors (e.g. embed_image(img)), got {}",
+            src.value.name(),
+            src.value.data_type()
+        );
+    }
+    Ok(())
+}
+
+/// The vectors of column 1 of `batches` (from [`SourceColumns::read`]) as
+/// one row-major array, and their length; all rows the same length, finite.
+fn flat_vectors(func: &str, batches: &[RecordBatch]) -> Result<(Vec<f32>, usize)> {
+    let mut flat = Vec::new();
+    let mut dim = None;
+    let mut row = 0usize;
+    for b in batches {
+        for v in vector_rows(b.column(1).as_ref())?.into_iter().flatten() {
+            match dim {
+                None => dim = Some(v.len()),
+                Some(d) if d != v.len() => {
+                    return exec_err!(
+                        "{func}: row {row} has a vector of length {}, earlier rows {d}",
+                        v.len()
+                    );
+                }
+                _ => {}
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return exec_err!("{func}: row {row} has a non-finite value");
+            }
+            flat.extend(v);
+            row += 1;
+        }
+    }
+    Ok((flat, dim.unwrap_or(1)))
+}
+
+impl SourceColumns {
+    /// Reads the (key, vector) rows and runs `f` on the vectors (row-major,
+    /// their length) on `lakecap.device`, off the async threads; returns the
+    /// keys and `f`'s result. `func` names the function in errors.
+    pub async fn on_vectors<T: Send + 'static>(
+        &self,
+        state: &dyn Session,
+        func: &str,
+        f: impl FnOnce(Device, Vec<f32>, usize) -> ModelResult<T> + Send + 'static,
+    ) -> Result<(ArrayRef, T)> {
+        let (keys, batches) = self.read(state).await?;
+        let (flat, d) = flat_vectors(func, &batches)?;
+        let device = LakecapOptions::from_config(state.config_options()).device();
+        let out = blocking(move || f(device, flat, d))
+            .await?
+            .map_err(model_err)?;
+        Ok((keys, out))
     }
 }
 
