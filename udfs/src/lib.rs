@@ -70,6 +70,7 @@ pub use table::near_duplicates::NearDuplicatesFunc;
 pub use table::semantic_duplicates::SemanticDuplicatesFunc;
 pub use table::table_args::is_table_function_result;
 pub use text::alt_quality::AltQualityFunc;
+pub use text::ngrams::NgramsFunc;
 
 /// Every lakecap scalar function, reporting into `diag`; the model functions
 /// follow the model settings of `options` (the session's) and share one memo.
@@ -96,7 +97,8 @@ pub fn scalar_functions(diag: &Arc<Diagnostics>, options: &LakecapOptions) -> Ve
         ScalarUDF::from(DhashFunc::new(d.clone())),
         ScalarUDF::from(HammingFunc::new(d.clone())),
         ScalarUDF::from(ThumbnailFunc::new(d.clone())),
-        ScalarUDF::from(AltQualityFunc::new(d)),
+        ScalarUDF::from(AltQualityFunc::new(d.clone())),
+        ScalarUDF::from(NgramsFunc::new(d)),
     ]
 }
 
