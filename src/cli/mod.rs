@@ -83,7 +83,10 @@ pub async fn print_functions(engine: &Engine) -> Result<()> {
         "semantic_duplicates('table', 'key_column', 'embedding_column', threshold [, clusters])\n    SemDeDup verdicts (key, cluster, dup_of, similarity).\n"
     );
     println!(
-        "kmeans('table', 'key_column', 'vector_column', k [, 'iters=20; seed=0; metric=cosine'])\n    Spherical k-means clusters (key, cluster, distance = 1 - cosine to the centroid)."
+        "kmeans('table', 'key_column', 'vector_column', k [, 'iters=20; seed=0; metric=cosine'])\n    Spherical k-means clusters (key, cluster, distance = 1 - cosine to the centroid).\n"
+    );
+    println!(
+        "caption_stats(caption)  (aggregate)\n    {{rows, mean_words, median_words, vocab, distinct_1, distinct_2, mean_chars}} of a set of captions."
     );
     println!("\nOptions (SET lakecap.<name> = ...; lakecap.toml; LAKECAP_<NAME>):");
     for e in engine.options().entries() {

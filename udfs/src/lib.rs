@@ -39,7 +39,7 @@ mod text;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::{Documentation, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub use common::applied::{AppliedOptions, refused_options};
@@ -70,6 +70,7 @@ pub use table::near_duplicates::NearDuplicatesFunc;
 pub use table::semantic_duplicates::SemanticDuplicatesFunc;
 pub use table::table_args::is_table_function_result;
 pub use text::alt_quality::AltQualityFunc;
+pub use text::caption_stats::CaptionStatsFunc;
 pub use text::ngrams::NgramsFunc;
 
 /// Every lakecap scalar function, reporting into `diag`; the model functions
@@ -126,4 +127,5 @@ pub fn register_all(ctx: &SessionContext, diag: &Arc<Diagnostics>) {
     ctx.register_udtf("near_duplicates", Arc::new(NearDuplicatesFunc));
     ctx.register_udtf("semantic_duplicates", Arc::new(SemanticDuplicatesFunc));
     ctx.register_udtf("kmeans", Arc::new(KmeansFunc));
+    ctx.register_udaf(AggregateUDF::from(CaptionStatsFunc::default()));
 }
