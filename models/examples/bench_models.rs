@@ -20,6 +20,10 @@
 //!       captions/s of a VLM (Qwen2-VL, Qwen2.5-VL, LLaVA) from JPEG bytes,
 //!       "Describe this image.", 20 new tokens forced, `batch` rows at once.
 //!
+//!   bench_models knn N [--dim 512] [--k 10] [--device cpu|cuda]
+//!       seconds of an exact k-NN search of N random queries against N random
+//!       corpus vectors (bench/knn_peer.py runs PyTorch on the same shape).
+//!
 //!   bench_models embed DIR OUT.f32 [--device cpu|cuda] [--precision ...]
 //!       unnormalised image embeddings of the PNG photos in data/photos (sorted),
 //!       as little-endian f32, for parity checks against transformers.
@@ -302,6 +306,23 @@ fn vlm(dir: &Path, batch: usize, iters: usize, device: Device) {
     });
 }
 
+/// Exact k-NN of `n` random unit queries against `n` random corpus vectors.
+fn knn(n: usize, d: usize, k: usize, device: Device) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut vectors =
+        |n: usize| -> Vec<f32> { (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let (q, c) = (vectors(n), vectors(n));
+    let start = Instant::now();
+    let found = lakecap_models::knn::knn_on(device, &q, &c, d, k).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(found.len(), n);
+    println!(
+        "knn_n={n} knn_dim={d} knn_k={k} knn_seconds={secs:.2} knn_pairs_per_s={:.3e}",
+        (n * n) as f64 / secs
+    );
+}
+
 fn main() {
     lakecap_models::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
@@ -327,6 +348,12 @@ fn main() {
         ("text", _) => text(dir, batch, iters, device),
         ("blip", _) => blip(dir, batch, iters, device),
         ("vlm", _) => vlm(dir, batch, iters, device),
+        ("knn", _) => {
+            let n: usize = args[2].parse().expect("knn N: a row count");
+            let d: usize = arg(&args, "--dim", "512").parse().unwrap();
+            let k: usize = arg(&args, "--k", "10").parse().unwrap();
+            knn(n, d, k, device)
+        }
         ("llm", dev) => {
             let prompt: usize = arg(&args, "--prompt", "128").parse().unwrap();
             let steps: usize = arg(&args, "--steps", "32").parse().unwrap();

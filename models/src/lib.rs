@@ -9,7 +9,7 @@
 //!   first filter of every curation recipe.
 //! - [`semdedup`]: SemDeDup (spherical k-means, then greedy within-cluster
 //!   deduplication by cosine) over image or text embeddings, on a backend the
-//!   runtime shares per device.
+//!   runtime shares per device; [`knn`]: exact nearest neighbours by cosine.
 //!
 //! Neural models, in layers (each imports only the layers above it):
 //! - Shared pieces: [`nn`] (linear, layer norm, attention, MLP, encoder
@@ -61,6 +61,7 @@ pub mod home;
 pub mod hub;
 pub mod idefics3;
 pub mod image;
+pub mod knn;
 pub mod llama;
 pub mod llava;
 pub mod multimodal;

@@ -86,6 +86,9 @@ pub async fn print_functions(engine: &Engine) -> Result<()> {
         "kmeans('table', 'key_column', 'vector_column', k [, 'iters=20; seed=0; metric=cosine'])\n    Spherical k-means clusters (key, cluster, distance = 1 - cosine to the centroid).\n"
     );
     println!(
+        "knn('queries', 'qkey', 'qvec', 'corpus', 'ckey', 'cvec', k)\n    Each query's k nearest corpus rows by cosine, exact (qkey, ckey, rank, similarity).\n"
+    );
+    println!(
         "caption_stats(caption)  (aggregate)\n    {{rows, mean_words, median_words, vocab, distinct_1, distinct_2, mean_chars}} of a set of captions."
     );
     println!("\nOptions (SET lakecap.<name> = ...; lakecap.toml; LAKECAP_<NAME>):");

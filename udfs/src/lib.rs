@@ -66,6 +66,7 @@ pub use model::llm::LlmFunc;
 pub use model::recaption::RecaptionFunc;
 pub use model::vlm::VlmFunc;
 pub use table::kmeans::KmeansFunc;
+pub use table::knn::KnnFunc;
 pub use table::near_duplicates::NearDuplicatesFunc;
 pub use table::semantic_duplicates::SemanticDuplicatesFunc;
 pub use table::table_args::is_table_function_result;
@@ -127,5 +128,6 @@ pub fn register_all(ctx: &SessionContext, diag: &Arc<Diagnostics>) {
     ctx.register_udtf("near_duplicates", Arc::new(NearDuplicatesFunc));
     ctx.register_udtf("semantic_duplicates", Arc::new(SemanticDuplicatesFunc));
     ctx.register_udtf("kmeans", Arc::new(KmeansFunc));
+    ctx.register_udtf("knn", Arc::new(KnnFunc));
     ctx.register_udaf(AggregateUDF::from(CaptionStatsFunc::default()));
 }

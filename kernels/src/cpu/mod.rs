@@ -360,13 +360,18 @@ impl Backend for Cpu {
     fn top_k(&self, x: &CpuTensor, k: usize) -> Result<(Vec<f32>, Vec<u32>)> {
         let (rows, n) = check::top_k(&x.shape, k)?;
         let x = x.f32();
+        // Rows in parallel when there are many (nearest-neighbour search scores
+        // a block of queries at once); decoding's few rows stay on this thread.
+        let best: Vec<Vec<(f32, u32)>> = if rows >= 64 {
+            x.par_chunks(n).map(|row| top_k_ref(row, k)).collect()
+        } else {
+            x.chunks(n).map(|row| top_k_ref(row, k)).collect()
+        };
         let (mut values, mut indices) =
             (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
-        for row in x.chunks(n) {
-            for (v, i) in top_k_ref(row, k) {
-                values.push(v);
-                indices.push(i);
-            }
+        for (v, i) in best.into_iter().flatten() {
+            values.push(v);
+            indices.push(i);
         }
         Ok((values, indices))
     }

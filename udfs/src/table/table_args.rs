@@ -166,6 +166,17 @@ fn flat_vectors(func: &str, batches: &[RecordBatch]) -> Result<(Vec<f32>, usize)
 }
 
 impl SourceColumns {
+    /// The keys and the vectors (row-major, and their length) of the rows.
+    pub async fn vectors(
+        &self,
+        state: &dyn Session,
+        func: &str,
+    ) -> Result<(ArrayRef, Vec<f32>, usize)> {
+        let (keys, batches) = self.read(state).await?;
+        let (flat, d) = flat_vectors(func, &batches)?;
+        Ok((keys, flat, d))
+    }
+
     /// Reads the (key, vector) rows and runs `f` on the vectors (row-major,
     /// their length) on `lakecap.device`, off the async threads; returns the
     /// keys and `f`'s result. `func` names the function in errors.
@@ -175,14 +186,21 @@ impl SourceColumns {
         func: &str,
         f: impl FnOnce(Device, Vec<f32>, usize) -> ModelResult<T> + Send + 'static,
     ) -> Result<(ArrayRef, T)> {
-        let (keys, batches) = self.read(state).await?;
-        let (flat, d) = flat_vectors(func, &batches)?;
-        let device = LakecapOptions::from_config(state.config_options()).device();
-        let out = blocking(move || f(device, flat, d))
-            .await?
-            .map_err(model_err)?;
-        Ok((keys, out))
+        let (keys, flat, d) = self.vectors(state, func).await?;
+        Ok((
+            keys,
+            on_device(state, move |device| f(device, flat, d)).await?,
+        ))
     }
+}
+
+/// Runs `f` on `lakecap.device`, off the async threads.
+pub(crate) async fn on_device<T: Send + 'static>(
+    state: &dyn Session,
+    f: impl FnOnce(Device) -> ModelResult<T> + Send + 'static,
+) -> Result<T> {
+    let device = LakecapOptions::from_config(state.config_options()).device();
+    blocking(move || f(device)).await?.map_err(model_err)
 }
 
 /// A table function's result: its schema, and its columns computed from the
