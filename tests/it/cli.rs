@@ -175,6 +175,10 @@ fn model_recipes_run_on_the_sample_lake() {
     );
     for (recipe, header) in [
         ("datacomp_filter", "rows,scored,above_28,p70\n"),
+        (
+            "datacomp_basic",
+            "rows,passed_text_and_image_rules,kept,min_kept_score,max_dropped_score\n",
+        ),
         ("semdedup", "embedded,kept,duplicates,clusters\n"),
         ("caption_dedup", "captions,paraphrase_duplicates\n"),
         ("capsfusion", "rows,fused,caption_kept\n"),
@@ -229,6 +233,17 @@ fn model_recipes_run_on_the_sample_lake() {
         let (out, err) = text(&o);
         assert!(o.status.success(), "{recipe}: {err}");
         assert!(out.contains(header), "{recipe}: {out}");
+        if recipe == "datacomp_basic" {
+            // Some rows fail the text/image rules, and the score cut keeps a
+            // top fraction: no kept score under a dropped one.
+            let row = out.split(header).nth(1).unwrap().lines().next().unwrap();
+            let v: Vec<f64> = row
+                .split(',')
+                .map(|x| x.parse().unwrap_or(f64::NAN))
+                .collect();
+            assert!(0.0 < v[2] && v[2] <= v[1] && v[1] < v[0], "{row}");
+            assert!(!(v[3] < v[4]), "{row}");
+        }
     }
 }
 

@@ -35,6 +35,9 @@ pub struct AltQuality {
     pub repetition: f32,
     /// ISO 639-3 code when the language is identified reliably (whatlang).
     pub lang: Option<&'static str>,
+    /// whatlang's best guess however unsure (a top-1 language, as DataComp's
+    /// fastText filter takes it); `None` only for text with no letters.
+    pub lang_guess: Option<&'static str>,
     pub score: f32,
 }
 
@@ -140,7 +143,9 @@ pub fn alt_quality(text: &str) -> AltQuality {
         && (BOILERPLATE.contains(&normalised.as_str())
             || normalised.starts_with("image may contain"));
     let is_ad = AD.is_match(trimmed);
-    let lang = whatlang::detect(trimmed)
+    let detected = whatlang::detect(trimmed);
+    let lang_guess = detected.as_ref().map(|i| i.lang().code());
+    let lang = detected
         .filter(|i| i.is_reliable())
         .map(|i| i.lang().code());
 
@@ -169,6 +174,7 @@ pub fn alt_quality(text: &str) -> AltQuality {
         is_ad,
         repetition,
         lang,
+        lang_guess,
         score,
     }
 }

@@ -17,7 +17,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         crate::common::docs::TEXT,
         "Rule-based alt-text quality after LAION-5B and DataComp basic filtering: a struct of \
          chars, words, is_filename, has_url, is_boilerplate, is_ad, repetition (share of repeated \
-         words), lang (ISO 639-3, NULL when unsure) and score in [0, 1]. The score starts at 1 and \
+         words), lang (ISO 639-3, NULL when unsure), lang_guess (the best guess however unsure, \
+         as DataComp's top-1 language filter takes it) and score in [0, 1]. The score starts at 1 and \
          is multiplied by 0.05 for a file name, 0.1 boilerplate, 0.2 advertising, 0.3 a URL, 0.5 \
          for two words or fewer, 0.5 under five characters, and (1 - repetition) when over a third \
          of the words repeat. NULL text gives NULL; binary input that is not UTF-8 gives NULL and a \
@@ -39,6 +40,7 @@ static FIELDS: LazyLock<StructColumns<Quality>> = LazyLock::new(|| {
         field("is_ad", |q: &Quality| q.is_ad),
         field("repetition", |q: &Quality| q.repetition),
         field("lang", |q: &Quality| q.lang),
+        field("lang_guess", |q: &Quality| q.lang_guess),
         field("score", |q: &Quality| q.score),
     ])
 });
