@@ -175,6 +175,7 @@ fn model_recipes_run_on_the_sample_lake() {
     );
     for (recipe, header) in [
         ("datacomp_filter", "rows,scored,above_28,p70\n"),
+        ("tldr_reduce", "rows,embedded,clusters,sampled,kept\n"),
         (
             "datacomp_basic",
             "rows,passed_text_and_image_rules,kept,min_kept_score,max_dropped_score\n",
@@ -233,6 +234,23 @@ fn model_recipes_run_on_the_sample_lake() {
         let (out, err) = text(&o);
         assert!(o.status.success(), "{recipe}: {err}");
         assert!(out.contains(header), "{recipe}: {out}");
+        let numbers = |out: &str| -> Vec<f64> {
+            let row = out.split(header).nth(1).unwrap().lines().next().unwrap();
+            row.split(',')
+                .map(|x| x.parse().unwrap_or(f64::NAN))
+                .collect()
+        };
+        if recipe == "tldr_reduce" {
+            // Every cluster keeps its first member and every 5th after it;
+            // the score cut only removes.
+            let v = numbers(&out);
+            let (embedded, clusters, sampled, kept) = (v[1], v[2], v[3], v[4]);
+            assert!(clusters <= 16.0 && sampled >= clusters, "{out}");
+            assert!(
+                sampled <= embedded / 5.0 + clusters && kept <= sampled && kept > 0.0,
+                "{out}"
+            );
+        }
         if recipe == "datacomp_basic" {
             // Some rows fail the text/image rules, and the score cut keeps a
             // top fraction: no kept score under a dropped one.
