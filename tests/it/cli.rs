@@ -176,6 +176,7 @@ fn model_recipes_run_on_the_sample_lake() {
     for (recipe, header) in [
         ("datacomp_filter", "rows,scored,above_28,p70\n"),
         ("tldr_reduce", "rows,embedded,clusters,sampled,kept\n"),
+        ("noc_buckets", "level,rows,min_s,max_s\n"),
         (
             "datacomp_basic",
             "rows,passed_text_and_image_rules,kept,min_kept_score,max_dropped_score\n",
@@ -250,6 +251,36 @@ fn model_recipes_run_on_the_sample_lake() {
                 sampled <= embedded / 5.0 + clusters && kept <= sampled && kept > 0.0,
                 "{out}"
             );
+        }
+        if recipe == "noc_buckets" {
+            // Levels 0..7 of equal-width buckets over [min, max] of the raw
+            // cosines: the extremes at 0 and 7, each level within its bucket.
+            let levels: Vec<Vec<f64>> = out
+                .split(header)
+                .nth(1)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    l.split(',')
+                        .map(|x| x.parse().unwrap_or(f64::NAN))
+                        .collect()
+                })
+                .take_while(|v: &Vec<f64>| v.len() == 4 && v.iter().all(|x| x.is_finite()))
+                .collect();
+            let (lo, hi) = (levels[0][2], levels.last().unwrap()[3]);
+            assert_eq!(
+                (levels[0][0], levels.last().unwrap()[0]),
+                (0.0, 7.0),
+                "{out}"
+            );
+            let w = (hi - lo) / 8.0;
+            for v in &levels {
+                let (level, min, max) = (v[0], v[2], v[3]);
+                assert!(
+                    min >= lo + level * w - 1e-6 && max <= lo + (level + 1.0) * w + 1e-6,
+                    "{out}"
+                );
+            }
         }
         if recipe == "datacomp_basic" {
             // Some rows fail the text/image rules, and the score cut keeps a
