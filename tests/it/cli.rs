@@ -178,6 +178,10 @@ fn model_recipes_run_on_the_sample_lake() {
         ("tldr_reduce", "rows,embedded,clusters,sampled,kept\n"),
         ("noc_buckets", "level,rows,min_s,max_s\n"),
         (
+            "alip_weights",
+            "pairs,down_weighted,min_w_s,max_w_s,mean_w_raw,mean_w_cap\n",
+        ),
+        (
             "datacomp_basic",
             "rows,passed_text_and_image_rules,kept,min_kept_score,max_dropped_score\n",
         ),
@@ -251,6 +255,13 @@ fn model_recipes_run_on_the_sample_lake() {
                 sampled <= embedded / 5.0 + clusters && kept <= sampled && kept > 0.0,
                 "{out}"
             );
+        }
+        if recipe == "alip_weights" {
+            // W_s = min(exp(2 (s_tc - m_tc)), 1): under 1 exactly for pairs
+            // below the mean, which some but not all pairs are.
+            let v = numbers(&out);
+            assert!(0.0 < v[1] && v[1] < v[0], "{out}");
+            assert!(0.0 < v[2] && v[2] < 1.0 && v[3] == 1.0, "{out}");
         }
         if recipe == "noc_buckets" {
             // Levels 0..7 of equal-width buckets over [min, max] of the raw
