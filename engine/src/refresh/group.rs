@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{Result, TableReference, plan_datafusion_err};
@@ -41,6 +41,13 @@ struct Wire {
     source: String,
     files: Vec<String>,
     partitions: Vec<String>,
+}
+
+/// How a refresh source is listed: parquet files, hive partition columns.
+pub(super) fn source_options(partitions: Vec<(String, DataType)>) -> ListingOptions {
+    ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(partitions)
 }
 
 /// The group's files of the source, read through their view.
@@ -133,9 +140,7 @@ impl GroupTable {
                 Ok((p.clone(), f.data_type().clone()))
             })
             .collect::<Result<Vec<_>>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(partitions.clone());
+        let options = source_options(partitions.clone());
         let file_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
             schema
                 .fields()

@@ -13,7 +13,6 @@ use anyhow::{Context, Result, bail};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, SchemaRef};
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::{JoinType, ScalarValue, TableReference};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTableUrl};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
@@ -22,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 
-use super::group::GroupTable;
+use super::group::{GroupTable, source_options};
 use super::sink::{self, CommitMeta, Ledger, Sink, SourceFile};
 use super::store::{FaultPoint, Faults, StoreView};
 use super::{Job, LINEAGE, OutputFormat, RefreshOptions, RunSummary, lock};
@@ -609,10 +608,10 @@ async fn list_source(ctx: &SessionContext, job: &Job, run_id: &str) -> Result<So
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let partitions = options.infer_partitions(&state, &url).await?;
-    let options = options.with_table_partition_cols(
+    let partitions = source_options(Vec::new())
+        .infer_partitions(&state, &url)
+        .await?;
+    let options = source_options(
         partitions
             .into_iter()
             .map(|p| (p, DataType::Utf8))

@@ -112,10 +112,8 @@ impl Judge {
             .last()
             .map(|t| content(&t.content))
             .unwrap_or_default();
-        let example = turns
+        let example = turns[..turns.len().saturating_sub(1)]
             .iter()
-            .skip_while(|t| t.role == "system")
-            .take(turns.len().saturating_sub(1))
             .filter(|t| t.role != "system")
             .flat_map(|t| content(&t.content))
             .filter(|w| !labels.contains(w))

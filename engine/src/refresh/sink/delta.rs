@@ -10,10 +10,6 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::streaming::StreamingTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -27,7 +23,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use url::Url;
 
-use super::{CommitMeta, OneShot, Sink};
+use super::{CommitMeta, OneShot, Sink, files_table};
 
 pub struct DeltaSink {
     table: DeltaTable,
@@ -79,22 +75,11 @@ impl Sink for DeltaSink {
         if !self.exists() {
             return Ok(None);
         }
-        // The table's live files as a listing table, not delta-rs's provider:
-        // a listing table also travels in a cluster's plans. (Our writes add
-        // whole files, unpartitioned, with no deletion vectors.)
-        let urls = self
-            .table
-            .get_file_uris()?
-            .map(ListingTableUrl::parse)
-            .collect::<datafusion::common::Result<Vec<_>>>()?;
-        if urls.is_empty() {
-            return Ok(None);
-        }
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
-            .infer_schema(&ctx.state())
-            .await?;
-        Ok(Some(Arc::new(ListingTable::try_new(config)?)))
+        // Not delta-rs's provider: a listing table also travels in a
+        // cluster's plans. (Our writes add whole files, unpartitioned, with
+        // no deletion vectors.)
+        let urls = self.table.get_file_uris()?.collect();
+        files_table(ctx, urls).await
     }
 
     async fn write(

@@ -18,10 +18,6 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
@@ -31,7 +27,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::{CommitMeta, Sink};
+use super::{CommitMeta, Sink, files_table};
 
 /// Rows per data file before the next one starts.
 const ROWS_PER_FILE: usize = 1 << 20;
@@ -227,20 +223,12 @@ impl Sink for ManifestSink {
     }
 
     async fn table(&self, ctx: &SessionContext) -> Result<Option<Arc<dyn TableProvider>>> {
-        let files = self.live_files();
-        if files.is_empty() {
-            return Ok(None);
-        }
-        let urls = files
+        let urls = self
+            .live_files()
             .iter()
-            .map(|f| ListingTableUrl::parse(format!("{}{f}", self.url)))
-            .collect::<datafusion::common::Result<Vec<_>>>()?;
-        let state = ctx.state();
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
-            .infer_schema(&state)
-            .await?;
-        Ok(Some(Arc::new(ListingTable::try_new(config)?)))
+            .map(|f| format!("{}{f}", self.url))
+            .collect();
+        files_table(ctx, urls).await
     }
 
     async fn write(

@@ -17,6 +17,10 @@ use anyhow::Result;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::streaming::PartitionStream;
@@ -139,6 +143,27 @@ impl PartitionStream for OneShot {
             )
         })
     }
+}
+
+/// The parquet files at `urls` as one table (`None` for no files), its
+/// schema inferred from them: what a sink's `table` gives for the anti-join,
+/// a listing table that also travels in a cluster's plans.
+async fn files_table(
+    ctx: &SessionContext,
+    urls: Vec<String>,
+) -> Result<Option<Arc<dyn TableProvider>>> {
+    let urls = urls
+        .into_iter()
+        .map(ListingTableUrl::parse)
+        .collect::<datafusion::common::Result<Vec<_>>>()?;
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
+        .infer_schema(&ctx.state())
+        .await?;
+    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
 }
 
 #[cfg(test)]
