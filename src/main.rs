@@ -68,6 +68,9 @@ enum Cmd {
         #[arg(long, default_value_t = 240)]
         rows: usize,
     },
+    /// Write one self-contained HTML report on a query, a .sql file or a lake:
+    /// drop reasons, histograms, sampled thumbnails with captions, near-duplicate clusters.
+    Report(cli::report::ReportArgs),
     /// Process what is new in a lake: an incremental, exactly-once job (TOML job file).
     Refresh {
         job: PathBuf,
@@ -198,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Shell { out } => cli::shell::run(&engine()?, &out.defines, out.format).await,
         Cmd::SampleLake { dir, rows, seed } => cli::demo::sample_lake(&dir, rows, seed),
         Cmd::Demo { lake, out, rows } => cli::demo::run(&engine()?, &lake, &out, rows).await,
+        Cmd::Report(args) => cli::report::run(&engine()?, args).await,
         Cmd::Refresh {
             job,
             every,

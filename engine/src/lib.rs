@@ -11,6 +11,8 @@
 //! - [`refresh`]: incremental, exactly-once jobs (`lakecap refresh`) that
 //!   write Delta tables (readable as `STORED AS DELTATABLE`) or manifest-
 //!   committed parquet.
+//! - [`report`]: a self-contained HTML report on a query's result or a lake
+//!   (`lakecap report`).
 //! - [`cluster`]: the same SQL on Apache DataFusion Ballista: scheduler and
 //!   executor processes, and [`Engine::remote`] for clients.
 
@@ -18,6 +20,7 @@ pub mod cluster;
 pub mod config;
 pub mod progress;
 pub mod refresh;
+pub mod report;
 pub mod sample_lake;
 pub mod script;
 pub mod stores;

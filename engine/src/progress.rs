@@ -215,13 +215,19 @@ pub async fn collect_with_progress(
     task_ctx: Arc<TaskContext>,
     mode: ProgressMode,
 ) -> Result<Vec<RecordBatch>> {
-    let watched = Arc::clone(&plan);
-    let _watch = if on_cluster(&plan) {
+    let _watch = watch_plan(&plan, mode);
+    collect(plan, task_ctx).await
+}
+
+/// Shows `plan`'s progress per `mode` until the returned [`Watch`] is dropped:
+/// rows scanned against the total, or time only on a cluster.
+pub fn watch_plan(plan: &Arc<dyn ExecutionPlan>, mode: ProgressMode) -> Watch {
+    let watched = Arc::clone(plan);
+    if on_cluster(plan) {
         display(mode, None)
     } else {
-        watch(mode, total_rows(&plan), move || scanned_rows(&watched))
-    };
-    collect(plan, task_ctx).await
+        watch(mode, total_rows(plan), move || scanned_rows(&watched))
+    }
 }
 
 #[cfg(test)]

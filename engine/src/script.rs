@@ -12,9 +12,11 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
 use datafusion::datasource::provider_as_source;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::DFParser;
+use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use crate::progress::{ProgressMode, collect_with_progress};
@@ -79,26 +81,38 @@ pub(crate) async fn run(
     progress: ProgressMode,
     sql: &str,
     vars: &Vars,
-    mut each: impl FnMut(StatementOutput) -> Result<()>,
+    each: impl FnMut(StatementOutput) -> Result<()>,
 ) -> Result<()> {
+    run_statements(ctx, diag, progress, parse(sql, vars)?, each).await
+}
+
+/// The statements of `sql` after `${VAR}` substitution; none is an error.
+pub fn parse(sql: &str, vars: &Vars) -> Result<Vec<Statement>> {
     let sql = substitute(sql, vars)?;
     let statements =
         DFParser::parse_sql_with_dialect(&sql, &GenericDialect {}).context("SQL syntax error")?;
     if statements.is_empty() {
         bail!("no SQL statement to run");
     }
+    Ok(statements.into())
+}
+
+/// Runs parsed statements in order, each with progress, handing each output to `each`.
+pub(crate) async fn run_statements(
+    ctx: &SessionContext,
+    diag: &Arc<Diagnostics>,
+    progress: ProgressMode,
+    statements: Vec<Statement>,
+    mut each: impl FnMut(StatementOutput) -> Result<()>,
+) -> Result<()> {
     for (i, statement) in statements.into_iter().enumerate() {
         let text = statement.to_string();
         let index = i + 1;
         let started = Instant::now();
         diag.take();
         let batches = async {
-            let plan = ctx.state().statement_to_plan(statement).await?;
-            let plan = materialize_with_progress(ctx, plan, progress).await?;
-            let df = ctx.execute_logical_plan(plan).await?;
-            let task = Arc::new(df.task_ctx());
-            let physical = df.create_physical_plan().await?;
-            collect_with_progress(physical, task, progress).await
+            let physical = physical_plan(ctx, statement, progress).await?;
+            collect_with_progress(physical.0, physical.1, progress).await
         }
         .await
         .with_context(|| format!("statement {index} failed: {}", snippet(&text)))?;
@@ -111,6 +125,20 @@ pub(crate) async fn run(
         })?;
     }
     Ok(())
+}
+
+/// The physical plan of one statement and its task context, ready to run
+/// (a `CREATE TABLE … AS` has already run, with progress).
+pub(crate) async fn physical_plan(
+    ctx: &SessionContext,
+    statement: Statement,
+    progress: ProgressMode,
+) -> datafusion::common::Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
+    let plan = ctx.state().statement_to_plan(statement).await?;
+    let plan = materialize_with_progress(ctx, plan, progress).await?;
+    let df = ctx.execute_logical_plan(plan).await?;
+    let task = Arc::new(df.task_ctx());
+    Ok((df.create_physical_plan().await?, task))
 }
 
 /// `CREATE TABLE t AS SELECT …`: DataFusion runs the query while planning,

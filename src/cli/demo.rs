@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use lakecap::output::{self, Format};
+use lakecap::report::ReportOptions;
 use lakecap::sample_lake::{SampleLakeOptions, captions_path, truth_path, write_sample_lake};
 use lakecap::{Engine, Vars};
 
@@ -57,12 +58,7 @@ async fn fuse_stage(engine: &Engine, lake: &Path) -> Result<()> {
         );
         return Ok(());
     }
-    engine
-        .sql(&format!(
-            "CREATE EXTERNAL TABLE demo_captions STORED AS PARQUET LOCATION '{}'",
-            captions.display()
-        ))
-        .await?;
+    register_captions(engine, &captions).await?;
     let out = engine
         .run_script(
             &format!(
@@ -85,6 +81,53 @@ async fn fuse_stage(engine: &Engine, lake: &Path) -> Result<()> {
     for w in &fused.warnings {
         eprintln!("warning: {w}");
     }
+    Ok(())
+}
+
+/// The sample lake's image descriptions as table `demo_captions`.
+async fn register_captions(engine: &Engine, captions: &Path) -> Result<()> {
+    engine
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE IF NOT EXISTS demo_captions STORED AS PARQUET LOCATION '{}'",
+            captions.display()
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Writes the HTML report of every row's fate (table `decided`) next to the
+/// curated output: drop reasons, score histograms, sampled rows with their
+/// alt text and image description, and the near-duplicate clusters.
+async fn report_stage(engine: &Engine, lake: &Path, out: &Path) -> Result<()> {
+    let captions = captions_path(lake);
+    let (description, join) = if captions.is_file() {
+        register_captions(engine, &captions).await?;
+        (
+            "c.caption AS description,",
+            "LEFT JOIN demo_captions c ON c.key = d.key",
+        )
+    } else {
+        ("", "")
+    };
+    let sql = format!(
+        "SELECT d.key, d.alt, {description} d.img, d.alt_score, d.info, d.dropped_because, \
+                n.representative AS dup_group \
+         FROM decided d LEFT JOIN near n ON n.key = d.key {join} ORDER BY d.key"
+    );
+    let opts = ReportOptions {
+        out: out.with_extension("report.html"),
+        title: Some(format!("lakecap demo: {}", lake.display())),
+        ..Default::default()
+    };
+    engine
+        .report(
+            &sql,
+            &Vars::default(),
+            "sql/demo.sql (table decided)",
+            &opts,
+        )
+        .await?;
+    println!("report: {}", opts.out.display());
     Ok(())
 }
 
@@ -245,5 +288,6 @@ pub async fn run(engine: &Engine, lake: &Path, out: &Path, rows: usize) -> Resul
         "rows out: {rows_out} (curated parquet in {})",
         out.display()
     );
+    report_stage(engine, lake, out).await?;
     model_stages(engine, lake).await
 }

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod models;
 pub mod refresh;
+pub mod report;
 pub mod shell;
 
 use std::fs::File;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn lakecap(args: &[&str], cwd: &Path) -> Output {
+pub fn lakecap(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lakecap"))
         .args(args)
         .current_dir(cwd)
@@ -12,7 +12,7 @@ fn lakecap(args: &[&str], cwd: &Path) -> Output {
         .expect("lakecap runs")
 }
 
-fn text(o: &Output) -> (String, String) {
+pub fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -342,6 +342,23 @@ fn demo_curates_the_sample_lake() {
         dir.path(),
     );
     assert_eq!(text(&o).0, format!("n,crawls\n{kept},2\n"));
+    // The report beside it tells the same story and renders in a browser.
+    assert!(out.contains("report: out/curated.report.html"), "{out}");
+    let page = dir.path().join("out/curated.report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains(r#"<b id="rows-in">120</b>"#));
+    assert!(html.contains(&format!(r#"<b id="rows-out">{kept}</b>"#)));
+    for part in [
+        "near duplicate: ",
+        "exact duplicate: ",
+        "<h3>alt_score</h3>",
+        "<h3>info.width</h3>",
+        "<dt>description</dt>",
+        r#"<section id="clusters">"#,
+    ] {
+        assert!(html.contains(part), "report lacks {part}");
+    }
+    crate::report::assert_renders(&page);
     // Rerunning replaces the demo's own output; a foreign folder is refused.
     assert!(lakecap(&["demo"], dir.path()).status.success());
     std::fs::create_dir_all(dir.path().join("mine")).unwrap();

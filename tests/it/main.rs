@@ -15,4 +15,5 @@ mod model_calls;
 mod object_store_s3;
 mod recaption_cache;
 mod refresh;
+mod report;
 mod slt;
