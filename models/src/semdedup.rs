@@ -147,9 +147,14 @@ pub fn spherical_kmeans<B: Backend>(
     Ok((assign, cent))
 }
 
+/// Each vector's (cluster, cosine distance to its centroid), and the unit
+/// centroids (`k × d`).
+pub type Clustering = (Vec<(u32, f32)>, Vec<f32>);
+
 /// k-means clusters of `vectors` (`n × d`, any norm; NaN-free) on `device`:
 /// each vector's cluster and its cosine distance (1 − cos) to the cluster's
-/// centroid. Spherical k-means with k-means++ seeding; deterministic for a seed.
+/// centroid, and the unit centroids (`k × d`, k at most n). Spherical k-means
+/// with k-means++ seeding; deterministic for a seed.
 pub fn kmeans_on(
     device: Device,
     vectors: &[f32],
@@ -157,12 +162,12 @@ pub fn kmeans_on(
     k: usize,
     iterations: usize,
     seed: u64,
-) -> Result<Vec<(u32, f32)>> {
+) -> Result<Clustering> {
     let x = normalized(vectors, d.max(1));
     let (assign, cent) = with_shared_backend!(device, |be| spherical_kmeans(
         be, &x, d, k, iterations, seed
     ))?;
-    Ok(assign
+    let rows = assign
         .iter()
         .enumerate()
         .map(|(i, &a)| {
@@ -173,7 +178,8 @@ pub fn kmeans_on(
             let cos: f32 = row.iter().zip(c).map(|(p, q)| p * q).sum();
             (a, (1.0 - cos).max(0.0))
         })
-        .collect())
+        .collect();
+    Ok((rows, cent))
 }
 
 /// SemDeDup over `vectors` (`n × d`, any norm; NaN-free) on the CPU.
@@ -339,13 +345,28 @@ mod tests {
         // kmeans_on: the same clusters (any norm), small distances to their
         // centroids, and the same answer for the same seed.
         let scaled: Vec<f32> = v.iter().map(|x| x * 3.0).collect();
-        let r = kmeans_on(Device::Cpu, &scaled, 16, 5, 30, 1).unwrap();
+        let (r, cent) = kmeans_on(Device::Cpu, &scaled, 16, 5, 30, 1).unwrap();
         assert_eq!(r.iter().map(|(c, _)| *c).collect::<Vec<_>>(), a);
+        // Unit centroids, one per cluster, each nearest its own members.
+        assert_eq!(cent.len(), 5 * 16);
+        for (c, centroid) in cent.chunks(16).enumerate() {
+            let norm: f32 = centroid.iter().map(|v| v * v).sum();
+            assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+            let member = a.iter().position(|&m| m as usize == c).unwrap();
+            let cos = |q: &[f32]| -> f32 {
+                x[member * 16..][..16]
+                    .iter()
+                    .zip(q)
+                    .map(|(p, q)| p * q)
+                    .sum()
+            };
+            assert!(cent.chunks(16).all(|o| cos(o) <= cos(centroid) + 1e-6));
+        }
         assert!(
             r.iter().all(|(_, dist)| (0.0..0.05).contains(dist)),
             "{r:?}"
         );
-        assert_eq!(kmeans_on(Device::Cpu, &scaled, 16, 5, 30, 1).unwrap(), r);
+        assert_eq!(kmeans_on(Device::Cpu, &scaled, 16, 5, 30, 1).unwrap().0, r);
     }
 
     #[test]

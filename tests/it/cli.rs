@@ -173,7 +173,32 @@ fn model_recipes_run_on_the_sample_lake() {
         .status
         .success()
     );
+    // DataComp's image-based filter's references: three of the lake's own images.
+    let o = Command::new(env!("CARGO_BIN_EXE_lakecap"))
+        .args([
+            "sql",
+            "CREATE EXTERNAL TABLE lake STORED AS PARQUET LOCATION 'lake/';
+             COPY (SELECT key, embed_image(img) AS v FROM lake WHERE image_error(img) IS NULL
+                   ORDER BY key LIMIT 3) TO 'reference.parquet' STORED AS PARQUET",
+        ])
+        .current_dir(dir.path())
+        .env("LAKECAP_CLIP_MODEL", &model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
     for (recipe, header) in [
+        (
+            "datacomp_image_based",
+            "rows,embedded,reference_images,clusters,clusters_kept,kept\n",
+        ),
+        (
+            "eval_self_retrieval",
+            "source,captions,r_at_1,r_at_5,r_at_10,median_rank,bag_at_10,distinct_captions,distinct_2,changed,pool\n",
+        ),
+        (
+            "eval_captions",
+            "source,rows,mean_words,median_words,vocab,distinct_1,distinct_2,mean_chars,clip_score\n",
+        ),
         ("datacomp_filter", "rows,scored,above_28,p70\n"),
         ("tldr_reduce", "rows,embedded,clusters,sampled,kept\n"),
         ("noc_buckets", "level,rows,min_s,max_s\n"),
@@ -218,6 +243,8 @@ fn model_recipes_run_on_the_sample_lake() {
                 "-D",
                 "SYNTHETIC_SHARE=0.5",
                 "-D",
+                "REFERENCE=reference.parquet",
+                "-D",
                 "PROMPT=Describe this image in detail.",
                 "-D",
                 &format!("OUT=out-{recipe}/"),
@@ -245,6 +272,89 @@ fn model_recipes_run_on_the_sample_lake() {
                 .map(|x| x.parse().unwrap_or(f64::NAN))
                 .collect()
         };
+        if recipe == "datacomp_image_based" {
+            // Each reference is in the pool, so its own cluster (its nearest
+            // centroid) is kept: at most 3 clusters, and the 3 references
+            // among the kept rows written out.
+            let v = numbers(&out);
+            let (embedded, clusters, clusters_kept, kept) = (v[1], v[3], v[4], v[5]);
+            assert!(
+                clusters == 32.0 && (1.0..=3.0).contains(&clusters_kept),
+                "{out}"
+            );
+            assert!(3.0 <= kept && kept < embedded, "{out}");
+            let o = lakecap(
+                &[
+                    "sql",
+                    "CREATE EXTERNAL TABLE k STORED AS PARQUET LOCATION 'out-datacomp_image_based/';
+                     CREATE EXTERNAL TABLE r STORED AS PARQUET LOCATION 'reference.parquet';
+                     SELECT count(*) AS refs_kept FROM k JOIN r ON r.key = k.key",
+                    "-f",
+                    "csv",
+                ],
+                dir.path(),
+            );
+            assert_eq!(text(&o).0, "refs_kept\n3\n");
+        }
+        if recipe == "eval_self_retrieval" {
+            // Per source: recall grows with k, the median rank lies in the
+            // pool, and guidance changes the greedy captions (the tiny models
+            // are untrained, so retrieval itself is at chance: the recipe says so).
+            let rows: Vec<(String, Vec<f64>)> = out
+                .split(header)
+                .nth(1)
+                .unwrap()
+                .lines()
+                .take(4)
+                .map(|l| {
+                    let (source, rest) = l.split_once(',').unwrap();
+                    (
+                        source.to_string(),
+                        rest.split(',').map(|x| x.parse().unwrap()).collect(),
+                    )
+                })
+                .collect();
+            let sources: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            assert_eq!(
+                sources,
+                ["alt", "blip greedy", "blip guidance 2", "fused"],
+                "{out}"
+            );
+            for (source, v) in &rows {
+                let (r1, r5, r10, median, pool) = (v[1], v[2], v[3], v[4], v[9]);
+                assert!(
+                    0.0 <= r1 && r1 <= r5 && r5 <= r10 && r10 <= 1.0,
+                    "{source}: {out}"
+                );
+                assert!((1.0..=pool).contains(&median), "{source}: {out}");
+                assert!(
+                    v[0] <= pool && (0.0..=1.0).contains(&v[5]),
+                    "{source}: {out}"
+                );
+            }
+            assert_eq!((rows[1].1[0], rows[1].1[8]), (rows[1].1[9], 0.0), "{out}");
+            assert!(
+                rows[2].1[8] > 0.5,
+                "guidance left the captions unchanged: {out}"
+            );
+        }
+        if recipe == "eval_captions" {
+            // One row per source, each statistic within its bounds.
+            let rows: Vec<&str> = out.split(header).nth(1).unwrap().lines().take(3).collect();
+            let sources: Vec<&str> = rows.iter().map(|l| l.split(',').next().unwrap()).collect();
+            assert_eq!(sources, ["alt", "fused", "recaption"], "{out}");
+            for l in rows {
+                let v: Vec<f64> = l.split(',').skip(1).map(|x| x.parse().unwrap()).collect();
+                let (rows, words, vocab, d1, d2, chars, score) =
+                    (v[0], v[1], v[3], v[4], v[5], v[6], v[7]);
+                assert!(rows > 0.0 && vocab >= 1.0 && chars >= words, "{l}");
+                assert!(
+                    (0.0..=1.0).contains(&d1) && (0.0..=1.0).contains(&d2),
+                    "{l}"
+                );
+                assert!((0.0..=100.0).contains(&score), "{l}");
+            }
+        }
         if recipe == "tldr_reduce" {
             // Every cluster keeps its first member and every 5th after it;
             // the score cut only removes.
