@@ -392,7 +392,14 @@ pub fn top_k_ref(row: &[f32], k: usize) -> Vec<(f32, u32)> {
     }
     let k = k.min(row.len());
     let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    // The k-th best so far once there are k: most values lose to it, and a
+    // plain comparison says so (a tie loses too: its index is higher). NaN
+    // on either side compares false and takes the full ranking.
+    let mut kth = f32::NAN;
     for (i, &v) in row.iter().enumerate() {
+        if v <= kth {
+            continue;
+        }
         let c = (v, i as u32);
         if best.len() == k && rank(&best[k - 1], &c) == Ordering::Less {
             continue;
@@ -400,6 +407,9 @@ pub fn top_k_ref(row: &[f32], k: usize) -> Vec<(f32, u32)> {
         let at = best.partition_point(|b| rank(b, &c) == Ordering::Less);
         best.insert(at, c);
         best.truncate(k);
+        if best.len() == k {
+            kth = best[k - 1].0;
+        }
     }
     best
 }
