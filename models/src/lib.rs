@@ -57,6 +57,7 @@ pub mod dedup;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod head;
 pub mod home;
 pub mod hub;
 pub mod idefics3;

@@ -196,6 +196,10 @@ fn model_recipes_run_on_the_sample_lake() {
             "source,captions,r_at_1,r_at_5,r_at_10,median_rank,bag_at_10,distinct_captions,distinct_2,changed,pool\n",
         ),
         (
+            "aesthetic_filter",
+            "rows,scored,kept,min_kept_score,max_dropped_score\n",
+        ),
+        (
             "eval_captions",
             "source,rows,mean_words,median_words,vocab,distinct_1,distinct_2,mean_chars,clip_score\n",
         ),
@@ -244,6 +248,10 @@ fn model_recipes_run_on_the_sample_lake() {
                 "SYNTHETIC_SHARE=0.5",
                 "-D",
                 "REFERENCE=reference.parquet",
+                "-D",
+                &format!("HEAD={root}/tests/fixtures/models/head-clip16-tiny"),
+                "-D",
+                "MIN_SCORE=0",
                 "-D",
                 "PROMPT=Describe this image in detail.",
                 "-D",
@@ -337,6 +345,13 @@ fn model_recipes_run_on_the_sample_lake() {
                 rows[2].1[8] > 0.5,
                 "guidance left the captions unchanged: {out}"
             );
+        }
+        if recipe == "aesthetic_filter" {
+            // Every decodable image is scored; the cut at 0 splits them.
+            let v = numbers(&out);
+            let (scored, kept, min_kept, max_dropped) = (v[1], v[2], v[3], v[4]);
+            assert!(0.0 < kept && kept < scored, "{out}");
+            assert!(min_kept >= 0.0 && max_dropped < 0.0, "{out}");
         }
         if recipe == "eval_captions" {
             // One row per source, each statistic within its bounds.

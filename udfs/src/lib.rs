@@ -61,6 +61,7 @@ pub use model::clip_score::ClipScoreFunc;
 pub use model::cosine::CosineFunc;
 pub use model::embed_image::EmbedImageFunc;
 pub use model::embed_text::EmbedTextFunc;
+pub use model::embedding_head::EmbeddingHeadFunc;
 pub use model::fuse::FuseFunc;
 pub use model::llm::LlmFunc;
 pub use model::recaption::RecaptionFunc;
@@ -92,6 +93,7 @@ pub fn scalar_functions(diag: &Arc<Diagnostics>, options: &LakecapOptions) -> Ve
         FuseFunc::new(Fuse, memo.clone(), d.clone()).into_udf(),
         LlmFunc::new(Llm, memo.clone(), d.clone()).into_udf(),
         VlmFunc::new(Vlm, memo, d.clone()).into_udf(),
+        ScalarUDF::from(EmbeddingHeadFunc::default()),
         ScalarUDF::from(CosineFunc::new(d.clone())),
         ScalarUDF::from(ImageInfoFunc::new(d.clone())),
         ScalarUDF::from(ImageErrorFunc::new(d.clone())),

@@ -1,7 +1,7 @@
 //! Model functions, all async ([`function::Model`]): embeddings
 //! (`embed_image`, `embed_text`, through `vectors`) and their comparison
 //! (`clip_score`, `cosine`), captions (`recaption`, with its on-disk
-//! `caption_cache`), LLM generation (`fuse`, `llm`, sharing `llm_call`) and
+//! `caption_cache`), heads over embeddings (`embedding_head`), LLM generation (`fuse`, `llm`, sharing `llm_call`) and
 //! questions about images (`vlm`).
 
 pub(crate) mod caption_cache;
@@ -9,6 +9,7 @@ pub(crate) mod clip_score;
 pub(crate) mod cosine;
 pub(crate) mod embed_image;
 pub(crate) mod embed_text;
+pub(crate) mod embedding_head;
 pub(crate) mod function;
 pub(crate) mod fuse;
 pub(crate) mod fusion_judge;
