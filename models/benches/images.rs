@@ -1,16 +1,22 @@
 //! phash/dhash throughput on the real photos, decode included.
 //!
 //! `cargo bench -p lakecap-models --bench images -- [SECONDS]` prints one line per
-//! (hash, threads): images/s over all photos, repeated for at least SECONDS
-//! (default 3). scripts/bench-images.sh runs it beside Python imagehash.
-//! `decode` is the floor both sides share: decoding and converting to
-//! grey as Pillow's `convert("L")` does, with no resize and no hash.
+//! (hash, photo set, threads): images/s over the set (`all` photos, or the
+//! `jpeg` ones), repeated for at least SECONDS (default 3).
+//! scripts/bench-images.sh runs it beside Python imagehash. `decode` is the
+//! floor both sides share: decoding and converting to grey as Pillow's
+//! `convert("L")` does, with no resize and no hash. `phash_fast` and
+//! `dhash_fast` are `phash(img, 'fast')` and `dhash(img, 'fast')`: JPEGs
+//! decoded to their luma channel only (other formats as in exact mode).
 
 use std::time::Instant;
 
-use lakecap_models::image::{DecodeLimits, decode, dhash, phash, to_luma};
+use lakecap_models::image::{
+    DecodeLimits, decode, decode_luma_fast, dhash, dhash_luma, phash, phash_luma, to_luma,
+};
 
-fn photos() -> Vec<Vec<u8>> {
+/// The photos, and the JPEGs among them.
+fn photos() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/photos");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("data/photos")
@@ -18,18 +24,14 @@ fn photos() -> Vec<Vec<u8>> {
         .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
         .collect();
     files.sort();
-    files
+    let read = |p: &std::path::PathBuf| std::fs::read(p).expect("photo");
+    let jpegs = files
         .iter()
-        .map(|p| std::fs::read(p).expect("photo"))
-        .collect()
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"));
+    (files.iter().map(read).collect(), jpegs.map(read).collect())
 }
 
-fn run(
-    photos: &[Vec<u8>],
-    threads: usize,
-    min_secs: f64,
-    hash: fn(&image::DynamicImage) -> u64,
-) -> f64 {
+fn run(photos: &[Vec<u8>], threads: usize, min_secs: f64, hash: fn(&[u8]) -> u64) -> f64 {
     let start = Instant::now();
     let mut done = 0usize;
     let mut sink = 0u64;
@@ -38,9 +40,11 @@ fn run(
             let chunks: Vec<_> = (0..threads)
                 .map(|t| {
                     s.spawn(move || {
-                        photos.iter().skip(t).step_by(threads).fold(0u64, |acc, b| {
-                            acc ^ hash(&decode(b, DecodeLimits::default()).expect("photos decode"))
-                        })
+                        photos
+                            .iter()
+                            .skip(t)
+                            .step_by(threads)
+                            .fold(0u64, |acc, b| acc ^ hash(b))
                     })
                 })
                 .collect();
@@ -55,9 +59,15 @@ fn run(
     done as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Grey conversion only: the decode floor under both hashes.
-fn luma_only(img: &image::DynamicImage) -> u64 {
-    to_luma(img).0.len() as u64
+/// A hash of an encoded image, decoding included.
+type Hash = fn(&[u8]) -> u64;
+
+fn full(b: &[u8]) -> image::DynamicImage {
+    decode(b, DecodeLimits::default()).expect("photos decode")
+}
+
+fn luma_fast(b: &[u8]) -> (Vec<u8>, usize, usize) {
+    decode_luma_fast(b, DecodeLimits::default()).expect("photos decode")
 }
 
 fn main() {
@@ -65,18 +75,30 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(3.0);
-    let photos = photos();
+    let (all, jpegs) = photos();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for (name, f) in [
-        ("phash", phash as fn(&_) -> u64),
-        ("dhash", dhash as fn(&_) -> u64),
-        ("decode", luma_only as fn(&_) -> u64),
-    ] {
-        for threads in [1, cores] {
-            println!(
-                "lakecap {name} threads={threads} images_per_s={:.1}",
-                run(&photos, threads, min_secs, f)
-            );
+    let hashes: [(&str, Hash); 5] = [
+        ("phash", |b| phash(&full(b))),
+        ("dhash", |b| dhash(&full(b))),
+        // Grey conversion only: the decode floor under both hashes.
+        ("decode", |b| to_luma(&full(b)).0.len() as u64),
+        ("phash_fast", |b| {
+            let (px, w, h) = luma_fast(b);
+            phash_luma(&px, w, h)
+        }),
+        ("dhash_fast", |b| {
+            let (px, w, h) = luma_fast(b);
+            dhash_luma(&px, w, h)
+        }),
+    ];
+    for (name, f) in hashes {
+        for (set, photos) in [("all", &all), ("jpeg", &jpegs)] {
+            for threads in [1, cores] {
+                println!(
+                    "lakecap {name} set={set} threads={threads} images_per_s={:.1}",
+                    run(photos, threads, min_secs, f)
+                );
+            }
         }
     }
 }

@@ -8,6 +8,10 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use zune_jpeg::JpegDecoder;
+use zune_jpeg::zune_core::bytestream::ZCursor;
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
 
 /// Bounds applied to every decode; set per session from `lakecap.max_pixels`
 /// and `lakecap.max_image_bytes`.
@@ -188,6 +192,37 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, ImageE
     DynamicImage::from_decoder(decoder).map_err(|e| classify(info.format, e))
 }
 
+/// An 8-bit grayscale plane, faster than [`decode`] + [`to_luma`] for JPEGs:
+/// they are decoded straight to their Y channel, so the chroma channels are
+/// entropy-decoded but never transformed, upsampled or colour-converted.
+/// Y is the same ITU-R 601 luma Pillow's `convert("L")` computes from the
+/// RGB pixels, but not rounded the same, so a few pixels differ by one
+/// level. Other formats take [`to_luma`]'s path. Errors are [`decode`]'s.
+pub fn decode_luma_fast(
+    bytes: &[u8],
+    limits: DecodeLimits,
+) -> Result<(Vec<u8>, usize, usize), ImageError> {
+    let full = |bytes| decode(bytes, limits).map(|img| to_luma(&img));
+    if probe(bytes, limits)?.format != "jpeg" {
+        return full(bytes);
+    }
+    if !jpeg_has_eoi(bytes) {
+        return Err(ImageError::Truncated("jpeg"));
+    }
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::Luma);
+    let mut d = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    // Whatever the fast path cannot take, the full decode takes or names.
+    match (d.decode(), d.dimensions()) {
+        (Ok(px), Some((w, h))) if px.len() == w * h => Ok((px, w, h)),
+        _ => full(bytes),
+    }
+}
+
+/// Pillow's `convert("L")`: ITU-R 601-2 luma in 16-bit fixed point.
+fn luma601(r: u8, g: u8, b: u8) -> u8 {
+    ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16) as u8
+}
+
 /// True when an end-of-image marker follows the last start-of-scan. Entropy-coded
 /// data stuffs every 0xFF with 0x00, so 0xFFD9 there is always a real marker;
 /// looking after the last SOS skips EOIs of embedded EXIF thumbnails.
@@ -205,9 +240,6 @@ fn jpeg_has_eoi(bytes: &[u8]) -> bool {
 /// 16-bit grey Pillow clamps to 255, which we deliberately do not copy).
 pub fn to_luma(img: &DynamicImage) -> (Vec<u8>, usize, usize) {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let l24 = |r: u8, g: u8, b: u8| {
-        ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16) as u8
-    };
     let px = match img {
         DynamicImage::ImageLuma8(b) => b.as_raw().clone(),
         DynamicImage::ImageLumaA8(b) => b.as_raw().chunks_exact(2).map(|p| p[0]).collect(),
@@ -220,28 +252,28 @@ pub fn to_luma(img: &DynamicImage) -> (Vec<u8>, usize, usize) {
         DynamicImage::ImageRgb8(b) => b
             .as_raw()
             .chunks_exact(3)
-            .map(|p| l24(p[0], p[1], p[2]))
+            .map(|p| luma601(p[0], p[1], p[2]))
             .collect(),
         DynamicImage::ImageRgba8(b) => b
             .as_raw()
             .chunks_exact(4)
-            .map(|p| l24(p[0], p[1], p[2]))
+            .map(|p| luma601(p[0], p[1], p[2]))
             .collect(),
         DynamicImage::ImageRgb16(b) => b
             .as_raw()
             .chunks_exact(3)
-            .map(|p| l24((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8))
+            .map(|p| luma601((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8))
             .collect(),
         DynamicImage::ImageRgba16(b) => b
             .as_raw()
             .chunks_exact(4)
-            .map(|p| l24((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8))
+            .map(|p| luma601((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8))
             .collect(),
         other => other
             .to_rgb8()
             .as_raw()
             .chunks_exact(3)
-            .map(|p| l24(p[0], p[1], p[2]))
+            .map(|p| luma601(p[0], p[1], p[2]))
             .collect(),
     };
     (px, w, h)
@@ -293,6 +325,65 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// The fast luma plane: a JPEG's Y channel, within a level of Pillow's
+    /// `convert("L")` almost everywhere (0.2%); other formats exactly `to_luma`'s;
+    /// bad input fails as `decode` does.
+    #[test]
+    fn fast_luma_matches_convert_l() {
+        let lim = DecodeLimits::default();
+        let read = |dir: &str, name: &str| {
+            std::fs::read(format!("{}/../{dir}/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
+        for name in [
+            "rocket.jpg",
+            "retina.jpg",
+            "hubble_deep_field.jpg",
+            "coffee.png",
+        ] {
+            let bytes = read("data/photos", name);
+            let exact = to_luma(&decode(&bytes, lim).unwrap());
+            let fast = decode_luma_fast(&bytes, lim).unwrap();
+            assert_eq!((fast.1, fast.2), (exact.1, exact.2), "{name}");
+            let off: Vec<u8> = fast
+                .0
+                .iter()
+                .zip(&exact.0)
+                .map(|(a, b)| a.abs_diff(*b))
+                .collect();
+            // Saturated colours clip in RGB, which Y skips: retina.jpg has
+            // 0.1% of pixels further off.
+            let far = off.iter().filter(|&&d| d > 1).count();
+            assert!(
+                far * 500 <= off.len(),
+                "{name}: {far} of {} pixels off by more than 1",
+                off.len()
+            );
+            if name.ends_with(".png") {
+                assert_eq!(fast.0, exact.0, "{name}");
+            }
+        }
+        // CMYK takes the full path, and bad input fails with decode's errors.
+        let cmyk = read("tests/data/bad", "cmyk.jpg");
+        assert_eq!(
+            decode_luma_fast(&cmyk, lim).map(|l| l.0),
+            decode(&cmyk, lim).map(|i| to_luma(&i).0)
+        );
+        for bad in [
+            "truncated.jpg",
+            "jpeg_magic_then_noise.jpg",
+            "zero_bytes.jpg",
+            "not_an_image.html",
+            "bomb_100000x100000.png",
+        ] {
+            let bytes = read("tests/data/bad", bad);
+            assert_eq!(
+                decode_luma_fast(&bytes, lim).unwrap_err(),
+                decode(&bytes, lim).unwrap_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -48,25 +48,27 @@ fn is_vector(t: &DataType) -> bool {
 pub(crate) fn coerce(
     func: &str,
     params: &[(&str, Arg)],
+    optional: usize,
     types: &[DataType],
 ) -> Result<Vec<DataType>> {
+    let required = params.len() - optional;
     let usage = || {
-        format!(
-            "{func}({})",
-            params
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        let names: Vec<&str> = params.iter().map(|(n, _)| *n).collect();
+        match optional {
+            0 => format!("{func}({})", names.join(", ")),
+            _ => format!(
+                "{func}({} [, {}])",
+                names[..required].join(", "),
+                names[required..].join(", ")
+            ),
+        }
     };
-    if types.len() != params.len() {
-        return plan_err!(
-            "{} takes {} argument(s), got {}",
-            usage(),
-            params.len(),
-            types.len()
-        );
+    if types.len() < required || types.len() > params.len() {
+        let count = match optional {
+            0 => params.len().to_string(),
+            _ => format!("{required} to {}", params.len()),
+        };
+        return plan_err!("{} takes {count} argument(s), got {}", usage(), types.len());
     }
     params
         .iter()

@@ -23,6 +23,8 @@ pub trait PlainFunction: Send + Sync + 'static {
     const NAME: &'static str;
     /// The parameters, as named in coercion errors.
     const PARAMS: &'static [(&'static str, Arg)];
+    /// How many of the last parameters may be left out.
+    const OPTIONAL: usize = 0;
 
     fn return_type() -> DataType;
 
@@ -82,7 +84,7 @@ impl<F: PlainFunction> ScalarUDFImpl for Plain<F> {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce(F::NAME, F::PARAMS, arg_types)
+        coerce(F::NAME, F::PARAMS, F::OPTIONAL, arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {

@@ -2,8 +2,9 @@
 //! perceptual hashes (`phash`, `dhash`) and their distance (`hamming`), and
 //! previews (`thumbnail`).
 
-/// Declares `$func`, the image → UInt64 function `$name` computing `$hash`
-/// of each image (documented by the module's `DOC`).
+/// Declares `$func`, the function `$name(img [, mode])` → UInt64 computing
+/// `$hash` of each image's grayscale plane (documented by the module's
+/// `DOC`); `'fast'` decodes JPEGs to their luma channel only.
 macro_rules! image_hash_function {
     ($func:ident = $marker:ident($name:literal, $hash:path)) => {
         pub type $func = $crate::common::plain::Plain<$marker>;
@@ -12,8 +13,11 @@ macro_rules! image_hash_function {
 
         impl $crate::common::plain::PlainFunction for $marker {
             const NAME: &'static str = $name;
-            const PARAMS: &'static [(&'static str, $crate::common::args::Arg)] =
-                $crate::common::args::IMAGE;
+            const PARAMS: &'static [(&'static str, $crate::common::args::Arg)] = &[
+                ("img", $crate::common::args::Arg::Image),
+                ("mode", $crate::common::args::Arg::Text),
+            ];
+            const OPTIONAL: usize = 1;
 
             fn return_type() -> datafusion::arrow::datatypes::DataType {
                 datafusion::arrow::datatypes::DataType::UInt64
@@ -27,7 +31,8 @@ macro_rules! image_hash_function {
                 rows: &$crate::common::args::Rows,
                 cols: &[datafusion::arrow::array::ArrayRef],
             ) -> datafusion::common::Result<datafusion::arrow::array::ArrayRef> {
-                $crate::image::hash_images(rows, &cols[0], $hash)
+                let fast = $crate::image::fast_mode($name, cols.get(1))?;
+                $crate::image::hash_images(rows, &cols[0], $hash, fast)
             }
         }
     };
@@ -40,18 +45,47 @@ pub(crate) mod image_info;
 pub(crate) mod phash;
 pub(crate) mod thumbnail;
 
-use datafusion::arrow::array::ArrayRef;
-use datafusion::common::Result;
-use lakecap_models::image::{DynamicImage, decode};
+use datafusion::arrow::array::{ArrayRef, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, plan_err};
+use lakecap_models::image::{decode, decode_luma_fast, to_luma};
 
 use crate::common::args::Rows;
 use crate::common::arrow::column;
 
-/// The 64-bit `hash` of every image of `col`: NULL for NULL, and
-/// `lakecap.on_error` for images that do not decode.
-fn hash_images(rows: &Rows, col: &ArrayRef, hash: fn(&DynamicImage) -> u64) -> Result<ArrayRef> {
+/// Whether a hash call's `mode` argument is `'fast'` (else `'exact'`, the
+/// default); every row must give the same mode.
+fn fast_mode(func: &str, mode: Option<&ArrayRef>) -> Result<bool> {
+    let Some(mode) = mode else { return Ok(false) };
+    let mode = cast(mode, &DataType::Utf8)?;
+    let mut modes = mode.as_string::<i32>().iter();
+    let first = modes.next().flatten().unwrap_or("exact");
+    if modes.any(|m| m != Some(first)) {
+        return plan_err!("{func}(img, mode): mode must be the same for every row");
+    }
+    match first {
+        "exact" => Ok(false),
+        "fast" => Ok(true),
+        other => plan_err!("{func}(img, mode): mode must be 'exact' or 'fast', got '{other}'"),
+    }
+}
+
+/// The 64-bit `hash` of the grayscale plane of every image of `col`: NULL
+/// for NULL, and `lakecap.on_error` for images that do not decode. `fast`
+/// decodes JPEGs to their luma channel only.
+fn hash_images(
+    rows: &Rows,
+    col: &ArrayRef,
+    hash: fn(&[u8], usize, usize) -> u64,
+    fast: bool,
+) -> Result<ArrayRef> {
     let limits = rows.limits();
     Ok(column(rows.map_images(col, |b| {
-        decode(b, limits).map(|img| hash(&img))
+        let (px, w, h) = match fast {
+            true => decode_luma_fast(b, limits)?,
+            false => to_luma(&decode(b, limits)?),
+        };
+        Ok(hash(&px, w, h))
     })?))
 }
