@@ -41,7 +41,9 @@ fi
 if on blip && [ ! -f "$BLIP/model.safetensors" ]; then
     "$PYTHON" bench/models_peer.py blip_make "$BLIP" "$MINILM/tokenizer.json"
 fi
-echo "threads=$THREADS cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) rounds=$ROUNDS"
+# The CPU and the kernel paths it takes (AVX2, AVX-512, AMX) go with every figure.
+MACHINE="threads=$THREADS cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\" $("$BIN" paths)"
+echo "$MACHINE rounds=$ROUNDS"
 for _ in $(seq "$ROUNDS"); do
     if on clip; then
         "$BIN" clip "$M" --batch 32 --iters 2
@@ -77,7 +79,7 @@ for _ in $(seq "$ROUNDS"); do
         done
     fi
 done 2>&1 | tee "$LOG"
-echo "--- median of $ROUNDS round(s)"
+echo "--- median of $ROUNDS round(s) on $MACHINE"
 grep -E '^[a-z0-9_]+=[0-9.]+$' "$LOG" | awk -F= '
     { v[$1] = v[$1] " " $2; if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
     END {

@@ -20,7 +20,8 @@ CREATE EXTERNAL TABLE reference STORED AS PARQUET LOCATION '${REFERENCE}';
 CREATE TABLE emb AS
 SELECT key, embed_image(img) AS v FROM lake WHERE image_error(img) IS NULL;
 
--- The same seed gives the same clusters in both outputs.
+-- kmeans is deterministic for a seed on a device, so both calls give the same
+-- clusters: one row per row, one row per centroid.
 CREATE TABLE clusters AS SELECT * FROM kmeans('emb', 'key', 'v', 32, 'seed=0');
 CREATE TABLE centroids AS
 SELECT * FROM kmeans('emb', 'key', 'v', 32, 'seed=0; output=centroids');

@@ -8,8 +8,9 @@
 --   rows, mean_words, median_words, vocab (distinct lower-cased words),
 --   distinct_1 and distinct_2 (Li et al. 2016: corpus distinct n-grams over
 --   all n-grams), mean_chars: caption_stats;
---   clip_score: mean CLIPScore (Hessel et al. 2021: 100 × max(cos, 0)) of
---   the caption against its image, on lakecap.clip_model.
+--   clip_score: mean clip_score of the caption against its image on
+--   lakecap.clip_model: 100 × max(cos, 0), DataComp's scale (Hessel et al.
+--   2021's CLIPScore is 2.5 × max(cos, 0): divide by 40 to compare).
 -- Departures: the papers tokenise with their models' tokenizers; words here
 -- are whitespace-separated, lower-cased, punctuation kept.
 

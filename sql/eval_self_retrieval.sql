@@ -16,7 +16,8 @@
 --                while more than half rank within 1000).
 --   bag_at_10    TrueMatch-style bags: an image's bag is itself and its 9
 --                nearest images (by image embedding, knn); a hit when the
---                caption is more similar to its own image than to the other 9.
+--                caption is more similar to its own image than to the other 9
+--                (a caption whose image has no embedding is a miss).
 --   distinct_captions  share of distinct captions; distinct_2 from
 --                caption_stats (corpus distinct bigrams over all bigrams).
 --   changed      share of captions that differ from the image's greedy caption.
@@ -99,6 +100,6 @@ SELECT o.source,
 FROM own o
 JOIN captions c ON c.source = o.source AND c.key = o.key
 JOIN greedy g ON g.key = o.key
-JOIN bag_hits h ON h.source = o.source AND h.key = o.key
+LEFT JOIN bag_hits h ON h.source = o.source AND h.key = o.key
 GROUP BY o.source
 ORDER BY o.source;

@@ -498,9 +498,16 @@ fn run_all<B: Backend>(be: &B, tol: f32) {
     check_kv_cache(be, tol);
 }
 
+/// Every path lakecap's CPU kernels have on this machine: the AVX2/FMA one
+/// where the CPU has it, then the portable one.
 #[test]
 fn cpu_backend_matches_references() {
+    eprintln!("cpu paths: {}", lakecap_kernels::cpu::simd_paths());
     run_all(&Cpu, 1e-5);
+    lakecap_kernels::cpu::force_portable(true);
+    eprintln!("cpu paths: {}", lakecap_kernels::cpu::simd_paths());
+    run_all(&Cpu, 1e-5);
+    lakecap_kernels::cpu::force_portable(false);
 }
 
 #[test]

@@ -326,9 +326,14 @@ fn knn(n: usize, d: usize, k: usize, device: Device) {
 fn main() {
     lakecap_models::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "paths") {
+        // Printed beside every figure by scripts/bench-models.sh.
+        println!("cpu_paths=\"{}\"", lakecap_kernels::cpu::simd_paths());
+        return;
+    }
     let (Some(mode), Some(dir)) = (args.get(1), args.get(2)) else {
         eprintln!(
-            "usage: bench_models clip|text|llm|blip|vlm|embed DIR [--device cpu|cuda] [--precision auto|f32|f16|bf16] [--batch N] [--iters N]"
+            "usage: bench_models paths | clip|text|llm|blip|vlm|embed DIR [--device cpu|cuda] [--precision auto|f32|f16|bf16] [--batch N] [--iters N]"
         );
         std::process::exit(2);
     };

@@ -3,7 +3,9 @@
 //! maxima and means; histograms from a uniform sample of each column's values;
 //! a uniform sample of rows for the grid (reservoir sampling, seeded); and the
 //! biggest near-duplicate clusters, whose image bytes are kept only for the
-//! members shown. Thumbnails are made at the end, for the rows shown only.
+//! members shown (a cluster that outgrows the smallest kept one takes its
+//! place). Distinct drop reasons, counted clusters and kept image bytes are
+//! capped. Thumbnails are made at the end, for the rows shown only.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,7 +14,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch};
 use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Schema};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -134,30 +136,9 @@ pub struct Row {
 #[derive(Debug, Default)]
 pub struct Cluster {
     pub rows: u64,
+    /// Members whose images are kept for display (only while the cluster is
+    /// among the biggest seen so far).
     pub members: Vec<Row>,
-}
-
-/// Numeric columns, struct fields among them, as (shown name, Float64 column).
-fn numeric_columns(name: &str, col: &ArrayRef) -> Result<Vec<(String, ArrayRef)>> {
-    Ok(match col.data_type() {
-        t if t.is_numeric() => vec![(name.to_string(), cast(col, &DataType::Float64)?)],
-        DataType::Struct(fields) => {
-            let s = col.as_struct();
-            let mut out = Vec::new();
-            for (i, f) in fields.iter().enumerate() {
-                if f.data_type().is_numeric() {
-                    // A NULL struct hides its fields' values.
-                    let c = cast(s.column(i), &DataType::Float64)?;
-                    let values = c.as_primitive::<Float64Type>().values().clone();
-                    let nulls = NullBuffer::union(c.nulls(), s.nulls());
-                    let c: ArrayRef = Arc::new(Float64Array::new(values, nulls));
-                    out.push((format!("{name}.{}", f.name()), c));
-                }
-            }
-            out
-        }
-        _ => Vec::new(),
-    })
 }
 
 fn is_text(t: &DataType) -> bool {
@@ -171,9 +152,17 @@ fn is_binary(t: &DataType) -> bool {
     )
 }
 
-/// `col` as Utf8 or Binary, so rows read the same whatever the width.
-fn plain(col: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
-    Ok(cast(col, to)?)
+fn as_text(t: &DataType) -> bool {
+    can_cast_types(t, &DataType::Utf8)
+}
+
+/// Where a histogram's values come from: a numeric column, a numeric field
+/// of a struct column, or the word count of a text column.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Column(usize),
+    Field(usize, usize),
+    Words(usize),
 }
 
 /// Everything the report shows, accumulated batch by batch.
@@ -181,141 +170,176 @@ pub struct Collected {
     pub roles: Roles,
     pub text_columns: Vec<String>,
     pub rows: u64,
-    /// Rows per drop reason; `None` is kept.
+    /// Rows per drop reason; `None` is kept. At most [`REASONS_KEPT`]
+    /// reasons, the rest under [`OTHER_REASONS`].
     pub outcomes: BTreeMap<Option<String>, u64>,
     pub metrics: Vec<Metric>,
     pub sample: Vec<Row>,
+    /// Rows per near-duplicate cluster, for the first [`GROUPS_COUNTED`]
+    /// distinct values; `groups_uncounted` rows fall outside them.
     pub clusters: HashMap<String, Cluster>,
+    pub groups_uncounted: u64,
+    /// Column indices of the roles and the text columns.
+    key: Option<usize>,
+    image: Option<usize>,
+    reason: Option<usize>,
+    dup_group: Option<usize>,
+    texts: Vec<usize>,
+    sources: Vec<Source>,
+    /// Clusters whose images are kept, at most [`CLUSTERS_KEPT`].
+    kept: Vec<String>,
     sample_size: usize,
     cluster_bytes: usize,
     rng: ChaCha8Rng,
 }
 
+/// Distinct drop reasons charted; the rest are summed as one.
+pub const REASONS_KEPT: usize = 40;
+pub const OTHER_REASONS: &str = "(other reasons)";
+/// Distinct near-duplicate cluster values counted.
+const GROUPS_COUNTED: usize = 200_000;
+
 impl Collected {
     /// Chooses the roles of `schema`'s columns: those named in `given` (an
     /// error when absent or of the wrong type), else by name and type.
     pub fn new(schema: &Schema, given: &Roles, sample_size: usize, seed: u64) -> Result<Self> {
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let fields = schema.fields();
+        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
         let find = |want: &Option<String>,
                     what: &str,
                     ok: fn(&DataType) -> bool|
-         -> Result<Option<String>> {
+         -> Result<Option<usize>> {
             let Some(w) = want else { return Ok(None) };
-            let Ok(f) = schema.field_with_name(w) else {
+            let Some(i) = names.iter().position(|n| n == w) else {
                 bail!(
                     "report: no column '{w}' for the {what} in the result (columns: {})",
                     names.join(", ")
                 )
             };
-            if !ok(f.data_type()) {
+            if !ok(fields[i].data_type()) {
                 bail!(
                     "report: the {what} column '{w}' is {}, not a fitting type",
-                    f.data_type()
+                    fields[i].data_type()
                 )
             }
-            Ok(Some(w.clone()))
+            Ok(Some(i))
         };
         let named = |n: &str, ok: fn(&DataType) -> bool| {
-            schema
-                .field_with_name(n)
-                .ok()
-                .filter(|f| ok(f.data_type()))
-                .map(|f| f.name().clone())
+            names
+                .iter()
+                .position(|c| *c == n)
+                .filter(|&i| ok(fields[i].data_type()))
         };
-        let any = |_: &DataType| true;
-        let key = find(&given.key, "key", any)?.or_else(|| named("key", any));
+        let key = find(&given.key, "key", as_text)?.or_else(|| named("key", as_text));
         let image = find(&given.image, "image", is_binary)?
             .or_else(|| named("img", is_binary))
             .or_else(|| named("image", is_binary))
-            .or_else(|| {
-                schema
-                    .fields()
-                    .iter()
-                    .find(|f| is_binary(f.data_type()))
-                    .map(|f| f.name().clone())
-            });
+            .or_else(|| fields.iter().position(|f| is_binary(f.data_type())));
         let reason = find(&given.reason, "drop reason", is_text)?
             .or_else(|| named("dropped_because", is_text));
-        let dup_group = find(&given.dup_group, "near-duplicate cluster", any)?
-            .or_else(|| named("dup_group", any));
+        let dup_group = find(&given.dup_group, "near-duplicate cluster", as_text)?
+            .or_else(|| named("dup_group", as_text));
+        let name = |i: Option<usize>| i.map(|i| names[i].to_string());
         let roles = Roles {
+            key: name(key),
+            image: name(image),
+            reason: name(reason),
+            dup_group: name(dup_group),
+        };
+        let taken = |i: usize| [key, image, reason, dup_group].contains(&Some(i));
+        let texts: Vec<usize> = (0..fields.len())
+            .filter(|&i| is_text(fields[i].data_type()) && !taken(i))
+            .collect();
+        // Histograms: numeric columns and struct fields, then words per text column.
+        let mut metrics = Vec::new();
+        let mut sources = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
+            if taken(i) {
+                continue;
+            }
+            match f.data_type() {
+                t if t.is_numeric() => {
+                    metrics.push(Metric::new(f.name().clone(), false));
+                    sources.push(Source::Column(i));
+                }
+                DataType::Struct(children) => {
+                    for (j, c) in children.iter().enumerate() {
+                        if c.data_type().is_numeric() {
+                            metrics.push(Metric::new(format!("{}.{}", f.name(), c.name()), false));
+                            sources.push(Source::Field(i, j));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for &i in &texts {
+            metrics.push(Metric::new(format!("words in {}", names[i]), true));
+            sources.push(Source::Words(i));
+        }
+        Ok(Self {
+            roles,
+            text_columns: texts.iter().map(|&i| names[i].to_string()).collect(),
+            rows: 0,
+            outcomes: BTreeMap::new(),
+            metrics,
+            sample: Vec::new(),
+            clusters: HashMap::new(),
+            groups_uncounted: 0,
             key,
             image,
             reason,
             dup_group,
-        };
-        let taken = |n: &str| {
-            [&roles.key, &roles.image, &roles.reason, &roles.dup_group]
-                .iter()
-                .any(|r| r.as_deref() == Some(n))
-        };
-        let text_columns = schema
-            .fields()
-            .iter()
-            .filter(|f| is_text(f.data_type()) && !taken(f.name()))
-            .map(|f| f.name().clone())
-            .collect();
-        Ok(Self {
-            roles,
-            text_columns,
-            rows: 0,
-            outcomes: BTreeMap::new(),
-            metrics: Vec::new(),
-            sample: Vec::new(),
-            clusters: HashMap::new(),
+            texts,
+            sources,
+            kept: Vec::new(),
             sample_size,
             cluster_bytes: 0,
             rng: ChaCha8Rng::seed_from_u64(seed),
         })
     }
 
-    fn metric(&mut self, name: &str, words: bool) -> usize {
-        match self.metrics.iter().position(|m| m.name == name) {
-            Some(i) => i,
-            None => {
-                self.metrics.push(Metric::new(name.to_string(), words));
-                self.metrics.len() - 1
+    /// A source's values in `batch` as Float64.
+    fn values(batch: &RecordBatch, source: Source) -> Result<ArrayRef> {
+        Ok(match source {
+            Source::Column(i) => cast(batch.column(i), &DataType::Float64)?,
+            Source::Field(i, j) => {
+                let s = batch.column(i).as_struct();
+                // A NULL struct hides its fields' values.
+                let c = cast(s.column(j), &DataType::Float64)?;
+                let values = c.as_primitive::<Float64Type>().values().clone();
+                let nulls = NullBuffer::union(c.nulls(), s.nulls());
+                Arc::new(Float64Array::new(values, nulls))
             }
-        }
+            Source::Words(i) => {
+                let t = cast(batch.column(i), &DataType::Utf8)?;
+                let words = t
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(|v| v.split_whitespace().count() as f64));
+                Arc::new(Float64Array::from_iter(words))
+            }
+        })
     }
 
     pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
-        let column = |name: &Option<String>, to: &DataType| -> Result<Option<ArrayRef>> {
-            name.as_ref()
-                .map(|n| plain(batch.column_by_name(n).expect("role column in result"), to))
-                .transpose()
+        let column = |i: Option<usize>, to: &DataType| -> Result<Option<ArrayRef>> {
+            i.map(|i| Ok(cast(batch.column(i), to)?)).transpose()
         };
-        let keys = column(&self.roles.key, &DataType::Utf8)?;
-        let images = column(&self.roles.image, &DataType::LargeBinary)?;
-        let reasons = column(&self.roles.reason, &DataType::Utf8)?;
-        let groups = column(&self.roles.dup_group, &DataType::Utf8)?;
+        let keys = column(self.key, &DataType::Utf8)?;
+        let images = column(self.image, &DataType::LargeBinary)?;
+        let reasons = column(self.reason, &DataType::Utf8)?;
+        let groups = column(self.dup_group, &DataType::Utf8)?;
         let texts = self
-            .text_columns
+            .texts
             .iter()
-            .map(|n| {
-                plain(
-                    batch.column_by_name(n).expect("text column"),
-                    &DataType::Utf8,
-                )
-            })
+            .map(|&i| Ok(cast(batch.column(i), &DataType::Utf8)?))
             .collect::<Result<Vec<_>>>()?;
-        let mut numeric = Vec::new();
-        for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
-            let name = field.name();
-            if Some(name) == self.roles.key.as_ref() || Some(name) == self.roles.dup_group.as_ref()
-            {
-                continue;
-            }
-            for (shown, values) in numeric_columns(name, col)? {
-                numeric.push((self.metric(&shown, false), values));
-            }
-        }
-        let word_metrics: Vec<usize> = self
-            .text_columns
-            .clone()
+        let values = self
+            .sources
             .iter()
-            .map(|n| self.metric(&format!("words in {n}"), true))
-            .collect();
+            .map(|&s| Self::values(batch, s))
+            .collect::<Result<Vec<_>>>()?;
         let str_at = |a: &Option<ArrayRef>, i: usize| {
             a.as_ref()
                 .filter(|a| a.is_valid(i))
@@ -325,17 +349,10 @@ impl Collected {
             let n = self.rows;
             self.rows += 1;
             let reason = str_at(&reasons, i);
-            *self.outcomes.entry(reason.clone()).or_default() += 1;
-            for (m, values) in &numeric {
-                let v = values.as_primitive::<Float64Type>();
-                let v = v.is_valid(i).then(|| v.value(i));
-                self.metrics[*m].push(v, &mut self.rng);
-            }
-            for (m, t) in word_metrics.iter().zip(&texts) {
-                let words = t
-                    .is_valid(i)
-                    .then(|| t.as_string::<i32>().value(i).split_whitespace().count() as f64);
-                self.metrics[*m].push(words, &mut self.rng);
+            self.count_outcome(&reason);
+            for (m, v) in self.metrics.iter_mut().zip(&values) {
+                let v = v.as_primitive::<Float64Type>();
+                m.push(v.is_valid(i).then(|| v.value(i)), &mut self.rng);
             }
             let sampled = if self.sample.len() < self.sample_size {
                 Some(self.sample.len())
@@ -344,11 +361,11 @@ impl Collected {
                 (j < self.sample_size).then_some(j)
             };
             let group = str_at(&groups, i);
-            let member = group.as_ref().is_some_and(|g| self.wants_member(g));
+            let member = match &group {
+                Some(g) => self.count_member(g),
+                None => false,
+            };
             if sampled.is_none() && !member {
-                if let Some(g) = group {
-                    self.clusters.entry(g).or_default().rows += 1;
-                }
                 continue;
             }
             let row = Row {
@@ -371,11 +388,13 @@ impl Collected {
                     .filter(|a| a.is_valid(i))
                     .map(|a| a.as_binary::<i64>().value(i).to_vec()),
             };
-            if let Some(g) = group {
-                let c = self.clusters.entry(g).or_default();
-                c.rows += 1;
-                if member {
-                    self.cluster_bytes += row.image.as_ref().map_or(0, Vec::len);
+            if let Some(g) = group.filter(|_| member) {
+                let bytes = row.image.as_ref().map_or(0, Vec::len);
+                // Image bytes stay bounded: a member over the budget is not kept.
+                if self.cluster_bytes + bytes <= CLUSTER_BYTES
+                    && let Some(c) = self.clusters.get_mut(&g)
+                {
+                    self.cluster_bytes += bytes;
                     c.members.push(row.clone());
                 }
             }
@@ -390,15 +409,79 @@ impl Collected {
         Ok(())
     }
 
-    /// Whether a new member of cluster `g` keeps its image for display.
-    fn wants_member(&self, g: &str) -> bool {
-        match self.clusters.get(g) {
-            Some(c) => c.members.len() < MEMBERS_SHOWN && !c.members.is_empty(),
-            None => self.clusters.len() < CLUSTERS_KEPT && self.cluster_bytes < CLUSTER_BYTES,
-        }
+    fn count_outcome(&mut self, reason: &Option<String>) {
+        let key = match reason {
+            Some(r)
+                if !self.outcomes.contains_key(reason)
+                    && self.outcomes.keys().flatten().count() >= REASONS_KEPT =>
+            {
+                Some(OTHER_REASONS.to_string())
+            }
+            _ => reason.clone(),
+        };
+        *self.outcomes.entry(key).or_default() += 1;
     }
 
-    /// The biggest clusters with more than one row, biggest first (ties by name).
+    /// Counts a row of cluster `g`; true when its image should be kept: the
+    /// cluster is among the [`CLUSTERS_KEPT`] biggest so far (replacing the
+    /// smallest kept one when it outgrows it) and shows fewer than
+    /// [`MEMBERS_SHOWN`] members.
+    fn count_member(&mut self, g: &str) -> bool {
+        let counted = self.clusters.len();
+        let rows = match self.clusters.get_mut(g) {
+            Some(c) => {
+                c.rows += 1;
+                c.rows
+            }
+            None if counted < GROUPS_COUNTED => {
+                self.clusters.insert(
+                    g.to_string(),
+                    Cluster {
+                        rows: 1,
+                        members: Vec::new(),
+                    },
+                );
+                1
+            }
+            None => {
+                self.groups_uncounted += 1;
+                return false;
+            }
+        };
+        if self.kept.iter().any(|k| k == g) {
+            return self.clusters[g].members.len() < MEMBERS_SHOWN;
+        }
+        if self.kept.len() < CLUSTERS_KEPT {
+            self.kept.push(g.to_string());
+            return true;
+        }
+        // Replace the smallest kept cluster once this one is bigger.
+        let (at, smallest) = self
+            .kept
+            .iter()
+            .enumerate()
+            .map(|(at, k)| (at, self.clusters[k].rows))
+            .min_by_key(|&(_, rows)| rows)
+            .expect("CLUSTERS_KEPT > 0");
+        if rows <= smallest {
+            return false;
+        }
+        let evicted = std::mem::replace(&mut self.kept[at], g.to_string());
+        if let Some(c) = self.clusters.get_mut(&evicted) {
+            let freed: usize = c
+                .members
+                .iter()
+                .filter_map(|m| m.image.as_ref())
+                .map(Vec::len)
+                .sum();
+            self.cluster_bytes -= freed;
+            c.members.clear();
+        }
+        true
+    }
+
+    /// The biggest clusters with more than one row and kept members, biggest
+    /// first (ties by name).
     pub fn top_clusters(&self, n: usize) -> Vec<(&String, &Cluster)> {
         let mut all: Vec<_> = self
             .clusters
@@ -443,6 +526,51 @@ mod tests {
         let h = f.histogram(10);
         assert_eq!(h.len(), 10);
         assert!(h.iter().all(|b| b.2 == 10.0), "{h:?}");
+    }
+
+    /// A big cluster seen after hundreds of small ones is still shown, and
+    /// drop reasons past the cap are summed as one.
+    #[test]
+    fn biggest_clusters_win_and_reasons_are_capped() {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::Field;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("dropped_because", DataType::Utf8, true),
+            Field::new("dup_group", DataType::Utf8, true),
+        ]));
+        let mut c = Collected::new(&schema, &Roles::default(), 4, 0).unwrap();
+        let (mut keys, mut reasons, mut groups) = (vec![], vec![], vec![]);
+        for i in 0..600 {
+            keys.push(format!("s{i}"));
+            reasons.push(Some(format!("reason {i}")));
+            groups.push(format!("small{}", i / 2));
+        }
+        for i in 0..50 {
+            keys.push(format!("b{i}"));
+            reasons.push(None);
+            groups.push("big".to_string());
+        }
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(keys)),
+                Arc::new(StringArray::from(reasons)),
+                Arc::new(StringArray::from(groups)),
+            ],
+        )
+        .unwrap();
+        c.add(&batch).unwrap();
+        let top = c.top_clusters(3);
+        assert_eq!((top[0].0.as_str(), top[0].1.rows), ("big", 50));
+        assert_eq!(top[0].1.members.len(), MEMBERS_SHOWN);
+        assert_eq!(c.cluster_totals(), (301, 650));
+        assert_eq!(c.outcomes.len(), REASONS_KEPT + 2);
+        assert_eq!(
+            c.outcomes[&Some(OTHER_REASONS.to_string())],
+            600 - REASONS_KEPT as u64
+        );
+        assert_eq!(c.outcomes[&None], 50);
     }
 
     #[test]

@@ -297,9 +297,13 @@ pub fn page(
 
     if let Some(col) = &c.roles.dup_group {
         let (n, rows) = c.cluster_totals();
+        let uncounted = match c.groups_uncounted {
+            0 => String::new(),
+            u => format!(" ({u} more rows belong to values past the first 200,000, not counted)"),
+        };
         let _ = write!(
             s,
-            r#"<section id="clusters"><h2>Near-duplicate clusters</h2><p class="muted">{n} clusters hold {rows} rows (equal values of <code>{}</code>); the {} biggest, each with up to {} members:</p>"#,
+            r#"<section id="clusters"><h2>Near-duplicate clusters</h2><p class="muted">{n} clusters hold {rows} rows (equal values of <code>{}</code>){uncounted}; the {} biggest, each with up to {} members:</p>"#,
             escape(col),
             clusters.len(),
             super::collect::MEMBERS_SHOWN

@@ -77,7 +77,15 @@ pub fn input_sql(input: &str) -> Result<(String, String)> {
             .with_context(|| format!("cannot read {}", path.display()))?;
         return Ok((sql, input.to_string()));
     }
-    let lake = path.is_dir() || input.ends_with(".parquet") || input.contains("://");
+    // A URL is one word with a scheme: a query mentioning 'http://…' is a query.
+    let url = !input.contains(char::is_whitespace)
+        && input.split_once("://").is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        });
+    let lake = path.is_dir() || input.ends_with(".parquet") || url;
     if lake {
         let location = input.replace('\'', "''");
         return Ok((
@@ -188,5 +196,19 @@ impl Engine {
             rows_out: collected.outcomes.get(&None).copied().unwrap_or(0),
             bytes: page.len() as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_told_apart() {
+        let lake = |i: &str| input_sql(i).unwrap().0.starts_with("CREATE EXTERNAL TABLE");
+        assert!(lake("s3://bucket/lake/") && lake("file.parquet"));
+        assert!(!lake("SELECT * FROM t WHERE url LIKE 'http://%'"));
+        assert!(!lake("SELECT 1"));
+        assert!(input_sql("missing.sql").is_err());
     }
 }

@@ -103,12 +103,62 @@ impl CpuTensor {
     }
 }
 
+/// Set by [`force_portable`]: lakecap's own kernels take their portable paths.
+static PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes lakecap's own CPU kernels take their portable paths even where the
+/// CPU has AVX2/FMA (process-wide), so tests run every path this machine has.
+/// The `gemm` crate's dispatch is its own and unaffected.
+pub fn force_portable(on: bool) {
+    PORTABLE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Whether the AVX2/FMA fast paths may run (std caches the CPUID check).
 pub(crate) fn avx2_fma() -> bool {
+    if PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     return std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// The SIMD paths the CPU backend takes on this machine, for benchmark and
+/// log lines: the `gemm` crate's GEMM microkernels (AVX-512 where the CPU has
+/// AVX-512F, through its `x86-v4` feature), lakecap's own kernels (small-row
+/// GEMM, attention dots, activations), and the extensions no kernel uses yet.
+pub fn simd_paths() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::is_x86_feature_detected as has;
+        let gemm = if has!("avx512f") {
+            "avx512f"
+        } else if has!("avx2") && has!("fma") {
+            "avx2+fma"
+        } else {
+            "scalar"
+        };
+        let own = if avx2_fma() { "avx2+fma" } else { "portable" };
+        let unused: Vec<&str> = [
+            ("avx512_bf16", has!("avx512bf16")),
+            ("avx512_vnni", has!("avx512vnni")),
+            (
+                "amx",
+                std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_tile")),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(n, on)| on.then_some(n))
+        .collect();
+        let unused = match unused.is_empty() {
+            true => String::new(),
+            false => format!(", present but unused: {}", unused.join(" ")),
+        };
+        format!("gemm crate {gemm}, lakecap kernels {own}{unused}")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    "gemm crate and lakecap kernels portable".to_string()
 }
 
 /// Tunes glibc's allocator for tensor work; call once at program start.

@@ -93,6 +93,9 @@ impl HeadConfig {
         if self.layers.is_empty() {
             return Err("layers is empty".into());
         }
+        if self.input_dim == 0 || self.layers.iter().any(|l| l.out_features == 0) {
+            return Err("input_dim and every out_features must be at least 1".into());
+        }
         let mut width = self.input_dim;
         for (i, l) in self.layers.iter().enumerate() {
             if l.in_features != width {
@@ -307,6 +310,11 @@ mod tests {
                 "output_names has 4 names for 3 outputs",
             ),
             ("\"embedding_head\"", "\"clip\"", "model_type is 'clip'"),
+            (
+                "\"out_features\": 3",
+                "\"out_features\": 0",
+                "every out_features must be at least 1",
+            ),
             ("\"softmax\"", "\"tanh\"", "unknown variant `tanh`"),
         ] {
             std::fs::write(dir.path().join("config.json"), base.replacen(from, to, 1)).unwrap();

@@ -60,11 +60,12 @@ fn fast_mode(func: &str, mode: Option<&ArrayRef>) -> Result<bool> {
     let Some(mode) = mode else { return Ok(false) };
     let mode = cast(mode, &DataType::Utf8)?;
     let mut modes = mode.as_string::<i32>().iter();
-    let first = modes.next().flatten().unwrap_or("exact");
-    if modes.any(|m| m != Some(first)) {
+    let first = modes.next().flatten();
+    if modes.any(|m| m != first) {
         return plan_err!("{func}(img, mode): mode must be the same for every row");
     }
-    match first {
+    // NULL is the default, as an absent mode is.
+    match first.unwrap_or("exact") {
         "exact" => Ok(false),
         "fast" => Ok(true),
         other => plan_err!("{func}(img, mode): mode must be 'exact' or 'fast', got '{other}'"),

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{ArrayRef, Float32Array, StructArray};
+use datafusion::arrow::array::{ArrayRef, Float32Array, StructArray, new_null_array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, internal_err, plan_err};
 use datafusion::logical_expr::{
@@ -126,7 +126,14 @@ impl ScalarUDFImpl for EmbeddingHeadFunc {
             _ => return exec_err!("{USAGE}: dir must be a string literal"),
         };
         let head = embedding_head(&dir).map_err(model_err)?;
-        let vectors = vector_rows(arrays(&args)?[0].as_ref())?;
+        let vectors = arrays(&args)?;
+        if vectors[0].data_type() == &DataType::Null {
+            return Ok(ColumnarValue::Array(new_null_array(
+                &output_type(&head.cfg),
+                args.number_rows,
+            )));
+        }
+        let vectors = vector_rows(vectors[0].as_ref())?;
         let d = head.cfg.input_dim;
         if let Some(row) = vectors
             .iter()
