@@ -20,9 +20,11 @@
 //!       captions/s of a VLM (Qwen2-VL, Qwen2.5-VL, LLaVA) from JPEG bytes,
 //!       "Describe this image.", 20 new tokens forced, `batch` rows at once.
 //!
-//!   bench_models knn N [--dim 512] [--k 10] [--device cpu|cuda]
-//!       seconds of an exact k-NN search of N random queries against N random
-//!       corpus vectors (bench/knn_peer.py runs PyTorch on the same shape).
+//!   bench_models knn N [--dim 512] [--k 10] [--blobs B] [--ivf [--lists L] [--probes P]] [--device cpu|cuda]
+//!       seconds of a k-NN search of N queries against N corpus vectors,
+//!       uniform random or around B centres; exact (bench/knn_peer.py runs
+//!       PyTorch on the same shape) or through an IVF index, with its
+//!       recall@k against exact search on the first 1,000 queries.
 //!
 //!   bench_models embed DIR OUT.f32 [--device cpu|cuda] [--precision ...]
 //!       unnormalised image embeddings of the PNG photos in data/photos (sorted),
@@ -306,21 +308,71 @@ fn vlm(dir: &Path, batch: usize, iters: usize, device: Device) {
     });
 }
 
-/// Exact k-NN of `n` random unit queries against `n` random corpus vectors.
-fn knn(n: usize, d: usize, k: usize, device: Device) {
+/// k-NN of `n` queries against `n` corpus vectors: uniform random, or drawn
+/// around `blobs` random centres (clustered, as real embeddings are). Exact,
+/// or through an IVF index (`ivf`: lists and probes, 0 for the defaults),
+/// whose recall@k against exact search is measured on the first 1,000 queries.
+fn knn(n: usize, d: usize, k: usize, blobs: usize, ivf: Option<(usize, usize)>, device: Device) {
+    use lakecap_models::knn::{Ivf, knn_ivf_on, knn_on};
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let mut vectors =
-        |n: usize| -> Vec<f32> { (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let centres: Vec<f32> = (0..blobs.max(1) * d)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let mut vectors = |n: usize| -> Vec<f32> {
+        (0..n * d)
+            .map(|i| match blobs {
+                0 => rng.random_range(-1.0..1.0),
+                b => centres[(i / d % b) * d + i % d] + rng.random_range(-0.3..0.3),
+            })
+            .collect()
+    };
     let (q, c) = (vectors(n), vectors(n));
     let start = Instant::now();
-    let found = lakecap_models::knn::knn_on(device, &q, &c, d, k).unwrap();
+    let index = ivf.map(|(lists, probes)| {
+        let default = Ivf::for_corpus(n);
+        let lists = if lists == 0 { default.lists } else { lists };
+        let probes = if probes == 0 {
+            lists.div_ceil(16)
+        } else {
+            probes
+        };
+        Ivf {
+            lists,
+            probes,
+            seed: 0,
+        }
+    });
+    let found = match index {
+        None => knn_on(device, &q, &c, d, k).unwrap(),
+        Some(ivf) => knn_ivf_on(device, &q, &c, d, k, ivf).unwrap(),
+    };
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(found.len(), n);
-    println!(
-        "knn_n={n} knn_dim={d} knn_k={k} knn_seconds={secs:.2} knn_pairs_per_s={:.3e}",
+    let mut line = format!(
+        "knn_n={n} knn_dim={d} knn_k={k} knn_blobs={blobs} knn_seconds={secs:.2} knn_pairs_per_s={:.3e}",
         (n * n) as f64 / secs
     );
+    if let Some(ivf) = index {
+        let m = n.min(1000);
+        let exact = knn_on(device, &q[..m * d], &c, d, k).unwrap();
+        let hits: usize = exact
+            .iter()
+            .zip(&found)
+            .map(|(e, f)| {
+                f.iter()
+                    .filter(|x| e.iter().any(|y| y.index == x.index))
+                    .count()
+            })
+            .sum();
+        line += &format!(
+            " ivf_lists={} ivf_probes={} ivf_recall_at_k={:.4}",
+            ivf.lists,
+            ivf.probes,
+            hits as f64 / (m * k) as f64
+        );
+    }
+    println!("{line}");
 }
 
 fn main() {
@@ -357,7 +409,14 @@ fn main() {
             let n: usize = args[2].parse().expect("knn N: a row count");
             let d: usize = arg(&args, "--dim", "512").parse().unwrap();
             let k: usize = arg(&args, "--k", "10").parse().unwrap();
-            knn(n, d, k, device)
+            let blobs: usize = arg(&args, "--blobs", "0").parse().unwrap();
+            let ivf = args.iter().any(|a| a == "--ivf").then(|| {
+                (
+                    arg(&args, "--lists", "0").parse().unwrap(),
+                    arg(&args, "--probes", "0").parse().unwrap(),
+                )
+            });
+            knn(n, d, k, blobs, ivf, device)
         }
         ("llm", dev) => {
             let prompt: usize = arg(&args, "--prompt", "128").parse().unwrap();

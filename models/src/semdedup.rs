@@ -109,21 +109,26 @@ pub fn spherical_kmeans<B: Backend>(
         };
         cent.extend_from_slice(&x[pick * d..(pick + 1) * d]);
     }
+    lloyd(be, x, d, cent, iterations)
+}
+
+/// Spherical Lloyd iterations from the unit centroids `cent` (`k × d`): the
+/// cluster of every row of `x` and the final unit centroids; stops early once
+/// no assignment changes. An empty cluster keeps its centroid.
+pub fn lloyd<B: Backend>(
+    be: &B,
+    x: &[f32],
+    d: usize,
+    mut cent: Vec<f32>,
+    iterations: usize,
+) -> Result<(Vec<u32>, Vec<f32>)> {
+    let (n, k) = (x.len() / d, cent.len() / d);
     let mut assign = vec![0u32; n];
     for _ in 0..iterations.max(1) {
-        let c = be.upload(&[k, d], HostData::F32(&cent))?;
-        let mut changed = 0usize;
-        for (ci, rows) in x.chunks(CHUNK * d).enumerate() {
-            // Nearest centroid: the top-1 cosine of each row (first on ties).
-            let x = be.upload(&[rows.len() / d, d], HostData::F32(rows))?;
-            let (_, nearest) = be.top_k(&be.linear(&x, &c, None)?, 1)?;
-            for (r, best) in nearest.into_iter().enumerate() {
-                let a = &mut assign[ci * CHUNK + r];
-                changed += usize::from(*a != best);
-                *a = best;
-            }
-        }
-        // New centroids: normalised means; an empty cluster keeps its centroid.
+        let next = nearest_centroid(be, x, d, &cent)?;
+        let changed = next.iter().zip(&assign).filter(|(a, b)| a != b).count();
+        assign = next;
+        // New centroids: normalised means.
         let mut sum = vec![0f32; k * d];
         let mut count = vec![0usize; k];
         for (i, &a) in assign.iter().enumerate() {
@@ -145,6 +150,18 @@ pub fn spherical_kmeans<B: Backend>(
         }
     }
     Ok((assign, cent))
+}
+
+/// The nearest centroid (top-1 cosine, first on ties) of every row of `x`,
+/// scored in row chunks.
+pub fn nearest_centroid<B: Backend>(be: &B, x: &[f32], d: usize, cent: &[f32]) -> Result<Vec<u32>> {
+    let c = be.upload(&[cent.len() / d, d], HostData::F32(cent))?;
+    let mut out = Vec::with_capacity(x.len() / d);
+    for rows in x.chunks(CHUNK * d) {
+        let x = be.upload(&[rows.len() / d, d], HostData::F32(rows))?;
+        out.extend(be.top_k(&be.linear(&x, &c, None)?, 1)?.1);
+    }
+    Ok(out)
 }
 
 /// Each vector's (cluster, cosine distance to its centroid), and the unit
