@@ -39,6 +39,13 @@ pub enum HostData<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     BF16(&'a [bf16]),
+    /// GGML blocks of `len` values (a whole number of blocks; checked by the
+    /// caller): the CPU keeps them as they are, a GPU dequantises them.
+    Quant {
+        ty: crate::quant::GgmlType,
+        bytes: &'a [u8],
+        len: usize,
+    },
 }
 
 impl HostData<'_> {
@@ -47,6 +54,7 @@ impl HostData<'_> {
             HostData::F32(d) => d.len(),
             HostData::F16(d) => d.len(),
             HostData::BF16(d) => d.len(),
+            HostData::Quant { len, .. } => *len,
         }
     }
 

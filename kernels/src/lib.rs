@@ -7,7 +7,8 @@
 //! The model-facing seam is [`Backend`]: a trait over an opaque device tensor
 //! with the ops transformer models need (linear, layer norm, fused attention,
 //! activations, embedding lookup, pooling, top-k, image preprocessing).
-//! [`cpu::Cpu`] implements it with f32 compute over f32/f16/bf16 storage,
+//! [`cpu::Cpu`] implements it with f32 compute over f32/f16/bf16 or
+//! block-quantised storage,
 //! GEMMs through the `gemm` crate and rayon for the rest; [`cuda::Cuda`]
 //! implements the same trait with kernels from `kernels/cu/` (one file per op
 //! family, compiled by NVRTC for the device) and cuBLAS, with f16/bf16 weights
@@ -24,11 +25,14 @@
 //!   `cu/image.cu` runs them on a GPU with the same arithmetic. The
 //!   perceptual hashes and every model preprocessor resize through here, so
 //!   "the same pixels as Python" is decided in one place.
+//! - [`quant`]: GGML's block-quantised formats (Q4_0 … Q6_K) and their
+//!   dequantisation: GGUF weights stay quantised in the CPU backend's memory.
 
 pub mod backend;
 pub mod cpu;
 pub mod cuda;
 pub mod image;
+pub mod quant;
 
 pub use backend::{Activation, Backend, HostData, KernelError, Mask, Pos, Rope};
 pub use cpu::{Cpu, CpuTensor};

@@ -487,7 +487,46 @@ fn check_pixel_patches<B: Backend>(be: &B) {
     }
 }
 
+/// Block-quantised weights (as GGUF stores them): a linear layer over them
+/// equals the reference over the dequantised weights, on the streaming path
+/// (up to 64 rows for these) and the packed one.
+fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
+    use lakecap_kernels::quant::{GgmlType, dequantize};
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4K] {
+        let (bv, bb) = ty.block();
+        for (m, k, n) in [(1, 2 * bv, 5), (40, bv, 33), (90, 3 * bv, 17)] {
+            // Random blocks with small f16 scales in their scale fields.
+            let mut bytes: Vec<u8> = (0..n * k / bv * bb).map(|_| rng.random()).collect();
+            for blk in bytes.chunks_mut(bb) {
+                blk[0..2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
+                if ty != GgmlType::Q8_0 {
+                    blk[2..4].copy_from_slice(&f16::from_f32(0.02).to_le_bytes());
+                }
+            }
+            let w = dequantize(ty, &bytes, n * k);
+            let x = rand_vec(&mut rng, m * k);
+            let want = linear_ref(&x, &w, None, k, n);
+            let data = HostData::Quant {
+                ty,
+                bytes: &bytes,
+                len: n * k,
+            };
+            let got = be
+                .linear(
+                    &up(be, &[m, k], &x),
+                    &be.upload_weight(&[n, k], data).unwrap(),
+                    None,
+                )
+                .unwrap();
+            let e = rel_err(&be.download(&got).unwrap(), &want);
+            assert!(e < tol, "{ty:?} linear {m}x{k}x{n}: rel err {e}");
+        }
+    }
+}
+
 fn run_all<B: Backend>(be: &B, tol: f32) {
+    check_quant_linear(be, tol);
     check_top_k(be);
     check_pixel_patches(be);
     check_linear(be, tol);

@@ -32,6 +32,8 @@ pub enum WeightRows<'a> {
 
 /// Most rows for which [`small_m`] beats the packed GEMM.
 pub const SMALL_M: usize = 16;
+/// The same for block-quantised weights (decoding batches of up to 64).
+pub const QUANT_SMALL_M: usize = 64;
 
 /// `out [m, n] += x [m, k] · w [n, k]ᵀ`, weight rows in parallel chunks:
 /// each task takes 4 weight rows at a time (kept in L1) against every input
@@ -206,7 +208,14 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
     };
     let mut shape = x.shape.clone();
     *shape.last_mut().expect("x has at least one axis") = n;
-    if m <= SMALL_M {
+    // Block-quantised weights would be dequantised whole for the packed
+    // GEMM: up to `QUANT_SMALL_M` rows the streaming kernel's four rows at a
+    // time cost less.
+    let small = match w.data {
+        Data::Quant(..) => QUANT_SMALL_M,
+        _ => SMALL_M,
+    };
+    if m <= small {
         small_m(&xv, WeightRows::Stored(&w.data), &mut out, m, k, n);
     } else {
         // The product dominates the widening (m > SMALL_M rows per weight).

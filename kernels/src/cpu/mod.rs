@@ -22,6 +22,10 @@ pub enum Data {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
+    /// GGML blocks, dequantised a range at a time where they are read (the
+    /// streaming small-row GEMM widens four weight rows at a time, larger
+    /// products widen the matrix in parallel, lookups only their rows).
+    Quant(crate::quant::GgmlType, Vec<u8>),
 }
 
 impl Data {
@@ -33,6 +37,7 @@ impl Data {
             Data::F32(d) => out.copy_from_slice(&d[start..end]),
             Data::F16(d) => d[start..end].convert_to_f32_slice(out),
             Data::BF16(d) => d[start..end].convert_to_f32_slice(out),
+            Data::Quant(ty, bytes) => crate::quant::dequantize_into(*ty, bytes, start, out),
         }
     }
 
@@ -249,6 +254,7 @@ impl Backend for Cpu {
                 HostData::F32(d) => Data::F32(d.to_vec()),
                 HostData::F16(d) => Data::F16(d.to_vec()),
                 HostData::BF16(d) => Data::BF16(d.to_vec()),
+                HostData::Quant { ty, bytes, .. } => Data::Quant(ty, bytes.to_vec()),
             },
         })
     }

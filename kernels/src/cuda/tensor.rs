@@ -76,7 +76,7 @@ impl Cuda {
         weight: bool,
     ) -> Result<CudaTensor> {
         let given = match data {
-            HostData::F32(_) => Dtype::F32,
+            HostData::F32(_) | HostData::Quant { .. } => Dtype::F32,
             HostData::F16(_) => Dtype::F16,
             HostData::BF16(_) => Dtype::Bf16,
         };
@@ -92,6 +92,8 @@ impl Cuda {
                 HostData::F32(d) => d.to_vec(),
                 HostData::F16(d) => d.iter().map(|x| x.to_f32()).collect(),
                 HostData::BF16(d) => d.iter().map(|x| x.to_f32()).collect(),
+                // Block-quantised weights run dequantised on a GPU.
+                HostData::Quant { ty, bytes, len } => crate::quant::dequantize(ty, bytes, len),
             }
         };
         let buf = match (want, data) {

@@ -1,15 +1,16 @@
 //! GGUF v2/v3, llama.cpp's model file: a typed metadata map, a tensor
-//! directory and the tensor data (memory-mapped, dequantised on load).
+//! directory and the tensor data (memory-mapped; block-quantised tensors are
+//! handed to the backend as they are stored, see [`quant`]).
 //!
 //! - [`Gguf::open`] reads and bounds-checks the header of an untrusted file:
 //!   every length is checked against the file size before anything is
 //!   allocated, so a corrupt or truncated file is an error, never a panic.
-//! - [`quant`]: the GGML block formats and their dequantisation.
+//! - [`quant`] (from `lakecap-kernels`): the GGML block formats and their
+//!   dequantisation.
 //! - [`tokenizer`]: a `tokenizers` tokenizer rebuilt from `tokenizer.ggml.*`.
 //!
 //! Reference: the GGUF specification (ggml `docs/gguf.md`) and gguf-py.
 
-pub mod quant;
 pub mod tokenizer;
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use crate::error::{ModelError, Result};
-pub use quant::GgmlType;
+pub use lakecap_kernels::quant::{self, GgmlType};
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,14 +278,19 @@ impl Gguf {
             .ok_or_else(|| ModelError::bad_file(&self.path, format!("GGUF: missing `{key}`")))
     }
 
-    /// Tensor `name` dequantised to f32, with its row-major shape.
-    pub fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+    /// Tensor `name` as stored: its directory entry and bytes.
+    pub fn tensor_bytes(&self, name: &str) -> Result<(&TensorInfo, &[u8])> {
         let t = self.tensors.get(name).ok_or_else(|| ModelError::Weight {
             name: name.into(),
             detail: format!("not in {}", self.path.display()),
         })?;
+        Ok((t, &self.map[t.start..t.start + t.len]))
+    }
+
+    /// Tensor `name` dequantised to f32, with its row-major shape.
+    pub fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        let (t, bytes) = self.tensor_bytes(name)?;
         let n = t.shape.iter().product();
-        let bytes = &self.map[t.start..t.start + t.len];
         Ok((t.shape.clone(), quant::dequantize(t.ty, bytes, n)))
     }
 }

@@ -55,15 +55,16 @@ impl GgufWeights {
 }
 
 /// Inverse of llama.cpp's `permute`: row `h·d + i·2 + j` of the file is HF
-/// row `h·d + j·d/2 + i`.
-fn unpermute_rows(v: &[f32], heads: usize, d: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; v.len()];
+/// row `h·d + j·d/2 + i`. Rows are `row` elements of any type (f32 values,
+/// or a quantised row's bytes).
+fn unpermute_rows<T: Copy + Default>(v: &[T], heads: usize, d: usize, row: usize) -> Vec<T> {
+    let mut out = vec![T::default(); v.len()];
     let half = d / 2;
     for h in 0..heads {
         for j in 0..2 {
             for i in 0..half {
                 let (dst, src) = (h * d + j * half + i, h * d + i * 2 + j);
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&v[src * cols..(src + 1) * cols]);
+                out[dst * row..(dst + 1) * row].copy_from_slice(&v[src * row..(src + 1) * row]);
             }
         }
     }
@@ -83,24 +84,51 @@ impl WeightSource for GgufWeights {
         self.file.tensor_f32(&g)
     }
 
-    /// Dequantises to f32 (the CPU GEMM runs f32; quantised storage would
-    /// need quantised kernels).
+    /// Block-quantised matrices stay as stored (the CPU keeps the blocks and
+    /// dequantises where it reads them, so memory stays near the file's size;
+    /// a GPU dequantises at upload); other tensors load as f32.
     fn load<B: Backend>(&self, be: &B, name: &str, shape: &[usize]) -> Result<B::Tensor> {
-        let (got, mut v) = self.read_f32(name)?;
+        let g = gguf_name(name).ok_or_else(|| ModelError::Weight {
+            name: name.into(),
+            detail: "has no GGUF counterpart".into(),
+        })?;
+        let (t, bytes) = self.file.tensor_bytes(&g)?;
         let n: usize = shape.iter().product();
-        if v.len() != n || (got.len() == shape.len() && got != shape) {
+        let got = &t.shape;
+        if got.iter().product::<usize>() != n || (got.len() == shape.len() && got != shape) {
             return Err(ModelError::Weight {
                 name: name.into(),
                 detail: format!("shape {got:?} in the GGUF file, the config implies {shape:?}"),
             });
         }
-        if let Some((h, kv, d)) = self.unpermute {
-            let cols = if shape.len() == 2 { shape[1] } else { 1 };
+        let cols = if shape.len() == 2 { shape[1] } else { 1 };
+        let heads = self.unpermute.and_then(|(h, kv, d)| {
             if name.contains("self_attn.q_proj") {
-                v = unpermute_rows(&v, h, d, cols);
+                Some((h, d))
             } else if name.contains("self_attn.k_proj") {
-                v = unpermute_rows(&v, kv, d, cols);
+                Some((kv, d))
+            } else {
+                None
             }
+        });
+        let (per_block, block_bytes) = t.ty.block();
+        let quantised = per_block > 1 && shape.len() == 2 && cols.is_multiple_of(per_block);
+        if quantised {
+            let row = cols / per_block * block_bytes;
+            let bytes = match heads {
+                Some((h, d)) => std::borrow::Cow::Owned(unpermute_rows(bytes, h, d, row)),
+                None => std::borrow::Cow::Borrowed(bytes),
+            };
+            let data = HostData::Quant {
+                ty: t.ty,
+                bytes: &bytes,
+                len: n,
+            };
+            return Ok(be.upload_weight(shape, data)?);
+        }
+        let (_, mut v) = self.file.tensor_f32(&g)?;
+        if let Some((h, d)) = heads {
+            v = unpermute_rows(&v, h, d, cols);
         }
         Ok(be.upload_weight(shape, HostData::F32(&v))?)
     }

@@ -1,6 +1,8 @@
 //! GGML tensor types and their dequantisation to f32, block by block, as
 //! ggml's `dequantize_row_*` (ggml-quants.c) and gguf-py's `quants.py` define
-//! them. Layouts (bytes per block of `block` values):
+//! them: the plain reference that GGUF loading and the CPU backend's
+//! block-quantised weights ([`crate::cpu::Data::Quant`]) both use. Layouts
+//! (bytes per block of `block` values):
 //!
 //! | type | block | bytes | layout |
 //! |------|-------|-------|--------|
@@ -72,6 +74,7 @@ impl GgmlType {
     }
 }
 
+#[inline]
 fn h(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
@@ -90,6 +93,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
 }
 
 /// Dequantises one block `b` into `y` (`y.len()` = values per block).
+#[inline]
 fn block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
     match ty {
         GgmlType::F32 => y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
@@ -97,22 +101,23 @@ fn block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
         GgmlType::BF16 => y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32(),
         GgmlType::Q4_0 | GgmlType::Q4_1 => {
             let d = h(b, 0);
-            // Q4_0 stores q - 8 symmetric around zero; Q4_1 adds a minimum.
-            let (qs, m) = match ty {
-                GgmlType::Q4_0 => (&b[2..18], None),
-                _ => (&b[4..20], Some(h(b, 2))),
-            };
-            for (j, &q) in qs.iter().enumerate() {
-                let (lo, hi) = ((q & 0xF) as i32, (q >> 4) as i32);
-                match m {
-                    None => {
-                        y[j] = (lo - 8) as f32 * d;
-                        y[j + 16] = (hi - 8) as f32 * d;
-                    }
-                    Some(m) => {
-                        y[j] = lo as f32 * d + m;
-                        y[j + 16] = hi as f32 * d + m;
-                    }
+            // Fixed-size arrays, one loop per case: these run for every
+            // weight a decode step reads, and so must vectorise.
+            let y: &mut [f32; 32] = y.try_into().expect("a Q4 block holds 32 values");
+            if ty == GgmlType::Q4_0 {
+                // Q4_0 stores q - 8, symmetric around zero.
+                let qs: &[u8; 16] = b[2..18].try_into().expect("a Q4_0 block");
+                for j in 0..16 {
+                    y[j] = ((qs[j] & 0xF) as i32 - 8) as f32 * d;
+                    y[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
+                }
+            } else {
+                // Q4_1 adds a minimum.
+                let (m, qs): (f32, &[u8; 16]) =
+                    (h(b, 2), b[4..20].try_into().expect("a Q4_1 block"));
+                for j in 0..16 {
+                    y[j] = (qs[j] & 0xF) as f32 * d + m;
+                    y[j + 16] = (qs[j] >> 4) as f32 * d + m;
                 }
             }
         }
@@ -138,8 +143,10 @@ fn block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
         }
         GgmlType::Q8_0 => {
             let d = h(b, 0);
-            for (o, &q) in y.iter_mut().zip(&b[2..34]) {
-                *o = q as i8 as f32 * d;
+            let y: &mut [f32; 32] = y.try_into().expect("a Q8_0 block holds 32 values");
+            let qs: &[u8; 32] = b[2..34].try_into().expect("a Q8_0 block");
+            for j in 0..32 {
+                y[j] = qs[j] as i8 as f32 * d;
             }
         }
         GgmlType::Q4K | GgmlType::Q5K => {
@@ -197,10 +204,56 @@ fn block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
 /// Dequantises `n` values of type `ty` from `bytes` (exactly
 /// `ty.bytes_for(n)` long; the caller checks).
 pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
-    let (bv, bb) = ty.block();
     let mut out = vec![0f32; n];
-    for (y, b) in out.chunks_mut(bv).zip(bytes.chunks(bb)) {
-        block(ty, b, y);
-    }
+    dequantize_into(ty, bytes, 0, &mut out);
     out
+}
+
+/// Values `start..start + out.len()` of the blocks in `bytes` into `out`:
+/// whole blocks straight into place, the partial ones at either end through
+/// a block-sized buffer.
+pub fn dequantize_into(ty: GgmlType, bytes: &[u8], start: usize, out: &mut [f32]) {
+    let (bv, bb) = ty.block();
+    let mut buf = [0f32; 256];
+    let (mut at, mut done) = (start, 0);
+    while done < out.len() {
+        let (blk, off) = (at / bv, at % bv);
+        let take = (bv - off).min(out.len() - done);
+        let b = &bytes[blk * bb..(blk + 1) * bb];
+        if off == 0 && take == bv {
+            block(ty, b, &mut out[done..done + bv]);
+        } else {
+            block(ty, b, &mut buf[..bv]);
+            out[done..done + take].copy_from_slice(&buf[off..off + take]);
+        }
+        at += take;
+        done += take;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any range of a Q4_1 and a Q8_0 row equals the whole row dequantised.
+    #[test]
+    fn ranges_match_whole_rows() {
+        for (ty, bb) in [(GgmlType::Q4_1, 20), (GgmlType::Q8_0, 34)] {
+            let bytes: Vec<u8> = (0..3 * bb)
+                .map(|i| {
+                    if i % bb < 4 {
+                        0x3c
+                    } else {
+                        (i * 37 % 251) as u8
+                    }
+                })
+                .collect();
+            let all = dequantize(ty, &bytes, 96);
+            for (start, len) in [(0, 96), (5, 40), (32, 32), (31, 2), (70, 26)] {
+                let mut out = vec![0f32; len];
+                dequantize_into(ty, &bytes, start, &mut out);
+                assert_eq!(out, all[start..start + len], "{ty:?} {start}+{len}");
+            }
+        }
+    }
 }
