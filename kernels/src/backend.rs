@@ -264,17 +264,27 @@ pub trait Backend: Send + Sync + 'static {
 /// Shape checks shared by every backend, so that all of them reject the same
 /// calls with the same messages. Each returns the sizes the op needs.
 pub mod check {
-    use super::{Mask, Result, ensure};
+    use super::{HostData, Mask, Result, ensure};
 
     fn numel(shape: &[usize]) -> usize {
         shape.iter().product()
     }
 
-    pub fn upload(shape: &[usize], len: usize) -> Result<()> {
-        let n = numel(shape);
+    /// `data` fills `shape`; quantised data is exactly its blocks.
+    pub fn upload(shape: &[usize], data: &HostData<'_>) -> Result<()> {
+        let (n, len) = (numel(shape), data.len());
         ensure(n == len, "upload", || {
             format!("shape {shape:?} holds {n} values, got {len}")
-        })
+        })?;
+        if let HostData::Quant { ty, bytes, len } = data {
+            ensure(ty.bytes_for(*len) == Some(bytes.len()), "upload", || {
+                format!(
+                    "{len} {ty:?} values are not {} bytes of whole blocks",
+                    bytes.len()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     pub fn reshape(from: &[usize], to: &[usize]) -> Result<()> {

@@ -214,7 +214,6 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
 /// a block-sized buffer.
 pub fn dequantize_into(ty: GgmlType, bytes: &[u8], start: usize, out: &mut [f32]) {
     let (bv, bb) = ty.block();
-    let mut buf = [0f32; 256];
     let (mut at, mut done) = (start, 0);
     while done < out.len() {
         let (blk, off) = (at / bv, at % bv);
@@ -223,6 +222,7 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], start: usize, out: &mut [f32]
         if off == 0 && take == bv {
             block(ty, b, &mut out[done..done + bv]);
         } else {
+            let mut buf = [0f32; 256];
             block(ty, b, &mut buf[..bv]);
             out[done..done + take].copy_from_slice(&buf[off..off + take]);
         }
@@ -235,21 +235,21 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], start: usize, out: &mut [f32]
 mod tests {
     use super::*;
 
-    /// Any range of a Q4_1 and a Q8_0 row equals the whole row dequantised.
+    /// Any range of a row equals the whole row dequantised, for 32- and
+    /// 256-value blocks.
     #[test]
     fn ranges_match_whole_rows() {
-        for (ty, bb) in [(GgmlType::Q4_1, 20), (GgmlType::Q8_0, 34)] {
-            let bytes: Vec<u8> = (0..3 * bb)
-                .map(|i| {
-                    if i % bb < 4 {
-                        0x3c
-                    } else {
-                        (i * 37 % 251) as u8
-                    }
-                })
-                .collect();
-            let all = dequantize(ty, &bytes, 96);
-            for (start, len) in [(0, 96), (5, 40), (32, 32), (31, 2), (70, 26)] {
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q6K] {
+            let (bv, bb) = ty.block();
+            let mut bytes: Vec<u8> = (0..3 * bb).map(|i| (i * 37 % 251) as u8).collect();
+            // Small f16 scales where the format keeps them (Q6_K: at the end).
+            let scales = if ty == GgmlType::Q6K { 208..210 } else { 0..4 };
+            for blk in bytes.chunks_mut(bb) {
+                blk[scales.clone()].fill(0x1c);
+            }
+            let n = 3 * bv;
+            let all = dequantize(ty, &bytes, n);
+            for (start, len) in [(0, n), (5, bv + 3), (bv, bv), (bv - 1, 2), (n - 26, 26)] {
                 let mut out = vec![0f32; len];
                 dequantize_into(ty, &bytes, start, &mut out);
                 assert_eq!(out, all[start..start + len], "{ty:?} {start}+{len}");

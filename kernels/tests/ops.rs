@@ -521,6 +521,13 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
                 .unwrap();
             let e = rel_err(&be.download(&got).unwrap(), &want);
             assert!(e < tol, "{ty:?} linear {m}x{k}x{n}: rel err {e}");
+            // Bytes that are not whole blocks of the values are refused.
+            let short = HostData::Quant {
+                ty,
+                bytes: &bytes[1..],
+                len: n * k,
+            };
+            assert!(be.upload_weight(&[n, k], short).is_err());
         }
     }
 }

@@ -201,13 +201,16 @@ unsafe fn block_avx2(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) {
 /// `x [.., k] · wᵀ (+ b)` with `w [n, k]`.
 pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<CpuTensor> {
     let (m, k, n) = check::linear(&x.shape, &w.shape, b.map(|b| b.shape.as_slice()))?;
+    let mut shape = x.shape.clone();
+    *shape.last_mut().expect("x has at least one axis") = n;
+    if m == 0 {
+        return Ok(CpuTensor::from_f32(&shape, Vec::new()));
+    }
     let xv = x.f32();
     let mut out = match b {
         Some(b) => b.f32().repeat(m),
         None => vec![0f32; m * n],
     };
-    let mut shape = x.shape.clone();
-    *shape.last_mut().expect("x has at least one axis") = n;
     // Block-quantised weights would be dequantised whole for the packed
     // GEMM: up to `QUANT_SMALL_M` rows the streaming kernel's four rows at a
     // time cost less.
@@ -218,7 +221,7 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
     if m <= small {
         small_m(&xv, WeightRows::Stored(&w.data), &mut out, m, k, n);
     } else {
-        // The product dominates the widening (m > SMALL_M rows per weight).
+        // The product dominates the widening (more rows than the crossover).
         large_m(&xv, &w.f32_par(), &mut out, m, k, n);
     }
     Ok(CpuTensor::from_f32(&shape, out))

@@ -1,4 +1,5 @@
-//! The CPU backend: f32 compute, f32/f16/bf16 storage, multi-threaded with rayon.
+//! The CPU backend: f32 compute over f32/f16/bf16 or GGML block-quantised
+//! storage, multi-threaded with rayon.
 //!
 //! Each op family has a plain reference (`*_ref`, obviously correct loops) and
 //! the fast path the backend uses; tests compare the two by relative error.
@@ -247,7 +248,7 @@ impl Backend for Cpu {
     }
 
     fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<CpuTensor> {
-        check::upload(shape, data.len())?;
+        check::upload(shape, &data)?;
         Ok(CpuTensor {
             shape: shape.to_vec(),
             data: match data {

@@ -45,12 +45,12 @@ impl Backend for Cuda {
     }
 
     fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<CudaTensor> {
-        check::upload(shape, data.len())?;
+        check::upload(shape, &data)?;
         self.store(shape, data, false)
     }
 
     fn upload_weight(&self, shape: &[usize], data: HostData<'_>) -> Result<CudaTensor> {
-        check::upload(shape, data.len())?;
+        check::upload(shape, &data)?;
         self.store(shape, data, true)
     }
 
