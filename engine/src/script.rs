@@ -111,8 +111,8 @@ pub(crate) async fn run_statements(
         let started = Instant::now();
         diag.take();
         let batches = async {
-            let physical = physical_plan(ctx, statement, progress).await?;
-            collect_with_progress(physical.0, physical.1, progress).await
+            let (plan, task) = physical_plan(ctx, statement, progress).await?;
+            collect_with_progress(plan, task, progress).await
         }
         .await
         .with_context(|| format!("statement {index} failed: {}", snippet(&text)))?;

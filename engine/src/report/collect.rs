@@ -157,7 +157,7 @@ fn as_text(t: &DataType) -> bool {
 }
 
 /// Where a histogram's values come from: a numeric column, a numeric field
-/// of a struct column, or the word count of a text column.
+/// of a struct column, or the word count of the n-th text column.
 #[derive(Debug, Clone, Copy)]
 enum Source {
     Column(usize),
@@ -273,9 +273,9 @@ impl Collected {
                 _ => {}
             }
         }
-        for &i in &texts {
+        for (n, &i) in texts.iter().enumerate() {
             metrics.push(Metric::new(format!("words in {}", names[i]), true));
-            sources.push(Source::Words(i));
+            sources.push(Source::Words(n));
         }
         Ok(Self {
             roles,
@@ -299,8 +299,9 @@ impl Collected {
         })
     }
 
-    /// A source's values in `batch` as Float64.
-    fn values(batch: &RecordBatch, source: Source) -> Result<ArrayRef> {
+    /// A source's values in `batch` as Float64; `texts` are the batch's text
+    /// columns, already as Utf8.
+    fn values(batch: &RecordBatch, texts: &[ArrayRef], source: Source) -> Result<ArrayRef> {
         Ok(match source {
             Source::Column(i) => cast(batch.column(i), &DataType::Float64)?,
             Source::Field(i, j) => {
@@ -311,9 +312,8 @@ impl Collected {
                 let nulls = NullBuffer::union(c.nulls(), s.nulls());
                 Arc::new(Float64Array::new(values, nulls))
             }
-            Source::Words(i) => {
-                let t = cast(batch.column(i), &DataType::Utf8)?;
-                let words = t
+            Source::Words(n) => {
+                let words = texts[n]
                     .as_string::<i32>()
                     .iter()
                     .map(|v| v.map(|v| v.split_whitespace().count() as f64));
@@ -338,7 +338,7 @@ impl Collected {
         let values = self
             .sources
             .iter()
-            .map(|&s| Self::values(batch, s))
+            .map(|&s| Self::values(batch, &texts, s))
             .collect::<Result<Vec<_>>>()?;
         let str_at = |a: &Option<ArrayRef>, i: usize| {
             a.as_ref()

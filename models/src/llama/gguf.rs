@@ -10,7 +10,7 @@ use lakecap_kernels::{Backend, HostData};
 
 use super::config::{LlamaConfig, OneOrMany, RopeScaling};
 use crate::error::{ModelError, Result};
-use crate::gguf::Gguf;
+use crate::gguf::{Gguf, quant};
 use crate::weights::WeightSource;
 
 /// The GGUF tensor name of an HF state-dict name.
@@ -126,7 +126,7 @@ impl WeightSource for GgufWeights {
             };
             return Ok(be.upload_weight(shape, data)?);
         }
-        let (_, mut v) = self.file.tensor_f32(&g)?;
+        let mut v = quant::dequantize(t.ty, bytes, n);
         if let Some((h, d)) = heads {
             v = unpermute_rows(&v, h, d, cols);
         }

@@ -106,6 +106,22 @@ pub(crate) fn coerce(
         .collect()
 }
 
+/// The `NAME=VALUE` parts of an options string such as `'iters=20; seed=0'`:
+/// names and values trimmed, empty parts skipped; a part without `=` is
+/// `Err(part)`, for the caller's message.
+pub(crate) fn option_pairs(
+    text: &str,
+) -> impl Iterator<Item = std::result::Result<(&str, &str), &str>> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or(p)
+        })
+}
+
 /// Per-row byte slices of a binary or string array.
 pub(crate) fn bytes_rows(a: &dyn Array) -> Result<Vec<Option<&[u8]>>> {
     Ok(match a.data_type() {

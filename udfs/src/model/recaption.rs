@@ -16,7 +16,7 @@ use lakecap_models::serve::caption::AnyCaptioner;
 use super::caption_cache::{CaptionCache, cached_texts};
 use super::function::{Model, ModelFunction};
 use super::vectors::prepare_images;
-use crate::common::args::{RowFailure, Rows, arrays, bytes_rows};
+use crate::common::args::{RowFailure, Rows, arrays, bytes_rows, option_pairs};
 use crate::common::memo::SessionMemo;
 use crate::common::model_args::{Param, blocking, model_err, model_signature};
 
@@ -71,11 +71,8 @@ impl CaptionOptions {
                 ..Default::default()
             },
         };
-        for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .ok_or_else(|| format!("option `{pair}` is not key=value"))?;
+        for pair in option_pairs(text) {
+            let (k, v) = pair.map_err(|part| format!("option `{part}` is not key=value"))?;
             let num = |what: &str| -> std::result::Result<f64, String> {
                 v.parse::<f64>()
                     .ok()

@@ -10,6 +10,8 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::{Result, plan_err};
 use lakecap_models::semdedup::kmeans_on;
 
+use crate::common::args::option_pairs;
+
 use super::table_args::{
     Computed, SourceColumns, Verdicts, check_vectors, number_arg, resolve, string_arg,
 };
@@ -39,11 +41,11 @@ const USAGE: &str = "kmeans('table', 'key_column', 'vector_column', k [, 'iters=
 /// `iters`, `seed` and whether centroids are the output, from the options text.
 fn options(text: &str) -> Result<(usize, u64, bool)> {
     let (mut iters, mut seed, mut centroids) = (20usize, 0u64, false);
-    for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((k, v)) = part.split_once('=') else {
-            return plan_err!("{USAGE}: option '{part}' is not NAME=VALUE");
+    for pair in option_pairs(text) {
+        let (k, v) = match pair {
+            Ok(kv) => kv,
+            Err(part) => return plan_err!("{USAGE}: option '{part}' is not NAME=VALUE"),
         };
-        let (k, v) = (k.trim(), v.trim());
         match k {
             "iters" => match v.parse() {
                 Ok(n) if n >= 1 => iters = n,

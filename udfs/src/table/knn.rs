@@ -11,6 +11,8 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::{Result, exec_err, plan_err};
 use lakecap_models::knn::{Ivf, knn_ivf_on, knn_on};
 
+use crate::common::args::option_pairs;
+
 use super::table_args::{
     Computed, SourceColumns, Verdicts, check_vectors, number_arg, on_device, resolve, string_arg,
 };
@@ -53,11 +55,11 @@ enum Index {
 
 fn options(text: &str) -> Result<Index> {
     let (mut ivf, mut lists, mut probes, mut seed) = (false, None, None, 0u64);
-    for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((k, v)) = part.split_once('=') else {
-            return plan_err!("{USAGE}: option '{part}' is not NAME=VALUE");
+    for pair in option_pairs(text) {
+        let (k, v) = match pair {
+            Ok(kv) => kv,
+            Err(part) => return plan_err!("{USAGE}: option '{part}' is not NAME=VALUE"),
         };
-        let (k, v) = (k.trim(), v.trim());
         let count = || match v.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(n),
             _ => plan_err!("{USAGE}: {k} must be a positive integer, got '{v}'"),
