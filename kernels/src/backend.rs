@@ -119,6 +119,47 @@ pub struct Rope<'a> {
     pub scale: f32,
 }
 
+/// The geometry of a 2-D convolution or pooling window over NHWC images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// `(height, width)` of the window.
+    pub kernel: (usize, usize),
+    /// `(vertical, horizontal)` step.
+    pub stride: (usize, usize),
+    /// Padding `[top, left, bottom, right]`: zeros for a convolution;
+    /// positions a pooling window skips.
+    pub pad: [usize; 4],
+}
+
+impl Window {
+    /// `(out_h, out_w)` over an `h × w` image (floor division, as ONNX and
+    /// PyTorch with `ceil_mode` off), or `None` where the window does not fit.
+    pub fn out_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let [t, l, b, r] = self.pad;
+        let (kh, kw) = self.kernel;
+        let (sh, sw) = self.stride;
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 || h + t + b < kh || w + l + r < kw {
+            return None;
+        }
+        Some(((h + t + b - kh) / sh + 1, (w + l + r - kw) / sw + 1))
+    }
+
+    /// Whether the window is a plain per-pixel product (1×1, step 1, no pad).
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel == (1, 1) && self.stride == (1, 1) && self.pad == [0; 4]
+    }
+}
+
+/// What a pooling window computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// The largest value in the window (padding never wins).
+    Max,
+    /// The mean of the window's positions inside the image (ONNX
+    /// `AveragePool` with `count_include_pad = 0`).
+    Avg,
+}
+
 /// The ops a model runs. Every method takes and returns device tensors; only
 /// `upload`/`download` cross the host boundary.
 pub trait Backend: Send + Sync + 'static {
@@ -134,6 +175,12 @@ pub trait Backend: Send + Sync + 'static {
     /// split a batch into passes whose widest activation fits. `None`: no limit.
     fn activation_budget(&self) -> Option<usize> {
         None
+    }
+
+    /// Scratch memory a [`Backend::conv2d`] needs whose patches take
+    /// `patch_bytes` whole: all of it by default (im2col, then one GEMM).
+    fn conv_scratch(&self, patch_bytes: usize) -> usize {
+        patch_bytes
     }
 
     /// Copies host data of `shape` to the device.
@@ -242,6 +289,43 @@ pub trait Backend: Send + Sync + 'static {
     /// top-k decoding and nearest-neighbour search read only these, so a
     /// device returns `k` values per row instead of the whole row.
     fn top_k(&self, x: &Self::Tensor, k: usize) -> Result<(Vec<f32>, Vec<u32>)>;
+    /// Patches of `x [n, h, w, c]` (NHWC) under `win` as rows
+    /// `[n, oh, ow, kh·kw·c]`, ordered (ky, kx, channel), zeros where the
+    /// window covers padding: the input of a convolution as a GEMM.
+    fn im2col(&self, x: &Self::Tensor, win: &Window) -> Result<Self::Tensor>;
+    /// Max or average pooling of `x [n, h, w, c]` (NHWC) -> `[n, oh, ow, c]`.
+    fn pool2d(&self, x: &Self::Tensor, win: &Window, pool: Pool) -> Result<Self::Tensor>;
+    /// 2-D convolution of `x [n, h, w, c]` (NHWC) with `w [o, kh·kw·c]`
+    /// (the kernel's axes in (ky, kx, channel) order) and bias `b [o]` ->
+    /// `[n, oh, ow, o]`, then `+ residual` (of that shape) and `act` when
+    /// given: a residual block's tail in one op. One GEMM, over
+    /// [`Backend::im2col`]'s patches unless the window is pointwise.
+    fn conv2d(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        win: &Window,
+        residual: Option<&Self::Tensor>,
+        act: Option<Activation>,
+    ) -> Result<Self::Tensor> {
+        let (n, oh, ow, _) = check::conv2d(self.shape(x), self.shape(w), win)?;
+        let o = self.shape(w)[0];
+        check::residual(residual.map(|r| self.shape(r)), &[n, oh, ow, o])?;
+        let y = if win.is_pointwise() {
+            self.linear(x, w, b)?
+        } else {
+            self.linear(&self.im2col(x, win)?, w, b)?
+        };
+        let mut y = self.reshape(y, &[n, oh, ow, o])?;
+        if let Some(r) = residual {
+            y = self.add(&y, r)?;
+        }
+        match act {
+            Some(act) => self.activation(&y, act),
+            None => Ok(y),
+        }
+    }
     /// Model inputs `[images.len(), patches, 3·p·p]` made from 8-bit RGB
     /// images by `plan` (decoding stays on the host). This default runs the
     /// plan on the host and uploads the result; a GPU backend uploads the
@@ -465,6 +549,48 @@ pub mod check {
             )?;
         }
         Ok(())
+    }
+
+    /// `(n, oh, ow, c)` of a window over `x [n, h, w, c]`.
+    pub fn window(
+        op: &'static str,
+        x: &[usize],
+        win: &super::Window,
+    ) -> Result<(usize, usize, usize, usize)> {
+        ensure(x.len() == 4, op, || {
+            format!("x must be [n, h, w, c], got {x:?}")
+        })?;
+        match win.out_size(x[1], x[2]) {
+            Some((oh, ow)) => Ok((x[0], oh, ow, x[3])),
+            None => Err(super::KernelError::Shape {
+                op,
+                detail: format!("window {win:?} does not fit an image of {}x{}", x[1], x[2]),
+            }),
+        }
+    }
+
+    /// `(n, oh, ow, c)` of a convolution of `x` by `w [o, kh·kw·c]`.
+    pub fn conv2d(
+        x: &[usize],
+        w: &[usize],
+        win: &super::Window,
+    ) -> Result<(usize, usize, usize, usize)> {
+        let out = window("conv2d", x, win)?;
+        let k = win.kernel.0 * win.kernel.1 * out.3;
+        ensure(w.len() == 2 && w[1] == k, "conv2d", || {
+            format!(
+                "weights {w:?} for a {:?} window over {} channels",
+                win.kernel, out.3
+            )
+        })?;
+        Ok(out)
+    }
+
+    /// A residual added to a convolution's output has its shape.
+    pub fn residual(residual: Option<&[usize]>, out: &[usize]) -> Result<()> {
+        ensure(residual.is_none_or(|r| r == out), "conv2d", || {
+            format!("residual {residual:?} for an output of {out:?}")
+        })
     }
 
     /// `(rows, n)` of a top-k call; `k` must be in `1..=n`.

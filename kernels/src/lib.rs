@@ -25,6 +25,8 @@
 //!   `cu/image.cu` runs them on a GPU with the same arithmetic. The
 //!   perceptual hashes and every model preprocessor resize through here, so
 //!   "the same pixels as Python" is decided in one place.
+//! - `cpu::conv` and `cu/conv.cu`: what a convnet adds (im2col patches for
+//!   convolutions as GEMMs, max and average pooling), over NHWC images.
 //! - [`quant`]: GGML's block-quantised formats (Q4_0 … Q6_K) and their
 //!   dequantisation: GGUF weights stay quantised in the CPU backend's memory.
 
@@ -34,6 +36,6 @@ pub mod cuda;
 pub mod image;
 pub mod quant;
 
-pub use backend::{Activation, Backend, HostData, KernelError, Mask, Pos, Rope};
+pub use backend::{Activation, Backend, HostData, KernelError, Mask, Pool, Pos, Rope, Window};
 pub use cpu::{Cpu, CpuTensor};
 pub use cuda::{Cuda, CudaTensor};

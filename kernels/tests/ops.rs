@@ -4,6 +4,7 @@
 use half::{bf16, f16};
 use lakecap_kernels::cpu::attention::{attention_ref, kv_attention_ref};
 use lakecap_kernels::cpu::{
+    conv::{conv2d_ref, pool2d_ref},
     gemm::linear_ref,
     norm::{layer_norm_ref, rms_norm_ref},
     rope::rope_ref,
@@ -12,7 +13,7 @@ use lakecap_kernels::cuda::{
     FAMILIES, KERNELS, Precision, compile_family, nvrtc_available, unavailable_reason,
 };
 use lakecap_kernels::image::{Filter, PixelPlan, RgbImage};
-use lakecap_kernels::{Activation, Backend, Cpu, Cuda, HostData, Mask, Pos, Rope};
+use lakecap_kernels::{Activation, Backend, Cpu, Cuda, HostData, Mask, Pool, Pos, Rope, Window};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -532,7 +533,80 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
     }
 }
 
+/// Convolutions (through im2col or pointwise) and pooling against direct
+/// loops, over odd sizes, steps and asymmetric padding.
+fn check_conv_and_pool<B: Backend>(be: &B, tol: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let dims = [2, 9, 7, 5];
+    let x = rand_vec(&mut rng, dims.iter().product());
+    let xt = up(be, &dims, &x);
+    let windows = [
+        ((3, 3), (1, 1), [1, 1, 1, 1]),
+        ((7, 7), (2, 2), [3, 3, 3, 3]),
+        ((1, 1), (2, 2), [0, 0, 0, 0]),
+        ((1, 1), (1, 1), [0, 0, 0, 0]),
+        ((3, 2), (2, 1), [0, 1, 2, 0]),
+    ];
+    for (kernel, stride, pad) in windows {
+        let win = Window {
+            kernel,
+            stride,
+            pad,
+        };
+        let o = 6;
+        let (w, b) = (
+            rand_vec(&mut rng, o * kernel.0 * kernel.1 * dims[3]),
+            rand_vec(&mut rng, o),
+        );
+        let want = conv2d_ref(&x, dims, &w, Some(&b), o, &win);
+        let wt = up(be, &[o, w.len() / o], &w);
+        let bt = up(be, &[o], &b);
+        let got = be.conv2d(&xt, &wt, Some(&bt), &win, None, None).unwrap();
+        let (oh, ow) = win.out_size(dims[1], dims[2]).unwrap();
+        assert_eq!(be.shape(&got), &[2, oh, ow, o], "{win:?}");
+        let e = rel_err(&be.download(&got).unwrap(), &want);
+        assert!(e < tol, "conv2d {win:?}: rel err {e}");
+        // A residual block's tail: + residual, then ReLU.
+        let res = rand_vec(&mut rng, want.len());
+        let rt = up(be, &[2, oh, ow, o], &res);
+        let fused = be
+            .conv2d(&xt, &wt, Some(&bt), &win, Some(&rt), Some(Activation::Relu))
+            .unwrap();
+        let want: Vec<f32> = want
+            .iter()
+            .zip(&res)
+            .map(|(a, r)| (a + r).max(0.0))
+            .collect();
+        let e = rel_err(&be.download(&fused).unwrap(), &want);
+        assert!(e < tol, "conv2d {win:?} + residual, ReLU: rel err {e}");
+        assert!(be.conv2d(&xt, &wt, None, &win, Some(&xt), None).is_err());
+        for pool in [Pool::Max, Pool::Avg] {
+            let want = pool2d_ref(&x, dims, &win, pool);
+            let got = be.download(&be.pool2d(&xt, &win, pool).unwrap()).unwrap();
+            let e = rel_err(&got, &want);
+            assert!(e < tol, "{pool:?} pool {win:?}: rel err {e}");
+        }
+    }
+    // A window larger than the padded image, and weights of the wrong width.
+    let big = Window {
+        kernel: (11, 3),
+        stride: (1, 1),
+        pad: [0; 4],
+    };
+    assert!(be.pool2d(&xt, &big, Pool::Max).is_err());
+    let win = Window {
+        kernel: (3, 3),
+        stride: (1, 1),
+        pad: [1; 4],
+    };
+    assert!(
+        be.conv2d(&xt, &up(be, &[4, 9], &[0.0; 36]), None, &win, None, None)
+            .is_err()
+    );
+}
+
 fn run_all<B: Backend>(be: &B, tol: f32) {
+    check_conv_and_pool(be, tol);
     check_quant_linear(be, tol);
     check_top_k(be);
     check_pixel_patches(be);

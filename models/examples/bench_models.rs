@@ -20,6 +20,11 @@
 //!       captions/s of a VLM (Qwen2-VL, Qwen2.5-VL, LLaVA) from JPEG bytes,
 //!       "Describe this image.", 20 new tokens forced, `batch` rows at once.
 //!
+//!   bench_models nsfw DIR [--device cpu|cuda] [--batch 32] [--iters 2]
+//!       images/s of open_nsfw (an ONNX ResNet) from JPEG bytes (decode, the
+//!       package's preprocessing with its JPEG round trip, the network), and
+//!       of the network alone (bench/nsfw_peer.py runs onnxruntime).
+//!
 //!   bench_models knn N [--dim 512] [--k 10] [--blobs B] [--ivf [--lists L] [--probes P]] [--device cpu|cuda]
 //!       seconds of a k-NN search of N queries against N corpus vectors,
 //!       uniform random or around B centres; exact (bench/knn_peer.py runs
@@ -77,6 +82,18 @@ fn jpegs(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| encoded[i % encoded.len()].clone()).collect()
 }
 
+/// Runs `run` once to warm up, then `iters` times, each adding the seconds
+/// its model part took; returns the total and the model seconds.
+fn timed<T>(iters: usize, run: impl Fn(&mut f64) -> T) -> (f64, f64) {
+    run(&mut 0.0);
+    let mut model_s = 0.0;
+    let t = Instant::now();
+    for _ in 0..iters {
+        run(&mut model_s);
+    }
+    (t.elapsed().as_secs_f64(), model_s)
+}
+
 fn clip<B: Backend>(be: &B, dir: &Path, batch: usize, iters: usize) {
     let cfg: ClipConfig =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -99,18 +116,38 @@ fn clip<B: Backend>(be: &B, dir: &Path, batch: usize, iters: usize) {
         *timed_model += t.elapsed().as_secs_f64();
         assert_eq!(v.len(), batch * cfg.projection_dim);
     };
-    let mut warm = 0.0;
-    run(&mut warm);
-    let mut model_s = 0.0;
-    let t = Instant::now();
-    for _ in 0..iters {
-        run(&mut model_s);
-    }
-    let total = t.elapsed().as_secs_f64();
+    let (total, model_s) = timed(iters, run);
     let n = (batch * iters) as f64;
     println!("clip_images_per_s={:.1}", n / total);
     println!("clip_model_images_per_s={:.1}", n / model_s);
     println!("clip_preprocess_images_per_s={:.1}", n / (total - model_s));
+}
+
+fn nsfw<B: Backend>(be: &B, dir: &Path, batch: usize, iters: usize) {
+    use lakecap_models::open_nsfw::{load_program, model::ConvNet, preprocess};
+    let t = Instant::now();
+    let net = ConvNet::load(be, &load_program(dir).unwrap()).unwrap();
+    println!("device={}", be.name());
+    println!("load_s={:.2}", t.elapsed().as_secs_f64());
+    let bytes = jpegs(batch);
+    let run = |timed_model: &mut f64| {
+        let flat: Vec<f32> = bytes
+            .par_iter()
+            .map(|b| preprocess::preprocess(&decode(b, DecodeLimits::default()).unwrap()).unwrap())
+            .collect::<Vec<_>>()
+            .concat();
+        let t = Instant::now();
+        let out = net.forward(be, &flat).unwrap();
+        *timed_model += t.elapsed().as_secs_f64();
+        assert_eq!(out.len(), batch);
+        out.iter().map(|p| p[1] as f64).sum::<f64>() / batch as f64
+    };
+    let mean = run(&mut 0.0);
+    println!("nsfw_mean_score={mean:.6}");
+    let (total, model_s) = timed(iters, run);
+    let n = (batch * iters) as f64;
+    println!("nsfw_images_per_s={:.1}", n / total);
+    println!("nsfw_model_images_per_s={:.1}", n / model_s);
 }
 
 fn embed_photos<B: Backend>(be: &B, dir: &Path, out: &Path) {
@@ -385,7 +422,7 @@ fn main() {
     }
     let (Some(mode), Some(dir)) = (args.get(1), args.get(2)) else {
         eprintln!(
-            "usage: bench_models paths | clip|text|llm|blip|vlm|embed DIR [--device cpu|cuda] [--precision auto|f32|f16|bf16] [--batch N] [--iters N]"
+            "usage: bench_models paths | clip|text|llm|blip|vlm|nsfw|embed DIR [--device cpu|cuda] [--precision auto|f32|f16|bf16] [--batch N] [--iters N]"
         );
         std::process::exit(2);
     };
@@ -402,6 +439,8 @@ fn main() {
     match (mode.as_str(), arg(&args, "--device", "cpu").as_str()) {
         ("clip", "cpu") => clip(&Cpu, dir, batch, iters),
         ("clip", "cuda") => clip(&cuda(), dir, batch, iters),
+        ("nsfw", "cpu") => nsfw(&Cpu, dir, batch, iters),
+        ("nsfw", "cuda") => nsfw(&cuda(), dir, batch, iters),
         ("text", _) => text(dir, batch, iters, device),
         ("blip", _) => blip(dir, batch, iters, device),
         ("vlm", _) => vlm(dir, batch, iters, device),

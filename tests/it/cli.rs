@@ -548,3 +548,68 @@ fn models_list_and_pull() {
     let (_, err) = text(&run(&["models", "pull", "../x"]));
     assert!(err.contains("ORG/NAME"), "{err}");
 }
+
+/// sql/safety_filter.sql on a sample lake with the real open_nsfw weights
+/// (skipped without them, unless `LAKECAP_REQUIRE_MODELS=1`): every
+/// decodable image is scored, the synthetic images are all safe, and the
+/// kept rows are written.
+#[test]
+fn safety_recipe_runs_on_the_sample_lake() {
+    if lakecap_models::hub::resolve("yahoo/open_nsfw").is_err() {
+        assert!(
+            std::env::var("LAKECAP_REQUIRE_MODELS").is_err(),
+            "yahoo/open_nsfw missing: run scripts/fetch-models.sh"
+        );
+        eprintln!("skipping: yahoo/open_nsfw not found (run scripts/fetch-models.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let lake = lakecap(
+        &["sample-lake", "lake", "--rows", "40", "--seed", "5"],
+        dir.path(),
+    );
+    assert!(lake.status.success());
+    let o = lakecap(
+        &[
+            "run",
+            &format!("{root}/sql/safety_filter.sql"),
+            "-D",
+            "LAKE=lake/",
+            "-D",
+            "MAX_NSFW=0.2",
+            "-D",
+            "OUT=safe/",
+            "-f",
+            "csv",
+        ],
+        dir.path(),
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let header = "rows,scored,safe,review,unsafe,kept\n";
+    let row: Vec<u64> = out
+        .split(header)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{out}"))
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let [rows, scored, safe, review, unsafe_, kept] = row[..] else {
+        panic!("{out}")
+    };
+    assert_eq!(rows, 40);
+    assert!(
+        scored > 20 && scored < rows,
+        "the lake's broken images are not scored: {out}"
+    );
+    assert_eq!(
+        (safe, review, unsafe_, kept),
+        (scored, 0, 0, scored),
+        "{out}"
+    );
+    assert!(dir.path().join("safe").is_dir());
+}

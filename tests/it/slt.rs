@@ -6,6 +6,10 @@
 //! - `lake`: a 60-row sample lake (seed 7) written to a temporary folder, and
 //!   `truth`: its ground truth (planted defects per key).
 //!
+//! A file whose first line is `# requires model: ID` needs real weights
+//! (scripts/fetch-models.sh): without them it is skipped with a note, unless
+//! `LAKECAP_REQUIRE_MODELS=1` (CI) makes that a failure.
+//!
 //! `LAKECAP_SLT_COMPLETE=1 cargo test --test slt` rewrites the expected results
 //! in place (review the diff before committing).
 
@@ -36,6 +40,20 @@ struct Db {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real model a file needs (its first line `# requires model: ID`)
+/// when it is not installed.
+fn missing_model(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let id = text
+        .lines()
+        .next()?
+        .strip_prefix("# requires model: ")?
+        .trim();
+    lakecap_models::hub::resolve(id)
+        .is_err()
+        .then(|| id.to_string())
 }
 
 fn files_table(dir: &Path) -> RecordBatch {
@@ -167,6 +185,18 @@ async fn sqllogictests() {
     let complete = std::env::var("LAKECAP_SLT_COMPLETE").is_ok();
     let mut failures = Vec::new();
     for file in &files {
+        if let Some(id) = missing_model(file) {
+            assert!(
+                std::env::var("LAKECAP_REQUIRE_MODELS").is_err(),
+                "{}: {id} missing: run scripts/fetch-models.sh",
+                file.display()
+            );
+            eprintln!(
+                "skipping {}: {id} not found (run scripts/fetch-models.sh)",
+                file.display()
+            );
+            continue;
+        }
         let lake_path = lake_path.clone();
         let mut runner = Runner::new(move || {
             let lake_path = lake_path.clone();

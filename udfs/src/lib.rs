@@ -6,7 +6,7 @@
 //!   `common::plain::Plain` turns into a `ScalarUDFImpl` with plan-time
 //!   argument checks (`PhashFunc` is `Plain<Phash>`, SQL name `phash`).
 //! - `model/`: `embed_image`, `embed_text`, `clip_score`, `cosine`,
-//!   `recaption`, `fuse`, `llm`, `vlm`. Except `cosine`, async UDFs, each a
+//!   `recaption`, `fuse`, `llm`, `vlm`, `nsfw_score`, `embedding_head`. Except `cosine`, async UDFs, each a
 //!   `ModelFunction` made a DataFusion function by `model::function::Model`:
 //!   they hand whole batches to the model scheduler of `lakecap-models` and
 //!   share a [`SessionMemo`] (embeddings and generated texts) so that each
@@ -47,8 +47,9 @@ pub use common::diagnostics::{DiagHandle, Diagnostics, WarningCount};
 pub use common::memo::{EmbeddingMemo, MemoHandle, SessionMemo, TextMemo};
 pub use common::options::{
     DEFAULT_CAPTION_MODEL, DEFAULT_CLIP_MODEL, DEFAULT_FUSE_PROMPT, DEFAULT_LLM_MODEL,
-    DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, DeviceSetting, FuseOptions, LakecapOptions,
-    LakecapSettings, LlmOptions, ModelSetting, OnError, PrecisionSetting, Switch, VlmOptions,
+    DEFAULT_NSFW_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, DeviceSetting, FuseOptions,
+    LakecapOptions, LakecapSettings, LlmOptions, ModelSetting, OnError, PrecisionSetting, Switch,
+    VlmOptions,
 };
 pub use common::row_keys::{RowKeyFunc, RowKeyRule};
 pub use image::dhash::DhashFunc;
@@ -64,6 +65,7 @@ pub use model::embed_text::EmbedTextFunc;
 pub use model::embedding_head::EmbeddingHeadFunc;
 pub use model::fuse::FuseFunc;
 pub use model::llm::LlmFunc;
+pub use model::nsfw_score::NsfwScoreFunc;
 pub use model::recaption::RecaptionFunc;
 pub use model::vlm::VlmFunc;
 pub use table::kmeans::KmeansFunc;
@@ -81,7 +83,7 @@ pub fn scalar_functions(diag: &Arc<Diagnostics>, options: &LakecapOptions) -> Ve
     use model::clip_score::ClipScore;
     use model::embed_image::EmbedImage;
     use model::embed_text::EmbedText;
-    use model::{fuse::Fuse, llm::Llm, recaption::Recaption, vlm::Vlm};
+    use model::{fuse::Fuse, llm::Llm, nsfw_score::NsfwScore, recaption::Recaption, vlm::Vlm};
     let d = DiagHandle(Arc::clone(diag));
     let memo = MemoHandle::default();
     let (clip, text) = (&options.clip_model, &options.text_model);
@@ -92,7 +94,8 @@ pub fn scalar_functions(diag: &Arc<Diagnostics>, options: &LakecapOptions) -> Ve
         RecaptionFunc::new(Recaption, memo.clone(), d.clone()).into_udf(),
         FuseFunc::new(Fuse, memo.clone(), d.clone()).into_udf(),
         LlmFunc::new(Llm, memo.clone(), d.clone()).into_udf(),
-        VlmFunc::new(Vlm, memo, d.clone()).into_udf(),
+        VlmFunc::new(Vlm, memo.clone(), d.clone()).into_udf(),
+        NsfwScoreFunc::new(NsfwScore(options.nsfw_model.clone()), memo, d.clone()).into_udf(),
         ScalarUDF::from(EmbeddingHeadFunc::default()),
         ScalarUDF::from(CosineFunc::new(d.clone())),
         ScalarUDF::from(ImageInfoFunc::new(d.clone())),

@@ -438,6 +438,12 @@ fn models_used(ctx: &SessionContext, sql: &str) -> String {
     if uses("fuse") || uses("llm") {
         parts.push(format!("llm={}", o.llm.model));
     }
+    if uses("vlm") {
+        parts.push(format!("vlm={}", o.vlm.model));
+    }
+    if uses("nsfw_score") {
+        parts.push(format!("nsfw={}", o.nsfw_model));
+    }
     parts.join("; ")
 }
 

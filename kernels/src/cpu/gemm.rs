@@ -206,11 +206,17 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
     if m == 0 {
         return Ok(CpuTensor::from_f32(&shape, Vec::new()));
     }
-    let xv = x.f32();
     let mut out = match b {
         Some(b) => b.f32().repeat(m),
         None => vec![0f32; m * n],
     };
+    accumulate(&x.f32(), w, &mut out, m, k, n);
+    Ok(CpuTensor::from_f32(&shape, out))
+}
+
+/// `out [m, n] += x [m, k] · wᵀ`, by the streaming kernel for few rows, else
+/// the `gemm` crate.
+pub fn accumulate(x: &[f32], w: &CpuTensor, out: &mut [f32], m: usize, k: usize, n: usize) {
     // Block-quantised weights would be dequantised whole for the packed
     // GEMM: up to `QUANT_SMALL_M` rows the streaming kernel's four rows at a
     // time cost less.
@@ -219,12 +225,11 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
         _ => SMALL_M,
     };
     if m <= small {
-        small_m(&xv, WeightRows::Stored(&w.data), &mut out, m, k, n);
+        small_m(x, WeightRows::Stored(&w.data), out, m, k, n);
     } else {
         // The product dominates the widening (more rows than the crossover).
-        large_m(&xv, &w.f32_par(), &mut out, m, k, n);
+        large_m(x, &w.f32_par(), out, m, k, n);
     }
-    Ok(CpuTensor::from_f32(&shape, out))
 }
 
 /// `out [m, n] += x [m, k] · w [n, k]ᵀ` through the `gemm` crate.

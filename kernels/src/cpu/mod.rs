@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod conv;
 pub mod gemm;
 pub mod norm;
 pub mod rope;
@@ -15,7 +16,7 @@ use std::borrow::Cow;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use crate::backend::{Activation, Backend, HostData, Mask, Pos, Result, Rope, check};
+use crate::backend::{Activation, Backend, HostData, Mask, Pool, Pos, Result, Rope, Window, check};
 
 /// Element storage of a CPU tensor.
 #[derive(Debug, Clone)]
@@ -247,6 +248,10 @@ impl Backend for Cpu {
         Some(ACTIVATION_BUDGET.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    fn conv_scratch(&self, patch_bytes: usize) -> usize {
+        patch_bytes.min(conv::PATCH_BYTES)
+    }
+
     fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<CpuTensor> {
         check::upload(shape, &data)?;
         Ok(CpuTensor {
@@ -412,6 +417,26 @@ impl Backend for Cpu {
             &x.shape,
             norm::l2_normalize(&x.f32(), x.last_dim()),
         ))
+    }
+
+    fn im2col(&self, x: &CpuTensor, win: &Window) -> Result<CpuTensor> {
+        conv::im2col(x, win)
+    }
+
+    fn pool2d(&self, x: &CpuTensor, win: &Window, pool: Pool) -> Result<CpuTensor> {
+        conv::pool2d(x, win, pool)
+    }
+
+    fn conv2d(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        b: Option<&CpuTensor>,
+        win: &Window,
+        residual: Option<&CpuTensor>,
+        act: Option<Activation>,
+    ) -> Result<CpuTensor> {
+        conv::conv2d(x, w, b, win, residual, act)
     }
 
     fn top_k(&self, x: &CpuTensor, k: usize) -> Result<(Vec<f32>, Vec<u32>)> {

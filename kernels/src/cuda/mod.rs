@@ -14,7 +14,7 @@
 //! - `ops/` implements [`Backend`](crate::Backend) on top, one file per op
 //!   family as in `kernels/cu/` (`norm`, `attention`, `elementwise`, `rope`,
 //!   `cast`, `topk`, `image`: resize, crop, normalise and patches on the
-//!   device) plus `gemm` for cuBLAS; the launch helpers they share
+//!   device, `conv`: im2col and pooling) plus `gemm` for cuBLAS; the launch helpers they share
 //!   (`grid`, `per_row`, device allocation) are here.
 
 use std::collections::HashMap;
@@ -33,7 +33,7 @@ mod tensor;
 pub use tensor::{CudaKvCache, CudaTensor, Dtype};
 
 /// Kernel sources by op family; each is compiled with [`COMMON`] prepended.
-pub const FAMILIES: [(&str, &str); 7] = [
+pub const FAMILIES: [(&str, &str); 8] = [
     ("norm", include_str!("../../cu/norm.cu")),
     ("attention", include_str!("../../cu/attention.cu")),
     ("elementwise", include_str!("../../cu/elementwise.cu")),
@@ -41,11 +41,12 @@ pub const FAMILIES: [(&str, &str); 7] = [
     ("cast", include_str!("../../cu/cast.cu")),
     ("topk", include_str!("../../cu/topk.cu")),
     ("image", include_str!("../../cu/image.cu")),
+    ("conv", include_str!("../../cu/conv.cu")),
 ];
 pub const COMMON: &str = include_str!("../../cu/common.cuh");
 
 /// Every kernel the backend launches (each must be an entry of some family).
-pub const KERNELS: [&str; 24] = [
+pub const KERNELS: [&str; 26] = [
     "layer_norm_f32",
     "rms_norm_f32",
     "act_mul_f32",
@@ -70,6 +71,8 @@ pub const KERNELS: [&str; 24] = [
     "resample_h_u8",
     "resample_v_u8",
     "patchify_u8",
+    "im2col_f32",
+    "pool2d_f32",
 ];
 
 /// Compiles one family to PTX for `arch` (e.g. `compute_90`).

@@ -6,12 +6,15 @@
 //! - [`caption`]: the BLIP captioner behind the continuous-batching
 //!   generator, images as the rows' contexts.
 //! - [`llm`]: Llama-family text generation (HF or GGUF) with chat templates.
+//! - [`nsfw`]: the open_nsfw scorer (an ONNX convnet) behind a batching
+//!   scheduler.
 //! - [`vlm`]: instruction vision-language models (Qwen2-VL): an image and a
 //!   prompt through the chat template, the image encoded once per row.
 
 pub mod caption;
 pub mod embed;
 pub mod llm;
+pub mod nsfw;
 pub mod vlm;
 
 use std::path::Path;

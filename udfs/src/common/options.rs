@@ -305,6 +305,8 @@ namespace! {
 pub const DEFAULT_VLM_MODEL: &str = "Qwen/Qwen2-VL-2B-Instruct";
 /// The default CLIP model: users bring their own weights (no hub here).
 pub const DEFAULT_CLIP_MODEL: &str = "openai/clip-vit-base-patch32";
+/// The default NSFW classifier (real weights from scripts/fetch-models.sh).
+pub const DEFAULT_NSFW_MODEL: &str = lakecap_models::serve::nsfw::DEFAULT_NSFW_MODEL;
 /// The default sentence encoder (real weights from scripts/fetch-models.sh).
 pub const DEFAULT_TEXT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
@@ -323,6 +325,8 @@ extensions_options! {
         pub clip_model: ModelSetting, default = ModelSetting::new(DEFAULT_CLIP_MODEL)
         /// Model for embed_text (a sentence encoder such as all-MiniLM-L6-v2, or a CLIP model for its text tower).
         pub text_model: ModelSetting, default = ModelSetting::new(DEFAULT_TEXT_MODEL)
+        /// Model for nsfw_score: Yahoo's open_nsfw ONNX graph (from scripts/fetch-models.sh), an id or a directory.
+        pub nsfw_model: ModelSetting, default = ModelSetting::new(DEFAULT_NSFW_MODEL)
         /// Rows per model batch; batches are formed across concurrent partitions. Read when a model is first loaded.
         pub batch_size: usize, default = 32
         /// Where models run: 'auto' (the first GPU when CUDA can be loaded, else the CPU), 'cpu', 'cuda' or 'cuda:N'.

@@ -1,7 +1,7 @@
 //! Model functions, all async ([`function::Model`]): embeddings
 //! (`embed_image`, `embed_text`, through `vectors`) and their comparison
 //! (`clip_score`, `cosine`), captions (`recaption`, with its on-disk
-//! `caption_cache`), heads over embeddings (`embedding_head`), LLM generation (`fuse`, `llm`, sharing `llm_call`) and
+//! `caption_cache`), heads over embeddings (`embedding_head`), image safety (`nsfw_score`), LLM generation (`fuse`, `llm`, sharing `llm_call`) and
 //! questions about images (`vlm`).
 
 pub(crate) mod caption_cache;
@@ -15,6 +15,7 @@ pub(crate) mod fuse;
 pub(crate) mod fusion_judge;
 pub(crate) mod llm;
 pub(crate) mod llm_call;
+pub(crate) mod nsfw_score;
 pub(crate) mod recaption;
 pub(crate) mod vectors;
 pub(crate) mod vlm;
@@ -27,6 +28,7 @@ use embed_text::EmbedText;
 use function::ModelFunction;
 use fuse::Fuse;
 use llm::Llm;
+use nsfw_score::NsfwScore;
 use recaption::Recaption;
 use vlm::Vlm;
 
@@ -43,4 +45,5 @@ pub(crate) fn documentation(name: &str) -> Option<&'static Documentation> {
         .or_else(|| doc::<Fuse>(name))
         .or_else(|| doc::<Llm>(name))
         .or_else(|| doc::<Vlm>(name))
+        .or_else(|| doc::<NsfwScore>(name))
 }

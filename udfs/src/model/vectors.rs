@@ -53,8 +53,9 @@ pub(crate) async fn prepare_images<T: Send + 'static>(
     Ok((inputs, ok))
 }
 
-/// The memo batch of `inputs` given to `model` as `kind` (b'i', b't').
-fn batch<'m>(
+/// The memo batch of `inputs` given to `model` as `kind` (b'i' image,
+/// b't' text, b'n' an image's NSFW score).
+pub(crate) fn batch<'m>(
     memo: &'m EmbeddingMemo,
     model: &str,
     kind: u8,

@@ -12,6 +12,7 @@
 //! - `cast.rs` (`cast.cu`): widening half storage for f32 ops, narrowing
 //!   activations for half GEMMs;
 //! - `image.rs` (`image.cu`): image preprocessing;
+//! - `conv.rs` (`conv.cu`): im2col patches and pooling for convnets;
 //! - `gemm.rs` (cuBLAS, no kernel source): `linear`.
 //!
 //! Launch geometry (`grid`, `per_row`) and device allocation stay in
@@ -19,6 +20,7 @@
 
 mod attention;
 mod cast;
+mod conv;
 mod elementwise;
 mod gemm;
 mod image;
@@ -27,7 +29,7 @@ mod rope;
 mod topk;
 
 use super::{Cuda, CudaKvCache, CudaTensor, dev};
-use crate::backend::{Activation, Backend, HostData, Mask, Pos, Result, Rope, check};
+use crate::backend::{Activation, Backend, HostData, Mask, Pool, Pos, Result, Rope, Window, check};
 use crate::image::{PixelPlan, RgbImage};
 
 impl Backend for Cuda {
@@ -172,6 +174,14 @@ impl Backend for Cuda {
 
     fn pixel_patches(&self, images: &[RgbImage<'_>], plan: &PixelPlan) -> Result<CudaTensor> {
         self.device_pixel_patches(images, plan)
+    }
+
+    fn im2col(&self, x: &CudaTensor, win: &Window) -> Result<CudaTensor> {
+        conv::im2col(self, x, win)
+    }
+
+    fn pool2d(&self, x: &CudaTensor, win: &Window, pool: Pool) -> Result<CudaTensor> {
+        conv::pool2d(self, x, win, pool)
     }
 
     fn top_k(&self, x: &CudaTensor, k: usize) -> Result<(Vec<f32>, Vec<u32>)> {
