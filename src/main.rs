@@ -71,6 +71,14 @@ enum Cmd {
     /// Write one self-contained HTML report on a query, a .sql file or a lake:
     /// drop reasons, histograms, sampled thumbnails with captions, near-duplicate clusters.
     Report(cli::report::ReportArgs),
+    /// Serve lakecap over Arrow Flight SQL (ADBC, JDBC, DBeaver, arrow-flight clients):
+    /// a session per connection, users or tokens, TLS, --root confinement, --read-only.
+    Serve(cli::serve::ServeArgs),
+    /// Print a users-file line for `serve --users`: NAME:ARGON2-HASH of the password read from stdin.
+    Passwd {
+        /// The user name.
+        name: String,
+    },
     /// Process what is new in a lake: an incremental, exactly-once job (TOML job file).
     Refresh {
         job: PathBuf,
@@ -202,6 +210,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::SampleLake { dir, rows, seed } => cli::demo::sample_lake(&dir, rows, seed),
         Cmd::Demo { lake, out, rows } => cli::demo::run(&engine()?, &lake, &out, rows).await,
         Cmd::Report(args) => cli::report::run(&engine()?, args).await,
+        Cmd::Serve(args) => cli::serve::run(args).await,
+        Cmd::Passwd { name } => cli::serve::passwd(&name),
         Cmd::Refresh {
             job,
             every,

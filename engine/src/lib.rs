@@ -13,6 +13,8 @@
 //!   committed parquet.
 //! - [`report`]: a self-contained HTML report on a query's result or a lake
 //!   (`lakecap report`).
+//! - [`serve`]: lakecap over Arrow Flight SQL (`lakecap serve`), one session
+//!   per client connection, with authentication, TLS and path confinement.
 //! - [`cluster`]: the same SQL on Apache DataFusion Ballista: scheduler and
 //!   executor processes, and [`Engine::remote`] for clients.
 
@@ -23,6 +25,7 @@ pub mod refresh;
 pub mod report;
 pub mod sample_lake;
 pub mod script;
+pub mod serve;
 pub mod stores;
 
 use std::path::PathBuf;

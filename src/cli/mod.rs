@@ -4,6 +4,7 @@ pub mod demo;
 pub mod models;
 pub mod refresh;
 pub mod report;
+pub mod serve;
 pub mod shell;
 
 use std::fs::File;

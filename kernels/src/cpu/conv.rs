@@ -87,7 +87,7 @@ pub fn conv2d(
     if win.is_pointwise() {
         gemm::accumulate(&xv, w, &mut out, m, c, o);
     } else {
-        let rows = (PATCH_BYTES / (k * 4)).clamp(64, m.max(1));
+        let rows = (PATCH_BYTES / (k * 4)).max(64).min(m.max(1));
         let mut buf = vec![0f32; rows * k];
         for first in (0..m).step_by(rows) {
             let r = rows.min(m - first);
