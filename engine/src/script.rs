@@ -135,6 +135,16 @@ pub(crate) async fn physical_plan(
     progress: ProgressMode,
 ) -> datafusion::common::Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
     let plan = ctx.state().statement_to_plan(statement).await?;
+    physical_plan_of(ctx, plan, progress).await
+}
+
+/// [`physical_plan`] of a statement already planned (a prepared statement
+/// with its parameter values in place).
+pub(crate) async fn physical_plan_of(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    progress: ProgressMode,
+) -> datafusion::common::Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
     let plan = materialize_with_progress(ctx, plan, progress).await?;
     let df = ctx.execute_logical_plan(plan).await?;
     let task = Arc::new(df.task_ctx());

@@ -152,6 +152,29 @@ async fn serve_answers_as_the_cli_does_and_keeps_sessions_apart() {
         assert_eq!(csv(&[batch]), "n\n30\n");
     }
     p.close().await.unwrap();
+    // Parameter values bound to `$1`: the same count as the literal query.
+    let mut p = a
+        .prepare(
+            "SELECT count(*) AS n FROM lake WHERE length(alt) > $1".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.parameter_schema().unwrap().field(0).name(), "$1");
+    for min in [5i64, 40] {
+        let values = arrow::array::Int64Array::from(vec![min]);
+        let bound = RecordBatch::try_from_iter([("$1", Arc::new(values) as _)]).unwrap();
+        p.set_parameters(bound).unwrap();
+        let info = p.execute().await.unwrap();
+        let mut s = a
+            .do_get(info.endpoint[0].ticket.clone().unwrap())
+            .await
+            .unwrap();
+        let got = csv(&[s.next().await.unwrap().unwrap()]);
+        let sql = format!("SELECT count(*) AS n FROM lake WHERE length(alt) > {min}");
+        assert_eq!(got, csv(&query(&mut a, &sql).await.unwrap()), "$1 = {min}");
+    }
+    p.close().await.unwrap();
     assert_eq!(
         a.execute_update(
             "COPY (SELECT key FROM lake) TO 'keys.csv' STORED AS CSV".into(),
@@ -290,6 +313,7 @@ async fn serve_requires_credentials_when_it_has_them() {
             "import adbc_driver_flightsql.dbapi as f\n\
              c = f.connect('grpc://{}', db_kwargs={{'username': 'ana', 'password': 'correct horse'}})\n\
              cur = c.cursor(); cur.execute('SELECT 40 + 2 AS answer'); print(cur.fetchall())\n\
+             cur.execute('SELECT $1 + 1 AS p', parameters=(41,)); print('param', cur.fetchall())\n\
              try:\n    f.connect('grpc://{}', db_kwargs={{'username': 'ana', 'password': 'nope'}}).cursor().execute('SELECT 1')\n\
              except Exception as e:\n    print('refused', type(e).__name__)\n",
             server.addr, server.addr

@@ -9,7 +9,8 @@
 //!   ticket carries the statement itself, checked again when it runs (a
 //!   client may forge tickets). `DoGet` runs it as the CLI does
 //!   (`script::physical_plan`) and streams batches as they come. Prepared
-//!   statements keep their SQL in the session under a random handle.
+//!   statements keep their SQL and bound parameter values (`$1`, …) in the
+//!   session under a random handle.
 //!   Updates (`DoPut` with `CommandStatementUpdate`) run and return the
 //!   count of rows written, when the statement reports one.
 //! - **Limits.** A statement waits for one of `--max-queries` slots (at most
@@ -42,8 +43,10 @@ use arrow_flight::{
     IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::arrow::array::{Array, RecordBatch, UInt64Array};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
@@ -60,8 +63,15 @@ type Batches = Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Sen
 /// One client connection's engine and prepared statements.
 struct Session {
     engine: Engine,
-    prepared: Mutex<HashMap<Vec<u8>, String>>,
+    prepared: Mutex<HashMap<Vec<u8>, Prepared>>,
     last_used: Mutex<Instant>,
+}
+
+/// A prepared statement and the parameter values bound to it (`$1`, …).
+#[derive(Clone)]
+struct Prepared {
+    sql: String,
+    params: Vec<ScalarValue>,
 }
 
 /// Who asks, from where, in which session.
@@ -178,18 +188,33 @@ impl LakecapFlightSql {
         Ok(statements.remove(0))
     }
 
-    /// The result schema of `sql`, planned but not run.
-    async fn schema(&self, c: &Caller, sql: &str) -> Result<Schema, Status> {
+    /// The logical plan of `sql` with `params` for its placeholders.
+    async fn plan(
+        &self,
+        c: &Caller,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Result<LogicalPlan, Status> {
         let statement = self.statement(c, sql)?;
-        let plan = c
-            .session
-            .engine
-            .ctx()
-            .state()
+        let state = c.session.engine.ctx().state();
+        let plan = state
             .statement_to_plan(statement)
             .await
             .map_err(df_status)?;
-        Ok(plan.schema().as_arrow().clone())
+        match params.is_empty() {
+            true => Ok(plan),
+            false => plan.with_param_values(params.to_vec()).map_err(df_status),
+        }
+    }
+
+    /// The result schema of `sql`, planned but not run.
+    async fn schema(
+        &self,
+        c: &Caller,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Result<Schema, Status> {
+        Ok(self.plan(c, sql, params).await?.schema().as_arrow().clone())
     }
 
     /// A query slot, waiting at most the timeout for one.
@@ -205,8 +230,13 @@ impl LakecapFlightSql {
 
     /// Runs `sql`: its schema and batches, ending at the deadline. The
     /// slot and the query live as long as the stream.
-    async fn execute(&self, c: &Caller, sql: &str) -> Result<(SchemaRef, Batches), Status> {
-        let statement = self.statement(c, sql)?;
+    async fn execute(
+        &self,
+        c: &Caller,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Result<(SchemaRef, Batches), Status> {
+        let plan = self.plan(c, sql, params).await?;
         let permit = self.slot().await?;
         let deadline = tokio::time::Instant::now() + self.timeout;
         let timeout = self.timeout;
@@ -218,7 +248,7 @@ impl LakecapFlightSql {
         };
         let ctx = c.session.engine.ctx().clone();
         let (schema, stream) = tokio::time::timeout_at(deadline, async move {
-            let (plan, task) = script::physical_plan(&ctx, statement, ProgressMode::Off).await?;
+            let (plan, task) = script::physical_plan_of(&ctx, plan, ProgressMode::Off).await?;
             Ok::<_, datafusion::error::DataFusionError>((
                 plan.schema(),
                 execute_stream(plan, task)?,
@@ -241,8 +271,13 @@ impl LakecapFlightSql {
     }
 
     /// [`Self::execute`] as Flight data.
-    async fn run(&self, c: &Caller, sql: &str) -> Result<Response<FlightStream>, Status> {
-        let (schema, batches) = self.execute(c, sql).await?;
+    async fn run(
+        &self,
+        c: &Caller,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Result<Response<FlightStream>, Status> {
+        let (schema, batches) = self.execute(c, sql, params).await?;
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)
@@ -252,8 +287,8 @@ impl LakecapFlightSql {
 
     /// Runs `sql` to the end: the rows it reports writing (the `count`
     /// column of DML and COPY), else 0.
-    async fn update(&self, c: &Caller, sql: &str) -> Result<i64, Status> {
-        let (_, batches) = self.execute(c, sql).await?;
+    async fn update(&self, c: &Caller, sql: &str, params: &[ScalarValue]) -> Result<i64, Status> {
+        let (_, batches) = self.execute(c, sql, params).await?;
         let batches: Vec<RecordBatch> = batches.try_collect().await.map_err(Status::from)?;
         let count = batches
             .iter()
@@ -280,6 +315,35 @@ impl LakecapFlightSql {
         self.caller(&request)?;
         info(schema, query.as_any().encode_to_vec(), request.into_inner())
     }
+}
+
+/// `schema` as an IPC message (prepared statements' schemas).
+fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: datafusion::arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+/// The placeholders of `plan` (`$1`, `$2`, …) as fields in order, typed
+/// where DataFusion inferred a type (else Null: any value).
+fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
+    let types = plan.get_parameter_types().map_err(df_status)?;
+    let mut names: Vec<&String> = types.keys().collect();
+    names.sort_by_key(|n| {
+        (
+            n.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX),
+            n.to_string(),
+        )
+    });
+    Ok(Schema::new(
+        names
+            .into_iter()
+            .map(|n| Field::new(n, types[n].clone().unwrap_or(DataType::Null), true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// A FlightInfo whose one endpoint's ticket is `ticket`.
@@ -317,8 +381,8 @@ fn ticket_sql(handle: &[u8]) -> Result<&str, Status> {
 }
 
 impl LakecapFlightSql {
-    /// The SQL of prepared statement `handle` in the caller's session.
-    fn prepared(&self, c: &Caller, handle: &[u8]) -> Result<String, Status> {
+    /// Prepared statement `handle` of the caller's session.
+    fn prepared(&self, c: &Caller, handle: &[u8]) -> Result<Prepared, Status> {
         let p = c.session.prepared.lock().unwrap_or_else(|p| p.into_inner());
         p.get(handle)
             .cloned()
@@ -368,7 +432,7 @@ impl FlightSqlService for LakecapFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let c = self.caller(&request)?;
-        let schema = self.schema(&c, &query.query).await?;
+        let schema = self.schema(&c, &query.query, &[]).await?;
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
@@ -385,7 +449,8 @@ impl FlightSqlService for LakecapFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let c = self.caller(&request)?;
-        self.run(&c, ticket_sql(&ticket.statement_handle)?).await
+        self.run(&c, ticket_sql(&ticket.statement_handle)?, &[])
+            .await
     }
 
     async fn do_action_create_prepared_statement(
@@ -394,7 +459,9 @@ impl FlightSqlService for LakecapFlightSql {
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let c = self.caller(&request)?;
-        let schema = self.schema(&c, &query.query).await?;
+        let plan = self.plan(&c, &query.query, &[]).await?;
+        let schema = plan.schema().as_arrow().clone();
+        let parameters = parameter_schema(&plan)?;
         let mut handle = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut handle);
         let handle: Vec<u8> = handle
@@ -406,14 +473,20 @@ impl FlightSqlService for LakecapFlightSql {
             .prepared
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(handle.clone(), query.query);
-        let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
-            .try_into()
-            .map_err(|e: datafusion::arrow::error::ArrowError| Status::internal(e.to_string()))?;
+            .insert(
+                handle.clone(),
+                Prepared {
+                    sql: query.query,
+                    params: Vec::new(),
+                },
+            );
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
-            dataset_schema,
-            parameter_schema: Default::default(),
+            dataset_schema: ipc_schema(&schema)?,
+            parameter_schema: match parameters.fields().is_empty() {
+                true => Default::default(),
+                false => ipc_schema(&parameters)?,
+            },
         })
     }
 
@@ -434,8 +507,8 @@ impl FlightSqlService for LakecapFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let c = self.caller(&request)?;
-        let sql = self.prepared(&c, &cmd.prepared_statement_handle)?;
-        let schema = self.schema(&c, &sql).await?;
+        let p = self.prepared(&c, &cmd.prepared_statement_handle)?;
+        let schema = self.schema(&c, &p.sql, &p.params).await?;
         info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -445,33 +518,48 @@ impl FlightSqlService for LakecapFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let c = self.caller(&request)?;
-        let sql = self.prepared(&c, &cmd.prepared_statement_handle)?;
-        self.run(&c, &sql).await
+        let p = self.prepared(&c, &cmd.prepared_statement_handle)?;
+        self.run(&c, &p.sql, &p.params).await
     }
 
-    /// Parameter binding: an empty binding (what clients send before running
-    /// a statement without parameters) is accepted; values are not supported.
+    /// Binds parameter values: one row whose columns are `$1`, `$2`, …
+    /// (an empty binding, which clients send for statements without
+    /// parameters, keeps what was bound).
     async fn do_put_prepared_statement_query(
         &self,
         cmd: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let c = self.caller(&request)?;
-        self.prepared(&c, &cmd.prepared_statement_handle)?;
-        let mut rows = 0;
-        let mut stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+        let handle = cmd.prepared_statement_handle;
+        self.prepared(&c, &handle)?;
+        let stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
         );
-        while let Some(batch) = stream.next().await {
-            rows += batch.map_err(Status::from)?.num_rows();
-        }
-        if rows > 0 {
-            return Err(Status::unimplemented(
-                "parameter values are not supported yet: put them in the SQL",
-            ));
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(Status::from)?;
+        let rows: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+        match rows[..] {
+            [] => {}
+            [b] if b.num_rows() == 1 => {
+                let params = b
+                    .columns()
+                    .iter()
+                    .map(|col| ScalarValue::try_from_array(col, 0))
+                    .collect::<datafusion::error::Result<Vec<_>>>()
+                    .map_err(df_status)?;
+                let mut p = c.session.prepared.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(p) = p.get_mut(handle.as_ref()) {
+                    p.params = params;
+                }
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "bind one row of parameter values per execution",
+                ));
+            }
         }
         Ok(DoPutPreparedStatementResult {
-            prepared_statement_handle: Some(cmd.prepared_statement_handle),
+            prepared_statement_handle: Some(handle),
         })
     }
 
@@ -481,8 +569,8 @@ impl FlightSqlService for LakecapFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let c = self.caller(&request)?;
-        let sql = self.prepared(&c, &cmd.prepared_statement_handle)?;
-        self.update(&c, &sql).await
+        let p = self.prepared(&c, &cmd.prepared_statement_handle)?;
+        self.update(&c, &p.sql, &p.params).await
     }
 
     async fn do_put_statement_update(
@@ -491,7 +579,7 @@ impl FlightSqlService for LakecapFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let c = self.caller(&request)?;
-        self.update(&c, &cmd.query).await
+        self.update(&c, &cmd.query, &[]).await
     }
 
     async fn get_flight_info_catalogs(
