@@ -71,6 +71,18 @@ pub async fn serve(
             opts.listen
         );
     }
+    // Files named on the command line are read before --root moves the
+    // working folder.
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = &opts.tls {
+        install_crypto_provider();
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .context("TLS configuration")?;
+    }
     let root = match &opts.root {
         Some(r) => {
             let r = r
@@ -88,16 +100,6 @@ pub async fn serve(
     };
     let service = LakecapFlightSql::new(auth, guard, opts.max_queries, opts.query_timeout);
     let enabled = service.auth.enabled();
-    let mut builder = Server::builder();
-    if let Some((cert, key)) = &opts.tls {
-        install_crypto_provider();
-        let read =
-            |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-        let identity = Identity::from_pem(read(cert)?, read(key)?);
-        builder = builder
-            .tls_config(ServerTlsConfig::new().identity(identity))
-            .context("TLS configuration")?;
-    }
     // No Nagle delay on small replies (a cheap query is one small batch).
     let incoming = TcpIncoming::bind(opts.listen)
         .with_context(|| format!("cannot listen on {}", opts.listen))?
