@@ -175,6 +175,21 @@ async fn serve_answers_as_the_cli_does_and_keeps_sessions_apart() {
         assert_eq!(got, csv(&query(&mut a, &sql).await.unwrap()), "$1 = {min}");
     }
     p.close().await.unwrap();
+    // A prepared update runs once per row of parameter values.
+    query(&mut a, "CREATE TABLE t (x BIGINT)").await.unwrap();
+    let mut ins = a
+        .prepare("INSERT INTO t VALUES ($1)".into(), None)
+        .await
+        .unwrap();
+    let values = arrow::array::Int64Array::from(vec![3, 4]);
+    ins.set_parameters(RecordBatch::try_from_iter([("$1", Arc::new(values) as _)]).unwrap())
+        .unwrap();
+    assert_eq!(ins.execute_update().await.unwrap(), 2);
+    let sum = csv(&query(&mut a, "SELECT sum(x) AS s FROM t").await.unwrap());
+    assert_eq!(sum, "s\n7\n");
+    // Client SQL is never substituted from the server's environment.
+    let home = csv(&query(&mut a, "SELECT '${HOME}' AS h").await.unwrap());
+    assert_eq!(home, "h\n${HOME}\n");
     assert_eq!(
         a.execute_update(
             "COPY (SELECT key FROM lake) TO 'keys.csv' STORED AS CSV".into(),

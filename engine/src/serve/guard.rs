@@ -9,10 +9,14 @@
 //! URLs (`s3://…`) are refused unless an `--allow-url` prefix names them;
 //! `file://` URLs are paths.
 
-use std::path::{Component, Path, PathBuf};
+#[cfg(test)]
+use std::path::Path;
+use std::path::{Component, PathBuf};
 
-use datafusion::sql::parser::{DFParser, Statement};
-use datafusion::sql::sqlparser::ast::{Set, Statement as Sql};
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::sql::parser::{DFParser, ResetStatement, Statement};
+use datafusion::sql::sqlparser::ast::{Expr, ObjectName, Set, Statement as Sql, Value};
+use url::Url;
 
 /// Options that change the server for everyone (devices, caches, limits) or
 /// read files from disk; `SET` of them is refused under `--read-only`.
@@ -37,14 +41,20 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// `Ok` when every statement of `sql` may run, else why not. SQL that
-    /// does not parse is left to the engine, which reports it the same way
-    /// as the CLI.
+    /// `Ok` when every statement of `sql` may run, else why not. The server
+    /// runs exactly the statements checked here (no `${VAR}` substitution),
+    /// so SQL that does not parse is refused here.
     pub fn check(&self, sql: &str) -> Result<(), String> {
-        let Ok(statements) = DFParser::parse_sql(sql) else {
-            return Ok(());
-        };
-        statements.iter().try_for_each(|s| self.statement(s))
+        let statements = DFParser::parse_sql(sql).map_err(|e| format!("SQL syntax error: {e}"))?;
+        self.check_statements(statements.iter())
+    }
+
+    /// [`Guard::check`] of parsed statements.
+    pub fn check_statements<'a>(
+        &self,
+        mut statements: impl Iterator<Item = &'a Statement>,
+    ) -> Result<(), String> {
+        statements.try_for_each(|s| self.statement(s))
     }
 
     fn statement(&self, s: &Statement) -> Result<(), String> {
@@ -60,7 +70,7 @@ impl Guard {
                 self.path(&c.target, "COPY … TO")
             }
             Statement::Explain(e) => self.statement(&e.statement),
-            Statement::Reset(_) => Ok(()),
+            Statement::Reset(ResetStatement::Variable(name)) => self.option(name, None),
             Statement::Statement(sql) => self.sql(sql),
         }
     }
@@ -72,47 +82,108 @@ impl Guard {
             {
                 Err("the server is read-only: statements that write are refused".into())
             }
-            Sql::Set(Set::SingleAssignment { variable, .. }) if self.read_only => {
-                let name = variable.to_string().to_ascii_lowercase();
-                match SERVER_LEVEL.contains(&name.as_str()) {
-                    true => Err(format!(
-                        "the server is read-only: {name} is a server-level option"
-                    )),
-                    false => Ok(()),
-                }
+            // What a PREPARE plans runs later with EXECUTE: check it now.
+            Sql::Prepare { statement, .. } => {
+                self.statement(&Statement::Statement(statement.clone()))
+            }
+            Sql::Set(Set::SingleAssignment {
+                variable, values, ..
+            }) => {
+                let value = match values.first() {
+                    Some(Expr::Value(v)) => match &v.value {
+                        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                            Some(s.as_str())
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                self.option(variable, value)
             }
             _ => Ok(()),
         }
     }
 
-    /// A LOCATION or COPY target.
+    /// `SET` (with a string value) or `RESET` of option `name`.
+    fn option(&self, name: &ObjectName, value: Option<&str>) -> Result<(), String> {
+        // As DataFusion reads the name: unquoted parts lowercased, quotes dropped.
+        let name = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(|i| match i.quote_style {
+                None => i.value.to_ascii_lowercase(),
+                Some(_) => i.value.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(".");
+        if self.read_only && SERVER_LEVEL.contains(&name.as_str()) {
+            return Err(format!(
+                "the server is read-only: {name} is a server-level option"
+            ));
+        }
+        if self.root.is_none() {
+            return Ok(());
+        }
+        // Folders the server writes to stay the server's.
+        if name == "lakecap.cache_dir" || name.starts_with("datafusion.runtime.") {
+            return Err(format!("{name} cannot be set on a server with --root"));
+        }
+        // A model given as a path (not an ORG/NAME id) must be inside the root.
+        let path_like = |v: &str| v.starts_with('/') || v.starts_with("file:") || v.contains("..");
+        match value {
+            Some(v) if name.ends_with("model") && path_like(v) => self.path(v, &name),
+            _ => Ok(()),
+        }
+    }
+
+    /// A LOCATION or COPY target, read as DataFusion reads it
+    /// (`ListingTableUrl`): `file:` URLs and paths (normalised, percent-
+    /// decoded) must resolve inside the root; other URLs must lie under an
+    /// `--allow-url` prefix, compared by scheme, host and path segments.
     fn path(&self, location: &str, what: &str) -> Result<(), String> {
         let Some(root) = &self.root else {
             return Ok(());
         };
-        let path = match location.split_once("://") {
-            Some(("file", rest)) => rest,
-            Some(_)
-                if self
-                    .allow_urls
-                    .iter()
-                    .any(|p| location.starts_with(p.as_str())) =>
-            {
-                return Ok(());
-            }
-            Some(_) => {
-                return Err(format!(
-                    "{what} '{location}': URLs are refused unless --allow-url names their prefix"
-                ));
-            }
-            None => location,
-        };
         let refuse = |why: &str| Err(format!("{what} '{location}' {why}"));
-        let p = Path::new(path);
-        if p.components().any(|c| c == Component::ParentDir) {
+        if location.split('/').any(|c| c == "..") {
             return refuse("uses '..'; paths must stay inside the server's root");
         }
-        let full = root.join(p);
+        // A relative path is relative to the root (the server's working
+        // folder), whatever this process's folder is.
+        let joined;
+        let location_abs = match Url::parse(location) {
+            Err(_) if !location.starts_with('/') => {
+                joined = root.join(location).to_string_lossy().into_owned();
+                joined.as_str()
+            }
+            _ => location,
+        };
+        let url = match ListingTableUrl::parse(location_abs) {
+            Ok(u) => u,
+            Err(e) => return refuse(&format!("is not a path or URL: {e}")),
+        };
+        let url: &Url = url.as_ref();
+        if url.scheme() != "file" {
+            let allowed = self.allow_urls.iter().any(|prefix| {
+                Url::parse(prefix).is_ok_and(|p| {
+                    p.scheme() == url.scheme()
+                        && p.host_str() == url.host_str()
+                        && p.port() == url.port()
+                        && segments_under(url.path(), p.path())
+                })
+            });
+            return match allowed {
+                true => Ok(()),
+                false => refuse("is refused: URLs need --allow-url naming their prefix"),
+            };
+        }
+        let Ok(full) = url.to_file_path() else {
+            return refuse("is not a local path");
+        };
+        if full.components().any(|c| c == Component::ParentDir) {
+            return refuse("uses '..'; paths must stay inside the server's root");
+        }
         // The deepest ancestor that exists, with symlinks resolved: what the
         // path really reaches (the rest is created inside it).
         let real = full
@@ -125,6 +196,18 @@ impl Guard {
             refuse("is outside the server's root")
         }
     }
+}
+
+/// Whether URL path `path` is `prefix` or below it, segment by segment.
+fn segments_under(path: &str, prefix: &str) -> bool {
+    let seg = |p: &str| {
+        p.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (p, pre) = (seg(path), seg(prefix));
+    p.len() >= pre.len() && p[..pre.len()] == pre[..]
 }
 
 #[cfg(test)]
@@ -198,6 +281,10 @@ mod tests {
         );
         let e = g.check("SET lakecap.device = 'cpu'").unwrap_err();
         assert!(e.contains("lakecap.device"), "{e}");
+        assert!(g.check("SET \"lakecap.device\" = 'cuda'").is_err());
+        assert!(g.check("SET LAKECAP.DEVICE = 'cuda'").is_err());
+        assert!(g.check("RESET lakecap.device").is_err());
+        assert!(g.check("PREPARE p AS INSERT INTO t VALUES (1)").is_err());
         assert!(g.check("SET lakecap.on_error = 'fail'").is_ok());
         assert!(
             g.check("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'x/'")

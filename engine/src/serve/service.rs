@@ -48,6 +48,8 @@ use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
+use datafusion::sql::parser::DFParser;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -67,11 +69,25 @@ struct Session {
     last_used: Mutex<Instant>,
 }
 
-/// A prepared statement and the parameter values bound to it (`$1`, …).
+/// A prepared statement and the rows of parameter values bound to it
+/// (`$1`, … per column): a query takes one row, an update runs once per row.
 #[derive(Clone)]
 struct Prepared {
     sql: String,
-    params: Vec<ScalarValue>,
+    rows: Vec<Vec<ScalarValue>>,
+}
+
+impl Prepared {
+    /// The values a query runs with.
+    fn query_params(&self) -> Result<&[ScalarValue], Status> {
+        match &self.rows[..] {
+            [] => Ok(&[]),
+            [row] => Ok(row),
+            _ => Err(Status::invalid_argument(
+                "a query takes one row of parameter values",
+            )),
+        }
+    }
 }
 
 /// Who asks, from where, in which session.
@@ -157,35 +173,34 @@ impl LakecapFlightSql {
         })
     }
 
-    /// The guard's verdict on `sql`, logged when it refuses.
-    fn check(&self, c: &Caller, sql: &str) -> Result<(), Status> {
-        self.guard.check(sql).map_err(|why| {
-            eprintln!(
-                "lakecap serve: refused user {} at {}: {why}; statement: {}",
-                c.user,
-                c.peer,
-                snippet(sql)
-            );
-            Status::permission_denied(why)
-        })
-    }
-
-    /// The single statement of `sql`, checked.
+    /// The single statement of `sql`, parsed as written (no `${VAR}`
+    /// substitution: a client's SQL never sees the server's environment)
+    /// and checked by the guard; a refusal is logged.
     fn statement(
         &self,
         c: &Caller,
         sql: &str,
     ) -> Result<datafusion::sql::parser::Statement, Status> {
-        self.check(c, sql)?;
-        let mut statements =
-            script::parse(sql, &Default::default()).map_err(|e| df_status(format!("{e:#}")))?;
+        let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+            .map_err(|e| Status::invalid_argument(format!("SQL syntax error: {e}")))?;
         if statements.len() != 1 {
             return Err(Status::invalid_argument(format!(
                 "one statement per request, got {}",
                 statements.len()
             )));
         }
-        Ok(statements.remove(0))
+        self.guard
+            .check_statements(statements.iter())
+            .map_err(|why| {
+                eprintln!(
+                    "lakecap serve: refused user {} at {}: {why}; statement: {}",
+                    c.user,
+                    c.peer,
+                    snippet(sql)
+                );
+                Status::permission_denied(why)
+            })?;
+        Ok(statements.pop_front().expect("one statement"))
     }
 
     /// The logical plan of `sql` with `params` for its placeholders.
@@ -257,16 +272,34 @@ impl LakecapFlightSql {
         .await
         .map_err(|_| late(""))?
         .map_err(df_status)?;
-        let batches = futures::stream::unfold(Some((stream, permit)), move |state| async move {
-            let (mut stream, permit) = state?;
-            let error = |s: Status| Some((Err(FlightError::Tonic(Box::new(s))), None));
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(Ok(b))) => Some((Ok(b), Some((stream, permit)))),
-                Ok(Some(Err(e))) => error(df_status(e)),
-                Ok(None) => None,
-                Err(_) => error(late(" and was cancelled")),
+        // The query runs in its own task, which owns the slot and hands
+        // batches over a short channel: a client that goes away (the
+        // receiver drops) or stops reading (sends block) past the deadline
+        // ends the task, cancelling the query and freeing the slot.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, FlightError>>(2);
+        tokio::spawn(async move {
+            let _slot = permit;
+            let mut stream = stream;
+            loop {
+                let next = tokio::select! {
+                    next = tokio::time::timeout_at(deadline, stream.next()) => next,
+                    // The client went away while a batch was being computed.
+                    _ = tx.closed() => break,
+                };
+                let item = match next {
+                    Ok(Some(Ok(b))) => Ok(b),
+                    Ok(Some(Err(e))) => Err(FlightError::Tonic(Box::new(df_status(e)))),
+                    Ok(None) => break,
+                    Err(_) => Err(FlightError::Tonic(Box::new(late(" and was cancelled")))),
+                };
+                let last = item.is_err();
+                let sent = tokio::time::timeout_at(deadline, tx.send(item)).await;
+                if last || !matches!(sent, Ok(Ok(()))) {
+                    break;
+                }
             }
         });
+        let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
         Ok((schema, Box::pin(batches)))
     }
 
@@ -315,6 +348,29 @@ impl LakecapFlightSql {
         self.caller(&request)?;
         info(schema, query.as_any().encode_to_vec(), request.into_inner())
     }
+}
+
+/// The rows of parameter values a client sent (`$1`, `$2`, … per column).
+async fn param_rows(data: PeekableFlightDataStream) -> Result<Vec<Vec<ScalarValue>>, Status> {
+    // A command without values comes as a message with no IPC header.
+    let messages = data.try_filter(|m| futures::future::ready(!m.data_header.is_empty()));
+    let stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+        messages.map_err(FlightError::from),
+    );
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(Status::from)?;
+    let mut rows = Vec::new();
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            let row = b
+                .columns()
+                .iter()
+                .map(|col| ScalarValue::try_from_array(col, r))
+                .collect::<datafusion::error::Result<Vec<_>>>()
+                .map_err(df_status)?;
+            rows.push(row);
+        }
+    }
+    Ok(rows)
 }
 
 /// `schema` as an IPC message (prepared statements' schemas).
@@ -477,7 +533,7 @@ impl FlightSqlService for LakecapFlightSql {
                 handle.clone(),
                 Prepared {
                     sql: query.query,
-                    params: Vec::new(),
+                    rows: Vec::new(),
                 },
             );
         Ok(ActionCreatePreparedStatementResult {
@@ -508,7 +564,7 @@ impl FlightSqlService for LakecapFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let c = self.caller(&request)?;
         let p = self.prepared(&c, &cmd.prepared_statement_handle)?;
-        let schema = self.schema(&c, &p.sql, &p.params).await?;
+        let schema = self.schema(&c, &p.sql, p.query_params()?).await?;
         info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -519,12 +575,12 @@ impl FlightSqlService for LakecapFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let c = self.caller(&request)?;
         let p = self.prepared(&c, &cmd.prepared_statement_handle)?;
-        self.run(&c, &p.sql, &p.params).await
+        self.run(&c, &p.sql, p.query_params()?).await
     }
 
-    /// Binds parameter values: one row whose columns are `$1`, `$2`, …
-    /// (an empty binding, which clients send for statements without
-    /// parameters, keeps what was bound).
+    /// Binds parameter values: rows whose columns are `$1`, `$2`, … (an
+    /// empty binding, which clients send for statements without parameters,
+    /// keeps what was bound).
     async fn do_put_prepared_statement_query(
         &self,
         cmd: CommandPreparedStatementQuery,
@@ -533,29 +589,11 @@ impl FlightSqlService for LakecapFlightSql {
         let c = self.caller(&request)?;
         let handle = cmd.prepared_statement_handle;
         self.prepared(&c, &handle)?;
-        let stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
-            request.into_inner().map_err(FlightError::from),
-        );
-        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(Status::from)?;
-        let rows: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
-        match rows[..] {
-            [] => {}
-            [b] if b.num_rows() == 1 => {
-                let params = b
-                    .columns()
-                    .iter()
-                    .map(|col| ScalarValue::try_from_array(col, 0))
-                    .collect::<datafusion::error::Result<Vec<_>>>()
-                    .map_err(df_status)?;
-                let mut p = c.session.prepared.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(p) = p.get_mut(handle.as_ref()) {
-                    p.params = params;
-                }
-            }
-            _ => {
-                return Err(Status::invalid_argument(
-                    "bind one row of parameter values per execution",
-                ));
+        let rows = param_rows(request.into_inner()).await?;
+        if !rows.is_empty() {
+            let mut p = c.session.prepared.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(p) = p.get_mut(handle.as_ref()) {
+                p.rows = rows;
             }
         }
         Ok(DoPutPreparedStatementResult {
@@ -563,6 +601,8 @@ impl FlightSqlService for LakecapFlightSql {
         })
     }
 
+    /// A prepared update: once per row of parameter values in the request,
+    /// else per row bound before (the counts summed), else once.
     async fn do_put_prepared_statement_update(
         &self,
         cmd: CommandPreparedStatementUpdate,
@@ -570,7 +610,18 @@ impl FlightSqlService for LakecapFlightSql {
     ) -> Result<i64, Status> {
         let c = self.caller(&request)?;
         let p = self.prepared(&c, &cmd.prepared_statement_handle)?;
-        self.update(&c, &p.sql, &p.params).await
+        let mut rows = param_rows(request.into_inner()).await?;
+        if rows.is_empty() {
+            rows = p.rows;
+        }
+        if rows.is_empty() {
+            return self.update(&c, &p.sql, &[]).await;
+        }
+        let mut total = 0;
+        for params in rows {
+            total += self.update(&c, &p.sql, &params).await?;
+        }
+        Ok(total)
     }
 
     async fn do_put_statement_update(
@@ -699,9 +750,10 @@ impl FlightSqlService for LakecapFlightSql {
 
     async fn do_get_fallback(
         &self,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request)?;
         Err(Status::invalid_argument(format!(
             "unknown ticket type {}",
             message.type_url
