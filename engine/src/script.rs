@@ -66,7 +66,8 @@ pub fn substitute(sql: &str, vars: &Vars) -> Result<String> {
     Ok(out)
 }
 
-fn snippet(sql: &str) -> String {
+/// A statement on one short line, for messages and log lines.
+pub(crate) fn snippet(sql: &str) -> String {
     let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 80 {
         format!("{}...", one_line.chars().take(77).collect::<String>())

@@ -83,15 +83,16 @@ fn jpegs(n: usize) -> Vec<Vec<u8>> {
 }
 
 /// Runs `run` once to warm up, then `iters` times, each adding the seconds
-/// its model part took; returns the total and the model seconds.
-fn timed<T>(iters: usize, run: impl Fn(&mut f64) -> T) -> (f64, f64) {
-    run(&mut 0.0);
+/// its model part took; returns the warm-up's result, the total and the
+/// model seconds.
+fn timed<T>(iters: usize, run: impl Fn(&mut f64) -> T) -> (T, f64, f64) {
+    let warm = run(&mut 0.0);
     let mut model_s = 0.0;
     let t = Instant::now();
     for _ in 0..iters {
         run(&mut model_s);
     }
-    (t.elapsed().as_secs_f64(), model_s)
+    (warm, t.elapsed().as_secs_f64(), model_s)
 }
 
 fn clip<B: Backend>(be: &B, dir: &Path, batch: usize, iters: usize) {
@@ -116,7 +117,7 @@ fn clip<B: Backend>(be: &B, dir: &Path, batch: usize, iters: usize) {
         *timed_model += t.elapsed().as_secs_f64();
         assert_eq!(v.len(), batch * cfg.projection_dim);
     };
-    let (total, model_s) = timed(iters, run);
+    let ((), total, model_s) = timed(iters, run);
     let n = (batch * iters) as f64;
     println!("clip_images_per_s={:.1}", n / total);
     println!("clip_model_images_per_s={:.1}", n / model_s);
@@ -142,9 +143,8 @@ fn nsfw<B: Backend>(be: &B, dir: &Path, batch: usize, iters: usize) {
         assert_eq!(out.len(), batch);
         out.iter().map(|p| p[1] as f64).sum::<f64>() / batch as f64
     };
-    let mean = run(&mut 0.0);
+    let (mean, total, model_s) = timed(iters, run);
     println!("nsfw_mean_score={mean:.6}");
-    let (total, model_s) = timed(iters, run);
     let n = (batch * iters) as f64;
     println!("nsfw_images_per_s={:.1}", n / total);
     println!("nsfw_model_images_per_s={:.1}", n / model_s);

@@ -113,15 +113,6 @@ fn df_status(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-/// The first line of a statement, shortened, for log lines.
-fn snippet(sql: &str) -> String {
-    let line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(200) {
-        Some((at, _)) => format!("{}…", &line[..at]),
-        None => line,
-    }
-}
-
 impl LakecapFlightSql {
     pub fn new(auth: Auth, guard: Guard, max_queries: usize, timeout: Duration) -> Self {
         LakecapFlightSql {
@@ -196,7 +187,7 @@ impl LakecapFlightSql {
                     "lakecap serve: refused user {} at {}: {why}; statement: {}",
                     c.user,
                     c.peer,
-                    snippet(sql)
+                    script::snippet(sql)
                 );
                 Status::permission_denied(why)
             })?;

@@ -23,6 +23,7 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use lakecap_kernels::cpu::activation::softmax;
 use lakecap_kernels::{Activation, Backend, HostData};
 use serde::Deserialize;
 
@@ -231,7 +232,11 @@ impl Head {
                 Some(OutputActivation::Sigmoid) => {
                     r.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect()
                 }
-                Some(OutputActivation::Softmax) => softmax(r),
+                Some(OutputActivation::Softmax) => {
+                    let mut r = r.to_vec();
+                    softmax(&mut r);
+                    r
+                }
             })
             .collect())
     }
@@ -247,13 +252,6 @@ pub fn embedding_head(id: &str) -> Result<Arc<Head>> {
 /// The config of the head at `id` alone: what planning needs.
 pub fn head_config(id: &str) -> Result<HeadConfig> {
     HeadConfig::load(&hub::resolve(id)?)
-}
-
-fn softmax(r: &[f32]) -> Vec<f32> {
-    let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = r.iter().map(|v| (v - max).exp()).collect();
-    let sum: f32 = e.iter().sum();
-    e.iter().map(|v| v / sum).collect()
 }
 
 #[cfg(test)]

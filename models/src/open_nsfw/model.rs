@@ -2,6 +2,7 @@
 //! runs the program's ops (`conv2d`, `pool2d`, `add`, ReLU, `linear`) in
 //! passes whose widest activation fits the backend's budget.
 
+use lakecap_kernels::cpu::activation::softmax;
 use lakecap_kernels::{Activation, Backend, HostData, Pool, Window};
 
 use super::graph::{Op, Program};
@@ -141,11 +142,11 @@ impl<B: Backend> ConvNet<B> {
             let x = be.upload(&[n, h, w, c], HostData::F32(chunk))?;
             let y = be.download(&self.run(be, x)?)?;
             out.extend(y.chunks(self.classes).map(|row| {
+                let mut row = row.to_vec();
                 if self.softmax {
-                    softmax(row)
-                } else {
-                    row.to_vec()
+                    softmax(&mut row);
                 }
+                row
             }));
         }
         Ok(out)
@@ -202,12 +203,4 @@ impl<B: Backend> ConvNet<B> {
             .flatten()
             .ok_or_else(|| ModelError::Worker("the graph computed nothing".into()))
     }
-}
-
-/// Softmax of one row, max-subtracted.
-fn softmax(row: &[f32]) -> Vec<f32> {
-    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = row.iter().map(|&v| (v - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.iter().map(|v| v / s).collect()
 }
