@@ -67,7 +67,7 @@ pub fn substitute(sql: &str, vars: &Vars) -> Result<String> {
 }
 
 /// A statement on one short line, for messages and log lines.
-pub(crate) fn snippet(sql: &str) -> String {
+pub fn snippet(sql: &str) -> String {
     let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 80 {
         format!("{}...", one_line.chars().take(77).collect::<String>())
@@ -89,9 +89,14 @@ pub(crate) async fn run(
 
 /// The statements of `sql` after `${VAR}` substitution; none is an error.
 pub fn parse(sql: &str, vars: &Vars) -> Result<Vec<Statement>> {
-    let sql = substitute(sql, vars)?;
+    parse_as_written(&substitute(sql, vars)?)
+}
+
+/// The statements of `sql` as written (no `${VAR}` substitution, for SQL
+/// from an API caller); none is an error.
+pub fn parse_as_written(sql: &str) -> Result<Vec<Statement>> {
     let statements =
-        DFParser::parse_sql_with_dialect(&sql, &GenericDialect {}).context("SQL syntax error")?;
+        DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).context("SQL syntax error")?;
     if statements.is_empty() {
         bail!("no SQL statement to run");
     }
@@ -140,8 +145,8 @@ pub(crate) async fn physical_plan(
 }
 
 /// [`physical_plan`] of a statement already planned (a prepared statement
-/// with its parameter values in place).
-pub(crate) async fn physical_plan_of(
+/// with its parameter values in place, a query planned once and run many times).
+pub async fn physical_plan_of(
     ctx: &SessionContext,
     plan: LogicalPlan,
     progress: ProgressMode,

@@ -4,6 +4,7 @@
 //! `~/.cache/huggingface/hub/models--ORG--NAME/snapshots/REV`).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{ModelError, Result};
 use crate::home::{models_home, user_home};
@@ -68,10 +69,37 @@ fn is_model_dir(p: &Path) -> bool {
     p.join("config.json").is_file() || gguf_file(p).is_some() || onnx_file(p).is_some()
 }
 
+/// The folder that models given as paths must lie in, for this process.
+static CONFINED_TO: OnceLock<PathBuf> = OnceLock::new();
+
+/// Confines every model given as a path (a function's model argument, a
+/// `lakecap.*_model` setting) to `root` for the rest of the process, as
+/// `lakecap serve --root` does: a client must not load files from outside
+/// it, however the path was computed. Ids found in lakecap's model home
+/// and the Hugging Face cache stay available. The first call wins.
+pub fn confine_paths_to(root: PathBuf) {
+    let _ = CONFINED_TO.set(root);
+}
+
 /// Resolves a model id (`ORG/NAME`) or a directory to a directory holding `config.json`.
 pub fn resolve(id: &str) -> Result<PathBuf> {
+    resolve_within(id, CONFINED_TO.get().map(PathBuf::as_path))
+}
+
+/// [`resolve`], with paths confined to `root` when given.
+fn resolve_within(id: &str, root: Option<&Path>) -> Result<PathBuf> {
     let direct = PathBuf::from(id);
     if is_model_dir(&direct) {
+        let inside = |r: &Path| direct.canonicalize().is_ok_and(|d| d.starts_with(r));
+        if let Some(root) = root.filter(|r| !inside(r)) {
+            return Err(ModelError::NotFound {
+                id: id.to_string(),
+                detail: format!(
+                    "the path is outside the server's root {}; models given as paths must lie inside it",
+                    root.display()
+                ),
+            });
+        }
         return Ok(direct);
     }
     let mut looked = vec![direct.display().to_string()];
@@ -191,5 +219,34 @@ mod tests {
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_confined_process_loads_model_paths_only_inside_its_root() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        for d in [root.path().join("m"), outside.path().join("m")] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("config.json"), "{}").unwrap();
+        }
+        std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).unwrap();
+        let real = root.path().canonicalize().unwrap();
+        let inside = root.path().join("m");
+        assert!(resolve_within(inside.to_str().unwrap(), Some(&real)).is_ok());
+        for bad in [
+            outside.path().join("m"),
+            root.path().join("escape/m"),
+            root.path().join("m/../escape/m"),
+        ] {
+            let e = resolve_within(bad.to_str().unwrap(), Some(&real))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("outside the server's root"),
+                "{}: {e}",
+                bad.display()
+            );
+        }
+        assert!(resolve_within(outside.path().join("m").to_str().unwrap(), None).is_ok());
     }
 }

@@ -246,6 +246,20 @@ async fn serve_answers_as_the_cli_does_and_keeps_sessions_apart() {
         let e = query(&mut a, &sql).await.unwrap_err().to_string();
         assert!(e.contains("LOCATION"), "{loc}: {e}");
     }
+    // A model given as a path outside the root is not loaded, however the
+    // path was spelled or computed.
+    std::fs::create_dir(outside.path().join("m")).unwrap();
+    std::fs::write(outside.path().join("m/config.json"), "{}").unwrap();
+    for arg in [
+        format!("'{outside_abs}/m'"),
+        format!("concat('{}', '/m')", outside_abs),
+        "'escape/m'".to_string(),
+    ] {
+        let sql = format!("SELECT embed_text('a dog', {arg}) AS v");
+        let e = query(&mut a, &sql).await.unwrap_err().to_string();
+        let refused = e.contains("outside the server's root") || e.contains("string literal");
+        assert!(refused, "{arg}: {e}");
+    }
     let e = query(&mut a, "COPY (SELECT 1) TO '../x.csv' STORED AS CSV")
         .await
         .unwrap_err();

@@ -89,6 +89,7 @@ pub async fn serve(
                 .canonicalize()
                 .with_context(|| format!("--root {}", r.display()))?;
             std::env::set_current_dir(&r).with_context(|| format!("--root {}", r.display()))?;
+            lakecap_models::hub::confine_paths_to(r.clone());
             Some(r)
         }
         None => None,
