@@ -1,13 +1,20 @@
-//! GEMM throughput (GFLOP/s) on the shapes lakecap's models run, for both
+//! GEMM throughput (GFLOP/s) on the shapes lakecap's models run, for the
 //! paths of `Cpu::linear`: the `gemm` crate and the streaming small-row
 //! kernel (`gemm::small_m`, taken for at most `SMALL_M` rows), so the
-//! crossover can be re-checked on a new machine.
+//! crossover can be re-checked on a new machine; and for a bf16 checkpoint's
+//! weights, the f32 path (widen, then the `gemm` crate) against the AMX
+//! tiles (`amx::linear`) where the CPU has them; and for decode-sized
+//! products on bf16 and GGML Q4_1 weights, the streaming kernel with stored
+//! rows decoded in AVX-512 registers (`cpu::stored`) against its AVX2 path
+//! (four rows widened into a buffer), switched by `cpu::limit_simd`.
 //! `cargo bench -p lakecap-kernels --bench gemm` (rayon's default thread
 //! count; set `RAYON_NUM_THREADS` to change it).
 
 use std::time::Instant;
 
-use lakecap_kernels::cpu::gemm;
+use half::bf16;
+use lakecap_kernels::cpu::{CpuTensor, Data, Simd, amx, gemm, limit_simd};
+use lakecap_kernels::quant::GgmlType;
 
 /// GFLOP/s of `f` over `(m, k, n)`, best of a few timed repeats.
 fn rate(m: usize, k: usize, n: usize, mut f: impl FnMut()) -> f64 {
@@ -43,7 +50,11 @@ fn main() {
         ("decode, 1 row", 1, 576, 1536),
     ];
     println!("threads: {}", rayon::current_num_threads());
-    println!("{:<44} {:>8} {:>8}", "shape (m, k, n)", "gemm", "small_m");
+    println!("{}", lakecap_kernels::cpu::simd_paths());
+    println!(
+        "{:<44} {:>8} {:>8} {:>10} {:>9} {:>6}",
+        "shape (m, k, n)", "gemm", "small_m", "bf16 wide", "bf16 amx", "amx/wide"
+    );
     for (name, m, k, n) in shapes {
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
@@ -72,6 +83,98 @@ fn main() {
         } else {
             f64::NAN
         };
-        println!("{:<44} {g:>8.1} {s:>8.1}", format!("{name} ({m},{k},{n})"));
+        // A bf16 checkpoint's weight: widened and multiplied in f32 (what
+        // `Cpu::linear` does without AMX), or on AMX tiles.
+        let halves: Vec<CpuTensor> = ws
+            .iter()
+            .map(|w| CpuTensor {
+                shape: vec![n, k],
+                data: Data::BF16(w.iter().map(|v| bf16::from_f32(*v)).collect()),
+            })
+            .collect();
+        let mut next_half = 0;
+        let mut h = || {
+            next_half = (next_half + 1) % copies;
+            &halves[next_half]
+        };
+        let (wide, tiles) = if m > gemm::SMALL_M {
+            let wide = rate(m, k, n, || {
+                gemm::large_m(&x, &h().f32_par(), &mut out, m, k, n)
+            });
+            let tiles = match amx::available() {
+                true => rate(m, k, n, || amx::linear(&x, &h().data, &mut out, m, k, n)),
+                false => f64::NAN,
+            };
+            (wide, tiles)
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        println!(
+            "{:<44} {g:>8.1} {s:>8.1} {wide:>10.1} {tiles:>9.1} {:>6.2}",
+            format!("{name} ({m},{k},{n})"),
+            tiles / wide
+        );
+    }
+    stored_rows(&shapes);
+}
+
+/// The streaming kernel on stored bf16 and Q4_1 weights: rows decoded in
+/// registers (the best path here) against widened into a buffer (AVX2).
+fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
+    println!(
+        "\n{:<44} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6}",
+        "stored weights, small m",
+        "bf16 avx2",
+        "bf16 best",
+        "ratio",
+        "q4_1 avx2",
+        "q4_1 best",
+        "ratio"
+    );
+    for &(name, m, k, n) in shapes.iter().filter(|s| s.1 <= gemm::QUANT_SMALL_M) {
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let copies = (96 << 20) / (2 * n * k) + 1;
+        let halves: Vec<Data> = (0..copies)
+            .map(|c| {
+                Data::BF16(
+                    (0..n * k)
+                        .map(|i| bf16::from_f32(((i * 104_729 + c) % 1000) as f32 / 1000.0 - 0.5))
+                        .collect(),
+                )
+            })
+            .collect();
+        // Q4_1 blocks: scale and minimum as small f16 values, nibbles varied.
+        let quants: Vec<Data> = (0..copies)
+            .map(|c| {
+                let mut b: Vec<u8> = (0..n * k / 32 * 20)
+                    .map(|i| ((i * 131 + c * 7) % 251) as u8)
+                    .collect();
+                for blk in b.chunks_mut(20) {
+                    blk[0..4].copy_from_slice(&[0x1c, 0x1c, 0x1c, 0x9c]);
+                }
+                Data::Quant(GgmlType::Q4_1, b)
+            })
+            .collect();
+        let mut out = vec![0f32; m * n];
+        let mut time = |ws: &[Data], level: Simd| {
+            limit_simd(level);
+            let mut next = 0;
+            let r = rate(m, k, n, || {
+                next = (next + 1) % copies;
+                gemm::small_m(&x, gemm::WeightRows::Stored(&ws[next]), &mut out, m, k, n)
+            });
+            limit_simd(Simd::Best);
+            r
+        };
+        let (ha, hb) = (time(&halves, Simd::Avx2), time(&halves, Simd::Best));
+        let (qa, qb) = (time(&quants, Simd::Avx2), time(&quants, Simd::Best));
+        println!(
+            "{:<44} {ha:>9.1} {hb:>9.1} {:>6.2} {qa:>9.1} {qb:>9.1} {:>6.2}",
+            format!("{name} ({m},{k},{n})"),
+            hb / ha,
+            qb / qa
+        );
     }
 }

@@ -36,7 +36,14 @@ fn up<B: Backend>(be: &B, shape: &[usize], v: &[f32]) -> B::Tensor {
 fn check_linear<B: Backend>(be: &B, tol: f32) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     // Few rows take the streaming path, many the packed GEMM; ragged k and n hit every tail.
-    for (m, k, n) in [(1, 7, 3), (37, 64, 96), (33, 203, 70), (130, 257, 65)] {
+    for (m, k, n) in [
+        (1, 7, 3),
+        (6, 45, 9),
+        (16, 203, 70),
+        (37, 64, 96),
+        (33, 203, 70),
+        (130, 257, 65),
+    ] {
         let (x, w, b) = (
             rand_vec(&mut rng, m * k),
             rand_vec(&mut rng, n * k),
@@ -77,7 +84,15 @@ fn check_linear<B: Backend>(be: &B, tol: f32) {
                     None,
                 )
                 .unwrap();
-            let e = rel_err(&be.download(&got).unwrap(), &want);
+            let got = be.download(&got).unwrap();
+            let e = rel_err(&got, &want);
+            // A bf16 weight may run a bf16 GEMM (AMX tiles, tensor cores):
+            // then the reference rounds x to bf16 too.
+            let xr: Vec<f32> = x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect();
+            let e = match name {
+                "bf16" => e.min(rel_err(&got, &linear_ref(&xr, &wr, None, k, n))),
+                _ => e,
+            };
             assert!(e < tol, "linear {name} weights {m}x{k}x{n}: rel err {e}");
         }
     }
@@ -494,9 +509,22 @@ fn check_pixel_patches<B: Backend>(be: &B) {
 fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
     use lakecap_kernels::quant::{GgmlType, dequantize};
     let mut rng = ChaCha8Rng::seed_from_u64(12);
-    for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4K] {
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4K,
+    ] {
         let (bv, bb) = ty.block();
-        for (m, k, n) in [(1, 2 * bv, 5), (40, bv, 33), (90, 3 * bv, 17)] {
+        // 2304 values: 72 blocks of 32, 9 of 256.
+        let shapes = [
+            (1, 2 * bv, 5),
+            (6, 3 * bv, 7),
+            (2, 2304, 3),
+            (40, bv, 33),
+            (90, 3 * bv, 17),
+        ];
+        for (m, k, n) in shapes {
             // Random blocks with small f16 scales in their scale fields.
             let mut bytes: Vec<u8> = (0..n * k / bv * bb).map(|_| rng.random()).collect();
             for blk in bytes.chunks_mut(bb) {
@@ -618,16 +646,17 @@ fn run_all<B: Backend>(be: &B, tol: f32) {
     check_kv_cache(be, tol);
 }
 
-/// Every path lakecap's CPU kernels have on this machine: the AVX2/FMA one
-/// where the CPU has it, then the portable one.
+/// Every path lakecap's CPU kernels have on this machine: AMX and AVX-512,
+/// AVX2/FMA, then the portable code.
 #[test]
 fn cpu_backend_matches_references() {
-    eprintln!("cpu paths: {}", lakecap_kernels::cpu::simd_paths());
-    run_all(&Cpu, 1e-5);
-    lakecap_kernels::cpu::force_portable(true);
-    eprintln!("cpu paths: {}", lakecap_kernels::cpu::simd_paths());
-    run_all(&Cpu, 1e-5);
-    lakecap_kernels::cpu::force_portable(false);
+    use lakecap_kernels::cpu::{Simd, limit_simd, simd_paths};
+    for level in [Simd::Best, Simd::Avx2, Simd::Portable] {
+        limit_simd(level);
+        eprintln!("cpu paths ({level:?}): {}", simd_paths());
+        run_all(&Cpu, 1e-5);
+    }
+    limit_simd(Simd::Best);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 """lakecap: curate image-caption lakes with SQL, from Python.
 
     import lakecap
-    lakecap.sql("SELECT phash(img) AS h FROM 'lake/*.parquet'").to_pandas()
+    lakecap.sql("SELECT hamming(15, 0) AS d").to_pandas()
 
     eng = lakecap.Engine(options={"on_error": "fail"})
     eng.register("photos", "lake/")            # a file, folder, glob or URL
@@ -27,9 +27,11 @@ once: it keeps glibc from unmapping and re-faulting activation buffers
 
 from __future__ import annotations
 
+import html
 import os
 import threading
 import warnings
+import weakref
 from typing import Any, Mapping
 
 from lakecap._lakecap import DATAFUSION_FFI_MAJOR, LakecapError, __version__
@@ -120,10 +122,20 @@ class Result:
         return f"<lakecap.Result ({state}) {self.schema}>"
 
     def _repr_html_(self) -> str:
+        # Displaying a lazy query must not run it (models included).
+        if not self._query.is_done:
+            cols = "".join(
+                f"<li><code>{html.escape(f.name)}</code>: {html.escape(str(f.type))}</li>"
+                for f in self.schema
+            )
+            return f"<p>lakecap.Result (lazy: runs on .to_arrow() and the like)</p><ul>{cols}</ul>"
         table = self.to_arrow()
-        head = table.slice(0, 20).to_pandas()
-        more = f"<p>{table.num_rows} rows</p>" if table.num_rows > 20 else ""
-        return head.to_html(max_colwidth=80) + more
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v)[:80])}</td>" for v in r.values()) + "</tr>"
+            for r in table.slice(0, 20).to_pylist()
+        )
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in table.column_names)
+        return f"<table><tr>{head}</tr>{rows}</table><p>{table.num_rows} rows</p>"
 
 
 class Engine:
@@ -160,7 +172,7 @@ class Engine:
             q = self._engine.sql(query, bar.update if bar.enabled else None)
         return Result(q, self.progress)
 
-    def run(self, path: str | os.PathLike, **vars: Any) -> Result:
+    def run(self, path: str | os.PathLike, /, **vars: Any) -> Result:
         """Runs a SQL script, `${NAME}` taken from `vars`, else the environment
         (as `lakecap run --define NAME=VALUE`), and returns its last statement's rows."""
         values = {k: _sql_text(v) for k, v in vars.items()}
@@ -197,6 +209,8 @@ class Engine:
 
 
 def _sql_text(value: Any) -> str:
+    if value is None:
+        raise TypeError("None is not a value for an option or ${VAR}: pass a string or number")
     if isinstance(value, bool):
         return "true" if value else "false"
     return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
@@ -220,7 +234,7 @@ def sql(query: str) -> Result:
     return default_engine().sql(query)
 
 
-def run(path: str | os.PathLike, **vars: Any) -> Result:
+def run(path: str | os.PathLike, /, **vars: Any) -> Result:
     """`Engine.run` on the default engine."""
     return default_engine().run(path, **vars)
 
@@ -277,8 +291,17 @@ def register(ctx) -> list[str]:
     for f in aggregates:
         ctx.register_udaf(datafusion.udaf(f))
         names.append(f.name)
-    # Table functions read the tables they name through the context.
-    for f in _ffi_table_functions(ctx.table):
+    # Table functions read the tables they name through the context, held
+    # weakly: the context owns the functions, which must not keep it alive.
+    context = weakref.ref(ctx)
+
+    def read(name: str):
+        live = context()
+        if live is None:
+            raise LakecapError(f"the SessionContext of table {name} no longer exists")
+        return live.table(name)
+
+    for f in _ffi_table_functions(read):
         ctx.register_udtf(TableFunction(f.name, f, ctx))
         names.append(f.name)
     return names

@@ -88,6 +88,7 @@ impl Engine {
             .with_context(|| format!("in {}", path.display()))
             .map_err(error)?;
         self.statements(py, statements, false, on_progress.as_ref())
+            .map_err(|e| rewrap(py, e, &format!("in {}", path.display())))
     }
 
     /// Registers the rows of an Arrow stream (any object with
@@ -146,16 +147,12 @@ impl Engine {
             ""
         };
         let sql = format!(
-            "CREATE OR REPLACE EXTERNAL TABLE {name} STORED AS {stored} LOCATION '{}'{header}",
+            "CREATE OR REPLACE EXTERNAL TABLE \"{name}\" STORED AS {stored} LOCATION '{}'{header}",
             path.replace('\'', "''")
         );
         let statements = script::parse_as_written(&sql).map_err(error)?;
-        self.statements(py, statements, false, None).map_err(|e| {
-            let why = e.value(py).to_string();
-            error(anyhow::anyhow!(
-                "cannot register {path} as table {name}: {why}"
-            ))
-        })?;
+        self.statements(py, statements, false, None)
+            .map_err(|e| rewrap(py, e, &format!("cannot register {path} as table {name}")))?;
         Ok(())
     }
 
@@ -214,7 +211,8 @@ impl Engine {
                 .detach(|| runtime().block_on(ctx.state().statement_to_plan(statement)))
                 .map_err(|e| failed(e.into()))?;
             if i + 1 == n && lazy_last && is_query(&plan) {
-                last = Some(Query::lazy(Arc::clone(&self.inner), plan, ran));
+                let label = format!("statement {} failed: {}", i + 1, script::snippet(&text));
+                last = Some(Query::lazy(Arc::clone(&self.inner), plan, label, ran));
                 break;
             }
             let mut done = run_plan(py, &self.inner, plan, on_progress).map_err(|e| match e {
@@ -234,7 +232,8 @@ impl Engine {
     }
 }
 
-/// Whether running `plan` has no effect beyond its rows.
+/// Whether running `plan` has no effect beyond its rows (`EXPLAIN ANALYZE`
+/// runs the statement it explains).
 fn is_query(plan: &LogicalPlan) -> bool {
     !matches!(
         plan,
@@ -242,11 +241,22 @@ fn is_query(plan: &LogicalPlan) -> bool {
             | LogicalPlan::Dml(_)
             | LogicalPlan::Copy(_)
             | LogicalPlan::Statement(_)
+            | LogicalPlan::Analyze(_)
     )
 }
 
-/// The format a path's name says: its extension, or for a local folder the
-/// extension of the first data file inside.
+/// A [`LakecapError`](crate::LakecapError) with `what` in front; other
+/// exceptions (Ctrl-C, a progress callback's) pass unchanged.
+fn rewrap(py: Python<'_>, e: PyErr, what: &str) -> PyErr {
+    match e.is_instance_of::<crate::LakecapError>(py) {
+        true => error(anyhow::anyhow!("{what}: {}", e.value(py))),
+        false => e,
+    }
+}
+
+/// The format a path's name says: its extension; for a local folder,
+/// parquet if it holds any, else the extension of its first data file; for
+/// a URL or glob without one, parquet (lakes are).
 fn format_of(path: &str) -> PyResult<String> {
     let ext = |p: &Path| {
         p.extension()
@@ -263,28 +273,34 @@ fn format_of(path: &str) -> PyResult<String> {
     if let Some(e) = ext(p).filter(|e| known(e)) {
         return Ok(e);
     }
-    if p.is_dir() {
-        let mut stack = vec![p.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let mut entries: Vec<_> = std::fs::read_dir(&dir)
-                .map_err(|e| error(anyhow::anyhow!("cannot read {}: {e}", dir.display())))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            for entry in entries {
-                if entry.is_dir() {
-                    stack.push(entry);
-                } else if let Some(e) = ext(&entry).filter(|e| known(e)) {
-                    return Ok(e);
-                }
-            }
-        }
-    } else if !path.contains("://") && !p.exists() && !path.contains('*') {
+    if path.contains("://") || path.contains('*') {
+        return Ok("parquet".into());
+    }
+    if !p.is_dir() {
         return Err(error(anyhow::anyhow!("no such file or folder: {path}")));
     }
-    Err(PyValueError::new_err(format!(
-        "cannot tell the format of {path}: pass format='parquet', 'csv', 'json' or 'arrow'"
-    )))
+    let mut found = Vec::new();
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| error(anyhow::anyhow!("cannot read {}: {e}", dir.display())))?;
+        for entry in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if entry.is_dir() {
+                stack.push(entry);
+            } else if let Some(e) = ext(&entry).filter(|e| known(e)) {
+                found.push((entry, e));
+            }
+        }
+    }
+    found.sort();
+    if found.iter().any(|(_, e)| e == "parquet") {
+        return Ok("parquet".into());
+    }
+    found.into_iter().next().map(|(_, e)| e).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "cannot tell the format of {path}: pass format='parquet', 'csv', 'json' or 'arrow'"
+        ))
+    })
 }
 
 /// A table name as SQL spells it unquoted (letters, digits and '_', not

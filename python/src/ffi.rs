@@ -25,7 +25,7 @@ use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::arrow::ffi_stream::ArrowArrayStreamReader;
 use datafusion::catalog::{MemTable, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
+use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::logical_expr::{
     AggregateUDF, ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
@@ -303,11 +303,17 @@ impl TableFunctionImpl for ReadThrough {
         let config = with_lakecap_options(config)?.unwrap_or_else(|| config.as_ref().clone());
         let ctx = SessionContext::new_with_config(SessionConfig::from(config));
         for &i in &self.tables {
-            let Some(Expr::Literal(ScalarValue::Utf8(Some(name)), _)) = exprs.get(i) else {
+            let Some(Expr::Literal(v, _)) = exprs.get(i) else {
                 continue; // the function's own argument check names the problem
             };
-            let rows = self.read_table(name)?;
-            ctx.register_table(name.as_str(), Arc::new(rows))?;
+            let Some(Some(name)) = v.try_as_str() else {
+                continue;
+            };
+            // A self-join (`knn('t', …, 't', …)`) reads its table once.
+            if !ctx.table_exist(name)? {
+                let rows = self.read_table(name)?;
+                ctx.register_table(name, Arc::new(rows))?;
+            }
         }
         let exprs = exprs.to_vec();
         let inner = Arc::clone(&self.inner);

@@ -16,7 +16,7 @@ mod engine;
 mod ffi;
 mod query;
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -31,16 +31,27 @@ create_exception!(
      message names the statement, function, column and row)."
 );
 
-/// The runtime every query of this process runs on.
+/// The runtime every query of this process runs on; a process forked from
+/// one that had it (multiprocessing, data loader workers) gets its own, as
+/// the parent's worker threads do not exist in the child.
 pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("lakecap")
-            .build()
-            .expect("a tokio runtime")
-    })
+    static RT: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut rt = RT.lock().unwrap_or_else(|e| e.into_inner());
+    match *rt {
+        Some((owner, r)) if owner == pid => r,
+        _ => {
+            let r: &'static _ = Box::leak(Box::new(
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name("lakecap")
+                    .build()
+                    .expect("a tokio runtime"),
+            ));
+            *rt = Some((pid, r));
+            r
+        }
+    }
 }
 
 /// An engine or DataFusion error as a [`LakecapError`], with its causes.

@@ -48,6 +48,8 @@ enum State {
 pub struct Query {
     engine: Arc<lakecap_engine::Engine>,
     state: State,
+    /// What an error of a later read says first (`statement 2 failed: …`).
+    label: String,
     /// Warnings of the statements that ran at the call (this one, when done).
     ran: Vec<WarningCount>,
 }
@@ -56,11 +58,13 @@ impl Query {
     pub(crate) fn lazy(
         engine: Arc<lakecap_engine::Engine>,
         plan: LogicalPlan,
+        label: String,
         ran: Vec<WarningCount>,
     ) -> Self {
         Self {
             engine,
             state: State::Lazy(plan),
+            label,
             ran,
         }
     }
@@ -73,6 +77,7 @@ impl Query {
         Self {
             engine,
             state: State::Done(done),
+            label: String::new(),
             ran,
         }
     }
@@ -102,12 +107,17 @@ impl Query {
             State::Done(d) => d,
             State::Lazy(plan) => {
                 ran = run_plan(py, &self.engine, plan.clone(), on_progress.as_ref())
-                    .map_err(RunError::into_py)?;
+                    .map_err(|e| self.failed(e))?;
                 &ran
             }
         };
-        let table = arrow_pyarrow::Table::try_new(done.batches.clone(), Arc::clone(&done.schema))
-            .map_err(error)?;
+        // The batches' own schema: DataFusion's may differ from the plan's in
+        // metadata or nullability, which pyarrow's Table would refuse.
+        let schema = done
+            .batches
+            .first()
+            .map_or_else(|| Arc::clone(&done.schema), |b| b.schema());
+        let table = arrow_pyarrow::Table::try_new(done.batches.clone(), schema).map_err(error)?;
         let warnings = done.warnings.iter().map(warning).collect();
         Ok((table.into_pyarrow(py)?, warnings))
     }
@@ -162,33 +172,61 @@ impl Query {
                             execute_stream(physical, task)
                         })
                     })
-                    .map_err(error)?;
-                Box::new(BlockingReader {
-                    schema: stream.schema(),
-                    stream,
-                })
+                    .map_err(|e| self.failed(RunError::Engine(e.into())))?;
+                Box::new(ChannelReader::new(stream))
             }
         };
         PyCapsule::new_with_value(py, FFI_ArrowArrayStream::new(reader), c"arrow_array_stream")
     }
 }
 
-/// A DataFusion stream read synchronously (by the Arrow C stream's consumer).
-struct BlockingReader {
+/// A DataFusion stream read synchronously by the Arrow C stream's consumer:
+/// a task on lakecap's runtime pulls the batches into a small channel, so
+/// the consumer may call from any thread, one inside another tokio runtime
+/// too; dropping the reader ends the task (and the query).
+struct ChannelReader {
     schema: SchemaRef,
-    stream: SendableRecordBatchStream,
+    batches: std::sync::mpsc::Receiver<Result<RecordBatch, ArrowError>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl Iterator for BlockingReader {
-    type Item = Result<RecordBatch, ArrowError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        runtime()
-            .block_on(self.stream.next())
-            .map(|r| r.map_err(|e| ArrowError::ExternalError(Box::new(e))))
+impl ChannelReader {
+    fn new(mut stream: SendableRecordBatchStream) -> Self {
+        let schema = stream.schema();
+        let (tx, batches) = std::sync::mpsc::sync_channel(2);
+        let task = runtime().spawn(async move {
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| ArrowError::ExternalError(Box::new(e)));
+                // The consumer may block in `recv`: hand over off the runtime's workers.
+                let tx = tx.clone();
+                let sent = tokio::task::spawn_blocking(move || tx.send(batch).is_ok()).await;
+                if !matches!(sent, Ok(true)) {
+                    break;
+                }
+            }
+        });
+        Self {
+            schema,
+            batches,
+            task,
+        }
     }
 }
 
-impl RecordBatchReader for BlockingReader {
+impl Drop for ChannelReader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Iterator for ChannelReader {
+    type Item = Result<RecordBatch, ArrowError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.batches.recv().ok()
+    }
+}
+
+impl RecordBatchReader for ChannelReader {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -215,10 +253,11 @@ pub(crate) enum RunError {
     Python(PyErr),
 }
 
-impl RunError {
-    fn into_py(self) -> PyErr {
-        match self {
-            RunError::Engine(e) => error(e),
+impl Query {
+    /// A failed read as an exception naming the statement.
+    fn failed(&self, e: RunError) -> PyErr {
+        match e {
+            RunError::Engine(e) => error(e.context(self.label.clone())),
             RunError::Python(e) => e,
         }
     }

@@ -74,3 +74,14 @@ def test_a_datafusion_of_another_major_is_refused(ctx, monkeypatch):
     monkeypatch.setattr(datafusion, "__version__", "54.1.0")
     with pytest.raises(lakecap.LakecapError, match="built for datafusion 55.x, but datafusion 54.1.0"):
         lakecap.register(ctx)
+
+
+def test_a_table_function_joining_a_table_with_itself(ctx, engine):
+    lakecap.register(ctx)
+    vectors = "SELECT key, [CAST(length(key) AS FLOAT), CAST(ascii(key) AS FLOAT)] AS v FROM lake"
+    ctx.sql(f"CREATE TABLE vecs AS {vectors}")
+    engine.sql(f"CREATE TABLE vecs AS {vectors}")
+    q = "SELECT * FROM knn('vecs', 'key', 'v', 'vecs', 'key', 'v', 3) ORDER BY 1, 2, 3"
+    theirs = ctx.sql(q).to_arrow_table().to_pylist()
+    assert len(theirs) == 3 * LAKE_ROWS
+    assert theirs == engine.sql(q).to_pylist()

@@ -83,3 +83,18 @@ def test_statements_run_at_the_call_report_their_warnings_then(engine, tmp_path)
         warnings.simplefilter("always")
         res.to_arrow()
     assert not again, "reported once, at the call"
+
+
+def test_failures_name_the_script_statement_and_table(engine, tmp_path, lake):
+    script = tmp_path / "bad.sql"
+    script.write_text("SELECT 1;\nSELECT * FROM missing_table;\n")
+    with pytest.raises(lakecap.LakecapError, match=r"in .*bad.sql: statement 2 failed"):
+        engine.run(script)
+    lazy = engine.sql("SELECT CAST(alt AS INT) AS n FROM lake")
+    with pytest.raises(lakecap.LakecapError, match=r"statement 1 failed: SELECT CAST\(alt AS INT\)"):
+        lazy.to_arrow()
+    # SQL keywords are table names too.
+    engine.register("order", lake)
+    assert engine.sql('SELECT count(*) AS n FROM "order"').to_pylist() == [{"n": LAKE_ROWS}]
+    with pytest.raises(TypeError, match="None is not a value"):
+        engine.set("on_error", None)

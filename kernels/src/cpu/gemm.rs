@@ -2,7 +2,8 @@
 //! runtime-dispatched SIMD), except for few rows (decoding batches), where
 //! the `gemm` crate's packing of the whole weight matrix on every call costs
 //! as much as the product: there, [`small_m`] streams each weight row once
-//! against all input rows (AVX2/FMA when the CPU has them).
+//! against all input rows (AVX2/FMA when the CPU has them; stored f16, bf16
+//! and Q4/Q8 rows decoded in AVX-512 registers by [`super::stored`]).
 
 use super::{CpuTensor, Data};
 use crate::backend::{Result, check};
@@ -51,11 +52,23 @@ pub fn small_m(x: &[f32], w: WeightRows<'_>, out: &mut [f32], m: usize, k: usize
         WeightRows::Stored(Data::F32(v)) => WeightRows::F32(v),
         other => other,
     };
+    // Stored rows the CPU can decode in registers skip the widening buffer;
+    // past `SMALL_M` rows decoding once per four x rows costs more than
+    // widening once (kernels/benches/gemm.rs).
+    let decode = match w {
+        WeightRows::Stored(d) if m <= SMALL_M && super::stored::supports(d) => Some(d),
+        _ => None,
+    };
+    let sums = decode.map_or_else(Vec::new, |d| super::stored::block_sums(x, d, m, k));
     // Transposed result: column j's m values together, so tasks own disjoint slices.
     let mut t = vec![0f32; n * m];
     t.par_chunks_mut(COLS * m).enumerate().for_each(|(c, tc)| {
         let j0 = c * COLS;
         let cols = tc.len() / m;
+        if let Some(d) = decode {
+            super::stored::rows(x, &sums, d, j0, cols, m, k, tc);
+            return;
+        }
         let mut jj = 0;
         let mut wide = Vec::new();
         while jj < cols {
@@ -214,8 +227,8 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
     Ok(CpuTensor::from_f32(&shape, out))
 }
 
-/// `out [m, n] += x [m, k] · wᵀ`, by the streaming kernel for few rows, else
-/// the `gemm` crate.
+/// `out [m, n] += x [m, k] · wᵀ`, by the streaming kernel for few rows, AMX
+/// tiles for a bf16 weight where the CPU has them, else the `gemm` crate.
 pub fn accumulate(x: &[f32], w: &CpuTensor, out: &mut [f32], m: usize, k: usize, n: usize) {
     // Block-quantised weights would be dequantised whole for the packed
     // GEMM: up to `QUANT_SMALL_M` rows the streaming kernel's four rows at a
@@ -226,6 +239,10 @@ pub fn accumulate(x: &[f32], w: &CpuTensor, out: &mut [f32], m: usize, k: usize,
     };
     if m <= small {
         small_m(x, WeightRows::Stored(&w.data), out, m, k, n);
+    } else if matches!(w.data, Data::BF16(_)) && super::amx::available() {
+        // A bf16 checkpoint runs bf16 GEMMs where the CPU has AMX tiles, as
+        // PyTorch runs a bf16 model (and CUDA's `auto` precision does).
+        super::amx::linear(x, &w.data, out, m, k, n);
     } else {
         // The product dominates the widening (more rows than the crossover).
         large_m(x, &w.f32_par(), out, m, k, n);

@@ -5,11 +5,13 @@
 //! the fast path the backend uses; tests compare the two by relative error.
 
 pub mod activation;
+pub mod amx;
 pub mod attention;
 pub mod conv;
 pub mod gemm;
 pub mod norm;
 pub mod rope;
+pub mod stored;
 
 use std::borrow::Cow;
 
@@ -110,23 +112,48 @@ impl CpuTensor {
     }
 }
 
-/// Set by [`force_portable`]: lakecap's own kernels take their portable paths.
-static PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The widest SIMD lakecap's own CPU kernels may use (process-wide), so
+/// tests run every path this machine has. The `gemm` crate's dispatch is its
+/// own and unaffected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Simd {
+    /// Whatever the CPU has: AMX, AVX-512, AVX2/FMA.
+    Best,
+    /// AVX2/FMA at most.
+    Avx2,
+    /// The portable code only.
+    Portable,
+}
 
-/// Makes lakecap's own CPU kernels take their portable paths even where the
-/// CPU has AVX2/FMA (process-wide), so tests run every path this machine has.
-/// The `gemm` crate's dispatch is its own and unaffected.
-pub fn force_portable(on: bool) {
-    PORTABLE.store(on, std::sync::atomic::Ordering::Relaxed);
+/// Set by [`limit_simd`], as `Simd as u8`.
+static LIMIT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Restricts lakecap's own CPU kernels to `level` and below (process-wide).
+pub fn limit_simd(level: Simd) {
+    LIMIT.store(level as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `level`'s paths may run under [`limit_simd`].
+fn allowed(level: Simd) -> bool {
+    LIMIT.load(std::sync::atomic::Ordering::Relaxed) <= level as u8
 }
 
 /// Whether the AVX2/FMA fast paths may run (std caches the CPUID check).
 pub(crate) fn avx2_fma() -> bool {
-    if PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
-        return false;
-    }
     #[cfg(target_arch = "x86_64")]
-    return std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+    return allowed(Simd::Avx2)
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether the AVX-512 fast paths may run (AVX-512F and F16C).
+pub(crate) fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return allowed(Simd::Best)
+        && std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("f16c");
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
@@ -134,7 +161,8 @@ pub(crate) fn avx2_fma() -> bool {
 /// The SIMD paths the CPU backend takes on this machine, for benchmark and
 /// log lines: the `gemm` crate's GEMM microkernels (AVX-512 where the CPU has
 /// AVX-512F, through its `x86-v4` feature), lakecap's own kernels (small-row
-/// GEMM, attention dots, activations), and the extensions no kernel uses yet.
+/// GEMM, attention dots, activations; stored weight rows decoded in AVX-512
+/// registers), AMX for bf16 weights, and the extensions no kernel uses yet.
 pub fn simd_paths() -> String {
     #[cfg(target_arch = "x86_64")]
     {
@@ -146,14 +174,18 @@ pub fn simd_paths() -> String {
         } else {
             "scalar"
         };
-        let own = if avx2_fma() { "avx2+fma" } else { "portable" };
+        let own = match (avx512(), avx2_fma()) {
+            (true, _) => "avx2+fma, f16/bf16/Q4/Q8 weight rows avx512f",
+            (false, true) => "avx2+fma",
+            _ => "portable",
+        };
+        let bf16 = match amx::available() {
+            true => ", bf16 weights on AMX tiles",
+            false => "",
+        };
         let unused: Vec<&str> = [
             ("avx512_bf16", has!("avx512bf16")),
             ("avx512_vnni", has!("avx512vnni")),
-            (
-                "amx",
-                std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_tile")),
-            ),
         ]
         .into_iter()
         .filter_map(|(n, on)| on.then_some(n))
@@ -162,7 +194,7 @@ pub fn simd_paths() -> String {
             true => String::new(),
             false => format!(", present but unused: {}", unused.join(" ")),
         };
-        format!("gemm crate {gemm}, lakecap kernels {own}{unused}")
+        format!("gemm crate {gemm}, lakecap kernels {own}{bf16}{unused}")
     }
     #[cfg(not(target_arch = "x86_64"))]
     "gemm crate and lakecap kernels portable".to_string()

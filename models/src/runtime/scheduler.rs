@@ -125,11 +125,17 @@ fn worker<I, O>(
 ) {
     // The worker is a plain thread, so it may block on the queue.
     while let Some(first) = rx.blocking_recv() {
+        // A caller that went away (its query was cancelled) needs no answer:
+        // its queued rows are dropped, not computed.
+        if first.reply.is_closed() {
+            continue;
+        }
         // Gather what is already waiting, up to one batch.
         let mut reqs = vec![first];
         let mut n = reqs[0].items.len();
         while n < batch_size {
             match rx.try_recv() {
+                Ok(r) if r.reply.is_closed() => {}
                 Ok(r) => {
                     n += r.items.len();
                     reqs.push(r);
@@ -202,6 +208,31 @@ mod tests {
         assert_eq!(
             s.submit(big.clone()).await.unwrap(),
             big.iter().map(|x| x * 2).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn rows_of_callers_that_went_away_are_not_computed() {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let mut replies = Vec::new();
+        for (items, keep) in [(vec![1u32, 2], false), (vec![3], true), (vec![4], false)] {
+            let (reply, answer) = oneshot::channel();
+            tx.try_send(Request { items, reply }).unwrap();
+            if keep {
+                replies.push(answer);
+            }
+        }
+        drop(tx);
+        let mut seen = Vec::new();
+        let stats = SchedulerStats::default();
+        worker(rx, 8, &stats, &mut |v: Vec<u32>| {
+            seen.extend(v.iter().copied());
+            Ok(v)
+        });
+        assert_eq!(seen, vec![3]);
+        assert_eq!(
+            replies.pop().unwrap().blocking_recv().unwrap().unwrap(),
+            vec![3]
         );
     }
 

@@ -1,0 +1,304 @@
+//! The small-row product on weights in their stored form, decoded in AVX-512
+//! registers: f16 and bf16 checkpoint rows, and GGML's Q4_0, Q4_1 and Q8_0
+//! blocks (what SmolLM2's and most Q4 GGUF files hold). Decoding steps
+//! (`small_m` takes this path up to 16 rows) read every weight once per token; widening
+//! four rows into a buffer first ([`super::gemm::small_m`]'s general path)
+//! stores and reloads each value as f32 and dominated batch-1 profiles.
+//! Here each weight vector is widened where it is used, and a Q4/Q8 block's
+//! integer values are multiplied by x before the block's scale, as ggml's
+//! `vec_dot` does (with f32 x instead of ggml's 8-bit-quantised x, so the
+//! result stays the f32 reference's within rounding):
+//! `x · w_block = d · Σ x_j q_j + m · Σ x_j` (Q4_1's minimum `m`; Q4_0's
+//! `q - 8` and Q8_0's signed values need no such term).
+
+use super::Data;
+use crate::quant::GgmlType;
+
+/// Whether [`rows`] takes this storage on this CPU (AVX-512F and F16C).
+pub fn supports(w: &Data) -> bool {
+    let kind = match w {
+        Data::F16(_) | Data::BF16(_) => true,
+        Data::Quant(t, _) => matches!(t, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0),
+        Data::F32(_) => false,
+    };
+    kind && super::avx512()
+}
+
+/// The per-block sums `Σ x_j` of each x row that Q4_1's minimum needs
+/// (`m × k / 32`); empty for every other storage.
+pub fn block_sums(x: &[f32], w: &Data, m: usize, k: usize) -> Vec<f32> {
+    match w {
+        Data::Quant(GgmlType::Q4_1, _) => x[..m * k]
+            .chunks_exact(32)
+            .map(|b| b.iter().sum())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `t[(j - j0) · m + i] = x_i · w_j` for weight rows `j0..j0 + cols` and the
+/// `m` rows of `x` (the transposed layout of `small_m`'s tasks). `sums` is
+/// [`block_sums`]; the caller has checked [`supports`].
+#[allow(clippy::too_many_arguments)]
+pub fn rows(
+    x: &[f32],
+    sums: &[f32],
+    w: &Data,
+    j0: usize,
+    cols: usize,
+    m: usize,
+    k: usize,
+    t: &mut [f32],
+) {
+    assert!(x.len() >= m * k && t.len() >= cols * m && supports(w));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512F and F16C (`supports`), and every read
+    // stays inside x (m·k), the stored rows j0..j0+cols (checked by the
+    // slicing below) and t (cols·m, asserted).
+    unsafe {
+        rows_avx512(
+            &Job {
+                x,
+                sums,
+                j0,
+                cols,
+                m,
+                k,
+            },
+            w,
+            t,
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("supports() is false off x86-64: {sums:?} {j0} {t:?}")
+}
+
+/// What every tile of one task reads: x, its block sums, the task's weight
+/// rows `j0..j0 + cols`, and the shape.
+#[cfg(target_arch = "x86_64")]
+struct Job<'a> {
+    x: &'a [f32],
+    sums: &'a [f32],
+    j0: usize,
+    cols: usize,
+    m: usize,
+    k: usize,
+}
+
+/// Weight rows decoded together: each x vector loaded serves both.
+#[cfg(target_arch = "x86_64")]
+const WR: usize = 2;
+
+/// The f16 at `b` as f32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "f16c")]
+#[inline]
+unsafe fn f16_at(b: *const u8) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller passes a block's 2-byte f16 field.
+    let bits = unsafe { u16::from_le_bytes([*b, *b.add(1)]) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c")]
+unsafe fn rows_avx512(job: &Job<'_>, w: &Data, t: &mut [f32]) {
+    // Up to 4 x rows a pass; each count is its own instance, so no
+    // accumulator is spent on a row that is not there.
+    for jj in (0..job.cols).step_by(WR) {
+        let mut i0 = 0;
+        while i0 < job.m {
+            let r = (job.m - i0).min(4);
+            // SAFETY: the caller's checks (see `rows`).
+            unsafe {
+                match r {
+                    1 => tile::<1>(job, w, jj, i0, t),
+                    2 => tile::<2>(job, w, jj, i0, t),
+                    3 => tile::<3>(job, w, jj, i0, t),
+                    _ => tile::<4>(job, w, jj, i0, t),
+                }
+            }
+            i0 += r;
+        }
+    }
+}
+
+/// `t[(jj + c) · m + i0 + q]` for weight rows `j0 + jj + c` (`c < WR`, the
+/// last row repeated past `cols`) and x rows `i0 + q` (`q < R`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c")]
+#[inline]
+unsafe fn tile<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let k = job.k;
+    let mut js = [0; WR];
+    for (c, j) in js.iter_mut().enumerate() {
+        *j = job.j0 + (jj + c).min(job.cols - 1);
+    }
+    let mut xs = [std::ptr::null::<f32>(); R];
+    for (q, p) in xs.iter_mut().enumerate() {
+        *p = job.x[(i0 + q) * k..(i0 + q + 1) * k].as_ptr();
+    }
+    // SAFETY: x rows and weight rows are sliced above and below (so
+    // bounds-checked once); the tiles read k values of each.
+    let (acc, off) = unsafe {
+        match w {
+            Data::F16(v) => (
+                half_tile::<R, false>(v.as_ptr().cast(), js, xs, k),
+                [[0.0; R]; WR],
+            ),
+            Data::BF16(v) => (
+                half_tile::<R, true>(v.as_ptr().cast(), js, xs, k),
+                [[0.0; R]; WR],
+            ),
+            Data::Quant(ty, bytes) => {
+                let (bb, blocks) = (ty.block().1, k / 32);
+                let mut rows = [std::ptr::null::<u8>(); WR];
+                for (c, row) in rows.iter_mut().enumerate() {
+                    *row = bytes[js[c] * blocks * bb..(js[c] + 1) * blocks * bb].as_ptr();
+                }
+                let mut sums = [&[][..]; R];
+                if *ty == GgmlType::Q4_1 {
+                    for (q, s) in sums.iter_mut().enumerate() {
+                        *s = &job.sums[(i0 + q) * blocks..][..blocks];
+                    }
+                }
+                match ty {
+                    GgmlType::Q4_0 => quant_tile::<R, 0>(rows, xs, sums, blocks),
+                    GgmlType::Q4_1 => quant_tile::<R, 1>(rows, xs, sums, blocks),
+                    _ => quant_tile::<R, 2>(rows, xs, sums, blocks),
+                }
+            }
+            Data::F32(_) => unreachable!("f32 rows are read in place by small_m"),
+        }
+    };
+    for c in 0..WR.min(job.cols - jj) {
+        for q in 0..R {
+            t[(jj + c) * job.m + i0 + q] = _mm512_reduce_add_ps(acc[c][q]) + off[c][q];
+        }
+    }
+}
+
+/// Half-precision rows `js` of the matrix at `w` (k values each) against x
+/// rows `xs`, 16 values at a time; `BF`: bf16, else f16. The accumulators
+/// are returned, not passed in, so they stay in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c")]
+#[inline]
+unsafe fn half_tile<const R: usize, const BF: bool>(
+    w: *const u16,
+    js: [usize; WR],
+    xs: [*const f32; R],
+    k: usize,
+) -> [[std::arch::x86_64::__m512; R]; WR] {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); R]; WR];
+    let wide = |v: __m256i| match BF {
+        true => _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16)),
+        false => _mm512_cvtph_ps(v),
+    };
+    let (k16, tail) = (k / 16 * 16, k % 16);
+    // SAFETY: rows js[c] < n of a matrix of n × k values (the caller's
+    // slicing); each load reads 16 values below k, the tail a copy.
+    unsafe {
+        let rows = js.map(|j| w.add(j * k));
+        let mut at = 0;
+        while at < k16 {
+            let mut wv = [_mm512_setzero_ps(); WR];
+            for c in 0..WR {
+                wv[c] = wide(_mm256_loadu_si256(rows[c].add(at).cast()));
+            }
+            for q in 0..R {
+                let xv = _mm512_loadu_ps(xs[q].add(at));
+                for c in 0..WR {
+                    acc[c][q] = _mm512_fmadd_ps(xv, wv[c], acc[c][q]);
+                }
+            }
+            at += 16;
+        }
+        if tail > 0 {
+            // The last partial vector through zero-padded copies.
+            let mask: __mmask16 = ((1u32 << tail) - 1) as u16;
+            let mut wv = [_mm512_setzero_ps(); WR];
+            for c in 0..WR {
+                let mut buf = [0u16; 16];
+                std::ptr::copy_nonoverlapping(rows[c].add(k16), buf.as_mut_ptr(), tail);
+                wv[c] = wide(_mm256_loadu_si256(buf.as_ptr().cast()));
+            }
+            for q in 0..R {
+                let xv = _mm512_maskz_loadu_ps(mask, xs[q].add(k16));
+                for c in 0..WR {
+                    acc[c][q] = _mm512_fmadd_ps(xv, wv[c], acc[c][q]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// GGML block rows (`rows`, `blocks` blocks each) against x rows `xs`; `Q`:
+/// 0 Q4_0, 1 Q4_1 (its minimum times the x block sums `sums` goes to the
+/// offsets), 2 Q8_0: one instance per type, so the blocks' loop has no
+/// branch. Returns the accumulators and the offsets.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c")]
+#[inline]
+#[allow(clippy::needless_range_loop)]
+unsafe fn quant_tile<const R: usize, const Q: u8>(
+    rows: [*const u8; WR],
+    xs: [*const f32; R],
+    sums: [&[f32]; R],
+    blocks: usize,
+) -> ([[std::arch::x86_64::__m512; R]; WR], [[f32; R]; WR]) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); R]; WR];
+    let mut off = [[0f32; R]; WR];
+    let bb = [18, 20, 34][Q as usize];
+    let (low, eight) = (_mm512_set1_epi32(0xF), _mm512_set1_epi32(8));
+    // SAFETY: every block read is below `blocks` of a row the caller
+    // sliced; x reads are below 32 · blocks = k.
+    unsafe {
+        for b in 0..blocks {
+            let mut d = [_mm512_setzero_ps(); WR];
+            let mut qa = [_mm512_setzero_ps(); WR];
+            let mut qb = [_mm512_setzero_ps(); WR];
+            for c in 0..WR {
+                let p = rows[c].add(b * bb);
+                d[c] = _mm512_set1_ps(f16_at(p));
+                // The block's 32 integer values as two f32 vectors.
+                if Q == 2 {
+                    qa[c] =
+                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2).cast())));
+                    qb[c] =
+                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18).cast())));
+                } else {
+                    // Low nibbles are values 0..16, high ones 16..32.
+                    let at = if Q == 0 { 2 } else { 4 };
+                    let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(at).cast()));
+                    let (mut lo, mut hi) = (_mm512_and_si512(v, low), _mm512_srli_epi32(v, 4));
+                    if Q == 0 {
+                        lo = _mm512_sub_epi32(lo, eight);
+                        hi = _mm512_sub_epi32(hi, eight);
+                    }
+                    qa[c] = _mm512_cvtepi32_ps(lo);
+                    qb[c] = _mm512_cvtepi32_ps(hi);
+                }
+                if Q == 1 {
+                    let mn = f16_at(p.add(2));
+                    for q in 0..R {
+                        off[c][q] += mn * sums[q][b];
+                    }
+                }
+            }
+            for q in 0..R {
+                let xa = _mm512_loadu_ps(xs[q].add(b * 32));
+                let xb = _mm512_loadu_ps(xs[q].add(b * 32 + 16));
+                for c in 0..WR {
+                    let p = _mm512_fmadd_ps(xb, qb[c], _mm512_mul_ps(xa, qa[c]));
+                    acc[c][q] = _mm512_fmadd_ps(p, d[c], acc[c][q]);
+                }
+            }
+        }
+    }
+    (acc, off)
+}
