@@ -5,8 +5,8 @@
 //! weights, the f32 path (widen, then the `gemm` crate) against the AMX
 //! tiles (`amx::linear`) where the CPU has them; and for decode-sized
 //! products on bf16 and GGML Q4_1 weights, the streaming kernel with stored
-//! rows decoded in AVX-512 registers (`cpu::stored`) against its AVX2 path
-//! (four rows widened into a buffer), switched by `cpu::limit_simd`.
+//! rows widened four at a time into a buffer against decoded in registers
+//! (`cpu::stored`, AVX2 and AVX-512 through `cpu::limit_simd`).
 //! `cargo bench -p lakecap-kernels --bench gemm` (rayon's default thread
 //! count; set `RAYON_NUM_THREADS` to change it).
 
@@ -118,20 +118,14 @@ fn main() {
     stored_rows(&shapes);
 }
 
-/// The streaming kernel on stored bf16 and Q4_1 weights: rows decoded in
-/// registers (the best path here) against widened into a buffer (AVX2).
+/// The streaming kernel on stored bf16 and Q4_1 weights: widened into a
+/// buffer (`small_m_with(.., false)`) against decoded in registers, AVX2 and AVX-512.
 fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
     println!(
-        "\n{:<44} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6}",
-        "stored weights, small m",
-        "bf16 avx2",
-        "bf16 best",
-        "ratio",
-        "q4_1 avx2",
-        "q4_1 best",
-        "ratio"
+        "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7}",
+        "stored weights, small m", "bf16 w", "avx2", "avx512", "q4_1 w", "avx2", "avx512"
     );
-    for &(name, m, k, n) in shapes.iter().filter(|s| s.1 <= gemm::QUANT_SMALL_M) {
+    for &(name, m, k, n) in shapes.iter().filter(|s| s.1 <= gemm::SMALL_M) {
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
             .collect();
@@ -158,23 +152,29 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
             })
             .collect();
         let mut out = vec![0f32; m * n];
-        let mut time = |ws: &[Data], level: Simd| {
-            limit_simd(level);
+        let mut time = |ws: &[Data], level: Option<Simd>| {
+            limit_simd(level.unwrap_or(Simd::Best));
             let mut next = 0;
             let r = rate(m, k, n, || {
                 next = (next + 1) % copies;
-                gemm::small_m(&x, gemm::WeightRows::Stored(&ws[next]), &mut out, m, k, n)
+                let w = gemm::WeightRows::Stored(&ws[next]);
+                gemm::small_m_with(&x, w, &mut out, m, k, n, level.is_some())
             });
             limit_simd(Simd::Best);
             r
         };
-        let (ha, hb) = (time(&halves, Simd::Avx2), time(&halves, Simd::Best));
-        let (qa, qb) = (time(&quants, Simd::Avx2), time(&quants, Simd::Best));
+        let levels = [None, Some(Simd::Avx2), Some(Simd::Best)];
+        let h = levels.map(|l| time(&halves, l));
+        let q = levels.map(|l| time(&quants, l));
         println!(
-            "{:<44} {ha:>9.1} {hb:>9.1} {:>6.2} {qa:>9.1} {qb:>9.1} {:>6.2}",
+            "{:<44} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1}",
             format!("{name} ({m},{k},{n})"),
-            hb / ha,
-            qb / qa
+            h[0],
+            h[1],
+            h[2],
+            q[0],
+            q[1],
+            q[2]
         );
     }
 }

@@ -3,7 +3,7 @@
 //! the `gemm` crate's packing of the whole weight matrix on every call costs
 //! as much as the product: there, [`small_m`] streams each weight row once
 //! against all input rows (AVX2/FMA when the CPU has them; stored f16, bf16
-//! and Q4/Q8 rows decoded in AVX-512 registers by [`super::stored`]).
+//! and Q4/Q8 rows decoded in AVX-512 or AVX2 registers by [`super::stored`]).
 
 use super::{CpuTensor, Data};
 use crate::backend::{Result, check};
@@ -43,6 +43,21 @@ pub const QUANT_SMALL_M: usize = 64;
 /// so a checkpoint's f16/bf16 weights are read at half the bytes and never
 /// converted whole.
 pub fn small_m(x: &[f32], w: WeightRows<'_>, out: &mut [f32], m: usize, k: usize, n: usize) {
+    small_m_with(x, w, out, m, k, n, true);
+}
+
+/// [`small_m`]; `registers: false` always widens stored rows into the
+/// buffer, never decoding them in registers ([`super::stored`]): the peer
+/// `kernels/benches/gemm.rs` measures that path against.
+pub fn small_m_with(
+    x: &[f32],
+    w: WeightRows<'_>,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    registers: bool,
+) {
     use rayon::prelude::*;
     // Columns per task: enough work per task, enough tasks per thread.
     const COLS: usize = 64;
@@ -56,7 +71,7 @@ pub fn small_m(x: &[f32], w: WeightRows<'_>, out: &mut [f32], m: usize, k: usize
     // past `SMALL_M` rows decoding once per four x rows costs more than
     // widening once (kernels/benches/gemm.rs).
     let decode = match w {
-        WeightRows::Stored(d) if m <= SMALL_M && super::stored::supports(d) => Some(d),
+        WeightRows::Stored(d) if registers && m <= SMALL_M && super::stored::supports(d) => Some(d),
         _ => None,
     };
     let sums = decode.map_or_else(Vec::new, |d| super::stored::block_sums(x, d, m, k));

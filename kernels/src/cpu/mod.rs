@@ -176,7 +176,7 @@ pub fn simd_paths() -> String {
         };
         let own = match (avx512(), avx2_fma()) {
             (true, _) => "avx2+fma, f16/bf16/Q4/Q8 weight rows avx512f",
-            (false, true) => "avx2+fma",
+            (false, true) => "avx2+fma, f16/bf16/Q4/Q8 weight rows avx2",
             _ => "portable",
         };
         let bf16 = match amx::available() {

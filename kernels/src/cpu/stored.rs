@@ -1,5 +1,5 @@
-//! The small-row product on weights in their stored form, decoded in AVX-512
-//! registers: f16 and bf16 checkpoint rows, and GGML's Q4_0, Q4_1 and Q8_0
+//! The small-row product on weights in their stored form, decoded in SIMD
+//! registers (AVX-512, else AVX2): f16 and bf16 checkpoint rows, and GGML's Q4_0, Q4_1 and Q8_0
 //! blocks (what SmolLM2's and most Q4 GGUF files hold). Decoding steps
 //! (`small_m` takes this path up to 16 rows) read every weight once per token; widening
 //! four rows into a buffer first ([`super::gemm::small_m`]'s general path)
@@ -14,14 +14,23 @@
 use super::Data;
 use crate::quant::GgmlType;
 
-/// Whether [`rows`] takes this storage on this CPU (AVX-512F and F16C).
+/// Whether [`rows`] takes this storage on this CPU (AVX-512F or AVX2/FMA,
+/// with F16C).
 pub fn supports(w: &Data) -> bool {
     let kind = match w {
         Data::F16(_) | Data::BF16(_) => true,
         Data::Quant(t, _) => matches!(t, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0),
         Data::F32(_) => false,
     };
-    kind && super::avx512()
+    kind && (super::avx512() || avx2())
+}
+
+/// AVX2, FMA and F16C, within `limit_simd`.
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::avx2_fma() && std::is_x86_feature_detected!("f16c");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// The per-block sums `Σ x_j` of each x row that Q4_1's minimum needs
@@ -52,22 +61,22 @@ pub fn rows(
 ) {
     assert!(x.len() >= m * k && t.len() >= cols * m && supports(w));
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX-512F and F16C (`supports`), and every read
-    // stays inside x (m·k), the stored rows j0..j0+cols (checked by the
-    // slicing below) and t (cols·m, asserted).
+    let job = Job {
+        x,
+        sums,
+        j0,
+        cols,
+        m,
+        k,
+    };
+    // SAFETY: the CPU has AVX-512F or AVX2/FMA, and F16C (`supports`), and
+    // every read stays inside x (m·k), the stored rows j0..j0+cols (checked
+    // by the slicing below) and t (cols·m, asserted).
     unsafe {
-        rows_avx512(
-            &Job {
-                x,
-                sums,
-                j0,
-                cols,
-                m,
-                k,
-            },
-            w,
-            t,
-        )
+        match super::avx512() {
+            true => rows_avx512(&job, w, t),
+            false => rows_avx2(&job, w, t),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("supports() is false off x86-64: {sums:?} {j0} {t:?}")
@@ -301,4 +310,136 @@ unsafe fn quant_tile<const R: usize, const Q: u8>(
         }
     }
     (acc, off)
+}
+
+/// The AVX2 form of [`rows_avx512`]: 8-wide, one weight row a pass (16
+/// vector registers).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_avx2(job: &Job<'_>, w: &Data, t: &mut [f32]) {
+    for jj in 0..job.cols {
+        let mut i0 = 0;
+        while i0 < job.m {
+            let r = (job.m - i0).min(4);
+            // SAFETY: the caller's checks (see `rows`).
+            unsafe {
+                match r {
+                    1 => tile_avx2::<1>(job, w, jj, i0, t),
+                    2 => tile_avx2::<2>(job, w, jj, i0, t),
+                    3 => tile_avx2::<3>(job, w, jj, i0, t),
+                    _ => tile_avx2::<4>(job, w, jj, i0, t),
+                }
+            }
+            i0 += r;
+        }
+    }
+}
+
+/// `t[jj · m + i0 + q]`: weight row `j0 + jj` against x rows `i0 + q`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_avx2<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (k, j) = (job.k, job.j0 + jj);
+    let mut xs = [std::ptr::null::<f32>(); R];
+    for (q, p) in xs.iter_mut().enumerate() {
+        *p = job.x[(i0 + q) * k..(i0 + q + 1) * k].as_ptr();
+    }
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut off = [0f32; R];
+    // 8 stored half-precision values as f32; `bf`: bf16, else f16.
+    let wide = |v: __m128i, bf: bool| match bf {
+        true => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)),
+        false => _mm256_cvtph_ps(v),
+    };
+    // SAFETY: the weight row is sliced (bounds-checked) below; loads read 8
+    // values below k of it and of the x rows, tails go through buffers.
+    unsafe {
+        match w {
+            Data::F16(_) | Data::BF16(_) => {
+                let (row, bf): (*const u16, bool) = match w {
+                    Data::F16(v) => (v[j * k..(j + 1) * k].as_ptr().cast(), false),
+                    Data::BF16(v) => (v[j * k..(j + 1) * k].as_ptr().cast(), true),
+                    _ => unreachable!(),
+                };
+                let k8 = k / 8 * 8;
+                let mut at = 0;
+                while at < k8 {
+                    let wv = wide(_mm_loadu_si128(row.add(at).cast()), bf);
+                    for q in 0..R {
+                        acc[q] = _mm256_fmadd_ps(_mm256_loadu_ps(xs[q].add(at)), wv, acc[q]);
+                    }
+                    at += 8;
+                }
+                if k8 < k {
+                    let mut buf = [0u16; 8];
+                    std::ptr::copy_nonoverlapping(row.add(k8), buf.as_mut_ptr(), k - k8);
+                    let wv = wide(_mm_loadu_si128(buf.as_ptr().cast()), bf);
+                    for q in 0..R {
+                        let mut xb = [0f32; 8];
+                        std::ptr::copy_nonoverlapping(xs[q].add(k8), xb.as_mut_ptr(), k - k8);
+                        acc[q] = _mm256_fmadd_ps(_mm256_loadu_ps(xb.as_ptr()), wv, acc[q]);
+                    }
+                }
+            }
+            Data::Quant(ty, bytes) => {
+                let (ty, bb, blocks) = (*ty, ty.block().1, k / 32);
+                let row = bytes[j * blocks * bb..(j + 1) * blocks * bb].as_ptr();
+                let (nib, eight) = (_mm_set1_epi8(0xF), _mm_set1_epi8(8));
+                for b in 0..blocks {
+                    let p = row.add(b * bb);
+                    let d = _mm256_set1_ps(f16_at(p));
+                    // The block's 32 values as signed bytes, then 4 f32 vectors.
+                    let (lo, hi) = match ty {
+                        GgmlType::Q8_0 => (
+                            _mm_loadu_si128(p.add(2).cast()),
+                            _mm_loadu_si128(p.add(18).cast()),
+                        ),
+                        _ => {
+                            let at = if ty == GgmlType::Q4_0 { 2 } else { 4 };
+                            let raw = _mm_loadu_si128(p.add(at).cast());
+                            let lo = _mm_and_si128(raw, nib);
+                            let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), nib);
+                            match ty {
+                                GgmlType::Q4_0 => {
+                                    (_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight))
+                                }
+                                _ => (lo, hi),
+                            }
+                        }
+                    };
+                    let qv = [
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))),
+                    ];
+                    for q in 0..R {
+                        let x = xs[q].add(b * 32);
+                        let mut s = _mm256_mul_ps(_mm256_loadu_ps(x), qv[0]);
+                        for (v, qv) in qv.iter().enumerate().skip(1) {
+                            s = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(8 * v)), *qv, s);
+                        }
+                        acc[q] = _mm256_fmadd_ps(s, d, acc[q]);
+                    }
+                    if ty == GgmlType::Q4_1 {
+                        let mn = f16_at(p.add(2));
+                        for q in 0..R {
+                            off[q] += mn * job.sums[(i0 + q) * blocks + b];
+                        }
+                    }
+                }
+            }
+            Data::F32(_) => unreachable!("f32 rows are read in place by small_m"),
+        }
+    }
+    for q in 0..R {
+        let v = acc[q];
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        t[jj * job.m + i0 + q] = _mm_cvtss_f32(s) + off[q];
+    }
 }
