@@ -71,7 +71,9 @@ pub fn small_m_with(
     // past `SMALL_M` rows decoding once per four x rows costs more than
     // widening once (kernels/benches/gemm.rs).
     let decode = match w {
-        WeightRows::Stored(d) if registers && m <= SMALL_M && super::stored::supports(d) => Some(d),
+        WeightRows::Stored(d) if registers && m <= SMALL_M && super::stored::supports(d, k) => {
+            Some(d)
+        }
         _ => None,
     };
     let sums = decode.map_or_else(Vec::new, |d| super::stored::block_sums(x, d, m, k));

@@ -14,12 +14,15 @@
 use super::Data;
 use crate::quant::GgmlType;
 
-/// Whether [`rows`] takes this storage on this CPU (AVX-512F or AVX2/FMA,
-/// with F16C).
-pub fn supports(w: &Data) -> bool {
+/// Whether [`rows`] takes this storage with rows of `k` values on this CPU
+/// (AVX-512F or AVX2/FMA, with F16C; block rows must be whole blocks, as
+/// GGUF's are).
+pub fn supports(w: &Data, k: usize) -> bool {
     let kind = match w {
         Data::F16(_) | Data::BF16(_) => true,
-        Data::Quant(t, _) => matches!(t, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0),
+        Data::Quant(t, _) => {
+            matches!(t, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) && k.is_multiple_of(32)
+        }
         Data::F32(_) => false,
     };
     kind && (super::avx512() || avx2())
@@ -59,7 +62,15 @@ pub fn rows(
     k: usize,
     t: &mut [f32],
 ) {
-    assert!(x.len() >= m * k && t.len() >= cols * m && supports(w));
+    // Values stored: the weight rows read are inside them.
+    let stored = match w {
+        Data::F32(v) => v.len(),
+        Data::F16(v) => v.len(),
+        Data::BF16(v) => v.len(),
+        Data::Quant(ty, bytes) => bytes.len() / ty.block().1 * ty.block().0,
+    };
+    assert!(x.len() >= m * k && t.len() >= cols * m && (j0 + cols) * k <= stored);
+    assert!(supports(w, k), "stored rows the CPU cannot decode");
     #[cfg(target_arch = "x86_64")]
     let job = Job {
         x,
@@ -148,8 +159,9 @@ unsafe fn tile<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t:
     for (q, p) in xs.iter_mut().enumerate() {
         *p = job.x[(i0 + q) * k..(i0 + q + 1) * k].as_ptr();
     }
-    // SAFETY: x rows and weight rows are sliced above and below (so
-    // bounds-checked once); the tiles read k values of each.
+    // SAFETY: x rows and block rows are sliced above and below (so
+    // bounds-checked once); half-precision rows js < j0 + cols are inside
+    // the stored values (asserted in `rows`); the tiles read k values of each.
     let (acc, off) = unsafe {
         match w {
             Data::F16(v) => (
@@ -207,8 +219,8 @@ unsafe fn half_tile<const R: usize, const BF: bool>(
         false => _mm512_cvtph_ps(v),
     };
     let (k16, tail) = (k / 16 * 16, k % 16);
-    // SAFETY: rows js[c] < n of a matrix of n × k values (the caller's
-    // slicing); each load reads 16 values below k, the tail a copy.
+    // SAFETY: rows js[c] are inside the stored values (asserted in `rows`);
+    // each load reads 16 values below k, the tail a copy.
     unsafe {
         let rows = js.map(|j| w.add(j * k));
         let mut at = 0;
