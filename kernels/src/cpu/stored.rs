@@ -105,6 +105,33 @@ struct Job<'a> {
     k: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Job<'_> {
+    /// Calls `pass(r, jj, i0)` for weight rows from `jj` in steps of `step`
+    /// and x rows `i0..i0 + r`, up to 4 x rows a pass: the tiling both
+    /// instruction sets share (each `r` is its own compiled tile).
+    fn passes(&self, step: usize, mut pass: impl FnMut(usize, usize, usize)) {
+        for jj in (0..self.cols).step_by(step) {
+            let mut i0 = 0;
+            while i0 < self.m {
+                let r = (self.m - i0).min(4);
+                pass(r, jj, i0);
+                i0 += r;
+            }
+        }
+    }
+
+    /// The x rows `i0..i0 + R`, each sliced (so bounds-checked) once.
+    fn x_rows<const R: usize>(&self, i0: usize) -> [*const f32; R] {
+        let k = self.k;
+        let mut xs = [std::ptr::null::<f32>(); R];
+        for (q, p) in xs.iter_mut().enumerate() {
+            *p = self.x[(i0 + q) * k..(i0 + q + 1) * k].as_ptr();
+        }
+        xs
+    }
+}
+
 /// Weight rows decoded together: each x vector loaded serves both.
 #[cfg(target_arch = "x86_64")]
 const WR: usize = 2;
@@ -123,24 +150,17 @@ unsafe fn f16_at(b: *const u8) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c")]
 unsafe fn rows_avx512(job: &Job<'_>, w: &Data, t: &mut [f32]) {
-    // Up to 4 x rows a pass; each count is its own instance, so no
-    // accumulator is spent on a row that is not there.
-    for jj in (0..job.cols).step_by(WR) {
-        let mut i0 = 0;
-        while i0 < job.m {
-            let r = (job.m - i0).min(4);
-            // SAFETY: the caller's checks (see `rows`).
-            unsafe {
-                match r {
-                    1 => tile::<1>(job, w, jj, i0, t),
-                    2 => tile::<2>(job, w, jj, i0, t),
-                    3 => tile::<3>(job, w, jj, i0, t),
-                    _ => tile::<4>(job, w, jj, i0, t),
-                }
-            }
-            i0 += r;
+    // Each x row count is its own instance, so no accumulator is spent on a
+    // row that is not there.
+    // SAFETY: the caller's checks (see `rows`).
+    job.passes(WR, |r, jj, i0| unsafe {
+        match r {
+            1 => tile::<1>(job, w, jj, i0, t),
+            2 => tile::<2>(job, w, jj, i0, t),
+            3 => tile::<3>(job, w, jj, i0, t),
+            _ => tile::<4>(job, w, jj, i0, t),
         }
-    }
+    });
 }
 
 /// `t[(jj + c) · m + i0 + q]` for weight rows `j0 + jj + c` (`c < WR`, the
@@ -155,10 +175,7 @@ unsafe fn tile<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t:
     for (c, j) in js.iter_mut().enumerate() {
         *j = job.j0 + (jj + c).min(job.cols - 1);
     }
-    let mut xs = [std::ptr::null::<f32>(); R];
-    for (q, p) in xs.iter_mut().enumerate() {
-        *p = job.x[(i0 + q) * k..(i0 + q + 1) * k].as_ptr();
-    }
+    let xs = job.x_rows::<R>(i0);
     // SAFETY: x rows and block rows are sliced above and below (so
     // bounds-checked once); half-precision rows js < j0 + cols are inside
     // the stored values (asserted in `rows`); the tiles read k values of each.
@@ -329,22 +346,15 @@ unsafe fn quant_tile<const R: usize, const Q: u8>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_avx2(job: &Job<'_>, w: &Data, t: &mut [f32]) {
-    for jj in 0..job.cols {
-        let mut i0 = 0;
-        while i0 < job.m {
-            let r = (job.m - i0).min(4);
-            // SAFETY: the caller's checks (see `rows`).
-            unsafe {
-                match r {
-                    1 => tile_avx2::<1>(job, w, jj, i0, t),
-                    2 => tile_avx2::<2>(job, w, jj, i0, t),
-                    3 => tile_avx2::<3>(job, w, jj, i0, t),
-                    _ => tile_avx2::<4>(job, w, jj, i0, t),
-                }
-            }
-            i0 += r;
+    // SAFETY: the caller's checks (see `rows`).
+    job.passes(1, |r, jj, i0| unsafe {
+        match r {
+            1 => tile_avx2::<1>(job, w, jj, i0, t),
+            2 => tile_avx2::<2>(job, w, jj, i0, t),
+            3 => tile_avx2::<3>(job, w, jj, i0, t),
+            _ => tile_avx2::<4>(job, w, jj, i0, t),
         }
-    }
+    });
 }
 
 /// `t[jj · m + i0 + q]`: weight row `j0 + jj` against x rows `i0 + q`.
@@ -355,10 +365,7 @@ unsafe fn rows_avx2(job: &Job<'_>, w: &Data, t: &mut [f32]) {
 unsafe fn tile_avx2<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t: &mut [f32]) {
     use std::arch::x86_64::*;
     let (k, j) = (job.k, job.j0 + jj);
-    let mut xs = [std::ptr::null::<f32>(); R];
-    for (q, p) in xs.iter_mut().enumerate() {
-        *p = job.x[(i0 + q) * k..(i0 + q + 1) * k].as_ptr();
-    }
+    let xs = job.x_rows::<R>(i0);
     let mut acc = [_mm256_setzero_ps(); R];
     let mut off = [0f32; R];
     // 8 stored half-precision values as f32; `bf`: bf16, else f16.
