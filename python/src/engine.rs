@@ -288,14 +288,14 @@ fn format_of(path: &str) -> PyResult<String> {
             if entry.is_dir() {
                 stack.push(entry);
             } else if let Some(e) = ext(&entry).filter(|e| known(e)) {
+                if e == "parquet" {
+                    return Ok(e);
+                }
                 found.push((entry, e));
             }
         }
     }
     found.sort();
-    if found.iter().any(|(_, e)| e == "parquet") {
-        return Ok("parquet".into());
-    }
     found.into_iter().next().map(|(_, e)| e).ok_or_else(|| {
         PyValueError::new_err(format!(
             "cannot tell the format of {path}: pass format='parquet', 'csv', 'json' or 'arrow'"

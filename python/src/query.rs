@@ -183,24 +183,22 @@ impl Query {
 /// A DataFusion stream read synchronously by the Arrow C stream's consumer:
 /// a task on lakecap's runtime pulls the batches into a small channel, so
 /// the consumer may call from any thread, one inside another tokio runtime
-/// too; dropping the reader ends the task (and the query).
+/// too (it waits with `futures`' executor, which no runtime forbids);
+/// dropping the reader ends the task (and the query).
 struct ChannelReader {
     schema: SchemaRef,
-    batches: std::sync::mpsc::Receiver<Result<RecordBatch, ArrowError>>,
+    batches: tokio::sync::mpsc::Receiver<Result<RecordBatch, ArrowError>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ChannelReader {
     fn new(mut stream: SendableRecordBatchStream) -> Self {
         let schema = stream.schema();
-        let (tx, batches) = std::sync::mpsc::sync_channel(2);
+        let (tx, batches) = tokio::sync::mpsc::channel(2);
         let task = runtime().spawn(async move {
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(|e| ArrowError::ExternalError(Box::new(e)));
-                // The consumer may block in `recv`: hand over off the runtime's workers.
-                let tx = tx.clone();
-                let sent = tokio::task::spawn_blocking(move || tx.send(batch).is_ok()).await;
-                if !matches!(sent, Ok(true)) {
+                if tx.send(batch).await.is_err() {
                     break;
                 }
             }
@@ -222,7 +220,7 @@ impl Drop for ChannelReader {
 impl Iterator for ChannelReader {
     type Item = Result<RecordBatch, ArrowError>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.batches.recv().ok()
+        futures::executor::block_on(self.batches.recv())
     }
 }
 
