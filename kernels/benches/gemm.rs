@@ -4,9 +4,10 @@
 //! crossover can be re-checked on a new machine; and for a bf16 checkpoint's
 //! weights, the f32 path (widen, then the `gemm` crate) against the AMX
 //! tiles (`amx::linear`) where the CPU has them; and for decode-sized
-//! products on bf16 and GGML Q4_1 weights, the streaming kernel with stored
-//! rows widened four at a time into a buffer against decoded in registers
-//! (`cpu::stored`, AVX2 and AVX-512 through `cpu::limit_simd`).
+//! products (up to `STORED_SMALL_M` rows) on bf16 and GGML Q4_1 weights, the
+//! streaming kernel with stored rows widened four at a time into a buffer
+//! against decoded in registers (`cpu::stored`, AVX2 and AVX-512 through
+//! `cpu::limit_simd`; `small_m` takes the registers up to `SMALL_M` rows).
 //! `cargo bench -p lakecap-kernels --bench gemm` (rayon's default thread
 //! count; set `RAYON_NUM_THREADS` to change it).
 
@@ -125,7 +126,7 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
         "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7}",
         "stored weights, small m", "bf16 w", "avx2", "avx512", "q4_1 w", "avx2", "avx512"
     );
-    for &(name, m, k, n) in shapes.iter().filter(|s| s.1 <= gemm::SMALL_M) {
+    for &(name, m, k, n) in shapes.iter().filter(|s| s.1 <= gemm::STORED_SMALL_M) {
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
             .collect();

@@ -203,6 +203,16 @@ pub trait Backend: Send + Sync + 'static {
         w: &Self::Tensor,
         b: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor>;
+    /// [`Backend::linear`] of one `x` by several `(w, b)` (a layer's q/k/v or
+    /// gate/up projections), in order: a backend may run them as one pass
+    /// (the CPU wakes its threads once for a decoding step's products).
+    fn linear_many(
+        &self,
+        x: &Self::Tensor,
+        ws: &[(&Self::Tensor, Option<&Self::Tensor>)],
+    ) -> Result<Vec<Self::Tensor>> {
+        ws.iter().map(|(w, b)| self.linear(x, w, *b)).collect()
+    }
     /// LayerNorm over the last axis.
     fn layer_norm(
         &self,

@@ -71,6 +71,22 @@ impl<B: Backend> Linear<B> {
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
         Ok(be.linear(x, &self.w, self.b.as_ref())?)
     }
+
+    /// The N layers' outputs on one `x`, through [`Backend::linear_many`].
+    pub fn forward_many<const N: usize>(
+        be: &B,
+        x: &B::Tensor,
+        layers: [&Self; N],
+    ) -> Result<[B::Tensor; N]> {
+        let ws = layers.map(|l| (&l.w, l.b.as_ref()));
+        be.linear_many(x, &ws)?.try_into().map_err(|v: Vec<_>| {
+            crate::error::ModelError::Unsupported(format!(
+                "{} linear_many returned {} tensors for {N} weights",
+                be.name(),
+                v.len()
+            ))
+        })
+    }
 }
 
 pub struct LayerNorm<B: Backend> {
@@ -156,11 +172,8 @@ pub struct GatedMlp<B: Backend> {
 
 impl<B: Backend> GatedMlp<B> {
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
-        let h = be.act_mul(
-            &self.gate.forward(be, x)?,
-            &self.up.forward(be, x)?,
-            self.act,
-        )?;
+        let [gate, up] = Linear::forward_many(be, x, [&self.gate, &self.up])?;
+        let h = be.act_mul(&gate, &up, self.act)?;
         self.down.forward(be, &h)
     }
 }
@@ -253,8 +266,7 @@ impl<B: Backend> CachedAttention<B> {
         at: &[Pos],
         rotary: Option<&Rotary<'_>>,
     ) -> Result<B::Tensor> {
-        let (mut q, mut k) = (self.q.forward(be, x)?, self.k.forward(be, x)?);
-        let v = self.v.forward(be, x)?;
+        let [mut q, mut k, v] = Linear::forward_many(be, x, [&self.q, &self.k, &self.v])?;
         if let Some(r) = rotary {
             q = r.apply(be, q, self.heads)?;
             k = r.apply(be, k, self.kv_heads)?;

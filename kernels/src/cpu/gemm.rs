@@ -2,8 +2,10 @@
 //! runtime-dispatched SIMD), except for few rows (decoding batches), where
 //! the `gemm` crate's packing of the whole weight matrix on every call costs
 //! as much as the product: there, [`small_m`] streams each weight row once
-//! against all input rows (AVX2/FMA when the CPU has them; stored f16, bf16
-//! and Q4/Q8 rows decoded in AVX-512 or AVX2 registers by [`super::stored`]).
+//! against all input rows (AVX-512 or AVX2/FMA when the CPU has them; stored
+//! f16, bf16 and Q4/Q8 rows decoded in AVX-512 or AVX2 registers by
+//! [`super::stored`]), and [`small_m_many`] runs a layer's products on one
+//! input (q/k/v, gate/up) as one parallel pass.
 
 use super::{CpuTensor, Data};
 use crate::backend::{Result, check};
@@ -33,12 +35,13 @@ pub enum WeightRows<'a> {
 
 /// Most rows for which [`small_m`] beats the packed GEMM.
 pub const SMALL_M: usize = 16;
-/// The same for block-quantised weights (decoding batches of up to 64).
-pub const QUANT_SMALL_M: usize = 64;
+/// The same for block-quantised weights, and for f16/bf16 weights where no
+/// AMX tiles take them (decoding batches of up to 64).
+pub const STORED_SMALL_M: usize = 64;
 
 /// `out [m, n] += x [m, k] · w [n, k]ᵀ`, weight rows in parallel chunks:
 /// each task takes 4 weight rows at a time (kept in L1) against every input
-/// row, two input rows per pass, so one pass does 8 dot products.
+/// row, four input rows per pass on AVX-512 (16 dot products), two on AVX2.
 /// Half-precision rows are widened four at a time into a task-local buffer,
 /// so a checkpoint's f16/bf16 weights are read at half the bytes and never
 /// converted whole.
@@ -58,77 +61,126 @@ pub fn small_m_with(
     n: usize,
     registers: bool,
 ) {
+    small_m_many(x, &mut [(w, &mut out[..m * n])], m, k, registers);
+}
+
+/// [`small_m`] of one `x [m, k]` by several weights `(w [n, k], out [m, n])`
+/// (a layer's q/k/v or gate/up projections) as one parallel pass: the pool
+/// is woken once for all of them, which at batch 1 costs as much as the
+/// smaller products themselves.
+pub fn small_m_many(
+    x: &[f32],
+    products: &mut [(WeightRows<'_>, &mut [f32])],
+    m: usize,
+    k: usize,
+    registers: bool,
+) {
     use rayon::prelude::*;
     // Columns per task: enough work per task, enough tasks per thread.
     const COLS: usize = 64;
-    let fast = super::avx2_fma();
+    if m == 0 {
+        return;
+    }
+    let ws: Vec<WeightRows<'_>> = products.iter().map(|p| p.0).collect();
+    // Transposed results: column j's m values together, so tasks own
+    // disjoint slices.
+    let mut ts: Vec<Vec<f32>> = products.iter().map(|p| vec![0f32; p.1.len()]).collect();
+    let tasks: Vec<(WeightRows<'_>, usize, &mut [f32])> = ts
+        .iter_mut()
+        .zip(&ws)
+        .flat_map(|(t, &w)| {
+            t.chunks_mut(COLS * m)
+                .enumerate()
+                .map(move |(c, tc)| (w, c * COLS, tc))
+        })
+        .collect();
+    let run =
+        |(w, j0, tc): (WeightRows<'_>, usize, &mut [f32])| columns(x, w, j0, tc, m, k, registers);
+    // One thread: no hand-off to the pool at all.
+    if rayon::current_num_threads() == 1 {
+        tasks.into_iter().for_each(run);
+    } else {
+        tasks.into_par_iter().for_each(run);
+    }
+    for ((_, out), t) in products.iter_mut().zip(&ts) {
+        let n = t.len() / m;
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] += t[j * m + i];
+            }
+        }
+    }
+}
+
+/// One task of [`small_m_many`]: `tc[(j - j0) · m + i] = x_i · w_j` for the
+/// `tc.len() / m` weight rows from `j0`.
+fn columns(
+    x: &[f32],
+    w: WeightRows<'_>,
+    j0: usize,
+    tc: &mut [f32],
+    m: usize,
+    k: usize,
+    registers: bool,
+) {
+    let (fast, wide512) = (super::avx2_fma(), super::avx512());
+    let cols = tc.len() / m;
     // f32 storage is read in place.
     let w = match w {
         WeightRows::Stored(Data::F32(v)) => WeightRows::F32(v),
         other => other,
     };
     // Stored rows the CPU can decode in registers skip the widening buffer;
-    // past `SMALL_M` rows decoding once per four x rows costs more than
-    // widening once (kernels/benches/gemm.rs).
-    let decode = match w {
-        WeightRows::Stored(d) if registers && m <= SMALL_M && super::stored::supports(d, k) => {
-            Some(d)
-        }
-        _ => None,
-    };
-    let sums = decode.map_or_else(Vec::new, |d| super::stored::block_sums(x, d, m, k));
-    // Transposed result: column j's m values together, so tasks own disjoint slices.
-    let mut t = vec![0f32; n * m];
-    t.par_chunks_mut(COLS * m).enumerate().for_each(|(c, tc)| {
-        let j0 = c * COLS;
-        let cols = tc.len() / m;
-        if let Some(d) = decode {
-            super::stored::rows(x, &sums, d, j0, cols, m, k, tc);
-            return;
-        }
-        let mut jj = 0;
-        let mut wide = Vec::new();
-        while jj < cols {
-            let r = (cols - jj).min(4);
-            let row = |q: usize| (j0 + jj + q.min(r - 1)) * k;
-            let rows: [&[f32]; 4] = match w {
-                WeightRows::F32(w) => std::array::from_fn(|q| &w[row(q)..][..k]),
-                WeightRows::Stored(half) => {
-                    wide.clear();
-                    for q in 0..4 {
-                        half.extend_f32(row(q), k, &mut wide);
-                    }
-                    std::array::from_fn(|q| &wide[q * k..][..k])
-                }
-            };
-            let mut acc = [0f32; 4 * 64];
-            let acc = &mut acc[..4 * m.min(64)];
-            for i0 in (0..m).step_by(64) {
-                let mm = (m - i0).min(64);
-                let xs = &x[i0 * k..(i0 + mm) * k];
-                #[cfg(target_arch = "x86_64")]
-                if fast {
-                    // SAFETY: the CPU has AVX2 and FMA (checked above).
-                    unsafe { block_avx2(xs, k, rows, &mut acc[..4 * mm]) };
-                } else {
-                    block_portable(xs, k, rows, &mut acc[..4 * mm]);
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                block_portable(xs, k, rows, &mut acc[..4 * mm]);
-                for q in 0..r {
-                    tc[(jj + q) * m + i0..(jj + q) * m + i0 + mm]
-                        .copy_from_slice(&acc[q * mm..(q + 1) * mm]);
-                }
-            }
-            jj += r;
-        }
-    });
-    let _ = fast;
-    for i in 0..m {
-        for j in 0..n {
-            out[i * n + j] += t[j * m + i];
-        }
+    // past `SMALL_M` rows widening once costs less than decoding once per
+    // four x rows (kernels/benches/gemm.rs, "stored weights").
+    if let WeightRows::Stored(d) = w
+        && registers
+        && m <= SMALL_M
+        && super::stored::supports(d, k)
+    {
+        super::stored::rows(x, d, j0, cols, m, k, tc);
+        return;
     }
+    let mut jj = 0;
+    let mut wide = Vec::new();
+    while jj < cols {
+        let r = (cols - jj).min(4);
+        let row = |q: usize| (j0 + jj + q.min(r - 1)) * k;
+        let rows: [&[f32]; 4] = match w {
+            WeightRows::F32(w) => std::array::from_fn(|q| &w[row(q)..][..k]),
+            WeightRows::Stored(half) => {
+                wide.clear();
+                for q in 0..4 {
+                    half.extend_f32(row(q), k, &mut wide);
+                }
+                std::array::from_fn(|q| &wide[q * k..][..k])
+            }
+        };
+        let mut acc = [0f32; 4 * 64];
+        let acc = &mut acc[..4 * m.min(64)];
+        for i0 in (0..m).step_by(64) {
+            let mm = (m - i0).min(64);
+            let xs = &x[i0 * k..(i0 + mm) * k];
+            #[cfg(target_arch = "x86_64")]
+            if wide512 {
+                // SAFETY: the CPU has AVX-512F (checked above).
+                unsafe { block_avx512(xs, k, rows, &mut acc[..4 * mm]) };
+            } else if fast {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                unsafe { block_avx2(xs, k, rows, &mut acc[..4 * mm]) };
+            } else {
+                block_portable(xs, k, rows, &mut acc[..4 * mm]);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            block_portable(xs, k, rows, &mut acc[..4 * mm]);
+            for q in 0..r {
+                tc[(jj + q) * m + i0..(jj + q) * m + i0 + mm]
+                    .copy_from_slice(&acc[q * mm..(q + 1) * mm]);
+            }
+        }
+        jj += r;
+    }
+    let _ = (fast, wide512);
 }
 
 /// `a · b` (AVX2/FMA when the CPU has them; the attention scores use it too).
@@ -228,6 +280,56 @@ unsafe fn block_avx2(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) {
     }
 }
 
+/// [`block_avx2`] 16 wide: four weight rows against four x rows a pass (16
+/// accumulators), so each loaded vector serves four FMAs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block_avx512(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let m = x.len() / k;
+    let (k16, tail) = (k / 16 * 16, k % 16);
+    let mask: __mmask16 = ((1u32 << tail) - 1) as u16;
+    let mut i = 0;
+    while i < m {
+        let r = (m - i).min(4);
+        // Missing x rows repeat the last one (their sums are not stored).
+        let xs: [&[f32]; 4] = std::array::from_fn(|q| &x[(i + q.min(r - 1)) * k..][..k]);
+        // SAFETY: full loads read 16 floats at t < k16 <= k of k-long
+        // slices; the masked tail reads only the `tail` floats below k.
+        unsafe {
+            let mut s = [[_mm512_setzero_ps(); 4]; 4];
+            let mut t = 0;
+            while t < k16 {
+                let wv: [__m512; 4] =
+                    std::array::from_fn(|c| _mm512_loadu_ps(rows[c].as_ptr().add(t)));
+                for q in 0..4 {
+                    let xv = _mm512_loadu_ps(xs[q].as_ptr().add(t));
+                    for c in 0..4 {
+                        s[q][c] = _mm512_fmadd_ps(xv, wv[c], s[q][c]);
+                    }
+                }
+                t += 16;
+            }
+            if tail > 0 {
+                let wv: [__m512; 4] =
+                    std::array::from_fn(|c| _mm512_maskz_loadu_ps(mask, rows[c].as_ptr().add(k16)));
+                for q in 0..4 {
+                    let xv = _mm512_maskz_loadu_ps(mask, xs[q].as_ptr().add(k16));
+                    for c in 0..4 {
+                        s[q][c] = _mm512_fmadd_ps(xv, wv[c], s[q][c]);
+                    }
+                }
+            }
+            for q in 0..r {
+                for c in 0..4 {
+                    acc[c * m + i + q] = _mm512_reduce_add_ps(s[q][c]);
+                }
+            }
+        }
+        i += r;
+    }
+}
+
 /// `x [.., k] · wᵀ (+ b)` with `w [n, k]`.
 pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<CpuTensor> {
     let (m, k, n) = check::linear(&x.shape, &w.shape, b.map(|b| b.shape.as_slice()))?;
@@ -244,17 +346,69 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<Cpu
     Ok(CpuTensor::from_f32(&shape, out))
 }
 
+/// [`linear`] of one `x` by several weights (with their biases): the
+/// products that take the streaming kernel run as one parallel pass
+/// ([`small_m_many`]), the others one by one.
+pub fn linear_many(
+    x: &CpuTensor,
+    ws: &[(&CpuTensor, Option<&CpuTensor>)],
+) -> Result<Vec<CpuTensor>> {
+    let mut shapes = Vec::with_capacity(ws.len());
+    for (w, b) in ws {
+        shapes.push(check::linear(
+            &x.shape,
+            &w.shape,
+            b.map(|b| b.shape.as_slice()),
+        )?);
+    }
+    let m = shapes.first().map_or(0, |s| s.0);
+    if m == 0 || !ws.iter().all(|(w, _)| streams(w, m)) {
+        return ws.iter().map(|(w, b)| linear(x, w, *b)).collect();
+    }
+    let k = shapes[0].1;
+    let mut outs: Vec<Vec<f32>> = ws
+        .iter()
+        .zip(&shapes)
+        .map(|((_, b), &(_, _, n))| match b {
+            Some(b) => b.f32().repeat(m),
+            None => vec![0f32; m * n],
+        })
+        .collect();
+    let xv = x.f32();
+    let mut products: Vec<(WeightRows<'_>, &mut [f32])> = ws
+        .iter()
+        .zip(outs.iter_mut())
+        .map(|((w, _), o)| (WeightRows::Stored(&w.data), o.as_mut_slice()))
+        .collect();
+    small_m_many(&xv, &mut products, m, k, true);
+    Ok(outs
+        .into_iter()
+        .zip(&shapes)
+        .map(|(o, &(_, _, n))| {
+            let mut shape = x.shape.clone();
+            *shape.last_mut().expect("x has at least one axis") = n;
+            CpuTensor::from_f32(&shape, o)
+        })
+        .collect())
+}
+
+/// Whether `m` rows by `w` take the streaming kernel ([`small_m`]).
+/// Block-quantised weights would be dequantised whole for the packed GEMM,
+/// half-precision ones widened whole: up to `STORED_SMALL_M` rows the
+/// streaming kernel's four widened rows at a time cost less (for halves
+/// where no AMX tiles take them).
+fn streams(w: &CpuTensor, m: usize) -> bool {
+    m <= match &w.data {
+        Data::Quant(..) => STORED_SMALL_M,
+        Data::F16(_) | Data::BF16(_) if !super::amx::available() => STORED_SMALL_M,
+        _ => SMALL_M,
+    }
+}
+
 /// `out [m, n] += x [m, k] · wᵀ`, by the streaming kernel for few rows, AMX
 /// tiles for a bf16 weight where the CPU has them, else the `gemm` crate.
 pub fn accumulate(x: &[f32], w: &CpuTensor, out: &mut [f32], m: usize, k: usize, n: usize) {
-    // Block-quantised weights would be dequantised whole for the packed
-    // GEMM: up to `QUANT_SMALL_M` rows the streaming kernel's four rows at a
-    // time cost less.
-    let small = match w.data {
-        Data::Quant(..) => QUANT_SMALL_M,
-        _ => SMALL_M,
-    };
-    if m <= small {
+    if streams(w, m) {
         small_m(x, WeightRows::Stored(&w.data), out, m, k, n);
     } else if matches!(w.data, Data::BF16(_)) && super::amx::available() {
         // A bf16 checkpoint runs bf16 GEMMs where the CPU has AMX tiles, as

@@ -315,6 +315,14 @@ impl Backend for Cpu {
         gemm::linear(x, w, b)
     }
 
+    fn linear_many(
+        &self,
+        x: &CpuTensor,
+        ws: &[(&CpuTensor, Option<&CpuTensor>)],
+    ) -> Result<Vec<CpuTensor>> {
+        gemm::linear_many(x, ws)
+    }
+
     fn layer_norm(
         &self,
         x: &CpuTensor,

@@ -4,12 +4,16 @@
 //! (`small_m` takes this path up to 16 rows) read every weight once per token; widening
 //! four rows into a buffer first ([`super::gemm::small_m`]'s general path)
 //! stores and reloads each value as f32 and dominated batch-1 profiles.
-//! Here each weight vector is widened where it is used, and a Q4/Q8 block's
-//! integer values are multiplied by x before the block's scale, as ggml's
-//! `vec_dot` does (with f32 x instead of ggml's 8-bit-quantised x, so the
-//! result stays the f32 reference's within rounding):
-//! `x · w_block = d · Σ x_j q_j + m · Σ x_j` (Q4_1's minimum `m`; Q4_0's
-//! `q - 8` and Q8_0's signed values need no such term).
+//! Here each weight vector is widened where it is used, and x stays f32
+//! (not ggml's 8-bit-quantised x), so the result stays the f32 reference's
+//! within rounding. Q8_0 blocks' integer values are multiplied by x before
+//! the block's scale, as ggml's `vec_dot` does (`x · w_block = d · Σ x_j q_j`).
+//! Q4 blocks are dequantised in registers: on AVX-512 each block's 16
+//! possible values are one FMA (`d · q + m`, or `d · (q − 8)`) and the
+//! nibbles index them (`vpermps`), with no integer-to-float conversion; on
+//! AVX2 the values are converted and dequantised by FMA. (Q4_1's minimum as a
+//! separate `m · Σ x_j` term made a scalar chain per block that batch-1
+//! profiles showed as the hottest instructions.)
 
 use super::Data;
 use crate::quant::GgmlType;
@@ -36,32 +40,10 @@ fn avx2() -> bool {
     false
 }
 
-/// The per-block sums `Σ x_j` of each x row that Q4_1's minimum needs
-/// (`m × k / 32`); empty for every other storage.
-pub fn block_sums(x: &[f32], w: &Data, m: usize, k: usize) -> Vec<f32> {
-    match w {
-        Data::Quant(GgmlType::Q4_1, _) => x[..m * k]
-            .chunks_exact(32)
-            .map(|b| b.iter().sum())
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// `t[(j - j0) · m + i] = x_i · w_j` for weight rows `j0..j0 + cols` and the
-/// `m` rows of `x` (the transposed layout of `small_m`'s tasks). `sums` is
-/// [`block_sums`]; the caller has checked [`supports`].
-#[allow(clippy::too_many_arguments)]
-pub fn rows(
-    x: &[f32],
-    sums: &[f32],
-    w: &Data,
-    j0: usize,
-    cols: usize,
-    m: usize,
-    k: usize,
-    t: &mut [f32],
-) {
+/// `m` rows of `x` (the transposed layout of `small_m`'s tasks); the caller
+/// has checked [`supports`].
+pub fn rows(x: &[f32], w: &Data, j0: usize, cols: usize, m: usize, k: usize, t: &mut [f32]) {
     // Values stored: the weight rows read are inside them.
     let stored = match w {
         Data::F32(v) => v.len(),
@@ -72,14 +54,7 @@ pub fn rows(
     assert!(x.len() >= m * k && t.len() >= cols * m && (j0 + cols) * k <= stored);
     assert!(supports(w, k), "stored rows the CPU cannot decode");
     #[cfg(target_arch = "x86_64")]
-    let job = Job {
-        x,
-        sums,
-        j0,
-        cols,
-        m,
-        k,
-    };
+    let job = Job { x, j0, cols, m, k };
     // SAFETY: the CPU has AVX-512F or AVX2/FMA, and F16C (`supports`), and
     // every read stays inside x (m·k), the stored rows j0..j0+cols (checked
     // by the slicing below) and t (cols·m, asserted).
@@ -90,15 +65,14 @@ pub fn rows(
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("supports() is false off x86-64: {sums:?} {j0} {t:?}")
+    unreachable!("supports() is false off x86-64: {x:?} {j0} {t:?}")
 }
 
-/// What every tile of one task reads: x, its block sums, the task's weight
-/// rows `j0..j0 + cols`, and the shape.
+/// What every tile of one task reads: x, the task's weight rows
+/// `j0..j0 + cols`, and the shape.
 #[cfg(target_arch = "x86_64")]
 struct Job<'a> {
     x: &'a [f32],
-    sums: &'a [f32],
     j0: usize,
     cols: usize,
     m: usize,
@@ -136,17 +110,6 @@ impl Job<'_> {
 #[cfg(target_arch = "x86_64")]
 const WR: usize = 2;
 
-/// The f16 at `b` as f32.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "f16c")]
-#[inline]
-unsafe fn f16_at(b: *const u8) -> f32 {
-    use std::arch::x86_64::*;
-    // SAFETY: the caller passes a block's 2-byte f16 field.
-    let bits = unsafe { u16::from_le_bytes([*b, *b.add(1)]) };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c")]
 unsafe fn rows_avx512(job: &Job<'_>, w: &Data, t: &mut [f32]) {
@@ -179,32 +142,20 @@ unsafe fn tile<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t:
     // SAFETY: x rows and block rows are sliced above and below (so
     // bounds-checked once); half-precision rows js < j0 + cols are inside
     // the stored values (asserted in `rows`); the tiles read k values of each.
-    let (acc, off) = unsafe {
+    let acc = unsafe {
         match w {
-            Data::F16(v) => (
-                half_tile::<R, false>(v.as_ptr().cast(), js, xs, k),
-                [[0.0; R]; WR],
-            ),
-            Data::BF16(v) => (
-                half_tile::<R, true>(v.as_ptr().cast(), js, xs, k),
-                [[0.0; R]; WR],
-            ),
+            Data::F16(v) => half_tile::<R, false>(v.as_ptr().cast(), js, xs, k),
+            Data::BF16(v) => half_tile::<R, true>(v.as_ptr().cast(), js, xs, k),
             Data::Quant(ty, bytes) => {
                 let (bb, blocks) = (ty.block().1, k / 32);
                 let mut rows = [std::ptr::null::<u8>(); WR];
                 for (c, row) in rows.iter_mut().enumerate() {
                     *row = bytes[js[c] * blocks * bb..(js[c] + 1) * blocks * bb].as_ptr();
                 }
-                let mut sums = [&[][..]; R];
-                if *ty == GgmlType::Q4_1 {
-                    for (q, s) in sums.iter_mut().enumerate() {
-                        *s = &job.sums[(i0 + q) * blocks..][..blocks];
-                    }
-                }
                 match ty {
-                    GgmlType::Q4_0 => quant_tile::<R, 0>(rows, xs, sums, blocks),
-                    GgmlType::Q4_1 => quant_tile::<R, 1>(rows, xs, sums, blocks),
-                    _ => quant_tile::<R, 2>(rows, xs, sums, blocks),
+                    GgmlType::Q4_0 => quant_tile::<R, 0>(rows, xs, blocks),
+                    GgmlType::Q4_1 => quant_tile::<R, 1>(rows, xs, blocks),
+                    _ => quant_tile::<R, 2>(rows, xs, blocks),
                 }
             }
             Data::F32(_) => unreachable!("f32 rows are read in place by small_m"),
@@ -212,7 +163,7 @@ unsafe fn tile<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t:
     };
     for c in 0..WR.min(job.cols - jj) {
         for q in 0..R {
-            t[(jj + c) * job.m + i0 + q] = _mm512_reduce_add_ps(acc[c][q]) + off[c][q];
+            t[(jj + c) * job.m + i0 + q] = _mm512_reduce_add_ps(acc[c][q]);
         }
     }
 }
@@ -275,9 +226,9 @@ unsafe fn half_tile<const R: usize, const BF: bool>(
 }
 
 /// GGML block rows (`rows`, `blocks` blocks each) against x rows `xs`; `Q`:
-/// 0 Q4_0, 1 Q4_1 (its minimum times the x block sums `sums` goes to the
-/// offsets), 2 Q8_0: one instance per type, so the blocks' loop has no
-/// branch. Returns the accumulators and the offsets.
+/// 0 Q4_0, 1 Q4_1 (both dequantised by a 16-value table), 2 Q8_0: one
+/// instance per type, so the blocks' loop has no branch. Returns the
+/// accumulators.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c")]
 #[inline]
@@ -285,14 +236,21 @@ unsafe fn half_tile<const R: usize, const BF: bool>(
 unsafe fn quant_tile<const R: usize, const Q: u8>(
     rows: [*const u8; WR],
     xs: [*const f32; R],
-    sums: [&[f32]; R],
     blocks: usize,
-) -> ([[std::arch::x86_64::__m512; R]; WR], [[f32; R]; WR]) {
+) -> [[std::arch::x86_64::__m512; R]; WR] {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); R]; WR];
-    let mut off = [[0f32; R]; WR];
     let bb = [18, 20, 34][Q as usize];
-    let (low, eight) = (_mm512_set1_epi32(0xF), _mm512_set1_epi32(8));
+    // A Q4 block's 16 values: d·q + m (Q4_1) or d·(q − 8) (Q4_0), one
+    // FMA from these, looked up by nibble with `vpermps` (which reads an
+    // index's low 4 bits): no integer-to-float conversions.
+    let iota = _mm512_setr_ps(
+        0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+    );
+    let iota = match Q {
+        0 => _mm512_sub_ps(iota, _mm512_set1_ps(8.0)),
+        _ => iota,
+    };
     // SAFETY: every block read is below `blocks` of a row the caller
     // sliced; x reads are below 32 · blocks = k.
     unsafe {
@@ -302,43 +260,46 @@ unsafe fn quant_tile<const R: usize, const Q: u8>(
             let mut qb = [_mm512_setzero_ps(); WR];
             for c in 0..WR {
                 let p = rows[c].add(b * bb);
-                d[c] = _mm512_set1_ps(f16_at(p));
-                // The block's 32 integer values as two f32 vectors.
+                // The block's first 4 bytes (its f16 scale, and Q4_1's f16
+                // minimum) broadcast by one load and widened: [d, m, d, m, ..].
+                let dm = _mm512_cvtph_ps(_mm256_set1_epi32(p.cast::<i32>().read_unaligned()));
+                d[c] = _mm512_permute_ps::<0x00>(dm);
                 if Q == 2 {
+                    // The block's 32 integer values as two f32 vectors.
                     qa[c] =
                         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2).cast())));
                     qb[c] =
                         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18).cast())));
                 } else {
+                    let table = match Q {
+                        0 => _mm512_mul_ps(iota, d[c]),
+                        _ => _mm512_fmadd_ps(iota, d[c], _mm512_permute_ps::<0x55>(dm)),
+                    };
                     // Low nibbles are values 0..16, high ones 16..32.
                     let at = if Q == 0 { 2 } else { 4 };
                     let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(at).cast()));
-                    let (mut lo, mut hi) = (_mm512_and_si512(v, low), _mm512_srli_epi32(v, 4));
-                    if Q == 0 {
-                        lo = _mm512_sub_epi32(lo, eight);
-                        hi = _mm512_sub_epi32(hi, eight);
-                    }
-                    qa[c] = _mm512_cvtepi32_ps(lo);
-                    qb[c] = _mm512_cvtepi32_ps(hi);
-                }
-                if Q == 1 {
-                    let mn = f16_at(p.add(2));
-                    for q in 0..R {
-                        off[c][q] += mn * sums[q][b];
-                    }
+                    qa[c] = _mm512_permutexvar_ps(v, table);
+                    qb[c] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
                 }
             }
             for q in 0..R {
                 let xa = _mm512_loadu_ps(xs[q].add(b * 32));
                 let xb = _mm512_loadu_ps(xs[q].add(b * 32 + 16));
                 for c in 0..WR {
-                    let p = _mm512_fmadd_ps(xb, qb[c], _mm512_mul_ps(xa, qa[c]));
-                    acc[c][q] = _mm512_fmadd_ps(p, d[c], acc[c][q]);
+                    acc[c][q] = match Q {
+                        // Q8_0: the integers by x, then the scale once.
+                        2 => _mm512_fmadd_ps(
+                            _mm512_fmadd_ps(xb, qb[c], _mm512_mul_ps(xa, qa[c])),
+                            d[c],
+                            acc[c][q],
+                        ),
+                        _ => _mm512_fmadd_ps(xb, qb[c], _mm512_fmadd_ps(xa, qa[c], acc[c][q])),
+                    };
                 }
             }
         }
     }
-    (acc, off)
+    acc
 }
 
 /// The AVX2 form of [`rows_avx512`]: 8-wide, one weight row a pass (16
@@ -367,7 +328,6 @@ unsafe fn tile_avx2<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usiz
     let (k, j) = (job.k, job.j0 + jj);
     let xs = job.x_rows::<R>(i0);
     let mut acc = [_mm256_setzero_ps(); R];
-    let mut off = [0f32; R];
     // 8 stored half-precision values as f32; `bf`: bf16, else f16.
     let wide = |v: __m128i, bf: bool| match bf {
         true => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)),
@@ -409,7 +369,9 @@ unsafe fn tile_avx2<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usiz
                 let (nib, eight) = (_mm_set1_epi8(0xF), _mm_set1_epi8(8));
                 for b in 0..blocks {
                     let p = row.add(b * bb);
-                    let d = _mm256_set1_ps(f16_at(p));
+                    // [d, m, d, m, ..] from the block's first 4 bytes.
+                    let dm = _mm256_cvtph_ps(_mm_set1_epi32(p.cast::<i32>().read_unaligned()));
+                    let mut d = _mm256_permute_ps::<0x00>(dm);
                     // The block's 32 values as signed bytes, then 4 f32 vectors.
                     let (lo, hi) = match ty {
                         GgmlType::Q8_0 => (
@@ -429,12 +391,20 @@ unsafe fn tile_avx2<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usiz
                             }
                         }
                     };
-                    let qv = [
+                    let mut qv = [
                         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
                         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
                         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
                         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))),
                     ];
+                    if ty == GgmlType::Q4_1 {
+                        // Dequantised here (`d · q + m`); the scale becomes 1.
+                        let mn = _mm256_permute_ps::<0x55>(dm);
+                        for v in &mut qv {
+                            *v = _mm256_fmadd_ps(*v, d, mn);
+                        }
+                        d = _mm256_set1_ps(1.0);
+                    }
                     for q in 0..R {
                         let x = xs[q].add(b * 32);
                         let mut s = _mm256_mul_ps(_mm256_loadu_ps(x), qv[0]);
@@ -442,12 +412,6 @@ unsafe fn tile_avx2<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usiz
                             s = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(8 * v)), *qv, s);
                         }
                         acc[q] = _mm256_fmadd_ps(s, d, acc[q]);
-                    }
-                    if ty == GgmlType::Q4_1 {
-                        let mn = f16_at(p.add(2));
-                        for q in 0..R {
-                            off[q] += mn * job.sums[(i0 + q) * blocks + b];
-                        }
                     }
                 }
             }
@@ -459,6 +423,6 @@ unsafe fn tile_avx2<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usiz
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        t[jj * job.m + i0 + q] = _mm_cvtss_f32(s) + off[q];
+        t[jj * job.m + i0 + q] = _mm_cvtss_f32(s);
     }
 }
