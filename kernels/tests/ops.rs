@@ -563,6 +563,64 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
     }
 }
 
+/// `linear_many`: one input by several weights of different storage (f32
+/// with a bias, GGML Q4_1 with a bias, f16 without), each output equal to
+/// its own reference, for decoding-sized inputs (one pass on the CPU) and
+/// larger ones (one by one).
+fn check_linear_many<B: Backend>(be: &B, tol: f32) {
+    use lakecap_kernels::quant::{GgmlType, dequantize};
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let k = 96;
+    let (n0, n1, n2) = (70, 33, 129);
+    let w0 = rand_vec(&mut rng, n0 * k);
+    let b0 = rand_vec(&mut rng, n0);
+    let mut q: Vec<u8> = (0..n1 * k / 32 * 20).map(|_| rng.random()).collect();
+    for blk in q.chunks_mut(20) {
+        blk[0..4].copy_from_slice(&[0x1c, 0x1c, 0x1c, 0x9c]);
+    }
+    let w1 = dequantize(GgmlType::Q4_1, &q, n1 * k);
+    let b1 = rand_vec(&mut rng, n1);
+    let w2: Vec<f16> = rand_vec(&mut rng, n2 * k)
+        .iter()
+        .map(|&v| f16::from_f32(v))
+        .collect();
+    let w2r: Vec<f32> = w2.iter().map(|v| v.to_f32()).collect();
+    let ws = [
+        be.upload_weight(&[n0, k], HostData::F32(&w0)).unwrap(),
+        be.upload_weight(
+            &[n1, k],
+            HostData::Quant {
+                ty: GgmlType::Q4_1,
+                bytes: &q,
+                len: n1 * k,
+            },
+        )
+        .unwrap(),
+        be.upload_weight(&[n2, k], HostData::F16(&w2)).unwrap(),
+    ];
+    let (bt0, bt1) = (up(be, &[n0], &b0), up(be, &[n1], &b1));
+    for m in [1, 3, 16, 40, 90] {
+        let x = rand_vec(&mut rng, m * k);
+        let got = be
+            .linear_many(
+                &up(be, &[m, k], &x),
+                &[(&ws[0], Some(&bt0)), (&ws[1], Some(&bt1)), (&ws[2], None)],
+            )
+            .unwrap();
+        assert_eq!(got.len(), 3);
+        let want = [
+            linear_ref(&x, &w0, Some(&b0), k, n0),
+            linear_ref(&x, &w1, Some(&b1), k, n1),
+            linear_ref(&x, &w2r, None, k, n2),
+        ];
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(be.shape(g), &[m, w.len() / m]);
+            let e = rel_err(&be.download(g).unwrap(), w);
+            assert!(e < tol, "linear_many output {i}, {m} rows: rel err {e}");
+        }
+    }
+}
+
 /// Convolutions (through im2col or pointwise) and pooling against direct
 /// loops, over odd sizes, steps and asymmetric padding.
 fn check_conv_and_pool<B: Backend>(be: &B, tol: f32) {
@@ -641,6 +699,7 @@ fn run_all<B: Backend>(be: &B, tol: f32) {
     check_top_k(be);
     check_pixel_patches(be);
     check_linear(be, tol);
+    check_linear_many(be, tol);
     check_norm_and_pointwise(be, tol);
     check_attention(be, tol);
     check_gather_and_pool(be);
