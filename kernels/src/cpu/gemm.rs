@@ -81,14 +81,13 @@ pub fn small_m_many(
     if m == 0 {
         return;
     }
-    let ws: Vec<WeightRows<'_>> = products.iter().map(|p| p.0).collect();
     // Transposed results: column j's m values together, so tasks own
     // disjoint slices.
     let mut ts: Vec<Vec<f32>> = products.iter().map(|p| vec![0f32; p.1.len()]).collect();
     let tasks: Vec<(WeightRows<'_>, usize, &mut [f32])> = ts
         .iter_mut()
-        .zip(&ws)
-        .flat_map(|(t, &w)| {
+        .zip(products.iter().map(|p| p.0))
+        .flat_map(|(t, w)| {
             t.chunks_mut(COLS * m)
                 .enumerate()
                 .map(move |(c, tc)| (w, c * COLS, tc))
@@ -333,17 +332,23 @@ unsafe fn block_avx512(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) 
 /// `x [.., k] · wᵀ (+ b)` with `w [n, k]`.
 pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<CpuTensor> {
     let (m, k, n) = check::linear(&x.shape, &w.shape, b.map(|b| b.shape.as_slice()))?;
+    let (shape, mut out) = output(x, b, m, n);
+    if m > 0 {
+        accumulate(&x.f32(), w, &mut out, m, k, n);
+    }
+    Ok(CpuTensor::from_f32(&shape, out))
+}
+
+/// The shape of `x · wᵀ` with `n` outputs, and its `m × n` values holding
+/// the bias (or zeros) for the product to be added to.
+fn output(x: &CpuTensor, b: Option<&CpuTensor>, m: usize, n: usize) -> (Vec<usize>, Vec<f32>) {
     let mut shape = x.shape.clone();
     *shape.last_mut().expect("x has at least one axis") = n;
-    if m == 0 {
-        return Ok(CpuTensor::from_f32(&shape, Vec::new()));
-    }
-    let mut out = match b {
+    let out = match b {
         Some(b) => b.f32().repeat(m),
         None => vec![0f32; m * n],
     };
-    accumulate(&x.f32(), w, &mut out, m, k, n);
-    Ok(CpuTensor::from_f32(&shape, out))
+    (shape, out)
 }
 
 /// [`linear`] of one `x` by several weights (with their biases): the
@@ -366,29 +371,20 @@ pub fn linear_many(
         return ws.iter().map(|(w, b)| linear(x, w, *b)).collect();
     }
     let k = shapes[0].1;
-    let mut outs: Vec<Vec<f32>> = ws
+    let mut outs: Vec<(Vec<usize>, Vec<f32>)> = ws
         .iter()
         .zip(&shapes)
-        .map(|((_, b), &(_, _, n))| match b {
-            Some(b) => b.f32().repeat(m),
-            None => vec![0f32; m * n],
-        })
+        .map(|((_, b), &(_, _, n))| output(x, *b, m, n))
         .collect();
-    let xv = x.f32();
     let mut products: Vec<(WeightRows<'_>, &mut [f32])> = ws
         .iter()
         .zip(outs.iter_mut())
-        .map(|((w, _), o)| (WeightRows::Stored(&w.data), o.as_mut_slice()))
+        .map(|((w, _), (_, o))| (WeightRows::Stored(&w.data), o.as_mut_slice()))
         .collect();
-    small_m_many(&xv, &mut products, m, k, true);
+    small_m_many(&x.f32(), &mut products, m, k, true);
     Ok(outs
         .into_iter()
-        .zip(&shapes)
-        .map(|(o, &(_, _, n))| {
-            let mut shape = x.shape.clone();
-            *shape.last_mut().expect("x has at least one axis") = n;
-            CpuTensor::from_f32(&shape, o)
-        })
+        .map(|(shape, o)| CpuTensor::from_f32(&shape, o))
         .collect())
 }
 
