@@ -6,7 +6,8 @@
 //! tiles (`amx::linear`) where the CPU has them; and for decode-sized
 //! products (up to `STORED_SMALL_M` rows) on bf16 and GGML Q4_1 weights, the
 //! streaming kernel with stored rows widened four at a time into a buffer
-//! against decoded in registers (`cpu::stored`, AVX2 and AVX-512 through
+//! against read in registers (bf16: `cpu::stored`; Q4_1: 8-bit x in integer
+//! dot products, `cpu::int8`, AVX2 and AVX-512 VNNI through
 //! `cpu::limit_simd`; `small_m` takes the registers up to `SMALL_M` rows).
 //! `cargo bench -p lakecap-kernels --bench gemm` (rayon's default thread
 //! count; set `RAYON_NUM_THREADS` to change it).
@@ -120,7 +121,8 @@ fn main() {
 }
 
 /// The streaming kernel on stored bf16 and Q4_1 weights: widened into a
-/// buffer (`small_m_with(.., false)`) against decoded in registers, AVX2 and AVX-512.
+/// buffer (`small_m_with(.., false)`) against read in registers (Q4_1: by
+/// 8-bit x), AVX2 and AVX-512.
 fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
     println!(
         "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7}",

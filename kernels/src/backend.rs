@@ -183,6 +183,13 @@ pub trait Backend: Send + Sync + 'static {
         patch_bytes
     }
 
+    /// Whether products with GGML Q4_0, Q4_1 or Q8_0 weights first round x to
+    /// 8 bits per 32 values, as llama.cpp does (the CPU backend: integer dot
+    /// products); otherwise they multiply f32 x by the dequantised weights.
+    fn rounds_x_for_blocks(&self) -> bool {
+        false
+    }
+
     /// Copies host data of `shape` to the device.
     fn upload(&self, shape: &[usize], data: HostData<'_>) -> Result<Self::Tensor>;
     /// Uploads a checkpoint tensor; a backend may store it in another

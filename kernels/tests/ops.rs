@@ -508,6 +508,26 @@ fn check_pixel_patches<B: Backend>(be: &B) {
 /// Block-quantised weights (as GGUF stores them): a linear layer over them
 /// equals the reference over the dequantised weights, on the streaming path
 /// (up to 64 rows for these) and the packed one.
+/// x as `be` multiplies it by GGML weights of type `ty`: where it rounds x
+/// for Q4_0/Q4_1/Q8_0 blocks, each 32 values to `d · q` with d = max|x| / 127
+/// at f16 precision and q = x / d rounded half to even (ggml's AVX
+/// `quantize_row_q8_0`).
+fn blocks_x<B: Backend>(be: &B, ty: lakecap_kernels::quant::GgmlType, x: &[f32]) -> Vec<f32> {
+    use lakecap_kernels::quant::GgmlType;
+    if !be.rounds_x_for_blocks() || !matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+    {
+        return x.to_vec();
+    }
+    x.chunks(32)
+        .flat_map(|b| {
+            let d = b.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let dh = f16::from_f32(d).to_f32();
+            b.iter().map(move |v| dh * (v * id).round_ties_even())
+        })
+        .collect()
+}
+
 fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
     use lakecap_kernels::quant::{GgmlType, dequantize};
     let mut rng = ChaCha8Rng::seed_from_u64(12);
@@ -536,8 +556,10 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
                 }
             }
             let w = dequantize(ty, &bytes, n * k);
-            let x = rand_vec(&mut rng, m * k);
-            let want = linear_ref(&x, &w, None, k, n);
+            let mut x = rand_vec(&mut rng, m * k);
+            // A block of zeros (its scale is 0).
+            x[..32].fill(0.0);
+            let want = linear_ref(&blocks_x(be, ty, &x), &w, None, k, n);
             let data = HostData::Quant {
                 ty,
                 bytes: &bytes,
@@ -610,7 +632,7 @@ fn check_linear_many<B: Backend>(be: &B, tol: f32) {
         assert_eq!(got.len(), 3);
         let want = [
             linear_ref(&x, &w0, Some(&b0), k, n0),
-            linear_ref(&x, &w1, Some(&b1), k, n1),
+            linear_ref(&blocks_x(be, GgmlType::Q4_1, &x), &w1, Some(&b1), k, n1),
             linear_ref(&x, &w2r, None, k, n2),
         ];
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -708,7 +730,7 @@ fn run_all<B: Backend>(be: &B, tol: f32) {
 }
 
 /// Every path lakecap's CPU kernels have on this machine: AMX and AVX-512,
-/// AVX2/FMA, then the portable code.
+/// AVX2/FMA, then the portable code; then exact f32 products.
 #[test]
 fn cpu_backend_matches_references() {
     use lakecap_kernels::cpu::{Simd, limit_simd, simd_paths};
@@ -718,6 +740,13 @@ fn cpu_backend_matches_references() {
         run_all(&Cpu, 1e-5);
     }
     limit_simd(Simd::Best);
+    // `lakecap.precision = 'f32'`: f32 x in every product.
+    run_all(
+        &Cpu {
+            precision: Precision::F32,
+        },
+        1e-5,
+    );
 }
 
 #[test]

@@ -218,6 +218,8 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
     use lakecap_models::gguf::Gguf;
     use lakecap_models::llama::{GgufWeights, Llama, LlamaConfig, LlamaDecoder, config_from_gguf};
 
+    // The decoding loop's thread joins a pool as the generator's worker does.
+    let _pool = lakecap_models::runtime::join_pool();
     let t = Instant::now();
     let model = match lakecap_models::hub::gguf_file(path)
         .filter(|_| !path.join("config.json").is_file())
@@ -261,7 +263,8 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
                     pos: prompt + k,
                 })
                 .collect();
-            dec.step(&tokens, &at, &all, Want::Top(1)).unwrap();
+            // Each step with the pool's workers polling, as the generator runs it.
+            lakecap_models::runtime::busy(|| dec.step(&tokens, &at, &all, Want::Top(1)).unwrap());
         }
         let t2 = Instant::now();
         if timed {

@@ -246,16 +246,16 @@ mod tests {
         let (nq, nc) = (100, CORPUS + 300);
         let q: Vec<f32> = (0..nq * d).map(|_| rng.random_range(-1.0..1.0)).collect();
         let c: Vec<f32> = (0..nc * d).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let got = knn_on(Device::Cpu, &q, &c, d, 5).unwrap();
+        let got = knn_on(Device::CPU, &q, &c, d, 5).unwrap();
         let want = brute(&q, &c, d, 5);
         for (g, w) in got.iter().zip(&want) {
             assert_eq!(g.iter().map(|n| n.index).collect::<Vec<_>>(), *w);
             assert!(g.windows(2).all(|p| p[0].similarity >= p[1].similarity));
         }
         // Fewer corpus rows than k; an empty corpus.
-        let small = knn_on(Device::Cpu, &q[..d], &c[..2 * d], d, 5).unwrap();
+        let small = knn_on(Device::CPU, &q[..d], &c[..2 * d], d, 5).unwrap();
         assert_eq!(small[0].len(), 2);
-        assert!(knn_on(Device::Cpu, &q[..d], &[], d, 5).unwrap()[0].is_empty());
+        assert!(knn_on(Device::CPU, &q[..d], &[], d, 5).unwrap()[0].is_empty());
     }
 
     /// Probing every list is exact search; on clustered data the default
@@ -284,12 +284,12 @@ mod tests {
             seed: 1,
         };
         assert_eq!(
-            ids(knn_ivf_on(Device::Cpu, q, &c, d, 10, all).unwrap()),
+            ids(knn_ivf_on(Device::CPU, q, &c, d, 10, all).unwrap()),
             exact
         );
         let ivf = Ivf::for_corpus(n);
         assert_eq!((ivf.lists, ivf.probes), (219, 14));
-        let got = ids(knn_ivf_on(Device::Cpu, q, &c, d, 10, ivf).unwrap());
+        let got = ids(knn_ivf_on(Device::CPU, q, &c, d, 10, ivf).unwrap());
         let hits: usize = got
             .iter()
             .zip(&exact)
@@ -298,7 +298,7 @@ mod tests {
         let recall = hits as f64 / (10 * exact.len()) as f64;
         assert!(recall >= 0.9, "recall@10 {recall}");
         assert_eq!(
-            ids(knn_ivf_on(Device::Cpu, q, &c, d, 10, ivf).unwrap()),
+            ids(knn_ivf_on(Device::CPU, q, &c, d, 10, ivf).unwrap()),
             got
         );
         // Fewer corpus rows than lists or k (both clamp), and an empty corpus.
@@ -308,9 +308,9 @@ mod tests {
             seed: 0,
         };
         assert_eq!(
-            knn_ivf_on(Device::Cpu, q, &c[..3 * d], d, 5, tiny).unwrap()[0].len(),
+            knn_ivf_on(Device::CPU, q, &c[..3 * d], d, 5, tiny).unwrap()[0].len(),
             3
         );
-        assert!(knn_ivf_on(Device::Cpu, q, &[], d, 5, tiny).unwrap()[0].is_empty());
+        assert!(knn_ivf_on(Device::CPU, q, &[], d, 5, tiny).unwrap()[0].is_empty());
     }
 }

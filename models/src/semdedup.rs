@@ -201,7 +201,7 @@ pub fn kmeans_on(
 
 /// SemDeDup over `vectors` (`n × d`, any norm; NaN-free) on the CPU.
 pub fn semantic_duplicates(vectors: &[f32], d: usize, p: &SemDedupParams) -> Result<Vec<SemDup>> {
-    semantic_duplicates_on(Device::Cpu, vectors, d, p)
+    semantic_duplicates_on(Device::CPU, vectors, d, p)
 }
 
 /// [`semantic_duplicates`] on `device` (a GPU runs the k-means GEMMs and the
@@ -212,7 +212,7 @@ pub fn semantic_duplicates_on(
     d: usize,
     p: &SemDedupParams,
 ) -> Result<Vec<SemDup>> {
-    let parallel = device == Device::Cpu;
+    let parallel = device == Device::CPU;
     with_shared_backend!(device, |be| run(be, parallel, vectors, d, p))
 }
 
@@ -362,7 +362,7 @@ mod tests {
         // kmeans_on: the same clusters (any norm), small distances to their
         // centroids, and the same answer for the same seed.
         let scaled: Vec<f32> = v.iter().map(|x| x * 3.0).collect();
-        let (r, cent) = kmeans_on(Device::Cpu, &scaled, 16, 5, 30, 1).unwrap();
+        let (r, cent) = kmeans_on(Device::CPU, &scaled, 16, 5, 30, 1).unwrap();
         assert_eq!(r.iter().map(|(c, _)| *c).collect::<Vec<_>>(), a);
         // Unit centroids, one per cluster, each nearest its own members.
         assert_eq!(cent.len(), 5 * 16);
@@ -383,7 +383,7 @@ mod tests {
             r.iter().all(|(_, dist)| (0.0..0.05).contains(dist)),
             "{r:?}"
         );
-        assert_eq!(kmeans_on(Device::Cpu, &scaled, 16, 5, 30, 1).unwrap().0, r);
+        assert_eq!(kmeans_on(Device::CPU, &scaled, 16, 5, 30, 1).unwrap().0, r);
     }
 
     #[test]

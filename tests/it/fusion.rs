@@ -75,7 +75,7 @@ async fn where_and_select_generate_each_row_once() {
         .unwrap();
     let fused = strings(&out, 1);
     assert_eq!(fused.len(), 3 * manifest().len(), "no row lost");
-    let model = lakecap_models::serve::llm::llm(dir.to_str().unwrap(), 32, Device::Cpu).unwrap();
+    let model = lakecap_models::serve::llm::llm(dir.to_str().unwrap(), 32, Device::CPU).unwrap();
     // Rows whose alt text is unusable skip the model; the rest run once each.
     let needs_model = manifest()
         .iter()

@@ -62,13 +62,13 @@ async fn where_and_select_compute_each_image_once() {
     let images = lakecap_models::serve::embed::image_embedder(
         model.to_str().unwrap(),
         32,
-        lakecap_models::runtime::Device::Cpu,
+        lakecap_models::runtime::Device::CPU,
     )
     .unwrap();
     let texts = lakecap_models::serve::embed::text_embedder(
         model.to_str().unwrap(),
         32,
-        lakecap_models::runtime::Device::Cpu,
+        lakecap_models::runtime::Device::CPU,
     )
     .unwrap();
     assert_eq!(
@@ -114,7 +114,7 @@ async fn partitions_share_batches() {
     let images = lakecap_models::serve::embed::image_embedder(
         model.to_str().unwrap(),
         32,
-        lakecap_models::runtime::Device::Cpu,
+        lakecap_models::runtime::Device::CPU,
     )
     .unwrap();
     let rows = images.scheduler.stats.rows.load(Ordering::Relaxed);

@@ -61,7 +61,7 @@ async fn captions(model: &std::path::Path, cache: &std::path::Path, extra: &str)
 async fn captions_are_computed_once_and_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let model = crate::common::private_model("blip-tiny", "recaption");
-    let cap = lakecap_models::serve::caption::captioner(model.to_str().unwrap(), 32, Device::Cpu)
+    let cap = lakecap_models::serve::caption::captioner(model.to_str().unwrap(), 32, Device::CPU)
         .unwrap();
     let runs = || cap.generator.stats.sequences.load(Ordering::Relaxed);
 

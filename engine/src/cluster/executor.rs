@@ -52,7 +52,7 @@ pub struct ExecutorArgs {
 pub async fn run(args: &ExecutorArgs) -> Result<()> {
     let (device, why) = Device::parse(&args.device).context("--device")?;
     let device = match device {
-        Device::Cpu => "cpu".to_string(),
+        Device::Cpu(_) => "cpu".to_string(),
         Device::Cuda(n, _) => format!("cuda:{n}"),
     };
     if let Some(why) = why {

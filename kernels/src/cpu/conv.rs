@@ -60,7 +60,7 @@ pub const PATCH_BYTES: usize = 4 << 20;
 /// the residual (or zeros) plus the bias, the GEMM accumulates into it, and
 /// the activation runs in place, so a residual block's tail writes its
 /// output once instead of three times. Patches are built and multiplied
-/// [`PATCH_BYTES`] at a time.
+/// [`PATCH_BYTES`] at a time. `exact`: as [`gemm::linear`]'s.
 pub fn conv2d(
     x: &CpuTensor,
     w: &CpuTensor,
@@ -68,6 +68,7 @@ pub fn conv2d(
     win: &Window,
     residual: Option<&CpuTensor>,
     act: Option<Activation>,
+    exact: bool,
 ) -> Result<CpuTensor> {
     let (n, oh, ow, c) = check::conv2d(&x.shape, &w.shape, win)?;
     let (o, k) = (w.shape[0], w.shape[1]);
@@ -85,7 +86,7 @@ pub fn conv2d(
     }
     let xv = x.f32();
     if win.is_pointwise() {
-        gemm::accumulate(&xv, w, &mut out, m, c, o);
+        gemm::accumulate(&xv, w, &mut out, m, c, o, exact);
     } else {
         let rows = (PATCH_BYTES / (k * 4)).max(64).min(m.max(1));
         let mut buf = vec![0f32; rows * k];
@@ -93,7 +94,7 @@ pub fn conv2d(
             let r = rows.min(m - first);
             let (patch, dst) = (&mut buf[..r * k], &mut out[first * o..(first + r) * o]);
             patches(&xv, [x.shape[1], x.shape[2], c], win, first, patch);
-            gemm::accumulate(patch, w, dst, r, k, o);
+            gemm::accumulate(patch, w, dst, r, k, o, exact);
         }
     }
     if let Some(act) = act {

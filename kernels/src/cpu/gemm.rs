@@ -3,10 +3,13 @@
 //! the `gemm` crate's packing of the whole weight matrix on every call costs
 //! as much as the product: there, [`small_m`] streams each weight row once
 //! against all input rows (AVX-512 or AVX2/FMA when the CPU has them; stored
-//! f16, bf16 and Q4/Q8 rows decoded in AVX-512 or AVX2 registers by
-//! [`super::stored`]), and [`small_m_many`] runs a layer's products on one
-//! input (q/k/v, gate/up) as one parallel pass.
+//! f16 and bf16 rows decoded in AVX-512 or AVX2 registers by
+//! [`super::stored`], GGML Q4_0/Q4_1/Q8_0 blocks by 8-bit activations in
+//! integer dot products, [`super::int8`]), and [`small_m_many`] runs a layer's
+//! products on one input (q/k/v, gate/up) as one parallel pass. GGML blocks
+//! multiply 8-bit activations on every path, as llama.cpp does.
 
+use super::int8::{self, Q8Rows};
 use super::{CpuTensor, Data};
 use crate::backend::{Result, check};
 
@@ -61,19 +64,20 @@ pub fn small_m_with(
     n: usize,
     registers: bool,
 ) {
-    small_m_many(x, &mut [(w, &mut out[..m * n])], m, k, registers);
+    small_m_many(x, &mut [(w, &mut out[..m * n])], m, k, registers, false);
 }
 
 /// [`small_m`] of one `x [m, k]` by several weights `(w [n, k], out [m, n])`
 /// (a layer's q/k/v or gate/up projections) as one parallel pass: the pool
 /// is woken once for all of them, which at batch 1 costs as much as the
-/// smaller products themselves.
+/// smaller products themselves. `exact`: as [`linear`]'s.
 pub fn small_m_many(
     x: &[f32],
     products: &mut [(WeightRows<'_>, &mut [f32])],
     m: usize,
     k: usize,
     registers: bool,
+    exact: bool,
 ) {
     use rayon::prelude::*;
     // Columns per task: enough work per task, enough tasks per thread.
@@ -81,6 +85,7 @@ pub fn small_m_many(
     if m == 0 {
         return;
     }
+    let x = Input::new(x, products.iter().map(|p| p.0), m, k, registers, exact);
     // Transposed results: column j's m values together, so tasks own
     // disjoint slices.
     let mut ts: Vec<Vec<f32>> = products.iter().map(|p| vec![0f32; p.1.len()]).collect();
@@ -94,7 +99,7 @@ pub fn small_m_many(
         })
         .collect();
     let run =
-        |(w, j0, tc): (WeightRows<'_>, usize, &mut [f32])| columns(x, w, j0, tc, m, k, registers);
+        |(w, j0, tc): (WeightRows<'_>, usize, &mut [f32])| columns(&x, w, j0, tc, m, k, registers);
     // One thread: no hand-off to the pool at all.
     if rayon::current_num_threads() == 1 {
         tasks.into_iter().for_each(run);
@@ -111,10 +116,40 @@ pub fn small_m_many(
     }
 }
 
+/// What the products of one [`small_m_many`] pass read of x: its f32 rows,
+/// and where GGML blocks take 8-bit activations ([`super::int8`]), x
+/// quantised once for all of them: as integers for few rows, else rounded in
+/// f32 for the widening path.
+struct Input<'a> {
+    x: &'a [f32],
+    q: Option<Q8Rows>,
+    rounded: Option<Vec<f32>>,
+}
+
+impl<'a> Input<'a> {
+    fn new<'w>(
+        x: &'a [f32],
+        mut ws: impl Iterator<Item = WeightRows<'w>>,
+        m: usize,
+        k: usize,
+        registers: bool,
+        exact: bool,
+    ) -> Input<'a> {
+        let blocks = !exact && ws.any(|w| matches!(w, WeightRows::Stored(d) if int8::takes(d, k)));
+        // Few rows multiply the integers; more multiply widened weights.
+        let integers = blocks && registers && m <= SMALL_M;
+        Input {
+            x,
+            q: integers.then(|| Q8Rows::new(x, m, k)),
+            rounded: (blocks && !integers).then(|| int8::round(&x[..m * k], k)),
+        }
+    }
+}
+
 /// One task of [`small_m_many`]: `tc[(j - j0) · m + i] = x_i · w_j` for the
 /// `tc.len() / m` weight rows from `j0`.
 fn columns(
-    x: &[f32],
+    input: &Input<'_>,
     w: WeightRows<'_>,
     j0: usize,
     tc: &mut [f32],
@@ -124,6 +159,7 @@ fn columns(
 ) {
     let (fast, wide512) = (super::avx2_fma(), super::avx512());
     let cols = tc.len() / m;
+    let mut x = input.x;
     // f32 storage is read in place.
     let w = match w {
         WeightRows::Stored(Data::F32(v)) => WeightRows::F32(v),
@@ -132,13 +168,15 @@ fn columns(
     // Stored rows the CPU can decode in registers skip the widening buffer;
     // past `SMALL_M` rows widening once costs less than decoding once per
     // four x rows (kernels/benches/gemm.rs, "stored weights").
-    if let WeightRows::Stored(d) = w
-        && registers
-        && m <= SMALL_M
-        && super::stored::supports(d, k)
-    {
-        super::stored::rows(x, d, j0, cols, m, k, tc);
-        return;
+    if let WeightRows::Stored(d) = w {
+        match (&input.q, &input.rounded) {
+            (Some(q), _) if int8::takes(d, k) => return int8::rows(q, d, j0, cols, tc),
+            (_, Some(rounded)) if int8::takes(d, k) => x = rounded,
+            _ if registers && m <= SMALL_M && super::stored::supports(d) => {
+                return super::stored::rows(x, d, j0, cols, m, k, tc);
+            }
+            _ => {}
+        }
     }
     let mut jj = 0;
     let mut wide = Vec::new();
@@ -283,6 +321,7 @@ unsafe fn block_avx2(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) {
 /// accumulators), so each loaded vector serves four FMAs.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::needless_range_loop)]
 unsafe fn block_avx512(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) {
     use std::arch::x86_64::*;
     let m = x.len() / k;
@@ -299,8 +338,13 @@ unsafe fn block_avx512(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) 
             let mut s = [[_mm512_setzero_ps(); 4]; 4];
             let mut t = 0;
             while t < k16 {
-                let wv: [__m512; 4] =
-                    std::array::from_fn(|c| _mm512_loadu_ps(rows[c].as_ptr().add(t)));
+                // Index loops, not `array::from_fn` or iterators: their
+                // generic code can land in another codegen unit and stay a
+                // call per load (a batch-32 profile showed it).
+                let mut wv = [_mm512_setzero_ps(); 4];
+                for c in 0..4 {
+                    wv[c] = _mm512_loadu_ps(rows[c].as_ptr().add(t));
+                }
                 for q in 0..4 {
                     let xv = _mm512_loadu_ps(xs[q].as_ptr().add(t));
                     for c in 0..4 {
@@ -310,8 +354,10 @@ unsafe fn block_avx512(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) 
                 t += 16;
             }
             if tail > 0 {
-                let wv: [__m512; 4] =
-                    std::array::from_fn(|c| _mm512_maskz_loadu_ps(mask, rows[c].as_ptr().add(k16)));
+                let mut wv = [_mm512_setzero_ps(); 4];
+                for c in 0..4 {
+                    wv[c] = _mm512_maskz_loadu_ps(mask, rows[c].as_ptr().add(k16));
+                }
                 for q in 0..4 {
                     let xv = _mm512_maskz_loadu_ps(mask, xs[q].as_ptr().add(k16));
                     for c in 0..4 {
@@ -330,11 +376,18 @@ unsafe fn block_avx512(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) 
 }
 
 /// `x [.., k] · wᵀ (+ b)` with `w [n, k]`.
-pub fn linear(x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<CpuTensor> {
+/// `exact`: x stays f32 in every product (no 8-bit x for GGML blocks, no
+/// AMX tiles for bf16 weights; `Precision::F32`).
+pub fn linear(
+    x: &CpuTensor,
+    w: &CpuTensor,
+    b: Option<&CpuTensor>,
+    exact: bool,
+) -> Result<CpuTensor> {
     let (m, k, n) = check::linear(&x.shape, &w.shape, b.map(|b| b.shape.as_slice()))?;
     let (shape, mut out) = output(x, b, m, n);
     if m > 0 {
-        accumulate(&x.f32(), w, &mut out, m, k, n);
+        accumulate(&x.f32(), w, &mut out, m, k, n, exact);
     }
     Ok(CpuTensor::from_f32(&shape, out))
 }
@@ -357,6 +410,7 @@ fn output(x: &CpuTensor, b: Option<&CpuTensor>, m: usize, n: usize) -> (Vec<usiz
 pub fn linear_many(
     x: &CpuTensor,
     ws: &[(&CpuTensor, Option<&CpuTensor>)],
+    exact: bool,
 ) -> Result<Vec<CpuTensor>> {
     let mut shapes = Vec::with_capacity(ws.len());
     for (w, b) in ws {
@@ -368,7 +422,7 @@ pub fn linear_many(
     }
     let m = shapes.first().map_or(0, |s| s.0);
     if m == 0 || !ws.iter().all(|(w, _)| streams(w, m)) {
-        return ws.iter().map(|(w, b)| linear(x, w, *b)).collect();
+        return ws.iter().map(|(w, b)| linear(x, w, *b, exact)).collect();
     }
     let k = shapes[0].1;
     let mut outs: Vec<(Vec<usize>, Vec<f32>)> = ws
@@ -381,7 +435,7 @@ pub fn linear_many(
         .zip(outs.iter_mut())
         .map(|((w, _), (_, o))| (WeightRows::Stored(&w.data), o.as_mut_slice()))
         .collect();
-    small_m_many(&x.f32(), &mut products, m, k, true);
+    small_m_many(&x.f32(), &mut products, m, k, true, exact);
     Ok(outs
         .into_iter()
         .map(|(shape, o)| CpuTensor::from_f32(&shape, o))
@@ -402,16 +456,35 @@ fn streams(w: &CpuTensor, m: usize) -> bool {
 }
 
 /// `out [m, n] += x [m, k] · wᵀ`, by the streaming kernel for few rows, AMX
-/// tiles for a bf16 weight where the CPU has them, else the `gemm` crate.
-pub fn accumulate(x: &[f32], w: &CpuTensor, out: &mut [f32], m: usize, k: usize, n: usize) {
+/// tiles for a bf16 weight where the CPU has them (unless `exact`), else the
+/// `gemm` crate.
+pub fn accumulate(
+    x: &[f32],
+    w: &CpuTensor,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    exact: bool,
+) {
     if streams(w, m) {
-        small_m(x, WeightRows::Stored(&w.data), out, m, k, n);
-    } else if matches!(w.data, Data::BF16(_)) && super::amx::available() {
+        let w = WeightRows::Stored(&w.data);
+        small_m_many(x, &mut [(w, &mut out[..m * n])], m, k, true, exact);
+    } else if matches!(w.data, Data::BF16(_)) && super::amx::available() && !exact {
         // A bf16 checkpoint runs bf16 GEMMs where the CPU has AMX tiles, as
         // PyTorch runs a bf16 model (and CUDA's `auto` precision does).
         super::amx::linear(x, &w.data, out, m, k, n);
     } else {
-        // The product dominates the widening (more rows than the crossover).
+        // The product dominates the widening (more rows than the crossover);
+        // GGML blocks multiply 8-bit activations however many rows there are.
+        let rounded;
+        let x = match int8::takes(&w.data, k) && !exact {
+            true => {
+                rounded = int8::round(&x[..m * k], k);
+                &rounded
+            }
+            false => x,
+        };
         large_m(x, &w.f32_par(), out, m, k, n);
     }
 }

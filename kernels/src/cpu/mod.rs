@@ -9,6 +9,7 @@ pub mod amx;
 pub mod attention;
 pub mod conv;
 pub mod gemm;
+pub mod int8;
 pub mod norm;
 pub mod rope;
 pub mod stored;
@@ -19,6 +20,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::backend::{Activation, Backend, HostData, Mask, Pool, Pos, Result, Rope, Window, check};
+use crate::cuda::Precision;
 
 /// Element storage of a CPU tensor.
 #[derive(Debug, Clone)]
@@ -26,9 +28,10 @@ pub enum Data {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
-    /// GGML blocks, dequantised a range at a time where they are read (the
-    /// streaming small-row GEMM widens four weight rows at a time, larger
-    /// products widen the matrix in parallel, lookups only their rows).
+    /// GGML blocks, read where they are used: Q4_0/Q4_1/Q8_0 products of few
+    /// rows multiply them by 8-bit x in integer dot products (`int8`); other
+    /// products widen four weight rows at a time, or the matrix in parallel
+    /// for many rows; lookups widen only their rows.
     Quant(crate::quant::GgmlType, Vec<u8>),
 }
 
@@ -264,9 +267,29 @@ fn broadcast(
     Ok(CpuTensor::from_f32(&a.shape, out))
 }
 
-/// The CPU backend.
-#[derive(Debug, Clone, Default)]
-pub struct Cpu;
+/// The CPU backend, multiplying as `precision` (`lakecap.precision`) says:
+/// `Auto` as the checkpoint's format is meant to run (GGML Q4_0/Q4_1/Q8_0
+/// blocks by 8-bit x, as llama.cpp does; bf16 weights on AMX tiles where the
+/// CPU has them), `F32` with f32 x in every product (parity with an f32
+/// reference). `F16` and `Bf16` run as `Auto`: the CPU keeps weights as the
+/// checkpoint stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cpu {
+    pub precision: Precision,
+}
+
+/// The CPU backend at [`Precision::Auto`]: what `Cpu` names as a value.
+#[allow(non_upper_case_globals)]
+pub const Cpu: Cpu = Cpu {
+    precision: Precision::Auto,
+};
+
+impl Cpu {
+    /// Whether every product keeps x in f32 (`Precision::F32`).
+    fn exact(&self) -> bool {
+        self.precision == Precision::F32
+    }
+}
 
 impl Backend for Cpu {
     type Tensor = CpuTensor;
@@ -274,6 +297,10 @@ impl Backend for Cpu {
 
     fn name(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())
+    }
+
+    fn rounds_x_for_blocks(&self) -> bool {
+        !self.exact()
     }
 
     fn activation_budget(&self) -> Option<usize> {
@@ -312,7 +339,7 @@ impl Backend for Cpu {
     }
 
     fn linear(&self, x: &CpuTensor, w: &CpuTensor, b: Option<&CpuTensor>) -> Result<CpuTensor> {
-        gemm::linear(x, w, b)
+        gemm::linear(x, w, b, self.exact())
     }
 
     fn linear_many(
@@ -320,7 +347,7 @@ impl Backend for Cpu {
         x: &CpuTensor,
         ws: &[(&CpuTensor, Option<&CpuTensor>)],
     ) -> Result<Vec<CpuTensor>> {
-        gemm::linear_many(x, ws)
+        gemm::linear_many(x, ws, self.exact())
     }
 
     fn layer_norm(
@@ -476,7 +503,7 @@ impl Backend for Cpu {
         residual: Option<&CpuTensor>,
         act: Option<Activation>,
     ) -> Result<CpuTensor> {
-        conv::conv2d(x, w, b, win, residual, act)
+        conv::conv2d(x, w, b, win, residual, act, self.exact())
     }
 
     fn top_k(&self, x: &CpuTensor, k: usize) -> Result<(Vec<f32>, Vec<u32>)> {

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::decode::{Decoder, GenParams, Logits, Want};
 use crate::error::{ModelError, Result};
-use crate::runtime::{catch, spawn_worker};
+use crate::runtime::{busy, catch, spawn_worker};
 
 mod beam;
 mod sampling;
@@ -350,7 +350,7 @@ impl<D: Decoder> Worker<D> {
                 continue;
             }
             if !self.running.is_empty() {
-                self.step();
+                busy(|| self.step());
             }
         }
     }

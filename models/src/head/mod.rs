@@ -246,7 +246,7 @@ impl Head {
 /// home), loaded on first use.
 pub fn embedding_head(id: &str) -> Result<Arc<Head>> {
     static REG: OnceLock<Registry<Head>> = OnceLock::new();
-    cached(&REG, id, Device::Cpu, Head::load)
+    cached(&REG, id, Device::CPU, Head::load)
 }
 
 /// The config of the head at `id` alone: what planning needs.

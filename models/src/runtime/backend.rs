@@ -21,8 +21,8 @@ use crate::error::Result;
 macro_rules! on_device {
     ($device:expr, |$be:ident| $build:expr) => {
         match $device {
-            $crate::runtime::Device::Cpu => {
-                let $be = lakecap_kernels::Cpu;
+            $crate::runtime::Device::Cpu(precision) => {
+                let $be = lakecap_kernels::Cpu { precision };
                 $build
             }
             $crate::runtime::Device::Cuda(n, precision) => {
@@ -39,8 +39,8 @@ pub(crate) use on_device;
 macro_rules! with_shared_backend {
     ($device:expr, |$be:ident| $body:expr) => {
         match $device {
-            $crate::runtime::Device::Cpu => {
-                let $be = &lakecap_kernels::Cpu;
+            $crate::runtime::Device::Cpu(precision) => {
+                let $be = &lakecap_kernels::Cpu { precision };
                 $body
             }
             $crate::runtime::Device::Cuda(n, precision) => {

@@ -8,15 +8,28 @@ use lakecap_kernels::cuda::Precision;
 
 use crate::error::{ModelError, Result};
 
-/// Where a model runs: the CPU, or a CUDA device and the precision its
-/// weights are kept in.
+/// Where a model runs, the CPU or a CUDA device, and the precision it
+/// multiplies in (`lakecap.precision`: on a GPU what weights are kept in; on
+/// the CPU, `f32` keeps every product's x in f32, see [`lakecap_kernels::Cpu`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
-    Cpu,
+    Cpu(Precision),
     Cuda(usize, Precision),
 }
 
 impl Device {
+    /// The CPU at [`Precision::Auto`].
+    pub const CPU: Device = Device::Cpu(Precision::Auto);
+
+    /// The CPU at `precision`: `F32` or `Auto` (`F16` and `Bf16` run as `Auto`
+    /// there, so they are the same device and load a model once).
+    pub fn cpu(precision: Precision) -> Device {
+        match precision {
+            Precision::F32 => Device::Cpu(Precision::F32),
+            _ => Device::CPU,
+        }
+    }
+
     /// Parses `auto`, `cpu`, `cuda` or `cuda:N` (CUDA with [`Precision::Auto`]).
     /// `auto` is CUDA device 0 when the driver, NVRTC and cuBLAS can be
     /// loaded, else the CPU, and then also returns why.
@@ -24,11 +37,11 @@ impl Device {
         let s = s.trim().to_ascii_lowercase();
         let cuda = |n| Device::Cuda(n, Precision::Auto);
         Ok(match s.as_str() {
-            "cpu" => (Device::Cpu, None),
+            "cpu" => (Device::CPU, None),
             "cuda" => (cuda(0), None),
             "auto" => match lakecap_kernels::cuda::unavailable_reason() {
                 None => (cuda(0), None),
-                Some(why) => (Device::Cpu, Some(why)),
+                Some(why) => (Device::CPU, Some(why)),
             },
             other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
                 Some(n) => (cuda(n), None),
@@ -41,12 +54,11 @@ impl Device {
         })
     }
 
-    /// This device with weights kept in `precision` (`auto`, `f32`, `f16`,
-    /// `bf16`); the CPU keeps checkpoints as they are whatever it says.
+    /// This device at `precision` (`auto`, `f32`, `f16`, `bf16`).
     pub fn with_precision(self, precision: &str) -> Result<Device> {
         let p = Precision::from_str(precision).map_err(ModelError::Unsupported)?;
         Ok(match self {
-            Device::Cpu => Device::Cpu,
+            Device::Cpu(_) => Device::cpu(p),
             Device::Cuda(n, _) => Device::Cuda(n, p),
         })
     }
@@ -68,7 +80,7 @@ mod tests {
     #[test]
     fn parses_settings_and_names_the_accepted_values() {
         let cuda = |n| Device::Cuda(n, Precision::Auto);
-        assert_eq!(" CPU ".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!(" CPU ".parse::<Device>().unwrap(), Device::CPU);
         assert_eq!("cuda".parse::<Device>().unwrap(), cuda(0));
         assert_eq!("cuda:3".parse::<Device>().unwrap(), cuda(3));
         let e = "tpu".parse::<Device>().unwrap_err().to_string();
@@ -84,8 +96,12 @@ mod tests {
             cuda(1).with_precision("f32").unwrap(),
             Device::Cuda(1, Precision::F32)
         );
-        assert_eq!(Device::Cpu.with_precision("f16").unwrap(), Device::Cpu);
-        let e = Device::Cpu.with_precision("f8").unwrap_err().to_string();
+        assert_eq!(
+            Device::CPU.with_precision("f32").unwrap(),
+            Device::Cpu(Precision::F32)
+        );
+        assert_eq!(Device::CPU.with_precision("bf16").unwrap(), Device::CPU);
+        let e = Device::CPU.with_precision("f8").unwrap_err().to_string();
         assert!(
             e.contains("precision `f8`: use 'auto', 'f32', 'f16' or 'bf16'"),
             "{e}"

@@ -9,7 +9,9 @@
 //! - [`Scheduler`]: one worker per model that batches rows across concurrent
 //!   callers behind a bounded queue.
 //! - `worker`: the model thread itself (built where its device context lives,
-//!   panics turned into errors), shared by the scheduler and the generator.
+//!   panics turned into errors, worker 0 of a rayon pool of its own:
+//!   [`join_pool`], whose other workers poll while a step runs: [`busy`]),
+//!   shared by the scheduler and the generator.
 //!
 //! The runtime imports the kernels, the error type and [`crate::hub`] (to
 //! resolve a model id to its directory); it knows no architecture.
@@ -25,4 +27,5 @@ pub use device::Device;
 pub use lakecap_kernels::cuda::Precision;
 pub(crate) use registry::{Registry, cached};
 pub use scheduler::{Scheduler, SchedulerStats};
+pub use worker::{busy, join_pool};
 pub(crate) use worker::{catch, spawn_worker};

@@ -36,7 +36,7 @@ fn preprocessing_matches_blip_image_processor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greedy_captions_match_transformers_generate() {
-    check_greedy(Device::Cpu).await;
+    check_greedy(Device::CPU).await;
     match lakecap_kernels::cuda::unavailable_reason() {
         None => check_greedy(Device::Cuda(0, lakecap_kernels::cuda::Precision::F32)).await,
         Some(why) => eprintln!("CUDA part skipped: {why}"),
@@ -60,8 +60,8 @@ fn tokenizer_padding_settings_do_not_reach_the_prompt() {
     tok["truncation"] = serde_json::json!({"direction": "Right", "max_length": 4,
         "strategy": "LongestFirst", "stride": 0});
     std::fs::write(&path, tok.to_string()).unwrap();
-    let padded = load_captioner(tmp.path(), "padded", 1, Device::Cpu).unwrap();
-    let plain = load_captioner(&fixture(), "plain", 1, Device::Cpu).unwrap();
+    let padded = load_captioner(tmp.path(), "padded", 1, Device::CPU).unwrap();
+    let plain = load_captioner(&fixture(), "plain", 1, Device::CPU).unwrap();
     let want = plain.prompt_ids("a picture of a dog on the beach").unwrap();
     assert!(want.len() > 4, "{want:?}");
     assert_eq!(

@@ -146,7 +146,7 @@ async fn embedder_on_cuda_matches_cpu() {
         return;
     }
     let dir = fixture();
-    let cpu = load_image_embedder(&dir, "tiny", 4, Device::Cpu).unwrap();
+    let cpu = load_image_embedder(&dir, "tiny", 4, Device::CPU).unwrap();
     let gpu = load_image_embedder(
         &dir,
         "tiny",

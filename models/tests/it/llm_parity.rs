@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{floats, ids, json, rel_err};
-use lakecap_kernels::{Backend, Cpu, Cuda, Pos, cuda::unavailable_reason};
+use lakecap_kernels::cuda::{Precision, unavailable_reason};
+use lakecap_kernels::{Backend, Cpu, Cuda, Pos};
 use lakecap_models::chat::Message;
 use lakecap_models::decode::GenParams;
 use lakecap_models::gguf::Gguf;
@@ -135,7 +136,7 @@ fn tiny_llama_and_qwen2_logits_match_transformers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greedy_generation_matches_transformers_generate() {
-    check_greedy(Device::Cpu).await;
+    check_greedy(Device::CPU).await;
     match unavailable_reason() {
         None => check_greedy(Device::Cuda(0, lakecap_kernels::cuda::Precision::F32)).await,
         Some(why) => eprintln!("CUDA part skipped: {why}"),
@@ -201,7 +202,11 @@ async fn smollm2_gguf_matches_llama_cpp() {
         return;
     }
     let exp: serde_json::Value = json(&fixture("smollm2/expected.json"));
-    let m = llm::llm(SMOL, 4, Device::Cpu).unwrap();
+    // `lakecap.precision = 'f32'`: f32 activations, as transformers on the
+    // dequantised weights; the default multiplies 8-bit activations, as
+    // llama.cpp does.
+    let exact = llm::llm(SMOL, 4, Device::Cpu(Precision::F32)).unwrap();
+    let m = llm::llm(SMOL, 4, Device::CPU).unwrap();
     for t in exp["tokenize"].as_array().unwrap() {
         let text = t["text"].as_str().unwrap().to_string();
         let want = ids(&serde_json::json!([t["ids"]]))[0].clone();
@@ -220,7 +225,6 @@ async fn smollm2_gguf_matches_llama_cpp() {
         max_new_tokens: 24,
         ..Default::default()
     };
-    let out = m.complete(&prompts, params).await.unwrap();
     let strip = |v: &serde_json::Value| {
         let mut t = ids(&serde_json::json!([v]))[0].clone();
         if t.last() == Some(&2) {
@@ -228,18 +232,23 @@ async fn smollm2_gguf_matches_llama_cpp() {
         }
         t
     };
-    let mut identical_to_llama_cpp = 0;
+    let out = exact.complete(&prompts, params.clone()).await.unwrap();
     for (r, got) in rows.iter().zip(out) {
-        let got = got.unwrap().tokens;
         // f32 reference on the same dequantised weights: exact.
         assert_eq!(
-            got,
+            got.unwrap().tokens,
             strip(&r["transformers_greedy"]),
             "vs transformers after {:?}",
             r["prompt"]
         );
-        // llama.cpp multiplies 8-bit-quantised activations: identical, except
-        // that a step where its top two logits are within 0.5 may go either way.
+    }
+    let out = m.complete(&prompts, params).await.unwrap();
+    let mut identical_to_llama_cpp = 0;
+    for (r, got) in rows.iter().zip(out) {
+        let got = got.unwrap().tokens;
+        // The same 8-bit activations as llama.cpp (which also keeps its KV
+        // cache in f16 and sums in another order): identical, except that a
+        // step where its top two logits are within 0.5 may go either way.
         let cpp = strip(&r["llama_cpp_greedy"]);
         match got.iter().zip(&cpp).position(|(a, b)| a != b) {
             None => {
@@ -256,6 +265,10 @@ async fn smollm2_gguf_matches_llama_cpp() {
             }
         }
     }
+    eprintln!(
+        "{identical_to_llama_cpp} of {} identical to llama.cpp",
+        rows.len()
+    );
     assert!(
         identical_to_llama_cpp >= 1,
         "no prompt identical to llama.cpp"
@@ -272,16 +285,20 @@ fn smollm2_gguf_logits_match_transformers() {
     let file = hub::gguf_file(&dir).unwrap();
     let g = Gguf::open(&file).unwrap();
     let cfg = lakecap_models::llama::config_from_gguf(&g).unwrap();
-    let model = Llama::load(&Cpu, &cfg, &GgufWeights::new(g, &cfg)).unwrap();
+    // f32 activations, as transformers on the dequantised weights.
+    let be = Cpu {
+        precision: Precision::F32,
+    };
+    let model = Llama::load(&be, &cfg, &GgufWeights::new(g, &cfg)).unwrap();
     let exp: serde_json::Value = json(&fixture("smollm2/expected.json"));
     for r in exp["rows"].as_array().unwrap() {
         let prompt = ids(&serde_json::json!([r["ids"]]))[0].clone();
-        let mut caches = model.caches(&Cpu, 1, 256).unwrap();
+        let mut caches = model.caches(&be, 1, 256).unwrap();
         let at: Vec<Pos> = (0..prompt.len()).map(|pos| Pos { slot: 0, pos }).collect();
-        let logits = Cpu
+        let logits = be
             .download(
                 &model
-                    .forward(&Cpu, &mut caches, &prompt, &at, &[prompt.len() - 1])
+                    .forward(&be, &mut caches, &prompt, &at, &[prompt.len() - 1])
                     .unwrap(),
             )
             .unwrap();

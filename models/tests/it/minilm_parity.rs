@@ -32,7 +32,7 @@ async fn minilm_matches_sentence_transformers() {
         .iter()
         .map(|s| s.as_str().unwrap())
         .collect();
-    let model = embed::text_embedder(ID, 4, Device::Cpu).unwrap();
+    let model = embed::text_embedder(ID, 4, Device::CPU).unwrap();
     assert_eq!(model.dim, 384);
 
     let tokens = model.tokenize(&sentences).unwrap();

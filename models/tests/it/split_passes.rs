@@ -30,11 +30,11 @@ async fn one_image_per_pass_changes_nothing() {
     ];
 
     // CLIP: one pass of five, then five passes of one.
-    let whole = load_image_embedder(&fixture("clip-tiny"), "tiny", 8, Device::Cpu).unwrap();
+    let whole = load_image_embedder(&fixture("clip-tiny"), "tiny", 8, Device::CPU).unwrap();
     let inputs: Vec<_> = photos.iter().map(|p| whole.preprocess(&photo(p))).collect();
     let want = whole.embed(inputs.clone()).await.unwrap();
     set_activation_budget(1);
-    let split = load_image_embedder(&fixture("clip-tiny"), "tiny", 8, Device::Cpu).unwrap();
+    let split = load_image_embedder(&fixture("clip-tiny"), "tiny", 8, Device::CPU).unwrap();
     let got = split.embed(inputs).await.unwrap();
     for (a, b) in got.iter().zip(&want) {
         let err = a
@@ -49,7 +49,7 @@ async fn one_image_per_pass_changes_nothing() {
     let dir = fixture("blip-tiny");
     let exp: serde_json::Value = json(&dir.join("expected.json"));
     let rows = exp["rows"].as_array().unwrap();
-    let cap = load_captioner(&dir, "blip-tiny", 4, Device::Cpu).unwrap();
+    let cap = load_captioner(&dir, "blip-tiny", 4, Device::CPU).unwrap();
     let images = blip_inputs(&cap, rows);
     let params = GenParams {
         max_new_tokens: 12,

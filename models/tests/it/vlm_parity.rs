@@ -85,7 +85,7 @@ fn pixels_prompts_and_first_logits_match_transformers() {
         let exp = expected(reference);
         let stride = exp["sample_stride"].as_u64().unwrap() as usize;
         let dir = fixture(layout);
-        let vlm = load_vlm(&dir, layout, 1, Device::Cpu).unwrap();
+        let vlm = load_vlm(&dir, layout, 1, Device::CPU).unwrap();
         let mut dec = decoder(&dir);
         for r in exp["rows"].as_array().unwrap() {
             let name = r["photo"].as_str().unwrap();
@@ -162,7 +162,7 @@ fn pixels_prompts_and_first_logits_match_transformers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greedy_replies_match_transformers_generate() {
-    check_greedy(Device::Cpu).await;
+    check_greedy(Device::CPU).await;
     match lakecap_kernels::cuda::unavailable_reason() {
         None => check_greedy(Device::Cuda(0, lakecap_kernels::cuda::Precision::F32)).await,
         Some(why) => eprintln!("CUDA part skipped: {why}"),

@@ -107,7 +107,7 @@ fn config_err(e: ModelError) -> DataFusionError {
 pub struct DeviceSetting(Option<Device>);
 
 impl DeviceSetting {
-    /// The device (CUDA's precision is [`PrecisionSetting`]'s to say).
+    /// The device (its precision is [`PrecisionSetting`]'s to say).
     fn resolve(self) -> Device {
         self.0.unwrap_or_else(auto_device)
     }
@@ -119,7 +119,7 @@ fn auto_device() -> Device {
     static AUTO: OnceLock<Device> = OnceLock::new();
     *AUTO.get_or_init(|| {
         // `auto` always parses.
-        let (device, why) = Device::parse("auto").unwrap_or((Device::Cpu, None));
+        let (device, why) = Device::parse("auto").unwrap_or((Device::CPU, None));
         if let Some(why) = why {
             eprintln!("lakecap: lakecap.device = 'auto' runs models on the CPU: {why}");
         }
@@ -131,7 +131,7 @@ impl fmt::Display for DeviceSetting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             None => f.write_str("auto"),
-            Some(Device::Cpu) => f.write_str("cpu"),
+            Some(Device::Cpu(_)) => f.write_str("cpu"),
             Some(Device::Cuda(n, _)) => write!(f, "cuda:{n}"),
         }
     }
@@ -331,7 +331,7 @@ extensions_options! {
         pub batch_size: usize, default = 32
         /// Where models run: 'auto' (the first GPU when CUDA can be loaded, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
         pub device: DeviceSetting, default = DeviceSetting::default()
-        /// What model weights are kept in on a GPU: 'auto' (as the checkpoint stores them: f16/bf16 files run half-precision GEMMs, f32 files TF32), 'f32' (exact, for parity with the CPU), 'f16' or 'bf16' (weight matrices converted at load; f32 accumulation).
+        /// What model weights are kept in on a GPU: 'auto' (as the checkpoint stores them: f16/bf16 files run half-precision GEMMs, f32 files TF32), 'f32' (exact, for parity with the CPU), 'f16' or 'bf16' (weight matrices converted at load; f32 accumulation). On the CPU, 'auto' multiplies GGUF Q4_0/Q4_1/Q8_0 blocks by 8-bit activations as llama.cpp does and bf16 checkpoints on AMX tiles; 'f32' keeps activations f32.
         pub precision: PrecisionSetting, default = PrecisionSetting::default()
         /// Captioner for recaption, a BLIP or a VLM (Qwen2-VL) checkpoint: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory.
         pub caption_model: String, default = DEFAULT_CAPTION_MODEL.to_string()
@@ -412,10 +412,10 @@ impl LakecapOptions {
             .unwrap_or_default()
     }
 
-    /// Where models run: `lakecap.device`, CUDA with `lakecap.precision`.
+    /// Where models run: `lakecap.device` at `lakecap.precision`.
     pub fn device(&self) -> Device {
         match self.device.resolve() {
-            Device::Cpu => Device::Cpu,
+            Device::Cpu(_) => Device::cpu(self.precision.0),
             Device::Cuda(n, _) => Device::Cuda(n, self.precision.0),
         }
     }
@@ -447,7 +447,10 @@ mod tests {
         );
         assert_eq!(o.device(), Device::Cuda(0, Precision::F16));
         o.set("device", "cpu").unwrap();
-        assert_eq!(o.device(), Device::Cpu);
+        assert_eq!(o.device(), Device::CPU);
+        o.set("precision", "f32").unwrap();
+        assert_eq!(o.device(), Device::Cpu(Precision::F32));
+        o.set("precision", "f16").unwrap();
         let e = o.set("precision", "f8").unwrap_err().to_string();
         assert!(
             e.contains("precision `f8`: use 'auto', 'f32', 'f16' or 'bf16'"),
