@@ -212,7 +212,8 @@ fn text(dir: &Path, batch: usize, iters: usize, device: Device) {
     );
 }
 
-fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize) {
+/// `poll`: steps with the pool's workers polling, as the generator runs CPU steps.
+fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize, poll: bool) {
     use lakecap_kernels::Pos;
     use lakecap_models::decode::{Decoder, Want};
     use lakecap_models::gguf::Gguf;
@@ -263,8 +264,11 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
                     pos: prompt + k,
                 })
                 .collect();
-            // Each step with the pool's workers polling, as the generator runs it.
-            lakecap_models::runtime::busy(|| dec.step(&tokens, &at, &all, Want::Top(1)).unwrap());
+            let mut step = || dec.step(&tokens, &at, &all, Want::Top(1)).unwrap();
+            match poll {
+                true => lakecap_models::runtime::busy(step),
+                false => step(),
+            };
         }
         let t2 = Instant::now();
         if timed {
@@ -464,9 +468,9 @@ fn main() {
             let prompt: usize = arg(&args, "--prompt", "128").parse().unwrap();
             let steps: usize = arg(&args, "--steps", "32").parse().unwrap();
             if dev == "cuda" {
-                llm(cuda(), dir, batch, prompt, steps)
+                llm(cuda(), dir, batch, prompt, steps, false)
             } else {
-                llm(Cpu, dir, batch, prompt, steps)
+                llm(Cpu, dir, batch, prompt, steps, true)
             }
         }
         ("embed", dev) => {

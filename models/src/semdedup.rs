@@ -212,7 +212,7 @@ pub fn semantic_duplicates_on(
     d: usize,
     p: &SemDedupParams,
 ) -> Result<Vec<SemDup>> {
-    let parallel = device == Device::CPU;
+    let parallel = matches!(device, Device::Cpu(_));
     with_shared_backend!(device, |be| run(be, parallel, vectors, d, p))
 }
 

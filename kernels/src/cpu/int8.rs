@@ -73,11 +73,17 @@ fn quantize_block(xs: &[f32], q: &mut [i8]) -> f32 {
     // Adding and taking away 1.5 · 2²³ rounds |v| ≤ 127 half to even, as
     // ggml's AVX code rounds, without a call to libm per value.
     const MAGIC: f32 = 12_582_912.0;
+    // `max` skips NaN: a NaN value makes d NaN, so the block's products are.
     let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let amax = if xs.iter().any(|v| v.is_nan()) {
+        f32::NAN
+    } else {
+        amax
+    };
     let d = amax / 127.0;
     let id = if d > 0.0 { 1.0 / d } else { 0.0 };
     for (q, v) in q.iter_mut().zip(xs) {
-        // `as` saturates (NaN becomes 0; d carries it).
+        // `as` saturates (NaN becomes 0; d carries it, as for ±inf).
         *q = ((v * id + MAGIC) - MAGIC) as i8;
     }
     f16::from_f32(d).to_f32()

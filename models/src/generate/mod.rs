@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::decode::{Decoder, GenParams, Logits, Want};
 use crate::error::{ModelError, Result};
-use crate::runtime::{busy, catch, spawn_worker};
+use crate::runtime::{Device, busy, catch, spawn_worker};
 
 mod beam;
 mod sampling;
@@ -105,9 +105,11 @@ pub struct Generator {
 
 impl Generator {
     /// Starts a worker that builds its decoder with `init` (on its own thread,
-    /// so device contexts stay there); `eos`: the end-of-sequence ids.
+    /// so device contexts stay there); `eos`: the end-of-sequence ids. On the
+    /// CPU (`device`) the pool's other workers poll while a step runs ([`busy`]).
     pub fn spawn<D: Decoder + 'static>(
         name: &str,
+        device: Device,
         init: impl FnOnce() -> Result<D> + Send + 'static,
         eos: Vec<u32>,
         detok: Detokenize,
@@ -115,7 +117,10 @@ impl Generator {
         let (tx, rx) = mpsc::channel::<Request>(16);
         let stats = Arc::new(GenStats::default());
         let st = Arc::clone(&stats);
-        spawn_worker(name, init, move |d| Worker::new(d, eos, detok, st).run(rx))?;
+        let poll = matches!(device, Device::Cpu(_));
+        spawn_worker(name, init, move |d| {
+            Worker::new(d, eos, detok, st).run(rx, poll)
+        })?;
         Ok(Generator { tx, stats })
     }
 
@@ -297,7 +302,7 @@ impl<D: Decoder> Worker<D> {
         }
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>, poll: bool) {
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
                 match rx.blocking_recv() {
@@ -349,8 +354,10 @@ impl<D: Decoder> Worker<D> {
             if first_new < self.running.len() && !self.admit(first_new) {
                 continue;
             }
-            if !self.running.is_empty() {
+            if !self.running.is_empty() && poll {
                 busy(|| self.step());
+            } else if !self.running.is_empty() {
+                self.step();
             }
         }
     }
@@ -704,6 +711,7 @@ mod tests {
         });
         Generator::spawn(
             "test",
+            Device::CPU,
             move || {
                 Ok(Counter {
                     vocab: 30,

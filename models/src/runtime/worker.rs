@@ -46,8 +46,10 @@ pub(crate) fn spawn_worker<S>(
 /// pass would be handed to the global pool while this thread sleeps until it
 /// is done: at batch-1 decoding that is hundreds of sleeps and wake-ups a
 /// token (bench/RESULTS.md, "the model thread in its own pool"). The pool
-/// lives as long as the returned value; `None` (threads could not start, or
-/// the thread is already in a pool) leaves the global pool in charge.
+/// lives as long as the returned value (its bookkeeping stays allocated
+/// after, as rayon documents for this mode: one pool per model thread, not
+/// per call); `None` (threads could not start, or the thread is already in a
+/// pool) leaves the global pool in charge.
 pub fn join_pool() -> Option<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(rayon::current_num_threads())
@@ -87,10 +89,20 @@ pub fn busy<T>(f: impl FnOnce() -> T) -> T {
                 }
             });
         }
-        let out = f();
-        done.store(true, Ordering::Release);
-        out
+        // Set however `f` ends: a panic unwinding through the scope must not
+        // leave it waiting for the pollers forever.
+        let _stop = Stop(&done);
+        f()
     })
+}
+
+/// Sets its flag when dropped.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// Runs `f`, turning a panic into an error (model code must never take the
@@ -127,9 +139,11 @@ mod tests {
                     inner + (5_000..10_000u64).into_par_iter().sum::<u64>()
                 });
                 let caught = catch(|| {
-                    (0..64)
-                        .into_par_iter()
-                        .for_each(|i| assert!(i < 63, "row {i}"));
+                    busy(|| {
+                        (0..64)
+                            .into_par_iter()
+                            .for_each(|i| assert!(i < 63, "row {i}"))
+                    });
                     Ok(())
                 });
                 let _ = tx.send((

@@ -100,6 +100,7 @@ pub fn load_captioner(dir: &Path, id: &str, slots: usize, device: Device) -> Res
     let (d, c, slots) = (dir.to_path_buf(), cfg.clone(), slots.max(1));
     let generator = Generator::spawn(
         "blip",
+        device,
         move || {
             let w = Weights::open(&d)?;
             on_device!(device, |be| {

@@ -188,7 +188,7 @@ pub fn load_image_embedder(
         id: id.to_string(),
         dim: cfg.projection_dim,
         prep,
-        on_device: device != Device::CPU,
+        on_device: !matches!(device, Device::Cpu(_)),
         scheduler,
     })
 }

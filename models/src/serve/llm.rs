@@ -169,6 +169,7 @@ pub fn load_llm(path: &Path, id: &str, slots: usize, device: Device) -> Result<L
         Arc::new(move |ids: &[u32]| detok_tok.decode(ids, true).unwrap_or_default());
     let generator = Generator::spawn(
         "llm",
+        device,
         move || {
             on_device!(device, |be| {
                 let model = match source {

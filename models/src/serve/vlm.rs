@@ -241,6 +241,7 @@ pub fn load_vlm(dir: &Path, id: &str, slots: usize, device: Device) -> Result<Vl
     let (d, c, slots) = (dir.to_path_buf(), cfg.clone(), slots.max(1));
     let generator = Generator::spawn(
         "vlm",
+        device,
         move || {
             let w = Weights::open(&d)?;
             on_device!(device, |be| {
