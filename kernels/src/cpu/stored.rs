@@ -33,8 +33,8 @@ pub fn rows(x: &[f32], w: &Data, j0: usize, cols: usize, m: usize, k: usize, t: 
         Data::BF16(v) => v.len(),
         _ => 0,
     };
-    assert!(x.len() >= m * k && t.len() >= cols * m && (j0 + cols) * k <= stored);
     assert!(supports(w), "stored rows the CPU cannot decode");
+    assert!(x.len() >= m * k && t.len() >= cols * m && (j0 + cols) * k <= stored);
     #[cfg(target_arch = "x86_64")]
     let job = Job { x, j0, cols, m, k };
     // SAFETY: the CPU has AVX-512F or AVX2/FMA, and F16C (`supports`), and

@@ -354,10 +354,11 @@ impl<D: Decoder> Worker<D> {
             if first_new < self.running.len() && !self.admit(first_new) {
                 continue;
             }
-            if !self.running.is_empty() && poll {
-                busy(|| self.step());
-            } else if !self.running.is_empty() {
-                self.step();
+            if !self.running.is_empty() {
+                match poll {
+                    true => busy(|| self.step()),
+                    false => self.step(),
+                }
             }
         }
     }
