@@ -2,9 +2,11 @@
 benchmarks and GPU parity (scripts/bench-models.sh, scripts/gpu-check.sh).
 
     python bench/models_peer.py make DIR            # full-size ViT-B/32 CLIPModel, random weights (seed 0)
-    python bench/models_peer.py bench DIR DEVICE BATCH ITERS
+    python bench/models_peer.py bench DIR DEVICE BATCH ITERS [DTYPES]
         images/s of get_image_features from JPEG bytes (CLIPImageProcessor) and model-only,
-        fp32 and fp16 on cuda, fp32 on cpu.
+        fp32 and fp16 on cuda, fp32 on cpu; DTYPES (e.g. fp32,bf16) overrides.
+    python bench/models_peer.py text DIR BATCH ITERS [DTYPES]
+        sentences/s of a sentence-transformers model, fp32 unless DTYPES (fp32,bf16) says.
     python bench/models_peer.py parity DIR OURS.f32  # compare our embeddings of data/photos/*.png
     python bench/models_peer.py blip_make DIR TOKENIZER.json   # full-size BLIP-base, random weights (seed 0)
     python bench/models_peer.py blip DIR BATCH ITERS [DEVICE DTYPE]
@@ -49,13 +51,16 @@ def jpegs(n):
     return [enc[i % len(enc)] for i in range(n)]
 
 
-def bench(d, device, batch, iters):
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def bench(d, device, batch, iters, names=None):
     proc = CLIPImageProcessor.from_pretrained(d)
     data = jpegs(batch)
-    dtypes = [torch.float32, torch.float16] if device == "cuda" else [torch.float32]
-    for dt in dtypes:
+    names = names.split(",") if names else ["fp32", "fp16"] if device == "cuda" else ["fp32"]
+    for name in names:
+        dt = DTYPES[name]
         m = CLIPModel.from_pretrained(d, torch_dtype=dt).to(device).eval()
-        name = "fp16" if dt == torch.float16 else "fp32"
 
         def run(timed):
             imgs = [Image.open(io.BytesIO(b)).convert("RGB") for b in data]
@@ -90,18 +95,21 @@ def parity(d, ours):
     print(f"parity_rel_err={rel:.2e}")
 
 
-def text(d, batch, iters):
+def text(d, batch, iters, names="fp32"):
     from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(d, device="cpu")
     # The same sentences as models/examples/bench_models.rs.
     a, b = ["a red", "two", "the", "some"], ["boats", "cats", "bicycles", "houses"]
     texts = [f"a photo of {a[i % 4]} {b[i % 4]} on a sunny day near the old harbour, item {i}" for i in range(batch)]
-    st.encode(texts, batch_size=batch)
-    t = time.perf_counter()
-    for _ in range(iters):
+    for name in names.split(","):
+        st = SentenceTransformer(d, device="cpu", model_kwargs={"torch_dtype": DTYPES[name]})
         st.encode(texts, batch_size=batch)
-    print(f"torch_text_sentences_per_s={batch * iters / (time.perf_counter() - t):.1f}")
+        t = time.perf_counter()
+        for _ in range(iters):
+            st.encode(texts, batch_size=batch)
+        rate = batch * iters / (time.perf_counter() - t)
+        suffix = "" if name == "fp32" else f"_{name}"
+        print(f"torch_text{suffix}_sentences_per_s={rate:.1f}")
 
 
 def blip_make(d, tokenizer_json):
@@ -172,10 +180,10 @@ if __name__ == "__main__":
         make(sys.argv[2])
     elif cmd == "bench":
         torch.set_num_threads(int(__import__("os").environ.get("THREADS", torch.get_num_threads())))
-        bench(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        bench(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:7])
     elif cmd == "text":
         torch.set_num_threads(int(__import__("os").environ.get("THREADS", torch.get_num_threads())))
-        text(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        text(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6])
     elif cmd == "blip_make":
         blip_make(sys.argv[2], sys.argv[3])
     elif cmd == "blip":

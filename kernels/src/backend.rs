@@ -183,7 +183,7 @@ pub trait Backend: Send + Sync + 'static {
         patch_bytes
     }
 
-    /// Whether products with GGML Q4_0, Q4_1 or Q8_0 weights first round x to
+    /// Whether products with GGML Q4_0, Q4_1, Q8_0, Q4_K or Q6_K weights first round x to
     /// 8 bits per 32 values, as llama.cpp does (the CPU backend: integer dot
     /// products); otherwise they multiply f32 x by the dequantised weights.
     fn rounds_x_for_blocks(&self) -> bool {

@@ -80,7 +80,7 @@ fn h(b: &[u8], at: usize) -> f32 {
 }
 
 /// The 6-bit scale and min `j` of a K-quant super-block (`get_scale_min_k4`).
-fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
     let (d, m) = if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {

@@ -509,13 +509,16 @@ fn check_pixel_patches<B: Backend>(be: &B) {
 /// equals the reference over the dequantised weights, on the streaming path
 /// (up to 64 rows for these) and the packed one.
 /// x as `be` multiplies it by GGML weights of type `ty`: where it rounds x
-/// for Q4_0/Q4_1/Q8_0 blocks, each 32 values to `d · q` with d = max|x| / 127
+/// for Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks, each 32 values to `d · q` with d = max|x| / 127
 /// at f16 precision and q = x / d rounded half to even (ggml's AVX
 /// `quantize_row_q8_0`).
 fn blocks_x<B: Backend>(be: &B, ty: lakecap_kernels::quant::GgmlType, x: &[f32]) -> Vec<f32> {
     use lakecap_kernels::quant::GgmlType;
-    if !be.rounds_x_for_blocks() || !matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
-    {
+    let rounds = matches!(
+        ty,
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K
+    );
+    if !be.rounds_x_for_blocks() || !rounds {
         return x.to_vec();
     }
     x.chunks(32)
@@ -536,6 +539,7 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
         GgmlType::Q4_1,
         GgmlType::Q8_0,
         GgmlType::Q4K,
+        GgmlType::Q6K,
     ] {
         let (bv, bb) = ty.block();
         // 2304 values: 72 blocks of 32, 9 of 256.
@@ -550,8 +554,14 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
             // Random blocks with small f16 scales in their scale fields.
             let mut bytes: Vec<u8> = (0..n * k / bv * bb).map(|_| rng.random()).collect();
             for blk in bytes.chunks_mut(bb) {
-                blk[0..2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
-                if ty != GgmlType::Q8_0 {
+                match ty {
+                    // Q6_K's d comes last (its i8 scales are random).
+                    GgmlType::Q6K => {
+                        blk[208..].copy_from_slice(&f16::from_f32(0.001).to_le_bytes())
+                    }
+                    _ => blk[0..2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes()),
+                }
+                if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q6K) {
                     blk[2..4].copy_from_slice(&f16::from_f32(0.02).to_le_bytes());
                 }
             }
@@ -760,9 +770,65 @@ fn cuda_backend_matches_references() {
     run_all(&be, 1e-4);
 }
 
-/// Half-precision weights on CUDA: f32 checkpoints converted at load, GEMMs
-/// on f16/bf16 tensor cores with f32 accumulation, embedding rows read from
+/// Half-precision weights: f32 checkpoints converted at load by
+/// `upload_weight`, GEMMs with f32 accumulation, embedding rows read from
 /// half tables. Bounded by the 16-bit rounding of weights and activations.
+fn check_half_precision<B: Backend>(be: &B, precision: Precision, tol: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (m, k, n) in [(1, 7, 3), (64, 768, 3072), (130, 257, 65)] {
+        let (x, w, b) = (
+            rand_vec(&mut rng, m * k),
+            rand_vec(&mut rng, n * k),
+            rand_vec(&mut rng, n),
+        );
+        let want = linear_ref(&x, &w, Some(&b), k, n);
+        let wt = be.upload_weight(&[n, k], HostData::F32(&w)).unwrap();
+        let bt = be.upload_weight(&[n], HostData::F32(&b)).unwrap();
+        let got = be.linear(&up(be, &[m, k], &x), &wt, Some(&bt)).unwrap();
+        let e = rel_err(&be.download(&got).unwrap(), &want);
+        eprintln!("{precision:?} linear {m}x{k}x{n}: rel err {e:.2e}");
+        assert!(e < tol, "{precision:?} linear {m}x{k}x{n}: rel err {e}");
+        // The weight really is kept in half precision: its values are rounded.
+        let e = rel_err(&be.download(&wt).unwrap(), &w);
+        assert!(
+            e > 1e-6 && e < tol,
+            "{precision:?} weight kept: rel err {e}"
+        );
+    }
+    let table = rand_vec(&mut rng, 50 * 16);
+    let t = be.upload_weight(&[50, 16], HostData::F32(&table)).unwrap();
+    let got = be
+        .download(&be.embedding(&t, &[3, 49, 0]).unwrap())
+        .unwrap();
+    let want: Vec<f32> = [3usize, 49, 0]
+        .iter()
+        .flat_map(|&r| table[r * 16..(r + 1) * 16].to_vec())
+        .collect();
+    let e = rel_err(&got, &want);
+    assert!(e < tol, "{precision:?} embedding rows: rel err {e}");
+    // The whole table back (widened) for ops that read f32.
+    let e = rel_err(&be.download(&t).unwrap(), &table);
+    assert!(e < tol, "{precision:?} widen: rel err {e}");
+}
+
+/// `lakecap.precision = 'bf16'` on the CPU: weight matrices kept in bf16,
+/// GEMMs on AMX tiles or AVX512-BF16 where the CPU has them, else widened
+/// (every path this machine has).
+#[test]
+fn cpu_bf16_precision_matches_references() {
+    use lakecap_kernels::cpu::{Simd, limit_simd, simd_paths};
+    let be = Cpu {
+        precision: Precision::Bf16,
+    };
+    for level in [Simd::Best, Simd::Avx2] {
+        limit_simd(level);
+        eprintln!("cpu paths ({level:?}): {}", simd_paths());
+        check_half_precision(&be, Precision::Bf16, 1.5e-2);
+    }
+    limit_simd(Simd::Best);
+}
+
+/// Half-precision weights on CUDA, f16 and bf16.
 #[test]
 fn cuda_half_precision_matches_references() {
     if let Some(why) = unavailable_reason() {
@@ -771,35 +837,7 @@ fn cuda_half_precision_matches_references() {
     }
     for (precision, tol) in [(Precision::F16, 2e-3), (Precision::Bf16, 1.5e-2)] {
         let be = Cuda::new(0, precision).expect("CUDA backend");
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        for (m, k, n) in [(1, 7, 3), (64, 768, 3072), (130, 257, 65)] {
-            let (x, w, b) = (
-                rand_vec(&mut rng, m * k),
-                rand_vec(&mut rng, n * k),
-                rand_vec(&mut rng, n),
-            );
-            let want = linear_ref(&x, &w, Some(&b), k, n);
-            let wt = be.upload_weight(&[n, k], HostData::F32(&w)).unwrap();
-            let bt = be.upload_weight(&[n], HostData::F32(&b)).unwrap();
-            let got = be.linear(&up(&be, &[m, k], &x), &wt, Some(&bt)).unwrap();
-            let e = rel_err(&be.download(&got).unwrap(), &want);
-            eprintln!("{precision:?} linear {m}x{k}x{n}: rel err {e:.2e}");
-            assert!(e < tol, "{precision:?} linear {m}x{k}x{n}: rel err {e}");
-        }
-        let table = rand_vec(&mut rng, 50 * 16);
-        let t = be.upload_weight(&[50, 16], HostData::F32(&table)).unwrap();
-        let got = be
-            .download(&be.embedding(&t, &[3, 49, 0]).unwrap())
-            .unwrap();
-        let want: Vec<f32> = [3usize, 49, 0]
-            .iter()
-            .flat_map(|&r| table[r * 16..(r + 1) * 16].to_vec())
-            .collect();
-        let e = rel_err(&got, &want);
-        assert!(e < tol, "{precision:?} embedding rows: rel err {e}");
-        // The whole table back (widened) for ops that read f32.
-        let e = rel_err(&be.download(&t).unwrap(), &table);
-        assert!(e < tol, "{precision:?} widen: rel err {e}");
+        check_half_precision(&be, precision, tol);
     }
 }
 

@@ -35,8 +35,10 @@
 //!       unnormalised image embeddings of the PNG photos in data/photos (sorted),
 //!       as little-endian f32, for parity checks against transformers.
 //!
-//! `--precision auto|f32|f16|bf16` sets what CUDA keeps weights in (`embed`
-//! with `f32` for parity, `f16` to measure its drift).
+//! `--precision auto|f32|f16|bf16` is `lakecap.precision`: what CUDA keeps
+//! weights in, and on the CPU `f32` for exact products or `bf16` for weight
+//! matrices kept in bf16 (`embed` with `f32` for parity, `f16`/`bf16` to
+//! measure the drift).
 //!
 //! Prints one `key=value` line per measurement.
 
@@ -442,11 +444,13 @@ fn main() {
         .0
         .with_precision(&precision)
         .unwrap();
-    let cuda = || Cuda::new(0, precision.parse::<Precision>().expect("a precision")).unwrap();
+    let precision: Precision = precision.parse().expect("a precision");
+    let cuda = || Cuda::new(0, precision).unwrap();
+    let cpu = Cpu { precision };
     match (mode.as_str(), arg(&args, "--device", "cpu").as_str()) {
-        ("clip", "cpu") => clip(&Cpu, dir, batch, iters),
+        ("clip", "cpu") => clip(&cpu, dir, batch, iters),
         ("clip", "cuda") => clip(&cuda(), dir, batch, iters),
-        ("nsfw", "cpu") => nsfw(&Cpu, dir, batch, iters),
+        ("nsfw", "cpu") => nsfw(&cpu, dir, batch, iters),
         ("nsfw", "cuda") => nsfw(&cuda(), dir, batch, iters),
         ("text", _) => text(dir, batch, iters, device),
         ("blip", _) => blip(dir, batch, iters, device),
@@ -470,7 +474,7 @@ fn main() {
             if dev == "cuda" {
                 llm(cuda(), dir, batch, prompt, steps, false)
             } else {
-                llm(Cpu, dir, batch, prompt, steps, true)
+                llm(cpu, dir, batch, prompt, steps, true)
             }
         }
         ("embed", dev) => {
@@ -478,7 +482,7 @@ fn main() {
             if dev == "cuda" {
                 embed_photos(&cuda(), dir, out)
             } else {
-                embed_photos(&Cpu, dir, out)
+                embed_photos(&cpu, dir, out)
             }
         }
         other => {

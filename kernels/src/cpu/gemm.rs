@@ -4,7 +4,7 @@
 //! as much as the product: there, [`small_m`] streams each weight row once
 //! against all input rows (AVX-512 or AVX2/FMA when the CPU has them; stored
 //! f16 and bf16 rows decoded in AVX-512 or AVX2 registers by
-//! [`super::stored`], GGML Q4_0/Q4_1/Q8_0 blocks by 8-bit activations in
+//! [`super::stored`], GGML Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks by 8-bit activations in
 //! integer dot products, [`super::int8`]), and [`small_m_many`] runs a layer's
 //! products on one input (q/k/v, gate/up) as one parallel pass. GGML blocks
 //! multiply 8-bit activations on every path, as llama.cpp does.
@@ -39,7 +39,7 @@ pub enum WeightRows<'a> {
 /// Most rows for which [`small_m`] beats the packed GEMM.
 pub const SMALL_M: usize = 16;
 /// The same for block-quantised weights, and for f16/bf16 weights where no
-/// AMX tiles take them (decoding batches of up to 64).
+/// bf16 GEMM takes them (decoding batches of up to 64).
 pub const STORED_SMALL_M: usize = 64;
 
 /// `out [m, n] += x [m, k] · w [n, k]ᵀ`, weight rows in parallel chunks:
@@ -118,8 +118,9 @@ pub fn small_m_many(
 
 /// What the products of one [`small_m_many`] pass read of x: its f32 rows,
 /// and where GGML blocks take 8-bit activations ([`super::int8`]), x
-/// quantised once for all of them: as integers for few rows, else rounded in
-/// f32 for the widening path.
+/// quantised once for all of them: as integers, or rounded in f32 where the
+/// weights are widened instead (many rows without AVX-512 VNNI, and
+/// `registers: false`, the benchmark's peer).
 struct Input<'a> {
     x: &'a [f32],
     q: Option<Q8Rows>,
@@ -136,8 +137,9 @@ impl<'a> Input<'a> {
         exact: bool,
     ) -> Input<'a> {
         let blocks = !exact && ws.any(|w| matches!(w, WeightRows::Stored(d) if int8::takes(d, k)));
-        // Few rows multiply the integers; more multiply widened weights.
-        let integers = blocks && registers && m <= SMALL_M;
+        // The integers, unless asked to widen the weights (the benchmark's
+        // peer) or where many rows widen faster.
+        let integers = blocks && registers && (m <= SMALL_M || int8::tiles_many_rows());
         Input {
             x,
             q: integers.then(|| Q8Rows::new(x, m, k)),
@@ -377,7 +379,7 @@ unsafe fn block_avx512(x: &[f32], k: usize, rows: [&[f32]; 4], acc: &mut [f32]) 
 
 /// `x [.., k] · wᵀ (+ b)` with `w [n, k]`.
 /// `exact`: x stays f32 in every product (no 8-bit x for GGML blocks, no
-/// AMX tiles for bf16 weights; `Precision::F32`).
+/// bf16 GEMMs for bf16 weights; `Precision::F32`).
 pub fn linear(
     x: &CpuTensor,
     w: &CpuTensor,
@@ -446,18 +448,19 @@ pub fn linear_many(
 /// Block-quantised weights would be dequantised whole for the packed GEMM,
 /// half-precision ones widened whole: up to `STORED_SMALL_M` rows the
 /// streaming kernel's four widened rows at a time cost less (for halves
-/// where no AMX tiles take them).
+/// where no bf16 GEMM takes them).
 fn streams(w: &CpuTensor, m: usize) -> bool {
     m <= match &w.data {
         Data::Quant(..) => STORED_SMALL_M,
-        Data::F16(_) | Data::BF16(_) if !super::amx::available() => STORED_SMALL_M,
+        Data::F16(_) | Data::BF16(_) if !super::bf16_gemm::available() => STORED_SMALL_M,
         _ => SMALL_M,
     }
 }
 
-/// `out [m, n] += x [m, k] · wᵀ`, by the streaming kernel for few rows, AMX
-/// tiles for a bf16 weight where the CPU has them (unless `exact`), else the
-/// `gemm` crate.
+/// `out [m, n] += x [m, k] · wᵀ`, by the streaming kernel for few rows, a
+/// bf16 GEMM for a bf16 weight where the CPU has one (AMX tiles or
+/// AVX512-BF16; unless `exact`), else the `gemm` crate (GGML blocks by 8-bit
+/// x unless `exact`).
 pub fn accumulate(
     x: &[f32],
     w: &CpuTensor,
@@ -470,21 +473,18 @@ pub fn accumulate(
     if streams(w, m) {
         let w = WeightRows::Stored(&w.data);
         small_m_many(x, &mut [(w, &mut out[..m * n])], m, k, true, exact);
-    } else if matches!(w.data, Data::BF16(_)) && super::amx::available() && !exact {
-        // A bf16 checkpoint runs bf16 GEMMs where the CPU has AMX tiles, as
+    } else if matches!(w.data, Data::BF16(_)) && super::bf16_gemm::available() && !exact {
+        // A bf16 checkpoint runs bf16 GEMMs where the CPU multiplies bf16, as
         // PyTorch runs a bf16 model (and CUDA's `auto` precision does).
-        super::amx::linear(x, &w.data, out, m, k, n);
+        super::bf16_gemm::linear(x, &w.data, out, m, k, n);
+    } else if int8::takes(&w.data, k) && !exact {
+        // GGML blocks multiply 8-bit activations however many rows there
+        // are; past the streaming kernel's rows (prefill) by widened weights
+        // in the `gemm` crate, which beat the integer tiles there (SmolLM2
+        // prefill at batch 32: 679 against 404 tokens/s, EPYC Zen 4).
+        large_m(&int8::round(&x[..m * k], k), &w.f32_par(), out, m, k, n);
     } else {
-        // The product dominates the widening (more rows than the crossover);
-        // GGML blocks multiply 8-bit activations however many rows there are.
-        let rounded;
-        let x = match int8::takes(&w.data, k) && !exact {
-            true => {
-                rounded = int8::round(&x[..m * k], k);
-                &rounded
-            }
-            false => x,
-        };
+        // The product dominates the widening (more rows than the crossover).
         large_m(x, &w.f32_par(), out, m, k, n);
     }
 }

@@ -1,15 +1,24 @@
-//! 8-bit activations against GGML's Q4_0, Q4_1 and Q8_0 blocks, as llama.cpp
-//! multiplies them: every 32 values of x become `d · q`, q an integer in
-//! −127..=127 and d = max|x| / 127 kept at f16 precision (ggml's
+//! 8-bit activations against GGML's Q4_0, Q4_1, Q8_0, Q4_K and Q6_K blocks,
+//! as llama.cpp multiplies them: every 32 values of x become `d · q`, q an
+//! integer in −127..=127 and d = max|x| / 127 kept at f16 precision (ggml's
 //! `quantize_row_q8_0`/`q8_1`), and a weight block's dot product is
-//! `d_w · d_x · Σ q_w q_x`, plus `m_w · d_x · Σ q_x` for Q4_1's minimum (ggml's
-//! `vec_dot_q4_0_q8_0`, `vec_dot_q4_1_q8_1`, `vec_dot_q8_0_q8_0`). The
-//! integer sums are exact: AVX-512 VNNI (`vpdpbusd`, two blocks of byte
-//! products a step), AVX2 (`vpmaddubsw`) and the portable loops differ only in
-//! the order of their f32 sums, and products of more rows multiply x
-//! [`round`]ed the same way by widened weights: the same values again.
-//! (Unlike ggml, Q4_1's `d_x · Σ q_x` is not rounded to f16 a second time, so
-//! that the two forms agree.)
+//! `d_w · d_x · Σ q_w q_x`, plus `m_w · d_x · Σ q_x` for Q4_1's and Q4_K's
+//! minimum (ggml's `vec_dot_q4_0_q8_0`, `vec_dot_q4_1_q8_1`,
+//! `vec_dot_q8_0_q8_0`, `vec_dot_q4_K_q8_K`, `vec_dot_q6_K_q8_K`). K-quants
+//! take x in the same 32-value blocks (ggml rounds x per 256 values for
+//! them, with an f32 d: ours is the finer rounding); their 32-value weight
+//! blocks carry a 6-bit scale and minimum (Q4_K) or two 16-value i8 scales
+//! (Q6_K, whose values are q − 32). The integer sums are exact: AVX-512
+//! VNNI (`vpdpbusd`, two blocks of byte products a step), AVX2
+//! (`vpmaddubsw`) and the portable loops differ only in the order of their
+//! f32 sums, and widened weights by x [`round`]ed the same way (the
+//! benchmark's peer) give the same values again. Decoding batches of up to
+//! 64 rows take the integer tiles (8 x rows a pass) where the CPU has
+//! AVX-512 VNNI; prefill and other CPUs' batches of more than 16 rows
+//! multiply widened weights by x [`round`]ed: the same values but for the
+//! order of the sums. (Unlike ggml, Q4_1's
+//! `d_x · Σ q_x` is not rounded to f16 a second time, so that the two forms
+//! agree.)
 
 use super::Data;
 use crate::quant::GgmlType;
@@ -90,8 +99,9 @@ fn quantize_block(xs: &[f32], q: &mut [i8]) -> f32 {
 }
 
 /// The rows of `x` (`k` values each, a multiple of 32) rounded as
-/// [`Q8Rows`] rounds them, in f32: what products of more rows multiply by
-/// widened weights. Rows in parallel (a prefill's thousands).
+/// [`Q8Rows`] rounds them, in f32: what widened weights multiply (more
+/// than 16 rows without [`tiles_many_rows`], and the streaming kernel's
+/// `registers: false`). Rows in parallel (a prefill's thousands).
 pub fn round(x: &[f32], k: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out = x.to_vec();
@@ -109,10 +119,11 @@ pub fn round(x: &[f32], k: usize) -> Vec<f32> {
 
 /// Whether weights in this storage multiply 8-bit activations ([`rows`]).
 pub fn takes(w: &Data, k: usize) -> bool {
-    matches!(
-        w,
-        Data::Quant(GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0, _)
-    ) && k.is_multiple_of(QK)
+    match w {
+        Data::Quant(GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0, _) => k.is_multiple_of(QK),
+        Data::Quant(GgmlType::Q4K | GgmlType::Q6K, _) => k.is_multiple_of(256),
+        _ => false,
+    }
 }
 
 /// `t[(j - j0) · m + i] = x_i · w_j` for weight rows `j0..j0 + cols` and
@@ -122,37 +133,43 @@ pub fn rows(x: &Q8Rows, w: &Data, j0: usize, cols: usize, t: &mut [f32]) {
     let Data::Quant(ty, bytes) = w else {
         panic!("8-bit activations multiply GGML blocks only")
     };
-    let (m, k, bb) = (x.m, x.k, ty.block().1);
-    assert!(takes(w, k) && t.len() >= cols * m && (j0 + cols) * (k / QK) * bb <= bytes.len());
-    let row = |j: usize| &bytes[j * (k / QK) * bb..(j + 1) * (k / QK) * bb];
+    let (m, k) = (x.m, x.k);
+    let rb = ty.bytes_for(k).expect("whole blocks a row");
+    assert!(takes(w, k) && t.len() >= cols * m && (j0 + cols) * rb <= bytes.len());
+    let row = |j: usize| &bytes[j * rb..(j + 1) * rb];
     #[cfg(target_arch = "x86_64")]
     if vnni() {
-        for c in (0..cols).step_by(2) {
+        // One weight row a pass for few x rows, two for more (see
+        // `stored::ONE_ROW_M`).
+        let step = if m <= super::stored::ONE_ROW_M { 1 } else { 2 };
+        for c in (0..cols).step_by(step) {
             let ws = [row(j0 + c), row(j0 + (c + 1).min(cols - 1))];
-            for i0 in (0..m).step_by(4) {
+            let mut i0 = 0;
+            while i0 < m {
+                // 8 x rows a pass where there are, else up to 4.
+                let r = if m - i0 >= 8 { 8 } else { (m - i0).min(4) };
                 // SAFETY: the CPU has AVX-512F/BW/VNNI and F16C (`vnni`); the
                 // rows are whole rows of blocks and x rows are inside x.
                 let acc = unsafe {
-                    match ((m - i0).min(4), ty) {
-                        (1, GgmlType::Q4_0) => tile_vnni::<1, 0>(x, ws, i0),
-                        (1, GgmlType::Q4_1) => tile_vnni::<1, 1>(x, ws, i0),
-                        (1, _) => tile_vnni::<1, 2>(x, ws, i0),
-                        (2, GgmlType::Q4_0) => tile_vnni::<2, 0>(x, ws, i0),
-                        (2, GgmlType::Q4_1) => tile_vnni::<2, 1>(x, ws, i0),
-                        (2, _) => tile_vnni::<2, 2>(x, ws, i0),
-                        (3, GgmlType::Q4_0) => tile_vnni::<3, 0>(x, ws, i0),
-                        (3, GgmlType::Q4_1) => tile_vnni::<3, 1>(x, ws, i0),
-                        (3, _) => tile_vnni::<3, 2>(x, ws, i0),
-                        (_, GgmlType::Q4_0) => tile_vnni::<4, 0>(x, ws, i0),
-                        (_, GgmlType::Q4_1) => tile_vnni::<4, 1>(x, ws, i0),
-                        _ => tile_vnni::<4, 2>(x, ws, i0),
+                    match (ty, step) {
+                        (GgmlType::Q4_0, 1) => tile_rows::<0, 1>(x, ws, i0, r),
+                        (GgmlType::Q4_1, 1) => tile_rows::<1, 1>(x, ws, i0, r),
+                        (GgmlType::Q8_0, 1) => tile_rows::<2, 1>(x, ws, i0, r),
+                        (GgmlType::Q4K, 1) => tile_rows::<3, 1>(x, ws, i0, r),
+                        (_, 1) => tile_rows::<4, 1>(x, ws, i0, r),
+                        (GgmlType::Q4_0, _) => tile_rows::<0, 2>(x, ws, i0, r),
+                        (GgmlType::Q4_1, _) => tile_rows::<1, 2>(x, ws, i0, r),
+                        (GgmlType::Q8_0, _) => tile_rows::<2, 2>(x, ws, i0, r),
+                        (GgmlType::Q4K, _) => tile_rows::<3, 2>(x, ws, i0, r),
+                        _ => tile_rows::<4, 2>(x, ws, i0, r),
                     }
                 };
-                for (cc, a) in acc.iter().enumerate().take((cols - c).min(2)) {
-                    for (q, v) in a.iter().enumerate().take((m - i0).min(4)) {
+                for (cc, a) in acc.iter().enumerate().take((cols - c).min(step)) {
+                    for (q, v) in a.iter().enumerate().take(r) {
                         t[(c + cc) * m + i0 + q] = *v;
                     }
                 }
+                i0 += r;
             }
         }
         return;
@@ -172,44 +189,98 @@ pub fn rows(x: &Q8Rows, w: &Data, j0: usize, cols: usize, t: &mut [f32]) {
     }
 }
 
-/// A block's f16 scale (and Q4_1's minimum) and its 32 integers (Q4: 0..16).
-fn block(ty: GgmlType, b: &[u8]) -> (f32, f32, [i32; QK]) {
-    let h = |at: usize| f16::from_le_bytes([b[at], b[at + 1]]).to_f32();
+/// One 32-value block `b` of a weight row: the scale of its first and of
+/// its last 16 values (equal but for Q6_K's 16-value scales), the scale of
+/// `Σ x` (Q4_1's minimum, Q4_K's −dmin · min), and its integers as they
+/// multiply (Q4_0: q − 8, Q6_K: q − 32).
+fn block(ty: GgmlType, w: &[u8], b: usize) -> ([f32; 2], f32, [i32; QK]) {
+    let h = |at: usize| f16::from_le_bytes([w[at], w[at + 1]]).to_f32();
     let mut q = [0i32; QK];
     match ty {
         GgmlType::Q8_0 => {
-            for (v, &byte) in q.iter_mut().zip(&b[2..34]) {
+            let at = b * 34;
+            for (v, &byte) in q.iter_mut().zip(&w[at + 2..at + 34]) {
                 *v = byte as i8 as i32;
             }
-            (h(0), 0.0, q)
+            ([h(at); 2], 0.0, q)
+        }
+        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+            let (bb, off) = if ty == GgmlType::Q4_0 {
+                (18, 8)
+            } else {
+                (20, 0)
+            };
+            let (at, qs) = (b * bb, b * bb + bb - 16);
+            for (l, &byte) in w[qs..qs + 16].iter().enumerate() {
+                q[l] = (byte & 0xF) as i32 - off;
+                q[l + 16] = (byte >> 4) as i32 - off;
+            }
+            let min = if ty == GgmlType::Q4_1 { h(at + 2) } else { 0.0 };
+            ([h(at); 2], min, q)
+        }
+        GgmlType::Q4K => {
+            let (at, j) = (b / 8 * 144, b % 8);
+            let (sc, mn) = crate::quant::scale_min_k4(j, &w[at + 4..at + 16]);
+            let qs = at + 16 + 32 * (j / 2);
+            for (v, &byte) in q.iter_mut().zip(&w[qs..qs + 32]) {
+                *v = ((byte >> (4 * (j % 2))) & 0xF) as i32;
+            }
+            ([h(at) * sc; 2], -h(at + 2) * mn, q)
         }
         _ => {
-            let at = if ty == GgmlType::Q4_0 { 2 } else { 4 };
-            for (l, &byte) in b[at..at + 16].iter().enumerate() {
-                q[l] = (byte & 0xF) as i32;
-                q[l + 16] = (byte >> 4) as i32;
+            // Q6_K: half n of 128 values, 32-value group t in it.
+            let (at, n, t) = (b / 8 * 210, b % 8 / 4, b % 4);
+            let (ql, qh) = (at + 64 * n + 32 * (t % 2), at + 128 + 32 * n);
+            for (l, v) in q.iter_mut().enumerate() {
+                let lo = (w[ql + l] >> (4 * (t / 2))) & 0xF;
+                let hi = (w[qh + l] >> (2 * t)) & 3;
+                *v = (lo | hi << 4) as i32 - 32;
             }
-            (h(0), if ty == GgmlType::Q4_1 { h(2) } else { 0.0 }, q)
+            let sc = |i: usize| h(at + 208) * w[at + 192 + 8 * n + i] as i8 as f32;
+            ([sc(2 * t), sc(2 * t + 1)], 0.0, q)
         }
     }
 }
 
 /// x row `i` by one weight row of blocks, in plain loops.
 fn dot_portable(x: &Q8Rows, ty: GgmlType, w: &[u8], i: usize) -> f32 {
-    let bb = ty.block().1;
     let mut acc = 0f32;
-    for (b, blk) in w.chunks_exact(bb).enumerate() {
-        let (dw, mw, qw) = block(ty, blk);
+    for b in 0..x.k / QK {
+        let (dw, mw, qw) = block(ty, w, b);
         let at = (x.nb * i + b) * QK;
         let qx = &x.q[at..at + QK];
-        let mut s: i32 = qw.iter().zip(qx).map(|(a, &b)| a * b as i32).sum();
-        if ty == GgmlType::Q4_0 {
-            s -= 8 * qx.iter().map(|&v| v as i32).sum::<i32>();
-        }
+        let half = |r: std::ops::Range<usize>| -> i32 { r.map(|v| qw[v] * qx[v] as i32).sum() };
         let lane = (x.nb * i + b) * 8;
-        acc += dw * x.dl[lane] * s as f32 + mw * x.sl[lane] * 8.0;
+        let (s0, s1) = (half(0..16) as f32, half(16..32) as f32);
+        acc += x.dl[lane] * (dw[0] * s0 + dw[1] * s1) + mw * x.sl[lane] * 8.0;
     }
     acc
+}
+
+/// The integer-dot path GGML blocks take here, for log lines (`None`: the
+/// portable loops).
+pub fn path() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if vnni() {
+            return Some("avx512_vnni");
+        }
+        if avx2() {
+            return Some("avx2");
+        }
+    }
+    None
+}
+
+/// Whether streaming products of more than 16 rows (decoding batches, up to
+/// 64) run faster as integer tiles (AVX-512 VNNI, 8 rows a pass) than by
+/// widened weights in f32: AVX2's and the portable dots take one row at a
+/// time and are not (kernels/benches/gemm.rs).
+pub fn tiles_many_rows() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return vnni();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// AVX-512F/BW/VNNI and F16C, within `limit_simd`.
@@ -226,42 +297,72 @@ fn avx2() -> bool {
     super::avx2_fma() && std::is_x86_feature_detected!("f16c")
 }
 
-/// Two weight rows (`ws`) against x rows `i0..i0 + R`, two blocks a step:
-/// the weights' 64 values as unsigned bytes (Q4: the nibbles; Q8_0: their
-/// magnitudes, x's signs flipped where a weight is negative) by x's signed
-/// bytes into 16 integer lanes (`vpdpbusd`), each lane's sum scaled by its
-/// block's `d_w · d_x`. Returns the dot products (the first R of each row).
+/// An f16 at `p` as f32 (F16C).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "f16c")]
+unsafe fn half_at(p: *const u8) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's two bytes.
+    let bits = unsafe { p.cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// [`tile_vnni`] for `r` (1–4 or 8) x rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
-#[allow(clippy::needless_range_loop)]
-unsafe fn tile_vnni<const R: usize, const T: u8>(
+unsafe fn tile_rows<const T: u8, const C: usize>(
     x: &Q8Rows,
     ws: [&[u8]; 2],
     i0: usize,
-) -> [[f32; 4]; 2] {
-    use std::arch::x86_64::*;
-    // One instance per block type (0 Q4_0, 1 Q4_1, 2 Q8_0): no branch on it
-    // in the loop.
-    let ty = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0][T as usize];
-    let bb = ty.block().1;
-    let blocks = x.k / QK;
-    let mut acc = [[_mm512_setzero_ps(); R]; 2];
-    let nib = _mm512_set1_epi8(0xF);
-    let zero = _mm512_setzero_si512();
-    // SAFETY: weight reads stay inside blocks b and b + 1 < blocks of a
-    // whole row; x reads stay inside row i0 + q's nb padded blocks.
+    r: usize,
+) -> [[f32; 8]; 2] {
+    // SAFETY: as the caller's.
     unsafe {
-        for b in (0..blocks).step_by(2) {
-            let two = b + 1 < blocks;
-            let mut wq = [zero; 2];
-            let mut neg = [0u64; 2];
-            let mut dw = [_mm512_setzero_ps(); 2];
-            let mut mw = [_mm512_setzero_ps(); 2];
-            for c in 0..2 {
-                let p0 = ws[c].as_ptr().add(b * bb);
+        match r {
+            1 => tile_vnni::<1, T, C>(x, ws, i0),
+            2 => tile_vnni::<2, T, C>(x, ws, i0),
+            3 => tile_vnni::<3, T, C>(x, ws, i0),
+            4 => tile_vnni::<4, T, C>(x, ws, i0),
+            _ => tile_vnni::<8, T, C>(x, ws, i0),
+        }
+    }
+}
+
+/// Blocks `b` and `b + 1` of a weight row as [`tile_vnni`] multiplies them:
+/// their 64 values as unsigned bytes (Q4: the nibbles; Q6_K: 6 bits; Q8_0:
+/// magnitudes, with the mask of negative ones), and per integer lane (16, 8 a
+/// block) the weight scale and the scale of `Σ x` (Q4_1, Q4_K). A missing
+/// block `b + 1` (an odd count, Q4_0/Q4_1/Q8_0 only) is zeros. `T`: 0 Q4_0,
+/// 1 Q4_1, 2 Q8_0, 3 Q4_K, 4 Q6_K.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+#[inline]
+unsafe fn pair_vnni<const T: u8>(
+    w: &[u8],
+    b: usize,
+    blocks: usize,
+) -> (
+    std::arch::x86_64::__m512i,
+    u64,
+    std::arch::x86_64::__m512,
+    std::arch::x86_64::__m512,
+) {
+    use std::arch::x86_64::*;
+    let nib = _mm512_set1_epi8(0xF);
+    let two = b + 1 < blocks;
+    // Two 8-lane halves: `lo` on lanes 0–7, `hi` on 8–15.
+    let halves =
+        |lo: f32, hi: f32| _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(lo), _mm512_set1_ps(hi));
+    // SAFETY: reads stay inside blocks b and b + 1 (present when `two`, and
+    // always for K-quants, whose 8 blocks a super-block come in pairs).
+    unsafe {
+        match T {
+            0..=2 => {
+                let bb = [18, 20, 34][T as usize];
+                let p0 = w.as_ptr().add(b * bb);
                 let p1 = p0.add(bb);
-                // [d, m, d, m ..] of each block (its first 4 bytes), the second
-                // block's on the upper 8 lanes; a missing block's are zeros.
+                // [d, m, d, m ..] of each block (its first 4 bytes), the
+                // second block's on the upper 8 lanes; a missing block's zeros.
                 let s1 = if two {
                     p1.cast::<i32>().read_unaligned()
                 } else {
@@ -271,8 +372,7 @@ unsafe fn tile_vnni<const R: usize, const T: u8>(
                     _mm256_castsi128_si256(_mm_set1_epi32(p0.cast::<i32>().read_unaligned())),
                     _mm_set1_epi32(s1),
                 ));
-                dw[c] = _mm512_permute_ps::<0x00>(dm);
-                mw[c] = _mm512_permute_ps::<0x55>(dm);
+                let (dw, mw) = (_mm512_permute_ps::<0x00>(dm), _mm512_permute_ps::<0x55>(dm));
                 if T == 2 {
                     let hi = if two {
                         _mm256_loadu_si256(p1.add(2).cast())
@@ -283,8 +383,7 @@ unsafe fn tile_vnni<const R: usize, const T: u8>(
                         _mm512_castsi256_si512(_mm256_loadu_si256(p0.add(2).cast())),
                         hi,
                     );
-                    neg[c] = _mm512_movepi8_mask(v);
-                    wq[c] = _mm512_abs_epi8(v);
+                    (_mm512_abs_epi8(v), _mm512_movepi8_mask(v), dw, mw)
                 } else {
                     let at = if T == 0 { 2 } else { 4 };
                     let hi = if two {
@@ -300,8 +399,88 @@ unsafe fn tile_vnni<const R: usize, const T: u8>(
                         ))),
                         _mm256_broadcastsi128_si256(hi),
                     );
-                    wq[c] = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFF00_FF00, v, 4), nib);
+                    let q = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFF00_FF00, v, 4), nib);
+                    (q, 0, dw, mw)
                 }
+            }
+            3 => {
+                // Q4_K: blocks 2c and 2c + 1 of a super-block are the low and
+                // high nibbles of the same 32 bytes.
+                let (p, j) = (w.as_ptr().add(b / 8 * 144), b % 8);
+                let (d, dmin) = (half_at(p), half_at(p.add(2)));
+                let scales = std::slice::from_raw_parts(p.add(4), 12);
+                let (s0, m0) = crate::quant::scale_min_k4(j, scales);
+                let (s1, m1) = crate::quant::scale_min_k4(j + 1, scales);
+                let v = _mm256_loadu_si256(p.add(16 + 32 * (j / 2)).cast());
+                let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v), v);
+                let q = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF_0000, v, 4), nib);
+                (q, 0, halves(d * s0, d * s1), halves(-dmin * m0, -dmin * m1))
+            }
+            _ => {
+                // Q6_K: groups t and t + 1 (t even) of half n: low 4 bits
+                // from ql (bytes 0..32 and 32..64, high nibbles for t = 2),
+                // 2 high bits from qh at bit 2t and 2t + 2.
+                let (p, n, t) = (w.as_ptr().add(b / 8 * 210), b % 8 / 4, b % 4);
+                let ql = _mm512_loadu_si512(p.add(64 * n).cast());
+                let cnt = _mm_cvtsi32_si128(4 * (t / 2) as i32);
+                let ql = _mm512_and_si512(_mm512_srl_epi16(ql, cnt), nib);
+                let qh = _mm256_loadu_si256(p.add(128 + 32 * n).cast());
+                let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), qh);
+                let shift = _mm512_inserti64x4::<1>(
+                    _mm512_set1_epi16(2 * t as i16),
+                    _mm256_set1_epi16(2 * t as i16 + 2),
+                );
+                let qh = _mm512_and_si512(_mm512_srlv_epi16(qh, shift), _mm512_set1_epi8(3));
+                let q = _mm512_or_si512(ql, _mm512_slli_epi16(qh, 4));
+                let d = half_at(p.add(208));
+                let sc = p.add(192 + 8 * n + 2 * t).cast::<i8>();
+                let s4 = _mm_mul_ps(
+                    _mm_set1_ps(d),
+                    _mm_setr_ps(
+                        *sc as f32,
+                        *sc.add(1) as f32,
+                        *sc.add(2) as f32,
+                        *sc.add(3) as f32,
+                    ),
+                );
+                // Four 16-value scales, each on the 4 lanes of its values.
+                let idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+                let dw = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4));
+                (q, 0, dw, _mm512_setzero_ps())
+            }
+        }
+    }
+}
+
+/// The first `C` (1 or 2) weight rows of `ws` against x rows `i0..i0 + R`,
+/// two blocks a step
+/// ([`pair_vnni`]): unsigned weight bytes by x's signed bytes into 16
+/// integer lanes (`vpdpbusd`; Q8_0: x's signs flipped where a weight is
+/// negative; Q4_0 and Q6_K start from −8 or −32 · Σ x of the lane), each
+/// lane's sum scaled by its `d_w · d_x`, plus Q4_1's and Q4_K's minimum term.
+/// Returns the dot products (the first R of each row).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_vnni<const R: usize, const T: u8, const C: usize>(
+    x: &Q8Rows,
+    ws: [&[u8]; 2],
+    i0: usize,
+) -> [[f32; 8]; 2] {
+    use std::arch::x86_64::*;
+    let blocks = x.k / QK;
+    let mut acc = [[_mm512_setzero_ps(); R]; 2];
+    let zero = _mm512_setzero_si512();
+    // SAFETY: weight reads stay inside the rows' blocks (`pair_vnni`); x
+    // reads stay inside row i0 + q's nb padded blocks.
+    unsafe {
+        for b in (0..blocks).step_by(2) {
+            let mut wq = [zero; 2];
+            let mut neg = [0u64; 2];
+            let mut dw = [_mm512_setzero_ps(); 2];
+            let mut mw = [_mm512_setzero_ps(); 2];
+            for c in 0..C {
+                (wq[c], neg[c], dw[c], mw[c]) = pair_vnni::<T>(ws[c], b, blocks);
             }
             for q in 0..R {
                 let row = (i0 + q) * x.nb + b;
@@ -309,16 +488,19 @@ unsafe fn tile_vnni<const R: usize, const T: u8>(
                 let dx = _mm512_loadu_ps(x.dl.as_ptr().add(row * 8));
                 let init = match T {
                     0 => _mm512_loadu_si512(x.nl.as_ptr().add(row * 8).cast()),
+                    4 => _mm512_slli_epi32::<2>(_mm512_loadu_si512(
+                        x.nl.as_ptr().add(row * 8).cast(),
+                    )),
                     _ => zero,
                 };
-                for c in 0..2 {
+                for c in 0..C {
                     let xs = match T {
                         2 => _mm512_mask_sub_epi8(xv, neg[c], zero, xv),
                         _ => xv,
                     };
                     let s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, wq[c], xs));
                     acc[c][q] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw[c], dx), acc[c][q]);
-                    if T == 1 {
+                    if T == 1 || T == 3 {
                         let sx = _mm512_loadu_ps(x.sl.as_ptr().add(row * 8));
                         acc[c][q] = _mm512_fmadd_ps(mw[c], sx, acc[c][q]);
                     }
@@ -326,8 +508,8 @@ unsafe fn tile_vnni<const R: usize, const T: u8>(
             }
         }
     }
-    let mut out = [[0f32; 4]; 2];
-    for c in 0..2 {
+    let mut out = [[0f32; 8]; 2];
+    for c in 0..C {
         for q in 0..R {
             out[c][q] = _mm512_reduce_add_ps(acc[c][q]);
         }
@@ -342,40 +524,81 @@ unsafe fn tile_vnni<const R: usize, const T: u8>(
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_avx2(x: &Q8Rows, ty: GgmlType, w: &[u8], i: usize) -> f32 {
     use std::arch::x86_64::*;
-    let bb = ty.block().1;
     let (nib, ones) = (_mm_set1_epi8(0xF), _mm256_set1_epi16(1));
     let mut acc = _mm256_setzero_ps();
-    // SAFETY: weight reads stay inside block b of the row (`chunks_exact`),
-    // x reads inside row i's blocks.
+    // SAFETY: weight reads stay inside block b of the row (k / 32 blocks of
+    // the type's layout), x reads inside row i's blocks.
     unsafe {
-        for (b, blk) in w.chunks_exact(bb).enumerate() {
-            let p = blk.as_ptr();
+        for b in 0..x.k / QK {
             let row = i * x.nb + b;
-            let dm = _mm256_cvtph_ps(_mm_set1_epi32(p.cast::<i32>().read_unaligned()));
             let xv = _mm256_loadu_si256(x.q.as_ptr().add(row * QK).cast());
-            let (wq, xs) = match ty {
+            let nl = || _mm256_loadu_si256(x.nl.as_ptr().add(row * 8).cast());
+            // The block's unsigned values, x (signs flipped for Q8_0), the
+            // integer lanes' start, and the weight and minimum scales.
+            let (wq, xs, init, dw, mw) = match ty {
                 GgmlType::Q8_0 => {
+                    let p = w.as_ptr().add(b * 34);
                     let v = _mm256_loadu_si256(p.add(2).cast());
-                    (_mm256_sign_epi8(v, v), _mm256_sign_epi8(xv, v))
+                    let d = _mm256_set1_ps(half_at(p));
+                    let z = _mm256_setzero_si256();
+                    (_mm256_sign_epi8(v, v), _mm256_sign_epi8(xv, v), z, d, None)
                 }
-                _ => {
-                    let raw =
-                        _mm_loadu_si128(p.add(if ty == GgmlType::Q4_0 { 2 } else { 4 }).cast());
+                GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                    let q40 = ty == GgmlType::Q4_0;
+                    let p = w.as_ptr().add(b * if q40 { 18 } else { 20 });
+                    let raw = _mm_loadu_si128(p.add(if q40 { 2 } else { 4 }).cast());
                     let lo = _mm_and_si128(raw, nib);
                     let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), nib);
-                    (_mm256_set_m128i(hi, lo), xv)
+                    let d = _mm256_set1_ps(half_at(p));
+                    match q40 {
+                        true => (_mm256_set_m128i(hi, lo), xv, nl(), d, None),
+                        false => {
+                            let m = _mm256_set1_ps(half_at(p.add(2)));
+                            (
+                                _mm256_set_m128i(hi, lo),
+                                xv,
+                                _mm256_setzero_si256(),
+                                d,
+                                Some(m),
+                            )
+                        }
+                    }
+                }
+                GgmlType::Q4K => {
+                    let (p, j) = (w.as_ptr().add(b / 8 * 144), b % 8);
+                    let scales = std::slice::from_raw_parts(p.add(4), 12);
+                    let (sc, mn) = crate::quant::scale_min_k4(j, scales);
+                    let v = _mm256_loadu_si256(p.add(16 + 32 * (j / 2)).cast());
+                    let cnt = _mm_cvtsi32_si128(4 * (j % 2) as i32);
+                    let q = _mm256_and_si256(_mm256_srl_epi16(v, cnt), _mm256_set1_epi8(0xF));
+                    let d = _mm256_set1_ps(half_at(p) * sc);
+                    let m = _mm256_set1_ps(-half_at(p.add(2)) * mn);
+                    (q, xv, _mm256_setzero_si256(), d, Some(m))
+                }
+                _ => {
+                    let (p, n, t) = (w.as_ptr().add(b / 8 * 210), b % 8 / 4, b % 4);
+                    let ql = _mm256_loadu_si256(p.add(64 * n + 32 * (t % 2)).cast());
+                    let cnt = _mm_cvtsi32_si128(4 * (t / 2) as i32);
+                    let ql = _mm256_and_si256(_mm256_srl_epi16(ql, cnt), _mm256_set1_epi8(0xF));
+                    let qh = _mm256_loadu_si256(p.add(128 + 32 * n).cast());
+                    let cnt = _mm_cvtsi32_si128(2 * t as i32);
+                    let qh = _mm256_and_si256(_mm256_srl_epi16(qh, cnt), _mm256_set1_epi8(3));
+                    let q = _mm256_or_si256(ql, _mm256_slli_epi16(qh, 4));
+                    let d = half_at(p.add(208));
+                    let sc = p.add(192 + 8 * n + 2 * t).cast::<i8>();
+                    let dw = _mm256_set_m128(
+                        _mm_set1_ps(d * *sc.add(1) as f32),
+                        _mm_set1_ps(d * *sc as f32),
+                    );
+                    (q, xv, _mm256_slli_epi32(nl(), 2), dw, None)
                 }
             };
-            let mut s = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xs), ones);
-            if ty == GgmlType::Q4_0 {
-                s = _mm256_add_epi32(s, _mm256_loadu_si256(x.nl.as_ptr().add(row * 8).cast()));
-            }
+            let s = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq, xs), ones), init);
             let dx = _mm256_loadu_ps(x.dl.as_ptr().add(row * 8));
-            let dw = _mm256_permute_ps::<0x00>(dm);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, dx), acc);
-            if ty == GgmlType::Q4_1 {
+            if let Some(m) = mw {
                 let sx = _mm256_loadu_ps(x.sl.as_ptr().add(row * 8));
-                acc = _mm256_fmadd_ps(_mm256_permute_ps::<0x55>(dm), sx, acc);
+                acc = _mm256_fmadd_ps(m, sx, acc);
             }
         }
         let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));

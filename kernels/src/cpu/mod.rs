@@ -5,8 +5,8 @@
 //! the fast path the backend uses; tests compare the two by relative error.
 
 pub mod activation;
-pub mod amx;
 pub mod attention;
+pub mod bf16_gemm;
 pub mod conv;
 pub mod gemm;
 pub mod int8;
@@ -28,7 +28,7 @@ pub enum Data {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
-    /// GGML blocks, read where they are used: Q4_0/Q4_1/Q8_0 products of few
+    /// GGML blocks, read where they are used: Q4_0/Q4_1/Q8_0/Q4_K/Q6_K products of few
     /// rows multiply them by 8-bit x in integer dot products (`int8`); other
     /// products widen four weight rows at a time, or the matrix in parallel
     /// for many rows; lookups widen only their rows.
@@ -165,7 +165,8 @@ pub(crate) fn avx512() -> bool {
 /// log lines: the `gemm` crate's GEMM microkernels (AVX-512 where the CPU has
 /// AVX-512F, through its `x86-v4` feature), lakecap's own kernels (small-row
 /// GEMM, attention dots, activations; stored weight rows decoded in AVX-512
-/// registers), AMX for bf16 weights, and the extensions no kernel uses yet.
+/// registers; GGML blocks by 8-bit x in VNNI or AVX2 integer dots), and the
+/// bf16 GEMM for bf16 weights (AMX tiles or AVX512-BF16).
 pub fn simd_paths() -> String {
     #[cfg(target_arch = "x86_64")]
     {
@@ -178,26 +179,20 @@ pub fn simd_paths() -> String {
             "scalar"
         };
         let own = match (avx512(), avx2_fma()) {
-            (true, _) => "avx2+fma, f16/bf16/Q4/Q8 weight rows avx512f",
-            (false, true) => "avx2+fma, f16/bf16/Q4/Q8 weight rows avx2",
+            (true, _) => "avx2+fma, f16/bf16 weight rows avx512f",
+            (false, true) => "avx2+fma, f16/bf16 weight rows avx2",
             _ => "portable",
         };
-        let bf16 = match amx::available() {
-            true => ", bf16 weights on AMX tiles",
-            false => "",
+        let blocks = match int8::path() {
+            Some(p) => format!(", GGML blocks by 8-bit x {p}"),
+            None => String::new(),
         };
-        let unused: Vec<&str> = [
-            ("avx512_bf16", has!("avx512bf16")),
-            ("avx512_vnni", has!("avx512vnni")),
-        ]
-        .into_iter()
-        .filter_map(|(n, on)| on.then_some(n))
-        .collect();
-        let unused = match unused.is_empty() {
-            true => String::new(),
-            false => format!(", present but unused: {}", unused.join(" ")),
+        let bf16 = match bf16_gemm::kernel() {
+            Some(bf16_gemm::Kernel::Amx) => ", bf16 GEMMs on AMX tiles",
+            Some(bf16_gemm::Kernel::Avx512) => ", bf16 GEMMs by avx512_bf16 dots",
+            None => "",
         };
-        format!("gemm crate {gemm}, lakecap kernels {own}{bf16}{unused}")
+        format!("gemm crate {gemm}, lakecap kernels {own}{blocks}{bf16}")
     }
     #[cfg(not(target_arch = "x86_64"))]
     "gemm crate and lakecap kernels portable".to_string()
@@ -268,11 +263,11 @@ fn broadcast(
 }
 
 /// The CPU backend, multiplying as `precision` (`lakecap.precision`) says:
-/// `Auto` as the checkpoint's format is meant to run (GGML Q4_0/Q4_1/Q8_0
-/// blocks by 8-bit x, as llama.cpp does; bf16 weights on AMX tiles where the
-/// CPU has them), `F32` with f32 x in every product (parity with an f32
-/// reference). `F16` and `Bf16` run as `Auto`: the CPU keeps weights as the
-/// checkpoint stores them.
+/// `Auto` as the checkpoint's format is meant to run (GGML Q4_0/Q4_1/Q8_0/Q4_K/Q6_K
+/// blocks by 8-bit x, as llama.cpp does; bf16 weights by bf16 GEMMs where
+/// the CPU has AMX or AVX512-BF16), `F32` with f32 x in every product
+/// (parity with an f32 reference), `Bf16` as `Auto` with f32/f16 weight
+/// matrices converted to bf16 at load (as on a GPU). `F16` runs as `Auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cpu {
     pub precision: Precision,
@@ -322,6 +317,22 @@ impl Backend for Cpu {
                 HostData::Quant { ty, bytes, .. } => Data::Quant(ty, bytes.to_vec()),
             },
         })
+    }
+
+    /// Under `Bf16`, f32 and f16 matrices become bf16 (GGML blocks and
+    /// vectors stay as given).
+    fn upload_weight(&self, shape: &[usize], data: HostData<'_>) -> Result<CpuTensor> {
+        let to_bf16 = |v: &mut dyn Iterator<Item = f32>| v.map(bf16::from_f32).collect::<Vec<_>>();
+        let converted = match (self.precision, data) {
+            (Precision::Bf16, HostData::F32(d)) if shape.len() >= 2 => {
+                to_bf16(&mut d.iter().copied())
+            }
+            (Precision::Bf16, HostData::F16(d)) if shape.len() >= 2 => {
+                to_bf16(&mut d.iter().map(|v| v.to_f32()))
+            }
+            _ => return self.upload(shape, data),
+        };
+        self.upload(shape, HostData::BF16(&converted))
     }
 
     fn download(&self, t: &CpuTensor) -> Result<Vec<f32>> {

@@ -88,9 +88,13 @@ impl Job<'_> {
     }
 }
 
-/// Weight rows decoded together: each x vector loaded serves both.
+/// The most x rows for which each pass decodes one weight row: with more,
+/// two rows a pass share each x vector loaded. With few, two rows' streams
+/// read side by side restart the hardware prefetcher every pair, and one
+/// row a pass streams the matrix in order: 1.4–2× on an EPYC Zen 4
+/// (kernels/benches/gemm.rs, "stored weights").
 #[cfg(target_arch = "x86_64")]
-const WR: usize = 2;
+pub(crate) const ONE_ROW_M: usize = 4;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c")]
@@ -98,14 +102,24 @@ unsafe fn rows_avx512(job: &Job<'_>, w: &Data, t: &mut [f32]) {
     // Each x row count is its own instance, so no accumulator is spent on a
     // row that is not there.
     // SAFETY: the caller's checks (see `rows`).
-    job.passes(WR, |r, jj, i0| unsafe {
-        match r {
-            1 => tile::<1>(job, w, jj, i0, t),
-            2 => tile::<2>(job, w, jj, i0, t),
-            3 => tile::<3>(job, w, jj, i0, t),
-            _ => tile::<4>(job, w, jj, i0, t),
-        }
-    });
+    match job.m <= ONE_ROW_M {
+        true => job.passes(1, |r, jj, i0| unsafe {
+            match r {
+                1 => tile::<1, 1>(job, w, jj, i0, t),
+                2 => tile::<2, 1>(job, w, jj, i0, t),
+                3 => tile::<3, 1>(job, w, jj, i0, t),
+                _ => tile::<4, 1>(job, w, jj, i0, t),
+            }
+        }),
+        false => job.passes(2, |r, jj, i0| unsafe {
+            match r {
+                1 => tile::<1, 2>(job, w, jj, i0, t),
+                2 => tile::<2, 2>(job, w, jj, i0, t),
+                3 => tile::<3, 2>(job, w, jj, i0, t),
+                _ => tile::<4, 2>(job, w, jj, i0, t),
+            }
+        }),
+    }
 }
 
 /// `t[(jj + c) · m + i0 + q]` for weight rows `j0 + jj + c` (`c < WR`, the
@@ -113,7 +127,13 @@ unsafe fn rows_avx512(job: &Job<'_>, w: &Data, t: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c")]
 #[inline]
-unsafe fn tile<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t: &mut [f32]) {
+unsafe fn tile<const R: usize, const WR: usize>(
+    job: &Job<'_>,
+    w: &Data,
+    jj: usize,
+    i0: usize,
+    t: &mut [f32],
+) {
     use std::arch::x86_64::*;
     let k = job.k;
     let mut js = [0; WR];
@@ -126,8 +146,8 @@ unsafe fn tile<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t:
     // the stored values (asserted in `rows`); the tiles read k values of each.
     let acc = unsafe {
         match w {
-            Data::F16(v) => half_tile::<R, false>(v.as_ptr().cast(), js, xs, k),
-            Data::BF16(v) => half_tile::<R, true>(v.as_ptr().cast(), js, xs, k),
+            Data::F16(v) => half_tile::<R, WR, false>(v.as_ptr().cast(), js, xs, k),
+            Data::BF16(v) => half_tile::<R, WR, true>(v.as_ptr().cast(), js, xs, k),
             _ => unreachable!("f32 rows are read in place, GGML blocks by `int8`"),
         }
     };
@@ -144,7 +164,7 @@ unsafe fn tile<const R: usize>(job: &Job<'_>, w: &Data, jj: usize, i0: usize, t:
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c")]
 #[inline]
-unsafe fn half_tile<const R: usize, const BF: bool>(
+unsafe fn half_tile<const R: usize, const WR: usize, const BF: bool>(
     w: *const u16,
     js: [usize; WR],
     xs: [*const f32; R],

@@ -287,6 +287,23 @@ impl Gguf {
         Ok((t, &self.map[t.start..t.start + t.len]))
     }
 
+    /// Drops the mapped pages of tensor `name` once a backend holds its copy,
+    /// so a loaded model does not also keep its file in memory (as
+    /// `Weights` does for safetensors). The mapping is read-only and
+    /// file-backed: a later read faults the pages in again from the file.
+    pub fn release(&self, name: &str) {
+        #[cfg(unix)]
+        if let Some(t) = self.tensors.get(name) {
+            // SAFETY: no borrow of these bytes outlives the caller's copy, and
+            // dropping pages of a read-only file mapping only makes the next
+            // read fetch them again.
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, t.start, t.len)
+            };
+        }
+    }
+
     /// Tensor `name` dequantised to f32, with its row-major shape.
     pub fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let (t, bytes) = self.tensor_bytes(name)?;

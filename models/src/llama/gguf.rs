@@ -124,13 +124,17 @@ impl WeightSource for GgufWeights {
                 bytes: &bytes,
                 len: n,
             };
-            return Ok(be.upload_weight(shape, data)?);
+            let tensor = be.upload_weight(shape, data)?;
+            self.file.release(&g);
+            return Ok(tensor);
         }
         let mut v = quant::dequantize(t.ty, bytes, n);
         if let Some((h, d)) = heads {
             v = unpermute_rows(&v, h, d, cols);
         }
-        Ok(be.upload_weight(shape, HostData::F32(&v))?)
+        let tensor = be.upload_weight(shape, HostData::F32(&v))?;
+        self.file.release(&g);
+        Ok(tensor)
     }
 }
 

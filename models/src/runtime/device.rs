@@ -10,7 +10,8 @@ use crate::error::{ModelError, Result};
 
 /// Where a model runs, the CPU or a CUDA device, and the precision it
 /// multiplies in (`lakecap.precision`: on a GPU what weights are kept in; on
-/// the CPU, `f32` keeps every product's x in f32, see [`lakecap_kernels::Cpu`]).
+/// the CPU, `f32` keeps every product's x in f32 and `bf16` keeps weight
+/// matrices in bf16, see [`lakecap_kernels::Cpu`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu(Precision),
@@ -21,11 +22,12 @@ impl Device {
     /// The CPU at [`Precision::Auto`].
     pub const CPU: Device = Device::Cpu(Precision::Auto);
 
-    /// The CPU at `precision`: `F32` or `Auto` (`F16` and `Bf16` run as `Auto`
-    /// there, so they are the same device and load a model once).
+    /// The CPU at `precision`: `F32`, `Bf16` (weight matrices converted to
+    /// bf16 at load) or `Auto` (`F16` runs as `Auto` there, so it is the same
+    /// device and loads a model once).
     pub fn cpu(precision: Precision) -> Device {
         match precision {
-            Precision::F32 => Device::Cpu(Precision::F32),
+            Precision::F32 | Precision::Bf16 => Device::Cpu(precision),
             _ => Device::CPU,
         }
     }
@@ -100,7 +102,11 @@ mod tests {
             Device::CPU.with_precision("f32").unwrap(),
             Device::Cpu(Precision::F32)
         );
-        assert_eq!(Device::CPU.with_precision("bf16").unwrap(), Device::CPU);
+        assert_eq!(
+            Device::CPU.with_precision("bf16").unwrap(),
+            Device::Cpu(Precision::Bf16)
+        );
+        assert_eq!(Device::CPU.with_precision("f16").unwrap(), Device::CPU);
         let e = Device::CPU.with_precision("f8").unwrap_err().to_string();
         assert!(
             e.contains("precision `f8`: use 'auto', 'f32', 'f16' or 'bf16'"),

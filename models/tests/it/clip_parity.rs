@@ -90,7 +90,7 @@ fn check_tiny_clip<B: Backend>(be: &B, tol_png: f32) {
         let tol = if photos[i].ends_with(".png") {
             tol_png
         } else {
-            1e-3
+            tol_png.max(1e-3)
         };
         eprintln!("{}: image embedding rel err {e:.2e}", photos[i]);
         assert!(e < tol, "{}: image embedding rel err {e}", photos[i]);
@@ -120,6 +120,20 @@ fn check_tiny_clip<B: Backend>(be: &B, tol_png: f32) {
 #[test]
 fn tiny_clip_matches_transformers() {
     check_tiny_clip(&Cpu, 1e-5);
+}
+
+/// `lakecap.precision = 'bf16'` on the CPU: the f32 checkpoint's matrices
+/// kept in bf16 (and bf16 GEMMs where the CPU has them) stay within bf16
+/// rounding of transformers' f32 embeddings (2.2e-3 measured on AVX512-BF16).
+#[test]
+fn tiny_clip_at_bf16_precision_stays_near_transformers() {
+    use lakecap_kernels::cuda::Precision;
+    check_tiny_clip(
+        &Cpu {
+            precision: Precision::Bf16,
+        },
+        1e-2,
+    );
 }
 
 #[test]

@@ -331,7 +331,7 @@ extensions_options! {
         pub batch_size: usize, default = 32
         /// Where models run: 'auto' (the first GPU when CUDA can be loaded, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
         pub device: DeviceSetting, default = DeviceSetting::default()
-        /// What model weights are kept in on a GPU: 'auto' (as the checkpoint stores them: f16/bf16 files run half-precision GEMMs, f32 files TF32), 'f32' (exact, for parity with the CPU), 'f16' or 'bf16' (weight matrices converted at load; f32 accumulation). On the CPU, 'auto' multiplies GGUF Q4_0/Q4_1/Q8_0 blocks by 8-bit activations as llama.cpp does and bf16 checkpoints on AMX tiles; 'f32' keeps activations f32.
+        /// What model weights are kept in on a GPU: 'auto' (as the checkpoint stores them: f16/bf16 files run half-precision GEMMs, f32 files TF32), 'f32' (exact, for parity with the CPU), 'f16' or 'bf16' (weight matrices converted at load; f32 accumulation). On the CPU, 'auto' multiplies GGUF Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks by 8-bit activations as llama.cpp does and bf16 checkpoints by bf16 GEMMs (AMX or AVX512-BF16); 'f32' keeps activations f32; 'bf16' also keeps f32/f16 weight matrices in bf16.
         pub precision: PrecisionSetting, default = PrecisionSetting::default()
         /// Captioner for recaption, a BLIP or a VLM (Qwen2-VL) checkpoint: an id (ORG/NAME) in lakecap's model home or the Hugging Face cache, or a directory.
         pub caption_model: String, default = DEFAULT_CAPTION_MODEL.to_string()
@@ -450,7 +450,10 @@ mod tests {
         assert_eq!(o.device(), Device::CPU);
         o.set("precision", "f32").unwrap();
         assert_eq!(o.device(), Device::Cpu(Precision::F32));
+        o.set("precision", "bf16").unwrap();
+        assert_eq!(o.device(), Device::Cpu(Precision::Bf16));
         o.set("precision", "f16").unwrap();
+        assert_eq!(o.device(), Device::CPU);
         let e = o.set("precision", "f8").unwrap_err().to_string();
         assert!(
             e.contains("precision `f8`: use 'auto', 'f32', 'f16' or 'bf16'"),

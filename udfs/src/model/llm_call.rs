@@ -87,7 +87,9 @@ pub(crate) async fn generate(
     let model = blocking(move || llm::llm(&id, slots, dev))
         .await?
         .map_err(model_err)?;
-    let settings = format!("{}|{params:?}", model.id);
+    // The device and precision change the tokens (8-bit x on the CPU's
+    // `auto`), so they are part of the key.
+    let settings = format!("{}|{dev:?}|{params:?}", model.id);
     let mut prompts = convs
         .iter()
         .map(|c| c.as_ref().map(|c| model.chat_prompt(c)).transpose())

@@ -78,7 +78,7 @@ impl ModelFunction for NsfwScore {
             .map_err(model_err)?;
         let cols = arrays(args)?;
         let bytes = bytes_rows(cols[0].as_ref())?;
-        let mut batch = batch(&memo.vectors, &model, b'n', &bytes);
+        let mut batch = batch(&memo.vectors, &model, dev, b'n', &bytes);
         if !batch.todo().is_empty() {
             let s = Arc::clone(&scorer);
             let (inputs, ok) = prepare_images(rows, &bytes, batch.todo(), move |img| {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::common::Result;
 use lakecap_models::image::{DynamicImage, decode};
+use lakecap_models::runtime::Device;
 use lakecap_models::serve::embed;
 
 use crate::common::args::{RowFailure, Rows, bytes_rows};
@@ -53,17 +54,21 @@ pub(crate) async fn prepare_images<T: Send + 'static>(
     Ok((inputs, ok))
 }
 
-/// The memo batch of `inputs` given to `model` as `kind` (b'i' image,
-/// b't' text, b'n' an image's NSFW score).
+/// The memo batch of `inputs` given to `model` on `device` as `kind` (b'i'
+/// image, b't' text, b'n' an image's NSFW score). The device and its
+/// precision are part of the key: after `SET lakecap.precision`, rows are
+/// computed again.
 pub(crate) fn batch<'m>(
     memo: &'m EmbeddingMemo,
     model: &str,
+    device: Device,
     kind: u8,
     inputs: &[Option<&[u8]>],
 ) -> MemoBatch<'m, Arc<[f32]>> {
+    let model = format!("{model}|{device:?}");
     let keys = inputs
         .iter()
-        .map(|b| b.map(|b| memo_key(model, kind, b)))
+        .map(|b| b.map(|b| memo_key(&model, kind, b)))
         .collect();
     MemoBatch::new(memo, keys)
 }
@@ -84,7 +89,7 @@ pub(crate) async fn image_vectors(
         .await?
         .map_err(model_err)?;
     let bytes = bytes_rows(col.as_ref())?;
-    let mut batch = batch(memo, model, b'i', &bytes);
+    let mut batch = batch(memo, model, dev, b'i', &bytes);
     if !batch.todo().is_empty() {
         let emb = Arc::clone(&embedder);
         let (inputs, ok_rows) = prepare_images(rows, &bytes, batch.todo(), move |img| {
@@ -112,7 +117,7 @@ pub(crate) async fn text_vectors(
         .await?
         .map_err(model_err)?;
     let texts: Vec<Option<&[u8]>> = bytes_rows(col.as_ref())?;
-    let mut batch = batch(memo, model, b't', &texts);
+    let mut batch = batch(memo, model, dev, b't', &texts);
     if !batch.todo().is_empty() {
         let todo = batch.todo().to_vec();
         // String columns hold valid UTF-8 by Arrow's contract.

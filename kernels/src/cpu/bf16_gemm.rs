@@ -1,17 +1,24 @@
-//! bf16 GEMMs on Intel AMX tiles (Sapphire Rapids and later): `out += x · wᵀ`
-//! with `x` rounded to bf16 and f32 accumulation, as PyTorch runs a bf16
-//! model's linear layers on these CPUs.
+//! bf16 GEMMs: `out += x · wᵀ` with `x` rounded to bf16 and f32
+//! accumulation, as PyTorch (oneDNN) runs a bf16 model's linear layers on
+//! CPUs that multiply bf16 natively. Two micro-kernels read one packing:
 //!
-//! - The tile instructions are written with `asm!` (Rust has no stable AMX
-//!   intrinsics); the process asks Linux for the tile state once
-//!   (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), and [`available`] is false where
-//!   the CPU, the kernel or [`super::limit_simd`] says no.
-//! - Blocking: 8 tile registers as 2×2 C tiles (32×32 f32), 2 A tiles (32
-//!   rows × 32 k of `x`) and 2 B tiles (32 k × 32 columns of `w`). `x` is
-//!   converted once to bf16 rows padded to 32 k; each task packs a band of
-//!   `w`'s rows into the VNNI pair layout the B tiles read (rows of k pairs,
-//!   bf16 checkpoints copied bit for bit, other storage rounded) and sweeps
-//!   every 32-row block of `x` over it, so the band stays in L2.
+//! - [`Kernel::Amx`], Intel AMX tiles (Sapphire Rapids and later), written
+//!   with `asm!` (Rust has no stable AMX intrinsics); the process asks Linux
+//!   for the tile state once (`arch_prctl(ARCH_REQ_XCOMP_PERM)`). 8 tile
+//!   registers as 2×2 C tiles (32×32 f32), 2 A tiles (32 rows × 32 k of `x`)
+//!   and 2 B tiles (32 k × 32 columns of `w`).
+//! - [`Kernel::Avx512`], AVX512-BF16 dot products (`vdpbf16ps`: AMD Zen 4
+//!   and later, Intel Cooper Lake) where there is no AMX: 8 rows × 32
+//!   columns of f32 accumulators in 16 registers, each step a broadcast pair
+//!   of `x` against 16 column pairs of `w`.
+//!
+//! `x` is converted once to bf16 rows padded to 32 k; each task packs a band
+//! of `w`'s rows into the VNNI pair layout both kernels read (rows of k
+//! pairs, bf16 checkpoints copied bit for bit, other storage rounded) and
+//! sweeps its 32-row blocks of `x` over it, so the band stays in L2. With few
+//! bands the rows are split too, so every thread gets work.
+//! [`kernel`] is `None` where the CPU, the kernel or [`super::limit_simd`]
+//! says no.
 
 use std::sync::OnceLock;
 
@@ -29,17 +36,46 @@ const KR: usize = 32;
 /// Columns of `w` per task: four micro-tiles share each A block from L1/L2.
 const BAND: usize = 4 * NR;
 
-/// Whether the AMX bf16 path may run here.
-pub fn available() -> bool {
-    if !super::allowed(super::Simd::Best) {
-        return false;
+/// A bf16 micro-kernel the CPU may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AMX-BF16 tiles.
+    Amx,
+    /// AVX512-BF16 dot products.
+    Avx512,
+}
+
+/// The bf16 kernel this CPU runs (AMX before AVX512-BF16), if any.
+pub fn kernel() -> Option<Kernel> {
+    match super::allowed(super::Simd::Best) {
+        true => kernels().first().copied(),
+        false => None,
     }
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(detect)
+}
+
+/// Whether a bf16 GEMM may run here.
+pub fn available() -> bool {
+    kernel().is_some()
+}
+
+/// Every bf16 kernel this CPU and kernel offer, fastest first.
+pub fn kernels() -> &'static [Kernel] {
+    static FOUND: OnceLock<Vec<Kernel>> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let mut found = Vec::new();
+        if amx() {
+            found.push(Kernel::Amx);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16") {
+            found.push(Kernel::Avx512);
+        }
+        found
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
-fn detect() -> bool {
+fn amx() -> bool {
     // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
     let leaf = std::arch::x86_64::__cpuid_count(7, 0);
     let cpu = leaf.edx & (1 << 22) != 0 && leaf.edx & (1 << 24) != 0;
@@ -57,7 +93,7 @@ fn detect() -> bool {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn detect() -> bool {
+fn amx() -> bool {
     false
 }
 
@@ -80,11 +116,29 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
-/// `out [m, n] += x [m, k] · w [n, k]ᵀ` in bf16 on AMX tiles; call only
-/// when [`available`].
+/// `out [m, n] += x [m, k] · w [n, k]ᵀ` in bf16 by this CPU's [`kernel`];
+/// call only when [`available`].
 pub fn linear(x: &[f32], w: &Data, out: &mut [f32], m: usize, k: usize, n: usize) {
-    assert!(available(), "AMX bf16 is not available on this CPU");
+    let kernel = kernel().expect("no bf16 GEMM on this CPU");
+    linear_with(kernel, x, w, out, m, k, n);
+}
+
+/// [`linear`] by `kernel`, which must be one of [`kernels`] (tests and the
+/// benchmark run each).
+pub fn linear_with(
+    kernel: Kernel,
+    x: &[f32],
+    w: &Data,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    assert!(kernels().contains(&kernel), "{kernel:?} is not on this CPU");
     assert!(x.len() >= m * k && out.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
     let kp = k.div_ceil(KR) * KR;
     let mp = m.div_ceil(MR) * MR;
     // x as bf16 rows of kp (zero padded), mp rows.
@@ -97,40 +151,56 @@ pub fn linear(x: &[f32], w: &Data, out: &mut [f32], m: usize, k: usize, n: usize
                 *d = bf16::from_f32(*s).to_bits();
             }
         });
+    // Tasks: column bands × row chunks, at least four a thread where the
+    // rows allow chunks of 4 blocks (packing a band then stays a small part
+    // of a task's work).
+    let bands = n.div_ceil(BAND);
+    let blocks = mp / MR;
+    let chunks = (4 * rayon::current_num_threads())
+        .div_ceil(bands)
+        .min(blocks.div_ceil(4))
+        .max(1);
+    let per = blocks.div_ceil(chunks) * MR;
+    let per_band = mp.div_ceil(per);
     let out_at = SyncPtr(out.as_mut_ptr());
-    (0..n.div_ceil(BAND)).into_par_iter().for_each(|band| {
+    (0..bands * per_band).into_par_iter().for_each(|task| {
+        let (band, chunk) = (task / per_band, task % per_band);
         let j0 = band * BAND;
         let cols = (n - j0).min(BAND);
         let b = pack_band(w, k, kp, j0, cols);
         let mut c = [0f32; MR * NR];
-        // SAFETY: the CPU has AMX (asserted) and the config is valid.
-        unsafe { load_config() };
-        for i0 in (0..m).step_by(MR) {
+        if kernel == Kernel::Amx {
+            // SAFETY: the CPU has AMX (asserted) and the config is valid.
+            unsafe { load_config() };
+        }
+        for i0 in (chunk * per..((chunk + 1) * per).min(m)).step_by(MR) {
+            let rows = (m - i0).min(MR);
             for (t, tile) in b.chunks(kp / 2 * NR).enumerate() {
-                // SAFETY: `a` holds rows i0..i0+32 of kp bf16 each, `tile`
-                // kp/2 rows of 32 pairs, `c` 32×32 f32: what the kernel reads
-                // and writes.
+                let a = a[i0 * kp..].as_ptr();
+                // SAFETY: `a` holds rows i0..i0+32 of kp bf16 each (mp
+                // padded), `tile` kp/2 rows of 32 pairs, `c` 32×32 f32:
+                // what the kernels read and write; the CPU has the
+                // kernel's instructions (asserted).
                 unsafe {
-                    kernel(
-                        a[i0 * kp..].as_ptr(),
-                        kp,
-                        tile.as_ptr(),
-                        kp / KR,
-                        c.as_mut_ptr(),
-                    )
+                    match kernel {
+                        Kernel::Amx => amx_tile(a, kp, tile.as_ptr(), kp / KR, c.as_mut_ptr()),
+                        Kernel::Avx512 => dots(a, kp, tile.as_ptr(), rows, c.as_mut_ptr()),
+                    }
                 };
                 let jt = j0 + t * NR;
-                for (r, crow) in c.chunks(NR).enumerate().take(m.saturating_sub(i0).min(MR)) {
+                for (r, crow) in c.chunks(NR).enumerate().take(rows) {
                     for (q, v) in crow.iter().enumerate().take((n - jt).min(NR)) {
-                        // SAFETY: each task adds to its own columns
-                        // j0..j0+cols of row i0+r, inside out (asserted).
+                        // SAFETY: each task adds to its own rows and
+                        // columns of out (asserted in bounds).
                         unsafe { *out_at.at((i0 + r) * n + jt + q) += v };
                     }
                 }
             }
         }
-        // SAFETY: releases this thread's tile state.
-        unsafe { std::arch::asm!("tilerelease") };
+        if kernel == Kernel::Amx {
+            // SAFETY: releases this thread's tile state.
+            unsafe { std::arch::asm!("tilerelease") };
+        }
     });
 }
 
@@ -186,9 +256,10 @@ unsafe fn load_config() {
     unsafe { std::arch::asm!("ldtilecfg [{}]", in(reg) cfg, options(nostack, readonly)) };
 }
 
-/// C[32×32] = A[32×kp] · B, over `steps` k-steps of 32: `a` rows of `kp`
-/// bf16, `b` kp/2 rows of 32 pairs (128 bytes), `c` 32 rows of 32 f32.
-unsafe fn kernel(a: *const u16, kp: usize, b: *const u32, steps: usize, c: *mut f32) {
+/// C[32×32] = A[32×kp] · B on AMX tiles, over `steps` k-steps of 32: `a`
+/// rows of `kp` bf16, `b` kp/2 rows of 32 pairs (128 bytes), `c` 32 rows of
+/// 32 f32.
+unsafe fn amx_tile(a: *const u16, kp: usize, b: *const u32, steps: usize, c: *mut f32) {
     // SAFETY: the caller guarantees the extents; tiles are configured.
     unsafe {
         std::arch::asm!(
@@ -227,6 +298,46 @@ unsafe fn kernel(a: *const u16, kp: usize, b: *const u32, steps: usize, c: *mut 
     }
 }
 
+/// C[rows×32] = A[rows×kp] · B by AVX512-BF16 dot products, 8 rows a pass
+/// (rows past `rows`, up to the next 8, are computed from `a`'s padding):
+/// the layout of [`amx_tile`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn dots(a: *const u16, kp: usize, b: *const u32, rows: usize, c: *mut f32) {
+    use std::arch::x86_64::*;
+    use std::mem::transmute;
+    const R: usize = 8;
+    for r0 in (0..rows).step_by(R) {
+        let mut acc = [_mm512_setzero_ps(); 2 * R];
+        // SAFETY: the caller guarantees rows r0..r0+8 of `a` (padding
+        // included), kp/2 rows of 32 pairs in `b` and 32×32 f32 in `c`;
+        // pairs are read unaligned.
+        unsafe {
+            let x = a.add(r0 * kp);
+            for p in 0..kp / 2 {
+                let bp = b.add(p * NR);
+                let b0: __m512bh = transmute(_mm512_loadu_si512(bp.cast()));
+                let b1: __m512bh = transmute(_mm512_loadu_si512(bp.add(16).cast()));
+                for r in 0..R {
+                    let pair = x.add(r * kp + 2 * p).cast::<i32>().read_unaligned();
+                    let xr: __m512bh = transmute(_mm512_set1_epi32(pair));
+                    acc[2 * r] = _mm512_dpbf16_ps(acc[2 * r], xr, b0);
+                    acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], xr, b1);
+                }
+            }
+            for r in 0..R {
+                _mm512_storeu_ps(c.add((r0 + r) * NR), acc[2 * r]);
+                _mm512_storeu_ps(c.add((r0 + r) * NR + 16), acc[2 * r + 1]);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dots(_: *const u16, _: usize, _: *const u32, _: usize, _: *mut f32) {
+    unreachable!("no AVX512-BF16 off x86-64")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,13 +346,22 @@ mod tests {
     /// Odd sizes (padding in m, k and n), f32 and bf16 storage, against the
     /// f64 reference of the same bf16-rounded inputs, and against f32 math.
     #[test]
-    fn amx_matches_the_reference_where_the_cpu_has_it() {
-        if !available() {
-            eprintln!("skipped: no AMX bf16 here");
-            return;
+    fn every_bf16_kernel_here_matches_the_reference() {
+        if kernels().is_empty() {
+            eprintln!("skipped: no AMX or AVX512-BF16 here");
         }
         let round = |v: f32| bf16::from_f32(v).to_f32();
-        for (m, k, n) in [(1, 1, 1), (17, 40, 33), (33, 96, 129), (70, 200, 45)] {
+        let shapes = [
+            (1, 1, 1),
+            (17, 40, 33),
+            (33, 96, 129),
+            (70, 200, 45),
+            (300, 64, 260),
+        ];
+        for (&kernel, (m, k, n)) in kernels()
+            .iter()
+            .flat_map(|k| std::iter::repeat(k).zip(shapes))
+        {
             let mut s = 1u32;
             let mut next = || {
                 s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -256,16 +376,16 @@ mod tests {
             let stored = Data::BF16(w.iter().map(|v| bf16::from_f32(*v)).collect());
             for data in [stored, Data::F32(w.clone())] {
                 let mut out = vec![1f32; m * n];
-                linear(&x, &data, &mut out, m, k, n);
+                linear_with(kernel, &x, &data, &mut out, m, k, n);
                 let scale = (k as f32).sqrt() * 0.3;
                 for ((o, w), e) in out.iter().zip(&want).zip(&exact) {
                     assert!(
                         (o - 1.0 - w).abs() <= 1e-5 * scale,
-                        "{m}x{k}x{n}: {o} vs {w}"
+                        "{kernel:?} {m}x{k}x{n}: {o} vs {w}"
                     );
                     assert!(
                         (o - 1.0 - e).abs() <= 2e-2 * scale,
-                        "{m}x{k}x{n}: {o} vs f32 {e}"
+                        "{kernel:?} {m}x{k}x{n}: {o} vs f32 {e}"
                     );
                 }
             }
