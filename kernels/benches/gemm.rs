@@ -154,30 +154,24 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
                 )
             })
             .collect();
-        // Q4_1 blocks: scale and minimum as small f16 values, nibbles varied.
-        let quants: Vec<Data> = (0..copies)
-            .map(|c| {
-                let mut b: Vec<u8> = (0..n * k / 32 * 20)
-                    .map(|i| ((i * 131 + c * 7) % 251) as u8)
-                    .collect();
-                for blk in b.chunks_mut(20) {
-                    blk[0..4].copy_from_slice(&[0x1c, 0x1c, 0x1c, 0x9c]);
-                }
-                Data::Quant(GgmlType::Q4_1, b)
-            })
-            .collect();
-        // Q4_K super-blocks (where k allows): d and dmin small f16 values.
-        let k_quants: Vec<Data> = (0..copies)
-            .map(|c| {
-                let mut b: Vec<u8> = (0..n * k / 256 * 144)
-                    .map(|i| ((i * 131 + c * 7) % 251) as u8)
-                    .collect();
-                for blk in b.chunks_mut(144) {
-                    blk[0..4].copy_from_slice(&[0x1c, 0x1c, 0x1c, 0x1c]);
-                }
-                Data::Quant(GgmlType::Q4K, b)
-            })
-            .collect();
+        // Q4_1 blocks and Q4_K super-blocks (where k allows): scales and
+        // minimums as small f16 values, the rest varied.
+        let blocks = |ty: GgmlType, header: [u8; 4]| -> Vec<Data> {
+            let (bv, bb) = ty.block();
+            (0..copies)
+                .map(|c| {
+                    let mut b: Vec<u8> = (0..n * k / bv * bb)
+                        .map(|i| ((i * 131 + c * 7) % 251) as u8)
+                        .collect();
+                    for blk in b.chunks_mut(bb) {
+                        blk[0..4].copy_from_slice(&header);
+                    }
+                    Data::Quant(ty, b)
+                })
+                .collect()
+        };
+        let quants = blocks(GgmlType::Q4_1, [0x1c, 0x1c, 0x1c, 0x9c]);
+        let k_quants = blocks(GgmlType::Q4K, [0x1c; 4]);
         let mut out = vec![0f32; m * n];
         let mut time = |ws: &[Data], level: Option<Simd>| {
             limit_simd(level.unwrap_or(Simd::Best));

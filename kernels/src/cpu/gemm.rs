@@ -477,14 +477,20 @@ pub fn accumulate(
         // A bf16 checkpoint runs bf16 GEMMs where the CPU multiplies bf16, as
         // PyTorch runs a bf16 model (and CUDA's `auto` precision does).
         super::bf16_gemm::linear(x, &w.data, out, m, k, n);
-    } else if int8::takes(&w.data, k) && !exact {
-        // GGML blocks multiply 8-bit activations however many rows there
-        // are; past the streaming kernel's rows (prefill) by widened weights
-        // in the `gemm` crate, which beat the integer tiles there (SmolLM2
-        // prefill at batch 32: 679 against 404 tokens/s, EPYC Zen 4).
-        large_m(&int8::round(&x[..m * k], k), &w.f32_par(), out, m, k, n);
     } else {
-        // The product dominates the widening (more rows than the crossover).
+        // The product dominates the widening (more rows than the crossover);
+        // GGML blocks multiply 8-bit activations however many rows there
+        // are, here by widened weights, which beat the integer tiles past
+        // the streaming kernel's rows (SmolLM2 prefill at batch 32: 679
+        // against 404 tokens/s, EPYC Zen 4).
+        let rounded;
+        let x = match int8::takes(&w.data, k) && !exact {
+            true => {
+                rounded = int8::round(&x[..m * k], k);
+                &rounded
+            }
+            false => x,
+        };
         large_m(x, &w.f32_par(), out, m, k, n);
     }
 }

@@ -151,17 +151,9 @@ pub fn rows(x: &Q8Rows, w: &Data, j0: usize, cols: usize, t: &mut [f32]) {
                 // SAFETY: the CPU has AVX-512F/BW/VNNI and F16C (`vnni`); the
                 // rows are whole rows of blocks and x rows are inside x.
                 let acc = unsafe {
-                    match (ty, step) {
-                        (GgmlType::Q4_0, 1) => tile_rows::<0, 1>(x, ws, i0, r),
-                        (GgmlType::Q4_1, 1) => tile_rows::<1, 1>(x, ws, i0, r),
-                        (GgmlType::Q8_0, 1) => tile_rows::<2, 1>(x, ws, i0, r),
-                        (GgmlType::Q4K, 1) => tile_rows::<3, 1>(x, ws, i0, r),
-                        (_, 1) => tile_rows::<4, 1>(x, ws, i0, r),
-                        (GgmlType::Q4_0, _) => tile_rows::<0, 2>(x, ws, i0, r),
-                        (GgmlType::Q4_1, _) => tile_rows::<1, 2>(x, ws, i0, r),
-                        (GgmlType::Q8_0, _) => tile_rows::<2, 2>(x, ws, i0, r),
-                        (GgmlType::Q4K, _) => tile_rows::<3, 2>(x, ws, i0, r),
-                        _ => tile_rows::<4, 2>(x, ws, i0, r),
+                    match step {
+                        1 => tile_type::<1>(*ty, x, ws, i0, r),
+                        _ => tile_type::<2>(*ty, x, ws, i0, r),
                     }
                 };
                 for (cc, a) in acc.iter().enumerate().take((cols - c).min(step)) {
@@ -189,6 +181,15 @@ pub fn rows(x: &Q8Rows, w: &Data, j0: usize, cols: usize, t: &mut [f32]) {
     }
 }
 
+/// Where 32-value block `b` of a weight row of `ty` lies: the byte offset of
+/// the GGML block holding it, and its index there (0 but for the K-quants'
+/// 8 a super-block).
+fn locate(ty: GgmlType, b: usize) -> (usize, usize) {
+    let (values, bytes) = ty.block();
+    let per = values / QK;
+    (b / per * bytes, b % per)
+}
+
 /// One 32-value block `b` of a weight row: the scale of its first and of
 /// its last 16 values (equal but for Q6_K's 16-value scales), the scale of
 /// `Σ x` (Q4_1's minimum, Q4_K's −dmin · min), and its integers as they
@@ -196,21 +197,17 @@ pub fn rows(x: &Q8Rows, w: &Data, j0: usize, cols: usize, t: &mut [f32]) {
 fn block(ty: GgmlType, w: &[u8], b: usize) -> ([f32; 2], f32, [i32; QK]) {
     let h = |at: usize| f16::from_le_bytes([w[at], w[at + 1]]).to_f32();
     let mut q = [0i32; QK];
+    let (at, j) = locate(ty, b);
     match ty {
         GgmlType::Q8_0 => {
-            let at = b * 34;
             for (v, &byte) in q.iter_mut().zip(&w[at + 2..at + 34]) {
                 *v = byte as i8 as i32;
             }
             ([h(at); 2], 0.0, q)
         }
         GgmlType::Q4_0 | GgmlType::Q4_1 => {
-            let (bb, off) = if ty == GgmlType::Q4_0 {
-                (18, 8)
-            } else {
-                (20, 0)
-            };
-            let (at, qs) = (b * bb, b * bb + bb - 16);
+            let off = if ty == GgmlType::Q4_0 { 8 } else { 0 };
+            let qs = at + ty.block().1 - 16;
             for (l, &byte) in w[qs..qs + 16].iter().enumerate() {
                 q[l] = (byte & 0xF) as i32 - off;
                 q[l + 16] = (byte >> 4) as i32 - off;
@@ -219,7 +216,6 @@ fn block(ty: GgmlType, w: &[u8], b: usize) -> ([f32; 2], f32, [i32; QK]) {
             ([h(at); 2], min, q)
         }
         GgmlType::Q4K => {
-            let (at, j) = (b / 8 * 144, b % 8);
             let (sc, mn) = crate::quant::scale_min_k4(j, &w[at + 4..at + 16]);
             let qs = at + 16 + 32 * (j / 2);
             for (v, &byte) in q.iter_mut().zip(&w[qs..qs + 32]) {
@@ -229,7 +225,7 @@ fn block(ty: GgmlType, w: &[u8], b: usize) -> ([f32; 2], f32, [i32; QK]) {
         }
         _ => {
             // Q6_K: half n of 128 values, 32-value group t in it.
-            let (at, n, t) = (b / 8 * 210, b % 8 / 4, b % 4);
+            let (n, t) = (j / 4, j % 4);
             let (ql, qh) = (at + 64 * n + 32 * (t % 2), at + 128 + 32 * n);
             for (l, v) in q.iter_mut().enumerate() {
                 let lo = (w[ql + l] >> (4 * (t / 2))) & 0xF;
@@ -307,6 +303,28 @@ unsafe fn half_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// [`tile_vnni`] for blocks of `ty` (one of [`takes`]'s), `C` weight rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+unsafe fn tile_type<const C: usize>(
+    ty: GgmlType,
+    x: &Q8Rows,
+    ws: [&[u8]; 2],
+    i0: usize,
+    r: usize,
+) -> [[f32; 8]; 2] {
+    // SAFETY: as the caller's.
+    unsafe {
+        match ty {
+            GgmlType::Q4_0 => tile_rows::<0, C>(x, ws, i0, r),
+            GgmlType::Q4_1 => tile_rows::<1, C>(x, ws, i0, r),
+            GgmlType::Q8_0 => tile_rows::<2, C>(x, ws, i0, r),
+            GgmlType::Q4K => tile_rows::<3, C>(x, ws, i0, r),
+            _ => tile_rows::<4, C>(x, ws, i0, r),
+        }
+    }
+}
+
 /// [`tile_vnni`] for `r` (1–4 or 8) x rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
@@ -358,7 +376,8 @@ unsafe fn pair_vnni<const T: u8>(
     unsafe {
         match T {
             0..=2 => {
-                let bb = [18, 20, 34][T as usize];
+                let ty = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0][T as usize];
+                let bb = ty.block().1;
                 let p0 = w.as_ptr().add(b * bb);
                 let p1 = p0.add(bb);
                 // [d, m, d, m ..] of each block (its first 4 bytes), the
@@ -406,7 +425,8 @@ unsafe fn pair_vnni<const T: u8>(
             3 => {
                 // Q4_K: blocks 2c and 2c + 1 of a super-block are the low and
                 // high nibbles of the same 32 bytes.
-                let (p, j) = (w.as_ptr().add(b / 8 * 144), b % 8);
+                let (at, j) = locate(GgmlType::Q4K, b);
+                let p = w.as_ptr().add(at);
                 let (d, dmin) = (half_at(p), half_at(p.add(2)));
                 let scales = std::slice::from_raw_parts(p.add(4), 12);
                 let (s0, m0) = crate::quant::scale_min_k4(j, scales);
@@ -420,7 +440,8 @@ unsafe fn pair_vnni<const T: u8>(
                 // Q6_K: groups t and t + 1 (t even) of half n: low 4 bits
                 // from ql (bytes 0..32 and 32..64, high nibbles for t = 2),
                 // 2 high bits from qh at bit 2t and 2t + 2.
-                let (p, n, t) = (w.as_ptr().add(b / 8 * 210), b % 8 / 4, b % 4);
+                let (at, j) = locate(GgmlType::Q6K, b);
+                let (p, n, t) = (w.as_ptr().add(at), j / 4, j % 4);
                 let ql = _mm512_loadu_si512(p.add(64 * n).cast());
                 let cnt = _mm_cvtsi32_si128(4 * (t / 2) as i32);
                 let ql = _mm512_and_si512(_mm512_srl_epi16(ql, cnt), nib);
@@ -533,11 +554,12 @@ unsafe fn dot_avx2(x: &Q8Rows, ty: GgmlType, w: &[u8], i: usize) -> f32 {
             let row = i * x.nb + b;
             let xv = _mm256_loadu_si256(x.q.as_ptr().add(row * QK).cast());
             let nl = || _mm256_loadu_si256(x.nl.as_ptr().add(row * 8).cast());
+            let (at, j) = locate(ty, b);
+            let p = w.as_ptr().add(at);
             // The block's unsigned values, x (signs flipped for Q8_0), the
             // integer lanes' start, and the weight and minimum scales.
             let (wq, xs, init, dw, mw) = match ty {
                 GgmlType::Q8_0 => {
-                    let p = w.as_ptr().add(b * 34);
                     let v = _mm256_loadu_si256(p.add(2).cast());
                     let d = _mm256_set1_ps(half_at(p));
                     let z = _mm256_setzero_si256();
@@ -545,7 +567,6 @@ unsafe fn dot_avx2(x: &Q8Rows, ty: GgmlType, w: &[u8], i: usize) -> f32 {
                 }
                 GgmlType::Q4_0 | GgmlType::Q4_1 => {
                     let q40 = ty == GgmlType::Q4_0;
-                    let p = w.as_ptr().add(b * if q40 { 18 } else { 20 });
                     let raw = _mm_loadu_si128(p.add(if q40 { 2 } else { 4 }).cast());
                     let lo = _mm_and_si128(raw, nib);
                     let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), nib);
@@ -565,7 +586,6 @@ unsafe fn dot_avx2(x: &Q8Rows, ty: GgmlType, w: &[u8], i: usize) -> f32 {
                     }
                 }
                 GgmlType::Q4K => {
-                    let (p, j) = (w.as_ptr().add(b / 8 * 144), b % 8);
                     let scales = std::slice::from_raw_parts(p.add(4), 12);
                     let (sc, mn) = crate::quant::scale_min_k4(j, scales);
                     let v = _mm256_loadu_si256(p.add(16 + 32 * (j / 2)).cast());
@@ -576,7 +596,7 @@ unsafe fn dot_avx2(x: &Q8Rows, ty: GgmlType, w: &[u8], i: usize) -> f32 {
                     (q, xv, _mm256_setzero_si256(), d, Some(m))
                 }
                 _ => {
-                    let (p, n, t) = (w.as_ptr().add(b / 8 * 210), b % 8 / 4, b % 4);
+                    let (n, t) = (j / 4, j % 4);
                     let ql = _mm256_loadu_si256(p.add(64 * n + 32 * (t % 2)).cast());
                     let cnt = _mm_cvtsi32_si128(4 * (t / 2) as i32);
                     let ql = _mm256_and_si256(_mm256_srl_epi16(ql, cnt), _mm256_set1_epi8(0xF));

@@ -99,27 +99,28 @@ pub(crate) const ONE_ROW_M: usize = 4;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c")]
 unsafe fn rows_avx512(job: &Job<'_>, w: &Data, t: &mut [f32]) {
+    // SAFETY: the caller's checks (see `rows`).
+    match job.m <= ONE_ROW_M {
+        true => unsafe { passes_of::<1>(job, w, t) },
+        false => unsafe { passes_of::<2>(job, w, t) },
+    }
+}
+
+/// [`rows_avx512`]'s passes of `WR` weight rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c")]
+unsafe fn passes_of<const WR: usize>(job: &Job<'_>, w: &Data, t: &mut [f32]) {
     // Each x row count is its own instance, so no accumulator is spent on a
     // row that is not there.
     // SAFETY: the caller's checks (see `rows`).
-    match job.m <= ONE_ROW_M {
-        true => job.passes(1, |r, jj, i0| unsafe {
-            match r {
-                1 => tile::<1, 1>(job, w, jj, i0, t),
-                2 => tile::<2, 1>(job, w, jj, i0, t),
-                3 => tile::<3, 1>(job, w, jj, i0, t),
-                _ => tile::<4, 1>(job, w, jj, i0, t),
-            }
-        }),
-        false => job.passes(2, |r, jj, i0| unsafe {
-            match r {
-                1 => tile::<1, 2>(job, w, jj, i0, t),
-                2 => tile::<2, 2>(job, w, jj, i0, t),
-                3 => tile::<3, 2>(job, w, jj, i0, t),
-                _ => tile::<4, 2>(job, w, jj, i0, t),
-            }
-        }),
-    }
+    job.passes(WR, |r, jj, i0| unsafe {
+        match r {
+            1 => tile::<1, WR>(job, w, jj, i0, t),
+            2 => tile::<2, WR>(job, w, jj, i0, t),
+            3 => tile::<3, WR>(job, w, jj, i0, t),
+            _ => tile::<4, WR>(job, w, jj, i0, t),
+        }
+    });
 }
 
 /// `t[(jj + c) · m + i0 + q]` for weight rows `j0 + jj + c` (`c < WR`, the
