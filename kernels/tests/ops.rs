@@ -549,6 +549,8 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
             (2, 2304, 3),
             (40, bv, 33),
             (90, 3 * bv, 17),
+            // Past the CPU's integer tiles (gemm::TILES_M): widened weights.
+            (530, bv, 9),
         ];
         for (m, k, n) in shapes {
             // Random blocks with small f16 scales in their scale fields.

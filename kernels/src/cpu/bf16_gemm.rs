@@ -175,6 +175,14 @@ pub fn linear_with(
         }
         for i0 in (chunk * per..((chunk + 1) * per).min(m)).step_by(MR) {
             let rows = (m - i0).min(MR);
+            // The output lines this block adds into, fetched while its dots
+            // run: they sit a row of n apart, which the hardware prefetcher
+            // does not follow (adding the tiles was 10% of a SigLIP encode).
+            for r in i0..i0 + rows {
+                for q in (0..cols).step_by(16) {
+                    prefetch(out_at.at(r * n + j0 + q));
+                }
+            }
             for (t, tile) in b.chunks(kp / 2 * NR).enumerate() {
                 let a = a[i0 * kp..].as_ptr();
                 // SAFETY: `a` holds rows i0..i0+32 of kp bf16 each (mp
@@ -188,11 +196,17 @@ pub fn linear_with(
                     }
                 };
                 let jt = j0 + t * NR;
+                let width = (n - jt).min(NR);
                 for (r, crow) in c.chunks(NR).enumerate().take(rows) {
-                    for (q, v) in crow.iter().enumerate().take((n - jt).min(NR)) {
-                        // SAFETY: each task adds to its own rows and
-                        // columns of out (asserted in bounds).
-                        unsafe { *out_at.at((i0 + r) * n + jt + q) += v };
+                    // SAFETY: each task adds to its own rows and columns of
+                    // out (asserted in bounds); a slice, so the add is
+                    // vectorised (element-wise through the pointer it was
+                    // 10% of a SigLIP encode).
+                    let orow = unsafe {
+                        std::slice::from_raw_parts_mut(out_at.at((i0 + r) * n + jt), width)
+                    };
+                    for (o, v) in orow.iter_mut().zip(crow) {
+                        *o += v;
                     }
                 }
             }
@@ -202,6 +216,18 @@ pub fn linear_with(
             unsafe { std::arch::asm!("tilerelease") };
         }
     });
+}
+
+/// Asks for the cache line at `p` (a hint: never faults).
+fn prefetch(p: *const f32) {
+    // SAFETY: prefetching reads nothing architecturally, whatever the address.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// A raw pointer tasks write disjoint elements through.

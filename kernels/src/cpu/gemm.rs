@@ -41,6 +41,13 @@ pub const SMALL_M: usize = 16;
 /// The same for block-quantised weights, and for f16/bf16 weights where no
 /// bf16 GEMM takes them (decoding batches of up to 64).
 pub const STORED_SMALL_M: usize = 64;
+/// Most rows for which block-quantised weights stream through the integer
+/// tiles where the CPU has them ([`int8::tiles_many_rows`]): a prompt of a
+/// few hundred tokens would otherwise widen every matrix whole to f32 for
+/// few rows (a 1B-size model's 128-token prefill: 4 GB written per
+/// prompt); past it the f32 GEMM's rate pays for the widening (SmolLM2's
+/// 4096-row prefill at batch 32: 679 against 404 tokens/s with tiles).
+pub const TILES_M: usize = 512;
 
 /// `out [m, n] += x [m, k] · w [n, k]ᵀ`, weight rows in parallel chunks:
 /// each task takes 4 weight rows at a time (kept in L1) against every input
@@ -448,9 +455,11 @@ pub fn linear_many(
 /// Block-quantised weights would be dequantised whole for the packed GEMM,
 /// half-precision ones widened whole: up to `STORED_SMALL_M` rows the
 /// streaming kernel's four widened rows at a time cost less (for halves
-/// where no bf16 GEMM takes them).
+/// where no bf16 GEMM takes them), and blocks up to `TILES_M` rows where
+/// the CPU has the integer tiles.
 fn streams(w: &CpuTensor, m: usize) -> bool {
     m <= match &w.data {
+        Data::Quant(..) if int8::tiles_many_rows() => TILES_M,
         Data::Quant(..) => STORED_SMALL_M,
         Data::F16(_) | Data::BF16(_) if !super::bf16_gemm::available() => STORED_SMALL_M,
         _ => SMALL_M,
