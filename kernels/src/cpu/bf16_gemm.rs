@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use half::bf16;
 use rayon::prelude::*;
 
-use super::Data;
+use super::{Data, prefetch};
 
 /// Rows of `x` per micro-tile (two A tiles of 16).
 const MR: usize = 32;
@@ -199,9 +199,8 @@ pub fn linear_with(
                 let width = (n - jt).min(NR);
                 for (r, crow) in c.chunks(NR).enumerate().take(rows) {
                     // SAFETY: each task adds to its own rows and columns of
-                    // out (asserted in bounds); a slice, so the add is
-                    // vectorised (element-wise through the pointer it was
-                    // 10% of a SigLIP encode).
+                    // out (asserted in bounds). As a slice the add is
+                    // vectorised; element by element it was not.
                     let orow = unsafe {
                         std::slice::from_raw_parts_mut(out_at.at((i0 + r) * n + jt), width)
                     };
@@ -216,18 +215,6 @@ pub fn linear_with(
             unsafe { std::arch::asm!("tilerelease") };
         }
     });
-}
-
-/// Asks for the cache line at `p` (a hint: never faults).
-fn prefetch(p: *const f32) {
-    // SAFETY: prefetching reads nothing architecturally, whatever the address.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// A raw pointer tasks write disjoint elements through.

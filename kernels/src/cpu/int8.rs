@@ -499,13 +499,15 @@ unsafe fn tile_vnni<const R: usize, const T: u8, const C: usize>(
     // SAFETY: weight reads stay inside the rows' blocks (`pair_vnni`); x
     // reads stay inside row i0 + q's nb padded blocks.
     unsafe {
+        // Bytes a 32-value block takes in the row, rounded up (Q6_K's 210
+        // bytes per 8 blocks): where block b starts, near enough for a hint.
+        let stride = ws[0].len().div_ceil(blocks.max(1));
         for b in (0..blocks).step_by(2) {
             // One row a pass (batch 1) asks for its bytes ahead: +7% for
             // a 1B-size Q4_0 model's decoding on an EPYC Zen 4; two rows
             // side by side lost 15% with it (bench/RESULTS.md).
             if C == 1 {
-                let at = b * ws[0].len() / blocks + AHEAD;
-                _mm_prefetch::<_MM_HINT_T0>(ws[0].as_ptr().wrapping_add(at).cast());
+                super::prefetch(ws[0].as_ptr().wrapping_add(b * stride + AHEAD));
             }
             let mut wq = [zero; 2];
             let mut neg = [0u64; 2];

@@ -161,6 +161,20 @@ pub(crate) fn avx512() -> bool {
     false
 }
 
+/// Asks for the cache line at `p` (a hint: it never faults, whatever the
+/// address, so a pointer past a buffer's end is fine).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    // SAFETY: a prefetch reads nothing architecturally.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// The SIMD paths the CPU backend takes on this machine, for benchmark and
 /// log lines: the `gemm` crate's GEMM microkernels (AVX-512 where the CPU has
 /// AVX-512F, through its `x86-v4` feature), lakecap's own kernels (small-row
