@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use half::bf16;
-use lakecap_kernels::cpu::{CpuTensor, Data, Simd, bf16_gemm as native, gemm, limit_simd};
+use lakecap_kernels::cpu::{CpuTensor, Data, Simd, bf16_gemm as native, gemm, limit_simd, packed};
 use lakecap_kernels::quant::GgmlType;
 
 /// GFLOP/s of `f` over `(m, k, n)`, best of a few timed repeats.
@@ -125,10 +125,11 @@ fn main() {
 
 /// The streaming kernel on stored bf16, Q4_1 and Q4_K weights: widened into
 /// a buffer (`small_m_with(.., false)`) against read in registers (Q4_1 and
-/// Q4_K: by 8-bit x), AVX2 and AVX-512.
+/// Q4_K: by 8-bit x), AVX2 and AVX-512; Q4_1 rows also interleaved eight
+/// at a time (`cpu::packed`, VNNI).
 fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
     println!(
-        "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7}",
+        "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6} {:>7}",
         "stored weights, small m",
         "bf16 w",
         "avx2",
@@ -136,6 +137,7 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
         "q4_1 w",
         "avx2",
         "avx512",
+        "x8",
         "q4_k w",
         "avx2",
         "avx512"
@@ -171,6 +173,20 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
                 .collect()
         };
         let quants = blocks(GgmlType::Q4_1, [0x1c, 0x1c, 0x1c, 0x9c]);
+        let interleaved: Vec<Data> = match packed::packs(GgmlType::Q4_1, &[n, k]) {
+            true => quants
+                .iter()
+                .map(|d| match d {
+                    Data::Quant(ty, b) => Data::Packed {
+                        ty: *ty,
+                        k,
+                        bytes: packed::pack(*ty, b, k),
+                    },
+                    _ => unreachable!(),
+                })
+                .collect(),
+            false => Vec::new(),
+        };
         let k_quants = blocks(GgmlType::Q4K, [0x1c; 4]);
         let mut out = vec![0f32; m * n];
         let mut time = |ws: &[Data], level: Option<Simd>| {
@@ -187,12 +203,16 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
         let levels = [None, Some(Simd::Avx2), Some(Simd::Best)];
         let h = levels.map(|l| time(&halves, l));
         let q = levels.map(|l| time(&quants, l));
+        let x8 = match interleaved.is_empty() {
+            true => f64::NAN,
+            false => time(&interleaved, Some(Simd::Best)),
+        };
         let kq = match k.is_multiple_of(256) {
             true => levels.map(|l| time(&k_quants, l)),
             false => [f64::NAN; 3],
         };
         println!(
-            "{:<44} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1}",
+            "{:<44} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1}",
             format!("{name} ({m},{k},{n})"),
             h[0],
             h[1],
@@ -200,6 +220,7 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
             q[0],
             q[1],
             q[2],
+            x8,
             kq[0],
             kq[1],
             kq[2]

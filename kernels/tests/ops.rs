@@ -549,8 +549,13 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
             (2, 2304, 3),
             (40, bv, 33),
             (90, 3 * bv, 17),
+            // Whole groups of 8 rows: interleaved Q4_0/Q4_1/Q8_0 on VNNI CPUs
+            // (cpu::packed), over two tasks of rows at 72.
+            (1, 3 * bv, 16),
+            (13, 2 * bv, 72),
             // Past the CPU's integer tiles (gemm::TILES_M): widened weights.
             (530, bv, 9),
+            (530, bv, 16),
         ];
         for (m, k, n) in shapes {
             // Random blocks with small f16 scales in their scale fields.

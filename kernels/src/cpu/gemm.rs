@@ -459,8 +459,8 @@ pub fn linear_many(
 /// the CPU has the integer tiles.
 fn streams(w: &CpuTensor, m: usize) -> bool {
     m <= match &w.data {
-        Data::Quant(..) if int8::tiles_many_rows() => TILES_M,
-        Data::Quant(..) => STORED_SMALL_M,
+        Data::Quant(..) | Data::Packed { .. } if int8::tiles_many_rows() => TILES_M,
+        Data::Quant(..) | Data::Packed { .. } => STORED_SMALL_M,
         Data::F16(_) | Data::BF16(_) if !super::bf16_gemm::available() => STORED_SMALL_M,
         _ => SMALL_M,
     }

@@ -12,11 +12,13 @@
 //! VNNI (`vpdpbusd`, two blocks of byte products a step), AVX2
 //! (`vpmaddubsw`) and the portable loops differ only in the order of their
 //! f32 sums, and widened weights by x [`round`]ed the same way (the
-//! benchmark's peer) give the same values again. Decoding batches of up to
-//! 64 rows take the integer tiles (8 x rows a pass) where the CPU has
-//! AVX-512 VNNI; prefill and other CPUs' batches of more than 16 rows
-//! multiply widened weights by x [`round`]ed: the same values but for the
-//! order of the sums. (Unlike ggml, Q4_1's
+//! benchmark's peer) give the same values again. Products of up to
+//! `gemm::TILES_M` rows take the integer tiles (8 x rows a pass) where the
+//! CPU has AVX-512 VNNI; longer prompts and other CPUs' batches of more
+//! than 16 rows multiply widened weights by x [`round`]ed: the same values but for the
+//! order of the sums. On VNNI CPUs, Q4_0/Q4_1/Q8_0 matrices of whole groups
+//! of 8 rows are kept interleaved and multiplied by [`super::packed`]'s
+//! kernel from these same x blocks. (Unlike ggml, Q4_1's
 //! `d_x · Σ q_x` is not rounded to f16 a second time, so that the two forms
 //! agree.)
 
@@ -43,6 +45,9 @@ pub struct Q8Rows {
     sl: Vec<f32>,
     /// `−8 · Σ q` of the lane's 4 values: Q4_0's offset (its values are q − 8).
     nl: Vec<i32>,
+    /// `−4 · Σ q` per block: the same offset spread over the 2 lanes of
+    /// an interleaved row ([`super::packed`]).
+    n4: Vec<i32>,
 }
 
 impl Q8Rows {
@@ -58,6 +63,7 @@ impl Q8Rows {
             dl: vec![0.0; m * nb * 8],
             sl: vec![0.0; m * nb * 8],
             nl: vec![0; m * nb * 8],
+            n4: vec![0; m * nb],
         };
         for i in 0..m {
             for b in 0..k / QK {
@@ -65,6 +71,7 @@ impl Q8Rows {
                 let q = &mut r.q[at..at + QK];
                 let d = quantize_block(&x[i * k + b * QK..][..QK], q);
                 let sum: i32 = q.iter().map(|&v| v as i32).sum();
+                r.n4[i * nb + b] = -4 * sum;
                 for l in 0..8 {
                     let lane = (i * nb + b) * 8 + l;
                     r.dl[lane] = d;
@@ -74,6 +81,27 @@ impl Q8Rows {
             }
         }
         r
+    }
+
+    /// Rows quantised.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// Values a row.
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    /// The index of row `i`'s block `b`: its 32 integers start at 32 times
+    /// it, its 8 lanes of `dl`, `sl` at 8 times it.
+    pub fn block_at(&self, i: usize, b: usize) -> usize {
+        i * self.nb + b
+    }
+
+    /// The integers, `dl`, `sl` and `n4`, as the kernels read them.
+    pub fn parts(&self) -> (&[i8], &[f32], &[f32], &[i32]) {
+        (&self.q, &self.dl, &self.sl, &self.n4)
     }
 }
 
@@ -120,6 +148,7 @@ pub fn round(x: &[f32], k: usize) -> Vec<f32> {
 /// Whether weights in this storage multiply 8-bit activations ([`rows`]).
 pub fn takes(w: &Data, k: usize) -> bool {
     match w {
+        Data::Packed { k: packed, .. } => *packed == k,
         Data::Quant(GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0, _) => k.is_multiple_of(QK),
         Data::Quant(GgmlType::Q4K | GgmlType::Q6K, _) => k.is_multiple_of(256),
         _ => false,
@@ -130,12 +159,19 @@ pub fn takes(w: &Data, k: usize) -> bool {
 /// the `m` quantised rows of `x` (the transposed layout of `small_m`'s
 /// tasks); `w` is storage [`takes`] accepts.
 pub fn rows(x: &Q8Rows, w: &Data, j0: usize, cols: usize, t: &mut [f32]) {
-    let Data::Quant(ty, bytes) = w else {
-        panic!("8-bit activations multiply GGML blocks only")
-    };
+    assert!(takes(w, x.k), "8-bit activations multiply GGML blocks only");
+    match w {
+        Data::Packed { ty, bytes, .. } => super::packed::rows(x, *ty, bytes, j0, cols, t),
+        Data::Quant(ty, bytes) => rows_of(x, *ty, bytes, j0, cols, t),
+        _ => unreachable!("`takes` is false"),
+    }
+}
+
+/// [`rows`] for `bytes` in GGML's layout, rows of blocks of `ty`.
+pub fn rows_of(x: &Q8Rows, ty: GgmlType, bytes: &[u8], j0: usize, cols: usize, t: &mut [f32]) {
     let (m, k) = (x.m, x.k);
     let rb = ty.bytes_for(k).expect("whole blocks a row");
-    assert!(takes(w, k) && t.len() >= cols * m && (j0 + cols) * rb <= bytes.len());
+    assert!(t.len() >= cols * m && (j0 + cols) * rb <= bytes.len());
     let row = |j: usize| &bytes[j * rb..(j + 1) * rb];
     #[cfg(target_arch = "x86_64")]
     if vnni() {
@@ -152,8 +188,8 @@ pub fn rows(x: &Q8Rows, w: &Data, j0: usize, cols: usize, t: &mut [f32]) {
                 // rows are whole rows of blocks and x rows are inside x.
                 let acc = unsafe {
                     match step {
-                        1 => tile_type::<1>(*ty, x, ws, i0, r),
-                        _ => tile_type::<2>(*ty, x, ws, i0, r),
+                        1 => tile_type::<1>(ty, x, ws, i0, r),
+                        _ => tile_type::<2>(ty, x, ws, i0, r),
                     }
                 };
                 for (cc, a) in acc.iter().enumerate().take((cols - c).min(step)) {
@@ -173,10 +209,10 @@ pub fn rows(x: &Q8Rows, w: &Data, j0: usize, cols: usize, t: &mut [f32]) {
             if avx2() {
                 // SAFETY: the CPU has AVX2, FMA and F16C (`avx2`); `w` is a
                 // whole row of blocks and row i is inside x.
-                t[c * m + i] = unsafe { dot_avx2(x, *ty, w, i) };
+                t[c * m + i] = unsafe { dot_avx2(x, ty, w, i) };
                 continue;
             }
-            t[c * m + i] = dot_portable(x, *ty, w, i);
+            t[c * m + i] = dot_portable(x, ty, w, i);
         }
     }
 }

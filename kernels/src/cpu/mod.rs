@@ -11,6 +11,7 @@ pub mod conv;
 pub mod gemm;
 pub mod int8;
 pub mod norm;
+pub mod packed;
 pub mod rope;
 pub mod stored;
 
@@ -33,6 +34,13 @@ pub enum Data {
     /// products widen four weight rows at a time, or the matrix in parallel
     /// for many rows; lookups widen only their rows.
     Quant(crate::quant::GgmlType, Vec<u8>),
+    /// Q4_0/Q4_1/Q8_0 rows of `k` values interleaved eight at a time for the
+    /// VNNI kernel ([`packed`]), where the CPU has it.
+    Packed {
+        ty: crate::quant::GgmlType,
+        k: usize,
+        bytes: Vec<u8>,
+    },
 }
 
 impl Data {
@@ -45,6 +53,7 @@ impl Data {
             Data::F16(d) => d[start..end].convert_to_f32_slice(out),
             Data::BF16(d) => d[start..end].convert_to_f32_slice(out),
             Data::Quant(ty, bytes) => crate::quant::dequantize_into(*ty, bytes, start, out),
+            Data::Packed { ty, k, bytes } => packed::widen_into(*ty, bytes, *k, start, out),
         }
     }
 
@@ -328,6 +337,11 @@ impl Backend for Cpu {
                 HostData::F32(d) => Data::F32(d.to_vec()),
                 HostData::F16(d) => Data::F16(d.to_vec()),
                 HostData::BF16(d) => Data::BF16(d.to_vec()),
+                HostData::Quant { ty, bytes, .. } if packed::packs(ty, shape) => Data::Packed {
+                    ty,
+                    k: shape[1],
+                    bytes: packed::pack(ty, bytes, shape[1]),
+                },
                 HostData::Quant { ty, bytes, .. } => Data::Quant(ty, bytes.to_vec()),
             },
         })
