@@ -15,8 +15,8 @@
 //! benchmark's peer) give the same values again. Products of up to
 //! `gemm::TILES_M` rows take the integer tiles (8 x rows a pass) where the
 //! CPU has AVX-512 VNNI; longer prompts and other CPUs' batches of more
-//! than 16 rows multiply widened weights by x [`round`]ed: the same values but for the
-//! order of the sums. On VNNI CPUs, Q4_0/Q4_1/Q8_0 matrices of whole groups
+//! than 16 rows multiply widened weights by x [`round`]ed: the same values
+//! but for the order of the sums. On VNNI CPUs, Q4_0/Q4_1/Q8_0 matrices of whole groups
 //! of 8 rows are kept interleaved and multiplied by [`super::packed`]'s
 //! kernel from these same x blocks. (Unlike ggml, Q4_1's
 //! `d_x · Σ q_x` is not rounded to f16 a second time, so that the two forms
@@ -148,9 +148,18 @@ pub fn round(x: &[f32], k: usize) -> Vec<f32> {
 /// Whether weights in this storage multiply 8-bit activations ([`rows`]).
 pub fn takes(w: &Data, k: usize) -> bool {
     match w {
-        Data::Packed { k: packed, .. } => *packed == k,
-        Data::Quant(GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0, _) => k.is_multiple_of(QK),
-        Data::Quant(GgmlType::Q4K | GgmlType::Q6K, _) => k.is_multiple_of(256),
+        Data::Packed { ty, k: packed, .. } => *packed == k && super::packed::kind(*ty),
+        Data::Quant(ty, _) => takes_type(*ty, k),
+        _ => false,
+    }
+}
+
+/// Whether rows of `k` values of `ty` multiply 8-bit activations here: the
+/// block types the kernels decode, in whole blocks.
+fn takes_type(ty: GgmlType, k: usize) -> bool {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => k.is_multiple_of(QK),
+        GgmlType::Q4K | GgmlType::Q6K => k.is_multiple_of(256),
         _ => false,
     }
 }
@@ -168,9 +177,17 @@ pub fn rows(x: &Q8Rows, w: &Data, j0: usize, cols: usize, t: &mut [f32]) {
 }
 
 /// [`rows`] for `bytes` in GGML's layout, rows of blocks of `ty`.
-pub fn rows_of(x: &Q8Rows, ty: GgmlType, bytes: &[u8], j0: usize, cols: usize, t: &mut [f32]) {
+pub(super) fn rows_of(
+    x: &Q8Rows,
+    ty: GgmlType,
+    bytes: &[u8],
+    j0: usize,
+    cols: usize,
+    t: &mut [f32],
+) {
     let (m, k) = (x.m, x.k);
     let rb = ty.bytes_for(k).expect("whole blocks a row");
+    assert!(takes_type(ty, k), "{ty:?} blocks do not multiply 8-bit x");
     assert!(t.len() >= cols * m && (j0 + cols) * rb <= bytes.len());
     let row = |j: usize| &bytes[j * rb..(j + 1) * rb];
     #[cfg(target_arch = "x86_64")]

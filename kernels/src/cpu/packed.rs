@@ -30,9 +30,14 @@ const ROWS: usize = 8;
 /// this CPU: Q4_0, Q4_1 and Q8_0 matrices of whole groups, where the VNNI
 /// kernel runs (the AVX2 and portable dots read GGML's layout).
 pub fn packs(ty: GgmlType, shape: &[usize]) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
-        && matches!(shape, [n, k] if *n > 0 && n.is_multiple_of(ROWS) && k.is_multiple_of(32))
+    kind(ty)
+        && matches!(shape, [n, k] if *n > 0 && *k > 0 && n.is_multiple_of(ROWS) && k.is_multiple_of(32))
         && int8::tiles_many_rows()
+}
+
+/// Whether blocks of `ty` have an interleaved layout: Q4_0, Q4_1, Q8_0.
+pub fn kind(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
 }
 
 /// Where block `b` of row `j` lies in each layout, for rows of `rb` bytes:
@@ -66,7 +71,7 @@ fn pieces(ty: GgmlType, rb: usize, j: usize, b: usize) -> [(usize, usize, usize)
 pub fn pack(ty: GgmlType, bytes: &[u8], k: usize) -> Vec<u8> {
     use rayon::prelude::*;
     let rb = ty.bytes_for(k).expect("whole blocks a row");
-    assert!(bytes.len().is_multiple_of(ROWS * rb));
+    assert!(kind(ty) && k > 0 && bytes.len().is_multiple_of(ROWS * rb));
     let mut out = vec![0u8; bytes.len()];
     let groups = out
         .par_chunks_mut(ROWS * rb)
@@ -111,10 +116,10 @@ pub fn widen_into(ty: GgmlType, packed: &[u8], k: usize, start: usize, out: &mut
 
 /// `t[(j - j0) · m + i] = x_i · w_j` for rows `j0..j0 + cols` of interleaved
 /// `packed`, as [`int8::rows`] computes it for GGML's layout.
-pub fn rows(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usize, t: &mut [f32]) {
+pub(super) fn rows(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usize, t: &mut [f32]) {
     let (m, k) = (x.rows(), x.cols());
     let rb = ty.bytes_for(k).expect("whole blocks a row");
-    assert!(t.len() >= cols * m && (j0 + cols) * rb <= packed.len());
+    assert!(kind(ty) && t.len() >= cols * m && (j0 + cols) * rb <= packed.len());
     #[cfg(target_arch = "x86_64")]
     if int8::tiles_many_rows() && j0.is_multiple_of(ROWS) && cols.is_multiple_of(ROWS) {
         for g in (j0..j0 + cols).step_by(ROWS) {
@@ -160,7 +165,8 @@ unsafe fn group_type(ty: GgmlType, x: &Q8Rows, g: &[u8], i0: usize, r: usize) ->
         match ty {
             GgmlType::Q4_0 => group_rows::<0>(x, g, i0, r),
             GgmlType::Q4_1 => group_rows::<1>(x, g, i0, r),
-            _ => group_rows::<2>(x, g, i0, r),
+            GgmlType::Q8_0 => group_rows::<2>(x, g, i0, r),
+            _ => unreachable!("{ty:?} has no interleaved layout"),
         }
     }
 }
@@ -336,6 +342,8 @@ mod tests {
     /// and widening any range equals widening the plain rows.
     #[test]
     fn rows_come_back() {
+        // No rows' worth of values: nothing to interleave.
+        assert!(!packs(GgmlType::Q4_0, &[8, 0]));
         for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
             let (n, k) = (16, 96);
             let rb = ty.bytes_for(k).unwrap();
