@@ -125,11 +125,11 @@ fn main() {
 
 /// The streaming kernel on stored bf16, Q4_1 and Q4_K weights: widened into
 /// a buffer (`small_m_with(.., false)`) against read in registers (Q4_1 and
-/// Q4_K: by 8-bit x), AVX2 and AVX-512; Q4_1 rows also interleaved eight
+/// Q4_K: by 8-bit x), AVX2 and AVX-512; both also interleaved eight rows
 /// at a time (`cpu::packed`, VNNI).
 fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
     println!(
-        "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6} {:>7}",
+        "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6} {:>7} {:>7}",
         "stored weights, small m",
         "bf16 w",
         "avx2",
@@ -140,7 +140,8 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
         "x8",
         "q4_k w",
         "avx2",
-        "avx512"
+        "avx512",
+        "x8"
     );
     for &(name, m, k, n) in shapes.iter().filter(|s| s.1 <= gemm::STORED_SMALL_M) {
         let x: Vec<f32> = (0..m * k)
@@ -158,7 +159,7 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
             .collect();
         // Q4_1 blocks and Q4_K super-blocks (where k allows): scales and
         // minimums as small f16 values, the rest varied.
-        let blocks = |ty: GgmlType, header: [u8; 4]| -> Vec<Data> {
+        let blocks = |ty: GgmlType, header: [u8; 4]| -> Vec<Vec<u8>> {
             let (bv, bb) = ty.block();
             (0..copies)
                 .map(|c| {
@@ -168,26 +169,22 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
                     for blk in b.chunks_mut(bb) {
                         blk[0..4].copy_from_slice(&header);
                     }
-                    Data::Quant(ty, b)
+                    b
                 })
                 .collect()
         };
-        let quants = blocks(GgmlType::Q4_1, [0x1c, 0x1c, 0x1c, 0x9c]);
-        let interleaved: Vec<Data> = match packed::packs(GgmlType::Q4_1, &[n, k]) {
-            true => quants
-                .iter()
-                .map(|d| match d {
-                    Data::Quant(ty, b) => Data::Packed {
-                        ty: *ty,
-                        k,
-                        bytes: packed::pack(*ty, b, k),
-                    },
-                    _ => unreachable!(),
-                })
-                .collect(),
-            false => Vec::new(),
+        // GGML's row layout, and interleaved as `Cpu::upload` keeps them on
+        // VNNI CPUs (none where it does not).
+        let stored = |ty: GgmlType, header: [u8; 4]| -> [Vec<Data>; 2] {
+            let bytes = blocks(ty, header);
+            let x8 = match packed::packs(ty, &[n, k]) {
+                true => bytes.iter().map(|b| Data::quant(ty, &[n, k], b)).collect(),
+                false => Vec::new(),
+            };
+            [bytes.into_iter().map(|b| Data::Quant(ty, b)).collect(), x8]
         };
-        let k_quants = blocks(GgmlType::Q4K, [0x1c; 4]);
+        let [quants, interleaved] = stored(GgmlType::Q4_1, [0x1c, 0x1c, 0x1c, 0x9c]);
+        let [k_quants, k_interleaved] = stored(GgmlType::Q4K, [0x1c; 4]);
         let mut out = vec![0f32; m * n];
         let mut time = |ws: &[Data], level: Option<Simd>| {
             limit_simd(level.unwrap_or(Simd::Best));
@@ -203,16 +200,17 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
         let levels = [None, Some(Simd::Avx2), Some(Simd::Best)];
         let h = levels.map(|l| time(&halves, l));
         let q = levels.map(|l| time(&quants, l));
-        let x8 = match interleaved.is_empty() {
+        let mut x8 = |ws: &[Data]| match ws.is_empty() {
             true => f64::NAN,
-            false => time(&interleaved, Some(Simd::Best)),
+            false => time(ws, Some(Simd::Best)),
         };
+        let (x8, kx8) = (x8(&interleaved), x8(&k_interleaved));
         let kq = match k.is_multiple_of(256) {
             true => levels.map(|l| time(&k_quants, l)),
             false => [f64::NAN; 3],
         };
         println!(
-            "{:<44} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1}",
+            "{:<44} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>7.1}",
             format!("{name} ({m},{k},{n})"),
             h[0],
             h[1],
@@ -223,7 +221,8 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
             x8,
             kq[0],
             kq[1],
-            kq[2]
+            kq[2],
+            kx8
         );
     }
 }

@@ -16,9 +16,9 @@
 //! `gemm::TILES_M` rows take the integer tiles (8 x rows a pass) where the
 //! CPU has AVX-512 VNNI; longer prompts and other CPUs' batches of more
 //! than 16 rows multiply widened weights by x [`round`]ed: the same values
-//! but for the order of the sums. On VNNI CPUs, Q4_0/Q4_1/Q8_0 matrices of whole groups
-//! of 8 rows are kept interleaved and multiplied by [`super::packed`]'s
-//! kernel from these same x blocks. (Unlike ggml, Q4_1's
+//! but for the order of the sums. On VNNI CPUs, Q4_0/Q4_1/Q8_0/Q4_K/Q6_K
+//! matrices of whole groups of 8 rows are kept interleaved and multiplied
+//! by [`super::packed`]'s kernels from these same x blocks. (Unlike ggml, Q4_1's
 //! `d_x · Σ q_x` is not rounded to f16 a second time, so that the two forms
 //! agree.)
 
@@ -48,6 +48,9 @@ pub struct Q8Rows {
     /// `−4 · Σ q` per block: the same offset spread over the 2 lanes of
     /// an interleaved row ([`super::packed`]).
     n4: Vec<i32>,
+    /// `−16 · Σ q` of each 16-value half of a block: Q6_K's offset (its
+    /// values are q − 32, scaled per 16) over an interleaved row's 2 lanes.
+    n16: Vec<[i32; 2]>,
 }
 
 impl Q8Rows {
@@ -64,6 +67,7 @@ impl Q8Rows {
             sl: vec![0.0; m * nb * 8],
             nl: vec![0; m * nb * 8],
             n4: vec![0; m * nb],
+            n16: vec![[0; 2]; m * nb],
         };
         for i in 0..m {
             for b in 0..k / QK {
@@ -72,6 +76,13 @@ impl Q8Rows {
                 let d = quantize_block(&x[i * k + b * QK..][..QK], q);
                 let sum: i32 = q.iter().map(|&v| v as i32).sum();
                 r.n4[i * nb + b] = -4 * sum;
+                let half = |h: usize| {
+                    -16 * q[16 * h..16 * h + 16]
+                        .iter()
+                        .map(|&v| v as i32)
+                        .sum::<i32>()
+                };
+                r.n16[i * nb + b] = [half(0), half(1)];
                 for l in 0..8 {
                     let lane = (i * nb + b) * 8 + l;
                     r.dl[lane] = d;
@@ -84,24 +95,34 @@ impl Q8Rows {
     }
 
     /// Rows quantised.
+    #[inline]
     pub fn rows(&self) -> usize {
         self.m
     }
 
     /// Values a row.
+    #[inline]
     pub fn cols(&self) -> usize {
         self.k
     }
 
     /// The index of row `i`'s block `b`: its 32 integers start at 32 times
     /// it, its 8 lanes of `dl`, `sl` at 8 times it.
+    #[inline]
     pub fn block_at(&self, i: usize, b: usize) -> usize {
         i * self.nb + b
     }
 
     /// The integers, `dl`, `sl` and `n4`, as the kernels read them.
+    #[inline]
     pub fn parts(&self) -> (&[i8], &[f32], &[f32], &[i32]) {
         (&self.q, &self.dl, &self.sl, &self.n4)
+    }
+
+    /// `n16`: per block, −16 times the sums of its two halves' integers.
+    #[inline]
+    pub fn half_sums(&self) -> &[[i32; 2]] {
+        &self.n16
     }
 }
 

@@ -34,8 +34,8 @@ pub enum Data {
     /// products widen four weight rows at a time, or the matrix in parallel
     /// for many rows; lookups widen only their rows.
     Quant(crate::quant::GgmlType, Vec<u8>),
-    /// Q4_0/Q4_1/Q8_0 rows of `k` values interleaved eight at a time for the
-    /// VNNI kernel ([`packed`]), where the CPU has it.
+    /// Q4_0/Q4_1/Q8_0/Q4_K rows of `k` values interleaved eight at a time
+    /// for the VNNI kernels ([`packed`]), where the CPU has them.
     Packed {
         ty: crate::quant::GgmlType,
         k: usize,
@@ -44,6 +44,19 @@ pub enum Data {
 }
 
 impl Data {
+    /// GGML blocks of `shape` as this CPU keeps them: interleaved where
+    /// [`packed::packs`] says so, else as they are.
+    pub fn quant(ty: crate::quant::GgmlType, shape: &[usize], bytes: &[u8]) -> Data {
+        match packed::packs(ty, shape) {
+            true => Data::Packed {
+                ty,
+                k: shape[1],
+                bytes: packed::pack(ty, bytes, shape[1]),
+            },
+            false => Data::Quant(ty, bytes.to_vec()),
+        }
+    }
+
     /// Elements `start..start + out.len()` as f32 into `out`.
     pub fn widen_into(&self, start: usize, out: &mut [f32]) {
         use half::slice::HalfFloatSliceExt;
@@ -337,12 +350,7 @@ impl Backend for Cpu {
                 HostData::F32(d) => Data::F32(d.to_vec()),
                 HostData::F16(d) => Data::F16(d.to_vec()),
                 HostData::BF16(d) => Data::BF16(d.to_vec()),
-                HostData::Quant { ty, bytes, .. } if packed::packs(ty, shape) => Data::Packed {
-                    ty,
-                    k: shape[1],
-                    bytes: packed::pack(ty, bytes, shape[1]),
-                },
-                HostData::Quant { ty, bytes, .. } => Data::Quant(ty, bytes.to_vec()),
+                HostData::Quant { ty, bytes, .. } => Data::quant(ty, shape, bytes),
             },
         })
     }

@@ -1,24 +1,29 @@
-//! GGML Q4_0, Q4_1 and Q8_0 weight rows interleaved eight at a time, as llama.cpp
-//! repacks them at load (`ggml-cpu/repack.cpp`, `block_q4_0x8`), and their
-//! AVX-512 VNNI kernel. In GGML's own layout one `vpdpbusd` lane belongs to
-//! one weight row, so every 32-value block is split, scaled and summed on
-//! its own, and a decoding step spends more time on that than on reading
-//! the bytes (a 1B-size Q4_0 model at batch 1: 0.54–0.71× llama.cpp on an
-//! EPYC Zen 4, bench/RESULTS.md). Interleaved, one 64-byte load holds 8
-//! bytes of each of 8 rows, each 32-bit lane a (row, 4 values) pair, so one
-//! x broadcast serves 8 rows, one scale vector scales them, and the eight
-//! dot products come out side by side: a block of 8 rows (256 weights) takes
-//! about as many instructions as one block of one row did.
+//! GGML Q4_0, Q4_1, Q8_0, Q4_K and Q6_K weight rows interleaved eight at a
+//! time, as llama.cpp repacks them at load (`ggml-cpu/repack.cpp`, `block_q4_0x8`,
+//! `block_q4_Kx8`), and their AVX-512 VNNI kernels. In GGML's own layout one
+//! `vpdpbusd` lane belongs to one weight row, so every 32-value block is
+//! split, scaled and summed on its own, and a decoding step spends more time
+//! on that than on reading the bytes (a 1B-size Q4_0 model at batch 1:
+//! 0.54–0.71× llama.cpp on an EPYC Zen 4, bench/RESULTS.md). Interleaved,
+//! one 64-byte load holds 8 bytes of each of 8 rows, each 32-bit lane a
+//! (row, 4 values) pair, so one x broadcast serves 8 rows, one scale vector
+//! scales them, and the eight dot products come out side by side: a block
+//! of 8 rows takes about as many instructions as one block of one row did.
 //!
-//! The layout is a permutation of the rows' bytes (same size): per group of
-//! 8 rows and per 32-value block, the 8 rows' d (f16; Q4_1: then their 8
-//! m), then 64-byte pieces, piece h holding bytes `8h..8h + 8` of each
-//! row's value bytes, row by row: Q4's two pieces (low nibbles of piece h
-//! are values `8h..8h + 8` of a block, high nibbles values `16 + 8h..`),
-//! Q8_0's four. The sums are the same integers as [`super::int8`]'s, so the
-//! results equal its to f32 rounding of the scale products. (Q4_K and Q6_K
-//! keep GGML's layout: their per-32-value scales would need decoding into a
-//! layout of their own, as llama.cpp's `block_q4_Kx8` does.)
+//! Per group of 8 rows and per GGML block, a *unit* holds the 8 rows' d
+//! (f16; Q4_1: then their 8 m, Q4_K: their 8 dmin), then the 8 rows' scales
+//! a byte each, scale by scale (Q4_K: its 6-bit scales, then its minimums,
+//! unpacked so that the kernel loads them instead of decoding 12 packed
+//! bytes; Q6_K: its 16 i8 scales), then 64-byte pieces, piece h holding
+//! bytes `8h..8h + 8` of each row's value bytes, row by row: Q4_0/Q4_1's two
+//! (low nibbles of piece h are values `8h..8h + 8` of the block, high
+//! nibbles values `16 + 8h..`), Q8_0's four, Q4_K's 16 (chunk c of 64
+//! values is pieces `4c..4c + 4`: low nibbles its first 32 values, high
+//! nibbles its last), Q6_K's 16 of low nibbles then 8 of high bits, as
+//! GGML orders them. Units are the rows' bytes moved, but for Q4_K's
+//! unpacked scales (4 bytes a row a super-block, 2.8% more). The integer
+//! sums are the same as [`super::int8`]'s, so the results equal its to f32
+//! rounding of the scale products.
 
 use super::int8::{self, Q8Rows};
 use crate::quant::GgmlType;
@@ -26,44 +31,111 @@ use crate::quant::GgmlType;
 /// Rows a group interleaves.
 const ROWS: usize = 8;
 
+/// Bytes of a GGML block in the largest type interleaved (Q6_K's).
+const MAX_BLOCK: usize = 210;
+
 /// Whether a weight of `ty` and `shape` (`[n, k]`) is kept interleaved on
-/// this CPU: Q4_0, Q4_1 and Q8_0 matrices of whole groups, where the VNNI
-/// kernel runs (the AVX2 and portable dots read GGML's layout).
+/// this CPU: matrices of [`kind`] in whole groups of rows and whole blocks,
+/// where the VNNI kernel runs (the AVX2 and portable dots read GGML's
+/// layout).
 pub fn packs(ty: GgmlType, shape: &[usize]) -> bool {
     kind(ty)
-        && matches!(shape, [n, k] if *n > 0 && *k > 0 && n.is_multiple_of(ROWS) && k.is_multiple_of(32))
+        && matches!(shape, [n, k] if *n > 0 && *k > 0 && n.is_multiple_of(ROWS)
+            && k.is_multiple_of(ty.block().0))
         && int8::tiles_many_rows()
 }
 
-/// Whether blocks of `ty` have an interleaved layout: Q4_0, Q4_1, Q8_0.
+/// Whether blocks of `ty` have an interleaved layout: Q4_0, Q4_1, Q8_0,
+/// Q4_K, Q6_K.
 pub fn kind(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+    use GgmlType::*;
+    matches!(ty, Q4_0 | Q4_1 | Q8_0 | Q4K | Q6K)
 }
 
-/// Where block `b` of row `j` lies in each layout, for rows of `rb` bytes:
-/// `(plain offset, interleaved offset, length)` of its d, its m (Q4_1; else
-/// length 0), and its 8-byte pieces of values (two of nibbles, Q8_0's
-/// four).
-fn pieces(ty: GgmlType, rb: usize, j: usize, b: usize) -> [(usize, usize, usize); 6] {
+/// Bytes of a unit: 8 rows' blocks, Q4_K's 12 bytes of scales a row as 16.
+fn unit(ty: GgmlType) -> usize {
     let bb = ty.block().1;
-    let head = if ty == GgmlType::Q4_1 { 4 } else { 2 };
-    let (g, r) = (j / ROWS, j % ROWS);
-    let plain = j * rb + b * bb;
-    let packed = g * ROWS * rb + b * ROWS * bb;
-    let values = packed + ROWS * head;
-    // Q4's 16 bytes are two pieces; the missing ones have length 0.
-    let piece = |h: usize| match h < (bb - head) / 8 {
-        true => (plain + head + 8 * h, values + 64 * h + 8 * r, 8),
-        false => (plain, packed, 0),
+    ROWS * if ty == GgmlType::Q4K { bb + 4 } else { bb }
+}
+
+/// Bytes of a group of 8 interleaved rows of `k` values.
+fn group_bytes(ty: GgmlType, k: usize) -> usize {
+    unit(ty) * (k / ty.block().0)
+}
+
+/// Where Q4_K's unpacked scales (`SC`) and minimums (`MN`) lie in a unit:
+/// sub-block j's 8 rows at `SC + 8j`.
+const SC: usize = 32;
+const MN: usize = 96;
+
+/// Where Q6_K's scales (scale s's 8 rows at `S6 + 8s`) and its pieces of
+/// values (`V6`: 16 pieces of `ql`, then 8 of `qh`) lie in a unit.
+const S6: usize = 16;
+const V6: usize = S6 + 128;
+
+/// Calls `f(block offset, unit offset, length)` for the parts of row `r`'s
+/// block that move as bytes: its d, its m (Q4_1) or dmin (Q4_K), Q6_K's
+/// scales, and its 8-byte pieces of values. (Q4_K's packed scales are
+/// converted apart.)
+fn moves(ty: GgmlType, r: usize, mut f: impl FnMut(usize, usize, usize)) {
+    if ty == GgmlType::Q6K {
+        f(208, 2 * r, 2);
+        for s in 0..16 {
+            f(192 + s, S6 + 8 * s + r, 1);
+        }
+        for h in 0..24 {
+            f(8 * h, V6 + 64 * h + 8 * r, 8);
+        }
+        return;
+    }
+    let bb = ty.block().1;
+    // The bytes before the values, and where the values start in a unit.
+    let (head, values) = match ty {
+        GgmlType::Q4_1 => (4, 32),
+        GgmlType::Q4K => (16, MN + 64),
+        _ => (2, 16),
     };
-    [
-        (plain, packed + 2 * r, 2),
-        (plain + 2, packed + 2 * ROWS + 2 * r, head - 2),
-        piece(0),
-        piece(1),
-        piece(2),
-        piece(3),
-    ]
+    f(0, 2 * r, 2);
+    if head > 2 {
+        f(2, 16 + 2 * r, 2);
+    }
+    for h in 0..(bb - head) / 8 {
+        f(head + 8 * h, values + 64 * h + 8 * r, 8);
+    }
+}
+
+/// Row `r`'s block `blk` into `unit`.
+fn put(ty: GgmlType, blk: &[u8], r: usize, unit: &mut [u8]) {
+    moves(ty, r, |from, to, len| {
+        unit[to..to + len].copy_from_slice(&blk[from..from + len])
+    });
+    if ty == GgmlType::Q4K {
+        for j in 0..8 {
+            let (sc, mn) = crate::quant::scale_min_k4(j, &blk[4..16]);
+            (unit[SC + 8 * j + r], unit[MN + 8 * j + r]) = (sc as u8, mn as u8);
+        }
+    }
+}
+
+/// Row `r`'s block back from `unit` into `blk`, byte for byte.
+fn take(ty: GgmlType, unit: &[u8], r: usize, blk: &mut [u8]) {
+    moves(ty, r, |from, to, len| {
+        blk[from..from + len].copy_from_slice(&unit[to..to + len])
+    });
+    if ty == GgmlType::Q4K {
+        // GGML's 12 bytes of 6-bit values (`get_scale_min_k4` inverted):
+        // sub-blocks 0–3 in the low 6 bits of bytes 0–7, 4–7's low 4 bits
+        // in bytes 8–11 and their top 2 bits in the top of bytes 0–7.
+        let (sc, mn) = (
+            |j: usize| unit[SC + 8 * j + r],
+            |j: usize| unit[MN + 8 * j + r],
+        );
+        for j in 0..4 {
+            blk[4 + j] = sc(j) | (sc(j + 4) >> 4) << 6;
+            blk[8 + j] = mn(j) | (mn(j + 4) >> 4) << 6;
+            blk[12 + j] = (sc(j + 4) & 0xF) | (mn(j + 4) & 0xF) << 4;
+        }
+    }
 }
 
 /// `bytes` (GGML rows of `k` values, a whole number of groups) interleaved,
@@ -71,44 +143,40 @@ fn pieces(ty: GgmlType, rb: usize, j: usize, b: usize) -> [(usize, usize, usize)
 pub fn pack(ty: GgmlType, bytes: &[u8], k: usize) -> Vec<u8> {
     use rayon::prelude::*;
     let rb = ty.bytes_for(k).expect("whole blocks a row");
+    let bb = ty.block().1;
     assert!(kind(ty) && k > 0 && bytes.len().is_multiple_of(ROWS * rb));
-    let mut out = vec![0u8; bytes.len()];
+    let mut out = vec![0u8; bytes.len() / (ROWS * rb) * group_bytes(ty, k)];
     let groups = out
-        .par_chunks_mut(ROWS * rb)
+        .par_chunks_mut(group_bytes(ty, k))
         .zip(bytes.par_chunks(ROWS * rb));
-    groups.for_each(|(to_group, from_group)| {
-        // Offsets within a group are those of group 0.
-        for j in 0..ROWS {
-            for b in 0..k / 32 {
-                for (from, to, len) in pieces(ty, rb, j, b) {
-                    to_group[to..to + len].copy_from_slice(&from_group[from..from + len]);
-                }
+    groups.for_each(|(to, from)| {
+        for (b, u) in to.chunks_exact_mut(unit(ty)).enumerate() {
+            for r in 0..ROWS {
+                put(ty, &from[r * rb + b * bb..][..bb], r, u);
             }
         }
     });
     out
 }
 
-/// Row `j` of interleaved `packed` back in GGML's layout, into `row`.
-fn row_into(ty: GgmlType, packed: &[u8], k: usize, j: usize, row: &mut [u8]) {
-    let rb = row.len();
-    for b in 0..k / 32 {
-        for (from, to, len) in pieces(ty, rb, j, b) {
-            let from = from - j * rb;
-            row[from..from + len].copy_from_slice(&packed[to..to + len]);
-        }
-    }
+/// Row `j`'s block `b` of interleaved `packed` (rows of `k` values) back in
+/// GGML's layout, into `blk`.
+fn block_into(ty: GgmlType, packed: &[u8], k: usize, j: usize, b: usize, blk: &mut [u8]) {
+    let at = j / ROWS * group_bytes(ty, k) + b * unit(ty);
+    take(ty, &packed[at..at + unit(ty)], j % ROWS, blk);
 }
 
-/// Values `start..start + out.len()` of interleaved rows of `k` values.
+/// Values `start..start + out.len()` of interleaved rows of `k` values,
+/// rebuilding only the blocks they lie in.
 pub fn widen_into(ty: GgmlType, packed: &[u8], k: usize, start: usize, out: &mut [f32]) {
-    let mut row = vec![0u8; ty.bytes_for(k).expect("whole blocks a row")];
+    let (bv, bb) = ty.block();
+    let mut blk = [0u8; MAX_BLOCK];
     let (mut at, mut done) = (start, 0);
     while done < out.len() {
         let (j, off) = (at / k, at % k);
-        let take = (k - off).min(out.len() - done);
-        row_into(ty, packed, k, j, &mut row);
-        crate::quant::dequantize_into(ty, &row, off, &mut out[done..done + take]);
+        let take = (bv - off % bv).min(out.len() - done);
+        block_into(ty, packed, k, j, off / bv, &mut blk[..bb]);
+        crate::quant::dequantize_into(ty, &blk[..bb], off % bv, &mut out[done..done + take]);
         at += take;
         done += take;
     }
@@ -118,12 +186,13 @@ pub fn widen_into(ty: GgmlType, packed: &[u8], k: usize, start: usize, out: &mut
 /// `packed`, as [`int8::rows`] computes it for GGML's layout.
 pub(super) fn rows(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usize, t: &mut [f32]) {
     let (m, k) = (x.rows(), x.cols());
-    let rb = ty.bytes_for(k).expect("whole blocks a row");
-    assert!(kind(ty) && t.len() >= cols * m && (j0 + cols) * rb <= packed.len());
+    let gb = group_bytes(ty, k);
+    assert!(kind(ty) && k.is_multiple_of(ty.block().0) && t.len() >= cols * m);
+    assert!((j0 + cols).div_ceil(ROWS) * gb <= packed.len());
     #[cfg(target_arch = "x86_64")]
     if int8::tiles_many_rows() && j0.is_multiple_of(ROWS) && cols.is_multiple_of(ROWS) {
         for g in (j0..j0 + cols).step_by(ROWS) {
-            let group = &packed[g * rb..(g + ROWS) * rb];
+            let group = &packed[g / ROWS * gb..][..gb];
             let mut i0 = 0;
             while i0 < m {
                 // 8 x rows a pass where there are, else up to 4.
@@ -149,14 +218,18 @@ pub(super) fn rows(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usi
 /// weights were packed): a row at a time, back in GGML's layout.
 fn by_row(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usize, t: &mut [f32]) {
     let (m, k) = (x.rows(), x.cols());
+    let (bv, bb) = ty.block();
     let mut row = vec![0u8; ty.bytes_for(k).expect("whole blocks a row")];
     for c in 0..cols {
-        row_into(ty, packed, k, j0 + c, &mut row);
+        for (b, blk) in row.chunks_exact_mut(bb).enumerate().take(k / bv) {
+            block_into(ty, packed, k, j0 + c, b, blk);
+        }
         int8::rows_of(x, ty, &row, 0, 1, &mut t[c * m..(c + 1) * m]);
     }
 }
 
-/// [`group_vnni`] for `ty` (Q4_0, Q4_1 or Q8_0) and `r` (1–4 or 8) x rows.
+/// [`group_vnni`], [`group_q4k`] or [`group_q6k`] for `ty` and `r` (1–4
+/// or 8) x rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn group_type(ty: GgmlType, x: &Q8Rows, g: &[u8], i0: usize, r: usize) -> [[f32; 8]; 8] {
@@ -166,22 +239,35 @@ unsafe fn group_type(ty: GgmlType, x: &Q8Rows, g: &[u8], i0: usize, r: usize) ->
             GgmlType::Q4_0 => group_rows::<0>(x, g, i0, r),
             GgmlType::Q4_1 => group_rows::<1>(x, g, i0, r),
             GgmlType::Q8_0 => group_rows::<2>(x, g, i0, r),
+            GgmlType::Q4K => group_rows::<3>(x, g, i0, r),
+            GgmlType::Q6K => group_rows::<4>(x, g, i0, r),
             _ => unreachable!("{ty:?} has no interleaved layout"),
         }
     }
 }
 
-/// [`group_vnni`] for `r` (1–4 or 8) x rows.
+/// The kernel of type `T` (0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q4_K, 4 Q6_K) for `r`
+/// (1–4 or 8) x rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn group_rows<const T: u8>(x: &Q8Rows, g: &[u8], i0: usize, r: usize) -> [[f32; 8]; 8] {
     // SAFETY: as the caller's.
     unsafe {
-        match r {
-            1 => group_vnni::<1, T>(x, g, i0),
-            2 => group_vnni::<2, T>(x, g, i0),
-            3 => group_vnni::<3, T>(x, g, i0),
-            4 => group_vnni::<4, T>(x, g, i0),
+        match (T, r) {
+            (3, 1) => group_q4k::<1>(x, g, i0),
+            (3, 2) => group_q4k::<2>(x, g, i0),
+            (3, 3) => group_q4k::<3>(x, g, i0),
+            (3, 4) => group_q4k::<4>(x, g, i0),
+            (3, _) => group_q4k::<8>(x, g, i0),
+            (4, 1) => group_q6k::<1>(x, g, i0),
+            (4, 2) => group_q6k::<2>(x, g, i0),
+            (4, 3) => group_q6k::<3>(x, g, i0),
+            (4, 4) => group_q6k::<4>(x, g, i0),
+            (4, _) => group_q6k::<8>(x, g, i0),
+            (_, 1) => group_vnni::<1, T>(x, g, i0),
+            (_, 2) => group_vnni::<2, T>(x, g, i0),
+            (_, 3) => group_vnni::<3, T>(x, g, i0),
+            (_, 4) => group_vnni::<4, T>(x, g, i0),
             _ => group_vnni::<8, T>(x, g, i0),
         }
     }
@@ -199,6 +285,41 @@ unsafe fn scales(p: *const u8) -> std::arch::x86_64::__m512 {
     // SAFETY: the caller's 16 bytes at p.
     let s = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) });
     _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(s))
+}
+
+/// The 8 bytes at `p` as f32 (`SIGNED`: as i8, Q6_K's scales; else as
+/// u8, Q4_K's), row r's on lanes 2r and 2r + 1.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn byte_scales<const SIGNED: bool>(p: *const u8) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's 8 bytes at p.
+    let b = unsafe { _mm_loadl_epi64(p.cast()) };
+    let b = _mm_unpacklo_epi8(b, b);
+    _mm512_cvtepi32_ps(match SIGNED {
+        true => _mm512_cvtepi8_epi32(b),
+        false => _mm512_cvtepu8_epi32(b),
+    })
+}
+
+/// Each x row's 8 dot products from its accumulator, row r's on lanes 2r
+/// and 2r + 1.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn pair_sums<const R: usize>(acc: &[std::arch::x86_64::__m512; R]) -> [[f32; 8]; 8] {
+    use std::arch::x86_64::*;
+    let mut out = [[0f32; 8]; 8];
+    for (q, acc) in acc.iter().enumerate() {
+        let mut lanes = [0f32; 16];
+        // SAFETY: 16 f32 into a 16-f32 array.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *acc) };
+        for (r, o) in out[q].iter_mut().enumerate() {
+            *o = lanes[2 * r] + lanes[2 * r + 1];
+        }
+    }
+    out
 }
 
 /// The 8 interleaved rows of group `g` against x rows `i0..i0 + R`, a block
@@ -229,6 +350,10 @@ unsafe fn group_vnni<const R: usize, const T: u8>(
     unsafe {
         for b in 0..x.cols() / 32 {
             let p = g.as_ptr().add(b * ROWS * bb);
+            // The lines 1 KiB on (a batch-1 pass waits on memory without).
+            for l in 0..bb.div_ceil(8) {
+                super::prefetch(p.wrapping_add(1024 + 64 * l));
+            }
             let dw = scales(p);
             let mw = if T == 1 { scales(p.add(16)) } else { dw };
             let v = p.add(values).cast::<__m512i>();
@@ -266,38 +391,206 @@ unsafe fn group_vnni<const R: usize, const T: u8>(
                 }
             }
         }
+        pair_sums(&acc)
     }
-    let mut out = [[0f32; 8]; 8];
-    for (q, acc) in acc.iter().enumerate() {
-        let mut lanes = [0f32; 16];
-        // SAFETY: 16 f32 into a 16-f32 array.
-        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *acc) };
-        for (r, o) in out[q].iter_mut().enumerate() {
-            *o = lanes[2 * r] + lanes[2 * r + 1];
+}
+
+/// [`group_vnni`] for Q4_K: per super-block the rows' d and dmin, per
+/// 64-value chunk four 64-byte loads whose low nibbles are sub-block 2c and
+/// high nibbles sub-block 2c + 1, each sub-block's four `vpdpbusd` scaled by
+/// d times its 6-bit scale times x's d, less dmin times its minimum times
+/// Σ x.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+unsafe fn group_q4k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8]; 8] {
+    use std::arch::x86_64::*;
+    let nib = _mm512_set1_epi8(0xF);
+    let mut acc = [_mm512_setzero_ps(); R];
+    let u = unit(GgmlType::Q4K);
+    // SAFETY: super-block s's unit is inside `g` (8 whole rows of k / 256
+    // units); x reads stay inside rows i0..i0 + R.
+    unsafe {
+        for s in 0..x.cols() / 256 {
+            let p = g.as_ptr().add(s * u);
+            let (d, dmin) = (scales(p), scales(p.add(16)));
+            for c in 0..4 {
+                let v = p.add(MN + 64 + 256 * c).cast::<__m512i>();
+                // The next super-block's lines (a batch-1 pass waits on
+                // memory without).
+                for h in 0..4 {
+                    super::prefetch(v.wrapping_byte_add(u).wrapping_add(h));
+                }
+                super::prefetch(p.wrapping_add(u + 64 * c));
+                let w = [
+                    _mm512_loadu_si512(v),
+                    _mm512_loadu_si512(v.add(1)),
+                    _mm512_loadu_si512(v.add(2)),
+                    _mm512_loadu_si512(v.add(3)),
+                ];
+                // (No closures: they do not inherit `target_feature`.)
+                let (mut lo, mut hi) = (w, w);
+                for h in 0..4 {
+                    lo[h] = _mm512_and_si512(w[h], nib);
+                    hi[h] = _mm512_and_si512(_mm512_srli_epi16::<4>(w[h]), nib);
+                }
+                for (j, w) in [(2 * c, lo), (2 * c + 1, hi)] {
+                    let dw = _mm512_mul_ps(d, byte_scales::<false>(p.add(SC + 8 * j)));
+                    let mw = _mm512_mul_ps(dmin, byte_scales::<false>(p.add(MN + 8 * j)));
+                    sub_block(&mut acc, x, w, dw, mw, i0, 8 * s + j);
+                }
+            }
         }
+        pair_sums(&acc)
     }
-    out
+}
+
+/// One 32-value block `b` of 8 interleaved rows (`w`: its four pieces as
+/// unsigned bytes) into each x row's accumulator: its `vpdpbusd` sum scaled
+/// by `dw` times x's d, less `mw` times x's d · Σ x.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn sub_block<const R: usize>(
+    acc: &mut [std::arch::x86_64::__m512; R],
+    x: &Q8Rows,
+    w: [std::arch::x86_64::__m512i; 4],
+    dw: std::arch::x86_64::__m512,
+    mw: std::arch::x86_64::__m512,
+    i0: usize,
+    b: usize,
+) {
+    use std::arch::x86_64::*;
+    let (xs, dl, sl, _) = x.parts();
+    for (q, acc) in acc.iter_mut().enumerate() {
+        let at = x.block_at(i0 + q, b);
+        // SAFETY: block b of x row i0 + q is inside x (the caller's).
+        let xq = unsafe { xs.as_ptr().add(at * 32).cast::<i64>() };
+        let mut sum = _mm512_setzero_si512();
+        for (h, w) in w.iter().enumerate() {
+            // SAFETY: as above, 8 of the block's 32 bytes.
+            let xb = _mm512_set1_epi64(unsafe { xq.add(h).read_unaligned() });
+            sum = _mm512_dpbusd_epi32(sum, *w, xb);
+        }
+        let dx = _mm512_set1_ps(dl[at * 8]);
+        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, dx), *acc);
+        *acc = _mm512_fnmadd_ps(mw, _mm512_set1_ps(sl[at * 8] * 4.0), *acc);
+    }
+}
+
+/// [`group_vnni`] for Q6_K: per 128-value half n, four 64-byte loads of
+/// its high bits (`qh`) and eight of its low nibbles (`ql`: four for each
+/// of the sub-block pairs (4n, 4n + 2) and (4n + 1, 4n + 3), low and high
+/// nibbles), each 32-value sub-block t's 6-bit values joined from its
+/// nibbles and bits `2t..2t + 2` of `qh`; its two 16-value halves' sums
+/// start from −32 · Σ x and are scaled by d times their i8 scale times x's
+/// d.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8]; 8] {
+    use std::arch::x86_64::*;
+    let (nib, top) = (_mm512_set1_epi8(0xF), _mm512_set1_epi8(0x30));
+    let zero = _mm512_setzero_si512();
+    let (xs, dl, _, _) = x.parts();
+    let n16 = x.half_sums();
+    let mut acc = [_mm512_setzero_ps(); R];
+    let u = unit(GgmlType::Q6K);
+    // SAFETY: super-block s's unit is inside `g` (8 whole rows of k / 256
+    // units); x reads stay inside rows i0..i0 + R.
+    unsafe {
+        for s in 0..x.cols() / 256 {
+            let p = g.as_ptr().add(s * u);
+            let d = scales(p);
+            let pieces = p.add(V6).cast::<__m512i>();
+            for n in 0..2 {
+                let (mut qh, mut ql) = ([zero; 4], [[zero; 4]; 2]);
+                for h in 0..4 {
+                    qh[h] = _mm512_loadu_si512(pieces.add(16 + 4 * n + h));
+                    ql[0][h] = _mm512_loadu_si512(pieces.add(8 * n + h));
+                    ql[1][h] = _mm512_loadu_si512(pieces.add(8 * n + 4 + h));
+                }
+                for t in 0..4 {
+                    // The next super-block's lines, 4 a step (as Q4_K's).
+                    for l in 0..4 {
+                        super::prefetch(p.wrapping_add(u + 64 * (16 * n + 4 * t + l)));
+                    }
+                    let mut w = [zero; 4];
+                    for (h, w) in w.iter_mut().enumerate() {
+                        let lo = match t < 2 {
+                            true => ql[t][h],
+                            false => _mm512_srli_epi16::<4>(ql[t - 2][h]),
+                        };
+                        // Bits 2t..2t + 2 of qh to bits 4–5.
+                        let hi = match t {
+                            0 => _mm512_slli_epi16::<4>(qh[h]),
+                            1 => _mm512_slli_epi16::<2>(qh[h]),
+                            2 => qh[h],
+                            _ => _mm512_srli_epi16::<2>(qh[h]),
+                        };
+                        *w = _mm512_or_si512(_mm512_and_si512(lo, nib), _mm512_and_si512(hi, top));
+                    }
+                    let j = 4 * n + t;
+                    let da = _mm512_mul_ps(d, byte_scales::<true>(p.add(S6 + 16 * j)));
+                    let db = _mm512_mul_ps(d, byte_scales::<true>(p.add(S6 + 16 * j + 8)));
+                    for (q, acc) in acc.iter_mut().enumerate() {
+                        let at = x.block_at(i0 + q, 8 * s + j);
+                        let xq = xs.as_ptr().add(at * 32).cast::<i64>();
+                        let [na, nb] = n16[at];
+                        let mut sa = _mm512_set1_epi32(na);
+                        let mut sb = _mm512_set1_epi32(nb);
+                        for h in 0..2 {
+                            let (xa, xb) =
+                                (xq.add(h).read_unaligned(), xq.add(2 + h).read_unaligned());
+                            sa = _mm512_dpbusd_epi32(sa, w[h], _mm512_set1_epi64(xa));
+                            sb = _mm512_dpbusd_epi32(sb, w[2 + h], _mm512_set1_epi64(xb));
+                        }
+                        let dx = _mm512_set1_ps(dl[at * 8]);
+                        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), _mm512_mul_ps(da, dx), *acc);
+                        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb), _mm512_mul_ps(db, dx), *acc);
+                    }
+                }
+            }
+        }
+        pair_sums(&acc)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Blocks of `n` rows of `k` values: varied nibbles, small f16 scales
-    /// (and Q4_1 minimums).
+    const TYPES: [GgmlType; 5] = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4K,
+        GgmlType::Q6K,
+    ];
+
+    /// Blocks of `n` rows of `k` values: varied values (and Q4_K scales),
+    /// small f16 scales (Q4_1's minimums, Q4_K's dmin).
     fn weights(ty: GgmlType, n: usize, k: usize) -> Vec<u8> {
-        let bb = ty.block().1;
-        let mut b: Vec<u8> = (0..n * k / 32 * bb)
+        let (bv, bb) = ty.block();
+        let mut b: Vec<u8> = (0..n * k / bv * bb)
             .map(|i| (i * 131 % 251) as u8)
             .collect();
         for (i, blk) in b.chunks_mut(bb).enumerate() {
             let d = half::f16::from_f32(0.01 + (i % 7) as f32 * 1e-3);
-            blk[0..2].copy_from_slice(&d.to_le_bytes());
-            if ty == GgmlType::Q4_1 {
+            // Q6_K's d comes last.
+            let at = if ty == GgmlType::Q6K { 208 } else { 0 };
+            blk[at..at + 2].copy_from_slice(&d.to_le_bytes());
+            if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K) {
                 blk[2..4].copy_from_slice(&half::f16::from_f32(-0.05).to_le_bytes());
             }
         }
         b
+    }
+
+    /// Values a row in these tests: several blocks (Q4_K: super-blocks).
+    fn cols(ty: GgmlType) -> usize {
+        match ty {
+            GgmlType::Q4K | GgmlType::Q6K => 512,
+            _ => 160,
+        }
     }
 
     /// The interleaved kernel (where the CPU runs it) and the row-at-a-time
@@ -305,8 +598,8 @@ mod tests {
     /// every tile height and a task of several groups from an offset.
     #[test]
     fn products_match_the_row_layout() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-            let (n, k) = (32, 160);
+        for ty in TYPES {
+            let (n, k) = (32, cols(ty));
             let plain = weights(ty, n, k);
             let packed = pack(ty, &plain, k);
             for m in [1, 3, 8, 13] {
@@ -338,21 +631,27 @@ mod tests {
         }
     }
 
-    /// Interleaving is a permutation: every row comes back byte for byte,
-    /// and widening any range equals widening the plain rows.
+    /// Every block comes back byte for byte (Q4_K's 6-bit scales too, from
+    /// arbitrary bytes), and widening any range equals widening the plain
+    /// rows.
     #[test]
     fn rows_come_back() {
         // No rows' worth of values: nothing to interleave.
         assert!(!packs(GgmlType::Q4_0, &[8, 0]));
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-            let (n, k) = (16, 96);
+        for ty in TYPES {
+            let (n, k) = (16, 3 * ty.block().0);
+            let (bv, bb) = ty.block();
             let rb = ty.bytes_for(k).unwrap();
+            // Masked so that no f16 is infinite or NaN.
             let plain: Vec<u8> = (0..n * rb).map(|i| (i * 37 % 251) as u8 & 0x3B).collect();
             let packed = pack(ty, &plain, k);
-            let mut row = vec![0u8; rb];
+            assert_eq!(packed.len(), n / ROWS * group_bytes(ty, k));
+            let mut blk = [0u8; MAX_BLOCK];
             for j in 0..n {
-                row_into(ty, &packed, k, j, &mut row);
-                assert_eq!(row, plain[j * rb..(j + 1) * rb], "{ty:?} row {j}");
+                for b in 0..k / bv {
+                    block_into(ty, &packed, k, j, b, &mut blk[..bb]);
+                    assert_eq!(blk[..bb], plain[j * rb + b * bb..][..bb], "{ty:?} {j}.{b}");
+                }
             }
             for (start, len) in [(0, n * k), (5, 200), (k - 3, 7), (7 * k + 31, k + 2)] {
                 let mut a = vec![0f32; len];
