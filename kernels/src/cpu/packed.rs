@@ -303,6 +303,70 @@ unsafe fn byte_scales<const SIGNED: bool>(p: *const u8) -> std::arch::x86_64::__
     })
 }
 
+/// x rows `i0..i0 + R` as the kernels read their blocks, without bounds
+/// checks or index arithmetic per read (at batch 32 they were a large share
+/// of a tile's instructions).
+struct XRows<'a, const R: usize> {
+    x: &'a Q8Rows,
+    /// Each row's block 0, as [`Q8Rows::block_at`] numbers blocks.
+    first: [usize; R],
+}
+
+impl<'a, const R: usize> XRows<'a, R> {
+    fn new(x: &'a Q8Rows, i0: usize) -> Self {
+        assert!(i0 + R <= x.rows());
+        let mut first = [0; R];
+        for (q, f) in first.iter_mut().enumerate() {
+            *f = x.block_at(i0 + q, 0);
+        }
+        XRows { x, first }
+    }
+
+    /// Row q's block b: where its 32 integers start, as 4 `i64` of 8.
+    /// (Safety of the readers: q < R and b within a row's blocks.)
+    #[inline(always)]
+    unsafe fn ints(&self, q: usize, b: usize) -> *const i64 {
+        // SAFETY: the caller's; rows have `nb · 32` integers.
+        unsafe {
+            self.x
+                .parts()
+                .0
+                .as_ptr()
+                .add((self.first[q] + b) * 32)
+                .cast()
+        }
+    }
+
+    /// Row q's block b's d.
+    #[inline(always)]
+    unsafe fn d(&self, q: usize, b: usize) -> f32 {
+        // SAFETY: the caller's; 8 lanes a block.
+        unsafe { *self.x.parts().1.get_unchecked((self.first[q] + b) * 8) }
+    }
+
+    /// Row q's block b's `d · Σ q / 2`: the Σ x term's share of each of an
+    /// interleaved row's two lanes (`sl` holds an eighth).
+    #[inline(always)]
+    unsafe fn half_sum(&self, q: usize, b: usize) -> f32 {
+        // SAFETY: the caller's; 8 lanes a block.
+        unsafe { *self.x.parts().2.get_unchecked((self.first[q] + b) * 8) * 4.0 }
+    }
+
+    /// Row q's block b's `−4 · Σ q`.
+    #[inline(always)]
+    unsafe fn n4(&self, q: usize, b: usize) -> i32 {
+        // SAFETY: the caller's; one a block.
+        unsafe { *self.x.parts().3.get_unchecked(self.first[q] + b) }
+    }
+
+    /// Row q's block b's `−16 · Σ q` of each half.
+    #[inline(always)]
+    unsafe fn n16(&self, q: usize, b: usize) -> [i32; 2] {
+        // SAFETY: the caller's; one a block.
+        unsafe { *self.x.half_sums().get_unchecked(self.first[q] + b) }
+    }
+}
+
 /// Each x row's 8 dot products from its accumulator, row r's on lanes 2r
 /// and 2r + 1.
 #[cfg(target_arch = "x86_64")]
@@ -343,7 +407,7 @@ unsafe fn group_vnni<const R: usize, const T: u8>(
     let offset = [1, 0, 16][T as usize];
     let (nib, top) = (_mm512_set1_epi8(0xF), _mm512_set1_epi8(-128));
     let zero = _mm512_setzero_si512();
-    let (xs, dl, sl, n4) = x.parts();
+    let xr = XRows::<R>::new(x, i0);
     let mut acc = [_mm512_setzero_ps(); R];
     // SAFETY: block b's bytes of the group are inside `g` (8 whole rows of
     // k / 32 blocks); x reads stay inside rows i0..i0 + R.
@@ -376,18 +440,15 @@ unsafe fn group_vnni<const R: usize, const T: u8>(
                 w[1] = _mm512_and_si512(w[1], nib);
             }
             for (q, acc) in acc.iter_mut().enumerate() {
-                let at = x.block_at(i0 + q, b);
-                let xq = xs.as_ptr().add(at * 32).cast::<i64>();
-                let mut s = _mm512_set1_epi32(offset * n4[at]);
+                let xq = xr.ints(q, b);
+                let mut s = _mm512_set1_epi32(offset * xr.n4(q, b));
                 for (h, w) in w.iter().enumerate() {
                     s = _mm512_dpbusd_epi32(s, *w, _mm512_set1_epi64(xq.add(h).read_unaligned()));
                 }
-                let dx = _mm512_set1_ps(dl[at * 8]);
+                let dx = _mm512_set1_ps(xr.d(q, b));
                 *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), *acc);
                 if T == 1 {
-                    // Σ x's scale is spread over 8 lanes of a block in `sl`;
-                    // here over a row's 2.
-                    *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(sl[at * 8] * 4.0), *acc);
+                    *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(xr.half_sum(q, b)), *acc);
                 }
             }
         }
@@ -405,6 +466,7 @@ unsafe fn group_vnni<const R: usize, const T: u8>(
 unsafe fn group_q4k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8]; 8] {
     use std::arch::x86_64::*;
     let nib = _mm512_set1_epi8(0xF);
+    let xr = XRows::<R>::new(x, i0);
     let mut acc = [_mm512_setzero_ps(); R];
     let u = unit(GgmlType::Q4K);
     // SAFETY: super-block s's unit is inside `g` (8 whole rows of k / 256
@@ -436,7 +498,7 @@ unsafe fn group_q4k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                 for (j, w) in [(2 * c, lo), (2 * c + 1, hi)] {
                     let dw = _mm512_mul_ps(d, byte_scales::<false>(p.add(SC + 8 * j)));
                     let mw = _mm512_mul_ps(dmin, byte_scales::<false>(p.add(MN + 8 * j)));
-                    sub_block(&mut acc, x, w, dw, mw, i0, 8 * s + j);
+                    sub_block(&mut acc, &xr, w, dw, mw, 8 * s + j);
                 }
             }
         }
@@ -452,28 +514,25 @@ unsafe fn group_q4k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
 #[inline]
 unsafe fn sub_block<const R: usize>(
     acc: &mut [std::arch::x86_64::__m512; R],
-    x: &Q8Rows,
+    xr: &XRows<'_, R>,
     w: [std::arch::x86_64::__m512i; 4],
     dw: std::arch::x86_64::__m512,
     mw: std::arch::x86_64::__m512,
-    i0: usize,
     b: usize,
 ) {
     use std::arch::x86_64::*;
-    let (xs, dl, sl, _) = x.parts();
     for (q, acc) in acc.iter_mut().enumerate() {
-        let at = x.block_at(i0 + q, b);
-        // SAFETY: block b of x row i0 + q is inside x (the caller's).
-        let xq = unsafe { xs.as_ptr().add(at * 32).cast::<i64>() };
+        // SAFETY: block b is inside x's rows (the caller's).
+        let (xq, dx, sx) = unsafe { (xr.ints(q, b), xr.d(q, b), xr.half_sum(q, b)) };
         let mut sum = _mm512_setzero_si512();
         for (h, w) in w.iter().enumerate() {
             // SAFETY: as above, 8 of the block's 32 bytes.
             let xb = _mm512_set1_epi64(unsafe { xq.add(h).read_unaligned() });
             sum = _mm512_dpbusd_epi32(sum, *w, xb);
         }
-        let dx = _mm512_set1_ps(dl[at * 8]);
+        let dx = _mm512_set1_ps(dx);
         *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, dx), *acc);
-        *acc = _mm512_fnmadd_ps(mw, _mm512_set1_ps(sl[at * 8] * 4.0), *acc);
+        *acc = _mm512_fnmadd_ps(mw, _mm512_set1_ps(sx), *acc);
     }
 }
 
@@ -490,8 +549,7 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
     use std::arch::x86_64::*;
     let (nib, top) = (_mm512_set1_epi8(0xF), _mm512_set1_epi8(0x30));
     let zero = _mm512_setzero_si512();
-    let (xs, dl, _, _) = x.parts();
-    let n16 = x.half_sums();
+    let xr = XRows::<R>::new(x, i0);
     let mut acc = [_mm512_setzero_ps(); R];
     let u = unit(GgmlType::Q6K);
     // SAFETY: super-block s's unit is inside `g` (8 whole rows of k / 256
@@ -532,9 +590,9 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                     let da = _mm512_mul_ps(d, byte_scales::<true>(p.add(S6 + 16 * j)));
                     let db = _mm512_mul_ps(d, byte_scales::<true>(p.add(S6 + 16 * j + 8)));
                     for (q, acc) in acc.iter_mut().enumerate() {
-                        let at = x.block_at(i0 + q, 8 * s + j);
-                        let xq = xs.as_ptr().add(at * 32).cast::<i64>();
-                        let [na, nb] = n16[at];
+                        let b = 8 * s + j;
+                        let xq = xr.ints(q, b);
+                        let [na, nb] = xr.n16(q, b);
                         let mut sa = _mm512_set1_epi32(na);
                         let mut sb = _mm512_set1_epi32(nb);
                         for h in 0..2 {
@@ -543,7 +601,7 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                             sa = _mm512_dpbusd_epi32(sa, w[h], _mm512_set1_epi64(xa));
                             sb = _mm512_dpbusd_epi32(sb, w[2 + h], _mm512_set1_epi64(xb));
                         }
-                        let dx = _mm512_set1_ps(dl[at * 8]);
+                        let dx = _mm512_set1_ps(xr.d(q, b));
                         *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), _mm512_mul_ps(da, dx), *acc);
                         *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb), _mm512_mul_ps(db, dx), *acc);
                     }
