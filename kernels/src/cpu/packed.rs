@@ -31,6 +31,9 @@ use crate::quant::GgmlType;
 /// Rows a group interleaves.
 const ROWS: usize = 8;
 
+/// x rows a block of the kernels' loop over a task's groups.
+const X_BLOCK: usize = 64;
+
 /// Bytes of a GGML block in the largest type interleaved (Q6_K's).
 const MAX_BLOCK: usize = 210;
 
@@ -191,22 +194,27 @@ pub(super) fn rows(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usi
     assert!((j0 + cols).div_ceil(ROWS) * gb <= packed.len());
     #[cfg(target_arch = "x86_64")]
     if int8::tiles_many_rows() && j0.is_multiple_of(ROWS) && cols.is_multiple_of(ROWS) {
-        for g in (j0..j0 + cols).step_by(ROWS) {
-            let group = &packed[g / ROWS * gb..][..gb];
-            let mut i0 = 0;
-            while i0 < m {
-                // 8 x rows a pass where there are, else up to 4.
-                let r = if m - i0 >= 8 { 8 } else { (m - i0).min(4) };
-                // SAFETY: the CPU has AVX-512F/BW/VNNI and F16C
-                // (`tiles_many_rows`); the group is 8 whole rows and x rows
-                // i0..i0 + r are inside x.
-                let acc = unsafe { group_type(ty, x, group, i0, r) };
-                for (q, a) in acc.iter().enumerate().take(r) {
-                    for (c, v) in a.iter().enumerate() {
-                        t[(g - j0 + c) * m + i0 + q] = *v;
+        // x in blocks of rows that stay in L2 while the task's groups pass
+        // over them (a prompt's x is megabytes).
+        for xb in (0..m).step_by(X_BLOCK) {
+            let end = (xb + X_BLOCK).min(m);
+            for g in (j0..j0 + cols).step_by(ROWS) {
+                let group = &packed[g / ROWS * gb..][..gb];
+                let mut i0 = xb;
+                while i0 < end {
+                    // 8 x rows a pass where there are, else up to 4.
+                    let r = if end - i0 >= 8 { 8 } else { (end - i0).min(4) };
+                    // SAFETY: the CPU has AVX-512F/BW/VNNI and F16C
+                    // (`tiles_many_rows`); the group is 8 whole rows and x
+                    // rows i0..i0 + r are inside x.
+                    let acc = unsafe { group_type(ty, x, group, i0, r) };
+                    for (q, a) in acc.iter().enumerate().take(r) {
+                        for (c, v) in a.iter().enumerate() {
+                            t[(g - j0 + c) * m + i0 + q] = *v;
+                        }
                     }
+                    i0 += r;
                 }
-                i0 += r;
             }
         }
         return;
