@@ -2,11 +2,13 @@
 benchmark (scripts/bench-models.sh): prefill and decode tokens/s on the same
 GGUF file, thread count, batch and prompt shape as `bench_models llm`.
 
-    python bench/llm_peer.py FILE.gguf BATCH PROMPT_TOKENS DECODE_STEPS THREADS
+    python bench/llm_peer.py FILE.gguf BATCH PROMPT_TOKENS DECODE_STEPS THREADS [UBATCH]
 
 Batch B: B sequences (seq ids 0..B-1); prefill = one llama_decode of all
 B x PROMPT_TOKENS tokens (logits for each sequence's last); decode = STEPS
-calls of llama_decode with one token per sequence. Prints key=value lines.
+calls of llama_decode with one token per sequence. UBATCH: llama.cpp's
+`n_ubatch`, the most tokens one graph computes (default: all of them, one
+step; llama.cpp's own default is 512). Prints key=value lines.
 """
 import ctypes
 import sys
@@ -15,7 +17,7 @@ import time
 import llama_cpp as L
 
 
-def main(path, batch, prompt, steps, threads):
+def main(path, batch, prompt, steps, threads, ubatch=0):
     L.llama_backend_init()
     mp = L.llama_model_default_params()
     model = L.llama_model_load_from_file(path.encode(), mp)
@@ -23,7 +25,7 @@ def main(path, batch, prompt, steps, threads):
     n_tokens = batch * prompt
     cp.n_ctx = batch * (prompt + steps) + 64
     cp.n_batch = max(n_tokens, batch)
-    cp.n_ubatch = max(n_tokens, batch)
+    cp.n_ubatch = int(ubatch) or max(n_tokens, batch)
     cp.n_seq_max = batch
     cp.n_threads = threads
     cp.n_threads_batch = threads
@@ -69,4 +71,4 @@ def main(path, batch, prompt, steps, threads):
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    main(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]))
+    main(a[0], *map(int, a[1:]))

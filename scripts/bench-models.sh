@@ -71,9 +71,11 @@ for _ in $(seq "$ROUNDS"); do
         "$PYTHON" bench/models_peer.py text "$MINILM" 64 20 "$TORCH_DTYPES" 2>/dev/null
     fi
     if on llm; then
+        # Prompts in steps of at most 512 tokens on both sides: the
+        # generator's STEP_TOKENS and llama.cpp's default n_ubatch.
         for b in 1 32; do
-            "$BIN" llm "$SMOL" --batch "$b" --prompt 128 --steps 32
-            "$PYTHON" bench/llm_peer.py "$SMOL" "$b" 128 32 "$THREADS" 2>/dev/null
+            "$BIN" llm "$SMOL" --batch "$b" --prompt 128 --steps 32 --ubatch 512
+            "$PYTHON" bench/llm_peer.py "$SMOL" "$b" 128 32 "$THREADS" 512 2>/dev/null
         done
     fi
     if on vlm; then

@@ -8,9 +8,12 @@
 //!       sentences/s of a sentence encoder on sample-lake-like alt texts.
 //!
 //!   bench_models llm FILE.gguf|DIR [--device cpu|cuda] [--batch 32] [--prompt 128] [--steps 32]
+//!                    [--ubatch N]
 //!       prefill and decode tokens/s of a Llama-family model: one step with
-//!       `batch` prompts of `prompt` tokens, then `steps` decode steps of one
-//!       token per sequence (the shape bench/llm_peer.py gives llama.cpp).
+//!       `batch` prompts of `prompt` tokens (`--ubatch`: steps of at most N
+//!       tokens, as the generator's `STEP_TOKENS` and llama.cpp's `n_ubatch`
+//!       split them), then `steps` decode steps of one token per sequence
+//!       (the shape bench/llm_peer.py gives llama.cpp).
 //!
 //!   bench_models blip DIR [--device cpu|cuda] [--batch 16] [--iters 2]
 //!       captions/s of a BLIP captioner from JPEG bytes, 20 new tokens forced
@@ -214,8 +217,9 @@ fn text(dir: &Path, batch: usize, iters: usize, device: Device) {
     );
 }
 
-/// `poll`: steps with the pool's workers polling, as the generator runs CPU steps.
-fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize, poll: bool) {
+/// `poll`: steps with the pool's workers polling, as the generator runs CPU
+/// steps; `ubatch`: most prompt tokens a step (0: all).
+fn llm<B: Backend>(be: B, path: &Path, [batch, prompt, steps, ubatch]: [usize; 4], poll: bool) {
     use lakecap_kernels::Pos;
     use lakecap_models::decode::{Decoder, Want};
     use lakecap_models::gguf::Gguf;
@@ -253,7 +257,17 @@ fn llm<B: Backend>(be: B, path: &Path, batch: usize, prompt: usize, steps: usize
             last.push(tokens.len() - 1);
         }
         let t0 = Instant::now();
-        dec.step(&tokens, &at, &last, Want::Top(1)).unwrap();
+        let chunk = if ubatch == 0 { tokens.len() } else { ubatch };
+        for c0 in (0..tokens.len()).step_by(chunk) {
+            let c1 = (c0 + chunk).min(tokens.len());
+            let ends: Vec<usize> = last
+                .iter()
+                .filter(|l| (c0..c1).contains(l))
+                .map(|l| l - c0)
+                .collect();
+            dec.step(&tokens[c0..c1], &at[c0..c1], &ends, Want::Top(1))
+                .unwrap();
+        }
         let t1 = Instant::now();
         let all: Vec<usize> = (0..batch).collect();
         for k in 0..steps {
@@ -471,10 +485,12 @@ fn main() {
         ("llm", dev) => {
             let prompt: usize = arg(&args, "--prompt", "128").parse().unwrap();
             let steps: usize = arg(&args, "--steps", "32").parse().unwrap();
+            let ubatch: usize = arg(&args, "--ubatch", "0").parse().unwrap();
+            let shape = [batch, prompt, steps, ubatch];
             if dev == "cuda" {
-                llm(cuda(), dir, batch, prompt, steps, false)
+                llm(cuda(), dir, shape, false)
             } else {
-                llm(cpu, dir, batch, prompt, steps, true)
+                llm(cpu, dir, shape, true)
             }
         }
         ("embed", dev) => {
