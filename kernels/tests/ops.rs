@@ -549,7 +549,7 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
             (2, 2304, 3),
             (40, bv, 33),
             (90, 3 * bv, 17),
-            // Whole groups of 8 rows: interleaved Q4_0/Q4_1/Q8_0/Q4_K on VNNI CPUs
+            // Whole groups of 8 rows: interleaved Q4_0/Q4_1/Q8_0/Q4_K/Q6_K on VNNI CPUs
             // (cpu::packed), over two tasks of rows at 72.
             (1, 3 * bv, 16),
             (13, 2 * bv, 72),

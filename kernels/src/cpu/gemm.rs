@@ -125,7 +125,11 @@ pub fn small_m_many(
 fn add_transposed(out: &mut [f32], t: &[f32], m: usize) {
     use rayon::prelude::*;
     const COLS: usize = 16;
+    const ROWS_A_TASK: usize = 64;
     let n = t.len() / m;
+    if n == 0 {
+        return;
+    }
     let rows = |(b, out): (usize, &mut [f32])| {
         let i0 = b * ROWS_A_TASK;
         for j0 in (0..n).step_by(COLS) {
@@ -137,7 +141,6 @@ fn add_transposed(out: &mut [f32], t: &[f32], m: usize) {
             }
         }
     };
-    const ROWS_A_TASK: usize = 64;
     match m > ROWS_A_TASK && rayon::current_num_threads() > 1 {
         true => out
             .par_chunks_mut(ROWS_A_TASK * n)
@@ -557,5 +560,25 @@ pub fn large_m(x: &[f32], w: &[f32], out: &mut [f32], m: usize, k: usize, n: usi
             false,
             gemm::Parallelism::Rayon(0),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `add_transposed` adds every value to its place for shapes past one
+    /// task of rows and one block of columns, and does nothing for no
+    /// columns.
+    #[test]
+    fn transposed_results_add_back() {
+        for (m, n) in [(1, 1), (70, 19), (130, 16), (5, 0)] {
+            let t: Vec<f32> = (0..m * n).map(|v| v as f32).collect();
+            let mut out = vec![1f32; m * n];
+            super::add_transposed(&mut out, &t, m);
+            for i in 0..m {
+                for j in 0..n {
+                    assert_eq!(out[i * n + j], 1.0 + t[j * m + i], "({m}, {n}) at {i}, {j}");
+                }
+            }
+        }
     }
 }

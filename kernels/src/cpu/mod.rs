@@ -34,7 +34,7 @@ pub enum Data {
     /// products widen four weight rows at a time, or the matrix in parallel
     /// for many rows; lookups widen only their rows.
     Quant(crate::quant::GgmlType, Vec<u8>),
-    /// Q4_0/Q4_1/Q8_0/Q4_K rows of `k` values interleaved eight at a time
+    /// Q4_0/Q4_1/Q8_0/Q4_K/Q6_K rows of `k` values interleaved eight at a time
     /// for the VNNI kernels ([`packed`]), where the CPU has them.
     Packed {
         ty: crate::quant::GgmlType,

@@ -11,10 +11,10 @@
 //! of 8 rows takes about as many instructions as one block of one row did.
 //!
 //! Per group of 8 rows and per GGML block, a *unit* holds the 8 rows' d
-//! (f16; Q4_1: then their 8 m, Q4_K: their 8 dmin), then the 8 rows' scales
-//! a byte each, scale by scale (Q4_K: its 6-bit scales, then its minimums,
-//! unpacked so that the kernel loads them instead of decoding 12 packed
-//! bytes; Q6_K: its 16 i8 scales), then 64-byte pieces, piece h holding
+//! (f16; Q4_1: then their 8 m, Q4_K: their 8 dmin), then for the K-quants
+//! the 8 rows' scales a byte each, scale by scale (Q4_K: its 6-bit scales,
+//! then its minimums, unpacked so that the kernel loads them instead of
+//! decoding 12 packed bytes; Q6_K: its 16 i8 scales), then 64-byte pieces, piece h holding
 //! bytes `8h..8h + 8` of each row's value bytes, row by row: Q4_0/Q4_1's two
 //! (low nibbles of piece h are values `8h..8h + 8` of the block, high
 //! nibbles values `16 + 8h..`), Q8_0's four, Q4_K's 16 (chunk c of 64
@@ -177,11 +177,11 @@ pub fn widen_into(ty: GgmlType, packed: &[u8], k: usize, start: usize, out: &mut
     let (mut at, mut done) = (start, 0);
     while done < out.len() {
         let (j, off) = (at / k, at % k);
-        let take = (bv - off % bv).min(out.len() - done);
+        let len = (bv - off % bv).min(out.len() - done);
         block_into(ty, packed, k, j, off / bv, &mut blk[..bb]);
-        crate::quant::dequantize_into(ty, &blk[..bb], off % bv, &mut out[done..done + take]);
-        at += take;
-        done += take;
+        crate::quant::dequantize_into(ty, &blk[..bb], off % bv, &mut out[done..done + len]);
+        at += len;
+        done += len;
     }
 }
 
@@ -226,10 +226,10 @@ pub(super) fn rows(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usi
 /// weights were packed): a row at a time, back in GGML's layout.
 fn by_row(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usize, t: &mut [f32]) {
     let (m, k) = (x.rows(), x.cols());
-    let (bv, bb) = ty.block();
+    let bb = ty.block().1;
     let mut row = vec![0u8; ty.bytes_for(k).expect("whole blocks a row")];
     for c in 0..cols {
-        for (b, blk) in row.chunks_exact_mut(bb).enumerate().take(k / bv) {
+        for (b, blk) in row.chunks_exact_mut(bb).enumerate() {
             block_into(ty, packed, k, j0 + c, b, blk);
         }
         int8::rows_of(x, ty, &row, 0, 1, &mut t[c * m..(c + 1) * m]);
@@ -575,7 +575,8 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                     ql[1][h] = _mm512_loadu_si512(pieces.add(8 * n + 4 + h));
                 }
                 for t in 0..4 {
-                    // The next super-block's lines, 4 a step (as Q4_K's).
+                    // The next super-block's lines, 4 a step (32 lines
+                    // cover its 1,680 bytes).
                     for l in 0..4 {
                         super::prefetch(p.wrapping_add(u + 64 * (16 * n + 4 * t + l)));
                     }
@@ -708,8 +709,19 @@ mod tests {
             let (n, k) = (16, 3 * ty.block().0);
             let (bv, bb) = ty.block();
             let rb = ty.bytes_for(k).unwrap();
-            // Masked so that no f16 is infinite or NaN.
-            let plain: Vec<u8> = (0..n * rb).map(|i| (i * 37 % 251) as u8 & 0x3B).collect();
+            let mut plain: Vec<u8> = (0..n * rb).map(|i| (i * 37 % 251) as u8).collect();
+            // No f16 infinite or NaN: their high bytes masked, all other
+            // bytes (Q4_K's packed scales too) left arbitrary.
+            let halves: &[usize] = match ty {
+                GgmlType::Q4_1 | GgmlType::Q4K => &[0, 2],
+                GgmlType::Q6K => &[208],
+                _ => &[0],
+            };
+            for blk in plain.chunks_exact_mut(bb) {
+                for h in halves {
+                    blk[h + 1] &= 0x3B;
+                }
+            }
             let packed = pack(ty, &plain, k);
             assert_eq!(packed.len(), n / ROWS * group_bytes(ty, k));
             let mut blk = [0u8; MAX_BLOCK];
