@@ -201,8 +201,9 @@ pub(crate) fn prefetch<T>(p: *const T) {
 /// log lines: the `gemm` crate's GEMM microkernels (AVX-512 where the CPU has
 /// AVX-512F, through its `x86-v4` feature), lakecap's own kernels (small-row
 /// GEMM, attention dots, activations; stored weight rows decoded in AVX-512
-/// registers; GGML blocks by 8-bit x in VNNI or AVX2 integer dots), and the
-/// bf16 GEMM for bf16 weights (AMX tiles or AVX512-BF16).
+/// registers; GGML blocks by 8-bit x in VNNI or AVX2 integer dots, their
+/// rows interleaved by 8 where VNNI runs them), and the bf16 GEMM for bf16
+/// weights (AMX tiles or AVX512-BF16).
 pub fn simd_paths() -> String {
     #[cfg(target_arch = "x86_64")]
     {
@@ -219,9 +220,10 @@ pub fn simd_paths() -> String {
             (false, true) => "avx2+fma, f16/bf16 weight rows avx2",
             _ => "portable",
         };
-        let blocks = match int8::path() {
-            Some(p) => format!(", GGML blocks by 8-bit x {p}"),
-            None => String::new(),
+        let blocks = match (int8::path(), int8::tiles_many_rows()) {
+            (Some(p), true) => format!(", GGML blocks by 8-bit x {p}, rows interleaved by 8"),
+            (Some(p), false) => format!(", GGML blocks by 8-bit x {p}"),
+            (None, _) => String::new(),
         };
         let bf16 = match bf16_gemm::kernel() {
             Some(bf16_gemm::Kernel::Amx) => ", bf16 GEMMs on AMX tiles",
