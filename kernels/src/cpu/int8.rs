@@ -74,20 +74,21 @@ impl Q8Rows {
                 let at = (i * nb + b) * QK;
                 let q = &mut r.q[at..at + QK];
                 let d = quantize_block(&x[i * k + b * QK..][..QK], q);
-                let sum: i32 = q.iter().map(|&v| v as i32).sum();
+                // Sums of each lane's 4 integers; the halves' and the
+                // block's are theirs.
+                let mut lanes = [0i32; 8];
+                for (s, four) in lanes.iter_mut().zip(q.chunks_exact(4)) {
+                    *s = four.iter().map(|&v| v as i32).sum();
+                }
+                let halves = [lanes[..4].iter().sum::<i32>(), lanes[4..].iter().sum()];
+                let sum = halves[0] + halves[1];
                 r.n4[i * nb + b] = -4 * sum;
-                let half = |h: usize| {
-                    -16 * q[16 * h..16 * h + 16]
-                        .iter()
-                        .map(|&v| v as i32)
-                        .sum::<i32>()
-                };
-                r.n16[i * nb + b] = [half(0), half(1)];
-                for l in 0..8 {
+                r.n16[i * nb + b] = halves.map(|h| -16 * h);
+                for (l, s) in lanes.iter().enumerate() {
                     let lane = (i * nb + b) * 8 + l;
                     r.dl[lane] = d;
                     r.sl[lane] = d * sum as f32 / 8.0;
-                    r.nl[lane] = -8 * q[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
+                    r.nl[lane] = -8 * s;
                 }
             }
         }
@@ -220,8 +221,7 @@ pub(super) fn rows_of(
             let ws = [row(j0 + c), row(j0 + (c + 1).min(cols - 1))];
             let mut i0 = 0;
             while i0 < m {
-                // 8 x rows a pass where there are, else up to 4.
-                let r = if m - i0 >= 8 { 8 } else { (m - i0).min(4) };
+                let r = pass_rows(m - i0);
                 // SAFETY: the CPU has AVX-512F/BW/VNNI and F16C (`vnni`); the
                 // rows are whole rows of blocks and x rows are inside x.
                 let acc = unsafe {
@@ -253,6 +253,12 @@ pub(super) fn rows_of(
             t[c * m + i] = dot_portable(x, ty, w, i);
         }
     }
+}
+
+/// x rows an integer tile takes a pass with `left` rows to go: 8 where
+/// there are, else up to 4 (the heights the tiles are built for).
+pub(super) fn pass_rows(left: usize) -> usize {
+    if left >= 8 { 8 } else { left.min(4) }
 }
 
 /// Where 32-value block `b` of a weight row of `ty` lies: the byte offset of

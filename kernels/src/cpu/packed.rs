@@ -202,8 +202,7 @@ pub(super) fn rows(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usi
                 let group = &packed[g / ROWS * gb..][..gb];
                 let mut i0 = xb;
                 while i0 < end {
-                    // 8 x rows a pass where there are, else up to 4.
-                    let r = if end - i0 >= 8 { 8 } else { (end - i0).min(4) };
+                    let r = int8::pass_rows(end - i0);
                     // SAFETY: the CPU has AVX-512F/BW/VNNI and F16C
                     // (`tiles_many_rows`); the group is 8 whole rows and x
                     // rows i0..i0 + r are inside x.
