@@ -509,24 +509,30 @@ fn check_pixel_patches<B: Backend>(be: &B) {
 /// equals the reference over the dequantised weights, on the streaming path
 /// (up to 64 rows for these) and the packed one.
 /// x as `be` multiplies it by GGML weights of type `ty`: where it rounds x
-/// for Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks, each 32 values to `d · q` with d = max|x| / 127
-/// at f16 precision and q = x / d rounded half to even (ggml's AVX
-/// `quantize_row_q8_0`).
+/// for Q4_0/Q4_1/Q8_0 blocks, each 32 values to `d · q` with d = max|x| /
+/// 127 at f16 precision and q = x / d rounded half to even (ggml's AVX
+/// `quantize_row_q8_0`); for Q4_K/Q6_K each 256 values with an f32 d
+/// (ggml's `quantize_row_q8_K`).
 fn blocks_x<B: Backend>(be: &B, ty: lakecap_kernels::quant::GgmlType, x: &[f32]) -> Vec<f32> {
     use lakecap_kernels::quant::GgmlType;
-    let rounds = matches!(
-        ty,
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K
-    );
-    if !be.rounds_x_for_blocks() || !rounds {
+    let span = match ty {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => 32,
+        GgmlType::Q4K | GgmlType::Q6K => 256,
+        _ => return x.to_vec(),
+    };
+    if !be.rounds_x_for_blocks() {
         return x.to_vec();
     }
-    x.chunks(32)
+    x.chunks(span)
         .flat_map(|b| {
             let d = b.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let dh = f16::from_f32(d).to_f32();
-            b.iter().map(move |v| dh * (v * id).round_ties_even())
+            let d = if span == 32 {
+                f16::from_f32(d).to_f32()
+            } else {
+                d
+            };
+            b.iter().map(move |v| d * (v * id).round_ties_even())
         })
         .collect()
 }

@@ -164,20 +164,30 @@ struct Input<'a> {
 impl<'a> Input<'a> {
     fn new<'w>(
         x: &'a [f32],
-        mut ws: impl Iterator<Item = WeightRows<'w>>,
+        ws: impl Iterator<Item = WeightRows<'w>>,
         m: usize,
         k: usize,
         registers: bool,
         exact: bool,
     ) -> Input<'a> {
-        let blocks = !exact && ws.any(|w| matches!(w, WeightRows::Stored(d) if int8::takes(d, k)));
+        // One d per 256 values where any weight is a K-quant (the others'
+        // kernels read a block's d wherever it came from).
+        let span = ws
+            .filter_map(|w| match w {
+                WeightRows::Stored(d) => int8::span(d, k),
+                _ => None,
+            })
+            .max()
+            .filter(|_| !exact);
         // The integers, unless asked to widen the weights (the benchmark's
         // peer) or where many rows widen faster.
-        let integers = blocks && registers && (m <= SMALL_M || int8::tiles_many_rows());
+        let integers = registers && (m <= SMALL_M || int8::tiles_many_rows());
         Input {
             x,
-            q: integers.then(|| Q8Rows::new(x, m, k)),
-            rounded: (blocks && !integers).then(|| int8::round(&x[..m * k], k)),
+            q: span.filter(|_| integers).map(|s| Q8Rows::new(x, m, k, s)),
+            rounded: span
+                .filter(|_| !integers)
+                .map(|s| int8::round(&x[..m * k], k, s)),
         }
     }
 }
@@ -520,12 +530,12 @@ pub fn accumulate(
         // the streaming kernel's rows (SmolLM2 prefill at batch 32: 679
         // against 404 tokens/s, EPYC Zen 4).
         let rounded;
-        let x = match int8::takes(&w.data, k) && !exact {
-            true => {
-                rounded = int8::round(&x[..m * k], k);
+        let x = match int8::span(&w.data, k).filter(|_| !exact) {
+            Some(span) => {
+                rounded = int8::round(&x[..m * k], k, span);
                 &rounded
             }
-            false => x,
+            None => x,
         };
         large_m(x, &w.f32_par(), out, m, k, n);
     }

@@ -4,9 +4,11 @@
 //! `quantize_row_q8_0`/`q8_1`), and a weight block's dot product is
 //! `d_w · d_x · Σ q_w q_x`, plus `m_w · d_x · Σ q_x` for Q4_1's and Q4_K's
 //! minimum (ggml's `vec_dot_q4_0_q8_0`, `vec_dot_q4_1_q8_1`,
-//! `vec_dot_q8_0_q8_0`, `vec_dot_q4_K_q8_K`, `vec_dot_q6_K_q8_K`). K-quants
-//! take x in the same 32-value blocks (ggml rounds x per 256 values for
-//! them, with an f32 d: ours is the finer rounding); their 32-value weight
+//! `vec_dot_q8_0_q8_0`, `vec_dot_q4_K_q8_K`, `vec_dot_q6_K_q8_K`). For
+//! K-quants x is rounded per 256 values with an f32 d, as ggml's
+//! `quantize_row_q8_K` rounds it ([`SUPER`]: one d for a super-block's 8
+//! blocks, so that the interleaved kernels sum the weights' scales in
+//! integers and take one float step per 256 values); their 32-value weight
 //! blocks carry a 6-bit scale and minimum (Q4_K) or two 16-value i8 scales
 //! (Q6_K, whose values are q − 32). The integer sums are exact: AVX-512
 //! VNNI (`vpdpbusd`, two blocks of byte products a step), AVX2
@@ -29,11 +31,14 @@ use half::f16;
 /// Values per block of x (and of the weights).
 const QK: usize = 32;
 
-/// Rows of x quantised per 32 values; each row is padded with zero blocks to
-/// an even count (the AVX-512 kernel takes two blocks a step).
+/// Rows of x quantised per 32 values (or per [`SUPER`] for the K-quants:
+/// one d for 8 blocks); each row is padded with zero blocks to an even
+/// count (the AVX-512 kernel takes two blocks a step).
 pub struct Q8Rows {
     m: usize,
     k: usize,
+    /// Values one d covers: 32, or [`SUPER`].
+    span: usize,
     /// Blocks per padded row.
     nb: usize,
     /// The integers, `nb · 32` per row.
@@ -48,47 +53,96 @@ pub struct Q8Rows {
     /// `−4 · Σ q` per block: the same offset spread over the 2 lanes of
     /// an interleaved row ([`super::packed`]).
     n4: Vec<i32>,
-    /// `−16 · Σ q` of each 16-value half of a block: Q6_K's offset (its
-    /// values are q − 32, scaled per 16) over an interleaved row's 2 lanes.
-    n16: Vec<[i32; 2]>,
+    /// Per-[`SUPER`] rows only, per super-block: its 8 blocks' Σ q in the
+    /// order Q4_K's interleaved minimums multiply them, two 128-bit
+    /// patterns `[s0, s2, s0, s2, s1, s3, s1, s3]` and the same from s4.
+    mins: Vec<[i16; 16]>,
+    /// Per-[`SUPER`] rows only, per block: `−32 · Σ q` of the values each
+    /// lane of an interleaved row's integer sums sees, for the block's two
+    /// 16-value halves (lanes 2r and 2r + 1 as one `i64`): Q6_K's offset
+    /// (its values are q − 32), lane by lane so that each lane's sum stays
+    /// within an `i16`.
+    o6: Vec<[i64; 2]>,
 }
 
+/// Values one d of x covers for the K-quants, as ggml's `Q8_K` rounds x.
+pub const SUPER: usize = 256;
+
 impl Q8Rows {
-    /// Quantises the `m` rows of `x` (`k` values each, a multiple of 32).
-    pub fn new(x: &[f32], m: usize, k: usize) -> Q8Rows {
-        assert!(k.is_multiple_of(QK) && x.len() >= m * k);
+    /// Quantises the `m` rows of `x` (`k` values each, a multiple of
+    /// `span`: 32, or [`SUPER`] for the K-quants' integer sums).
+    pub fn new(x: &[f32], m: usize, k: usize, span: usize) -> Q8Rows {
+        assert!(matches!(span, QK | SUPER) && k.is_multiple_of(span) && x.len() >= m * k);
         let nb = (k / QK).next_multiple_of(2);
+        let supers = if span == SUPER { k / SUPER } else { 0 };
         let mut r = Q8Rows {
             m,
             k,
+            span,
             nb,
             q: vec![0; m * nb * QK],
             dl: vec![0.0; m * nb * 8],
             sl: vec![0.0; m * nb * 8],
             nl: vec![0; m * nb * 8],
             n4: vec![0; m * nb],
-            n16: vec![[0; 2]; m * nb],
+            mins: vec![[0; 16]; m * supers],
+            o6: vec![[0; 2]; if span == SUPER { m * nb } else { 0 }],
         };
         for i in 0..m {
+            let (mut sums, mut sd) = ([0i32; 8], 0.0);
             for b in 0..k / QK {
                 let at = (i * nb + b) * QK;
+                let xs = &x[i * k + b * QK..][..QK];
                 let q = &mut r.q[at..at + QK];
-                let d = quantize_block(&x[i * k + b * QK..][..QK], q);
+                if span == SUPER && b % 8 == 0 {
+                    sd = scale_of(&x[i * k + b * QK..][..SUPER]);
+                }
+                // ggml keeps Q8_0's d at f16 precision and Q8_K's at f32.
+                let d = match span {
+                    QK => f16::from_f32(quantize(xs, q, scale_of(xs))).to_f32(),
+                    _ => quantize(xs, q, sd),
+                };
                 // Sums of each lane's 4 integers; the halves' and the
                 // block's are theirs.
                 let mut lanes = [0i32; 8];
                 for (s, four) in lanes.iter_mut().zip(q.chunks_exact(4)) {
                     *s = four.iter().map(|&v| v as i32).sum();
                 }
-                let halves = [lanes[..4].iter().sum::<i32>(), lanes[4..].iter().sum()];
-                let sum = halves[0] + halves[1];
+                let sum: i32 = lanes.iter().sum();
                 r.n4[i * nb + b] = -4 * sum;
-                r.n16[i * nb + b] = halves.map(|h| -16 * h);
                 for (l, s) in lanes.iter().enumerate() {
                     let lane = (i * nb + b) * 8 + l;
                     r.dl[lane] = d;
                     r.sl[lane] = d * sum as f32 / 8.0;
                     r.nl[lane] = -8 * s;
+                }
+                if span == SUPER {
+                    // An interleaved lane pair reads 8 bytes a step: the
+                    // even lane bytes 0–3 of each, the odd lane 4–7.
+                    let pair = |a: usize| {
+                        let (even, odd) = (lanes[a] + lanes[a + 2], lanes[a + 1] + lanes[a + 3]);
+                        (-32 * even) as u32 as i64 | ((-32 * odd) as i64) << 32
+                    };
+                    r.o6[i * nb + b] = [pair(0), pair(4)];
+                    sums[b % 8] = sum;
+                    if b % 8 == 7 {
+                        let s = |j: usize| sums[j] as i16;
+                        let mut p = [0i16; 16];
+                        for h in 0..2 {
+                            let o = 4 * h;
+                            p[8 * h..8 * h + 8].copy_from_slice(&[
+                                s(o),
+                                s(o + 2),
+                                s(o),
+                                s(o + 2),
+                                s(o + 1),
+                                s(o + 3),
+                                s(o + 1),
+                                s(o + 3),
+                            ]);
+                        }
+                        r.mins[i * supers + b / 8] = p;
+                    }
                 }
             }
         }
@@ -107,6 +161,12 @@ impl Q8Rows {
         self.k
     }
 
+    /// Values one d covers: 32 or [`SUPER`].
+    #[inline]
+    pub fn span(&self) -> usize {
+        self.span
+    }
+
     /// The index of row `i`'s block `b`: its 32 integers start at 32 times
     /// it, its 8 lanes of `dl`, `sl` at 8 times it.
     #[inline]
@@ -120,51 +180,72 @@ impl Q8Rows {
         (&self.q, &self.dl, &self.sl, &self.n4)
     }
 
-    /// `n16`: per block, −16 times the sums of its two halves' integers.
+    /// Per-[`SUPER`] rows' `mins` (row `i`'s super-block s at
+    /// `i · k / SUPER + s`) and `o6` (by [`Self::block_at`]).
     #[inline]
-    pub fn half_sums(&self) -> &[[i32; 2]] {
-        &self.n16
+    pub fn super_parts(&self) -> (&[[i16; 16]], &[[i64; 2]]) {
+        (&self.mins, &self.o6)
     }
 }
 
-/// Rounds 32 values to `d · q`: returns d (at f16 precision) and sets q.
-fn quantize_block(xs: &[f32], q: &mut [i8]) -> f32 {
+/// The d that rounds `xs` to −127..=127: max |x| / 127 (NaN if any is).
+fn scale_of(xs: &[f32]) -> f32 {
+    // `max` skips NaN: a NaN value makes d NaN, so the block's products are.
+    match xs.iter().any(|v| v.is_nan()) {
+        true => f32::NAN,
+        false => xs.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0,
+    }
+}
+
+/// Rounds `xs` to `d · q`: sets q, returns d.
+fn quantize(xs: &[f32], q: &mut [i8], d: f32) -> f32 {
     // Adding and taking away 1.5 · 2²³ rounds |v| ≤ 127 half to even, as
     // ggml's AVX code rounds, without a call to libm per value.
     const MAGIC: f32 = 12_582_912.0;
-    // `max` skips NaN: a NaN value makes d NaN, so the block's products are.
-    let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let amax = if xs.iter().any(|v| v.is_nan()) {
-        f32::NAN
-    } else {
-        amax
-    };
-    let d = amax / 127.0;
     let id = if d > 0.0 { 1.0 / d } else { 0.0 };
     for (q, v) in q.iter_mut().zip(xs) {
         // `as` saturates (NaN becomes 0; d carries it, as for ±inf).
         *q = ((v * id + MAGIC) - MAGIC) as i8;
     }
-    f16::from_f32(d).to_f32()
+    d
 }
 
-/// The rows of `x` (`k` values each, a multiple of 32) rounded as
+/// The rows of `x` (`k` values each, a multiple of `span`) rounded as
 /// [`Q8Rows`] rounds them, in f32: what widened weights multiply (more
 /// than 16 rows without [`tiles_many_rows`], and the streaming kernel's
 /// `registers: false`). Rows in parallel (a prefill's thousands).
-pub fn round(x: &[f32], k: usize) -> Vec<f32> {
+pub fn round(x: &[f32], k: usize, span: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out = x.to_vec();
     out.par_chunks_mut(k).for_each(|row| {
-        for b in row.chunks_exact_mut(QK) {
-            let mut q = [0i8; QK];
-            let d = quantize_block(b, &mut q);
-            for (v, q) in b.iter_mut().zip(q) {
-                *v = d * q as f32;
+        for part in row.chunks_exact_mut(span) {
+            let d = scale_of(part);
+            for b in part.chunks_exact_mut(QK) {
+                let mut q = [0i8; QK];
+                let d = match span {
+                    QK => f16::from_f32(quantize(b, &mut q, scale_of(b))).to_f32(),
+                    _ => quantize(b, &mut q, d),
+                };
+                for (v, q) in b.iter_mut().zip(q) {
+                    *v = d * q as f32;
+                }
             }
         }
     });
     out
+}
+
+/// Values one d of x covers for weights in this storage, where they
+/// multiply 8-bit activations ([`takes`]): [`SUPER`] for the K-quants, else 32.
+pub fn span(w: &Data, k: usize) -> Option<usize> {
+    let ty = match w {
+        Data::Packed { ty, .. } | Data::Quant(ty, _) => *ty,
+        _ => return None,
+    };
+    takes(w, k).then_some(match ty {
+        GgmlType::Q4K | GgmlType::Q6K => SUPER,
+        _ => QK,
+    })
 }
 
 /// Whether weights in this storage multiply 8-bit activations ([`rows`]).

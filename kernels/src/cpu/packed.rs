@@ -192,6 +192,13 @@ pub(super) fn rows(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usi
     let gb = group_bytes(ty, k);
     assert!(kind(ty) && k.is_multiple_of(ty.block().0) && t.len() >= cols * m);
     assert!((j0 + cols).div_ceil(ROWS) * gb <= packed.len());
+    // The K-quants' kernels multiply their scales in integers: one d of x
+    // a super-block.
+    let k_quant = matches!(ty, GgmlType::Q4K | GgmlType::Q6K);
+    assert!(
+        !k_quant || x.span() == int8::SUPER,
+        "{ty:?} needs x rounded per super-block"
+    );
     #[cfg(target_arch = "x86_64")]
     if int8::tiles_many_rows() && j0.is_multiple_of(ROWS) && cols.is_multiple_of(ROWS) {
         // x in blocks of rows that stay in L2 while the task's groups pass
@@ -294,22 +301,6 @@ unsafe fn scales(p: *const u8) -> std::arch::x86_64::__m512 {
     _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(s))
 }
 
-/// The 8 bytes at `p` as f32 (`SIGNED`: as i8, Q6_K's scales; else as
-/// u8, Q4_K's), row r's on lanes 2r and 2r + 1.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn byte_scales<const SIGNED: bool>(p: *const u8) -> std::arch::x86_64::__m512 {
-    use std::arch::x86_64::*;
-    // SAFETY: the caller's 8 bytes at p.
-    let b = unsafe { _mm_loadl_epi64(p.cast()) };
-    let b = _mm_unpacklo_epi8(b, b);
-    _mm512_cvtepi32_ps(match SIGNED {
-        true => _mm512_cvtepi8_epi32(b),
-        false => _mm512_cvtepu8_epi32(b),
-    })
-}
-
 /// x rows `i0..i0 + R` as the kernels read their blocks, without bounds
 /// checks or index arithmetic per read (at batch 32 they were a large share
 /// of a tile's instructions).
@@ -317,16 +308,19 @@ struct XRows<'a, const R: usize> {
     x: &'a Q8Rows,
     /// Each row's block 0, as [`Q8Rows::block_at`] numbers blocks.
     first: [usize; R],
+    /// Each row's super-block 0 in [`Q8Rows::super_parts`]' `mins`.
+    supers: [usize; R],
 }
 
 impl<'a, const R: usize> XRows<'a, R> {
     fn new(x: &'a Q8Rows, i0: usize) -> Self {
         assert!(i0 + R <= x.rows());
-        let mut first = [0; R];
-        for (q, f) in first.iter_mut().enumerate() {
-            *f = x.block_at(i0 + q, 0);
+        let (mut first, mut supers) = ([0; R], [0; R]);
+        for q in 0..R {
+            first[q] = x.block_at(i0 + q, 0);
+            supers[q] = (i0 + q) * (x.cols() / int8::SUPER);
         }
-        XRows { x, first }
+        XRows { x, first, supers }
     }
 
     /// Row q's block b: where its 32 integers start, as 4 `i64` of 8.
@@ -366,11 +360,27 @@ impl<'a, const R: usize> XRows<'a, R> {
         unsafe { *self.x.parts().3.get_unchecked(self.first[q] + b) }
     }
 
-    /// Row q's block b's `−16 · Σ q` of each half.
+    /// Row q's super-block s's Q4_K minimum patterns (per-[`int8::SUPER`]
+    /// x only).
     #[inline(always)]
-    unsafe fn n16(&self, q: usize, b: usize) -> [i32; 2] {
+    unsafe fn mins(&self, q: usize, s: usize) -> *const i16 {
+        // SAFETY: the caller's; one a super-block.
+        unsafe {
+            self.x
+                .super_parts()
+                .0
+                .as_ptr()
+                .add(self.supers[q] + s)
+                .cast()
+        }
+    }
+
+    /// Row q's block b's Q6_K offsets, lane pair by lane pair (per-[`int8::SUPER`]
+    /// x only).
+    #[inline(always)]
+    unsafe fn o6(&self, q: usize, b: usize) -> [i64; 2] {
         // SAFETY: the caller's; one a block.
-        unsafe { *self.x.half_sums().get_unchecked(self.first[q] + b) }
+        unsafe { *self.x.super_parts().1.get_unchecked(self.first[q] + b) }
     }
 }
 
@@ -463,16 +473,115 @@ unsafe fn group_vnni<const R: usize, const T: u8>(
     }
 }
 
-/// [`group_vnni`] for Q4_K: per super-block the rows' d and dmin, per
-/// 64-value chunk four 64-byte loads whose low nibbles are sub-block 2c and
-/// high nibbles sub-block 2c + 1, each sub-block's four `vpdpbusd` scaled by
-/// d times its 6-bit scale times x's d, less dmin times its minimum times
-/// Σ x.
+/// How the K-quants' kernels lay out their integer sums: `vpackssdw` of two
+/// blocks' sums (rows on lanes 2r and 2r + 1, each lane's sum within an
+/// `i16`) then `vpdpwssd` by their scales leaves lane 4L + e holding row
+/// 2L + (e & 1)'s scaled sum of block e >> 1. `QUAD[lane]`: the row.
+const QUAD: [i32; 16] = quad();
+
+const fn quad() -> [i32; 16] {
+    let mut t = [0; 16];
+    let mut l = 0;
+    while l < 16 {
+        t[l] = (2 * (l / 4) + l % 2) as i32;
+        l += 1;
+    }
+    t
+}
+
+/// `vpermw` indices that spread 16 byte scales (8 rows of block a, then 8
+/// of block b, widened to `i16`) over [`QUAD`]'s lanes, each twice (both
+/// halves of a `vpdpwssd` pair).
+static PAIR_SCALES: [i16; 32] = spread(0);
+
+/// `vpermw` indices that spread Q4_K's minimums of 4 sub-blocks (8 rows
+/// each, widened) over [`QUAD`]'s lanes: lane 4L + e's pair is sub-blocks
+/// e >> 1 and (e >> 1) + 2, as `Q8Rows`' `mins` pattern pairs x's sums.
+static PAIR_MINS: [i16; 32] = spread(2);
+
+const fn spread(second: usize) -> [i16; 32] {
+    let mut t = [0; 32];
+    let mut p = 0;
+    while p < 32 {
+        let (l, half) = (p / 2, p % 2);
+        let (at, e) = (l / 4, l % 4);
+        t[p] = (((e >> 1) + second * half) * 8 + 2 * at + (e & 1)) as i16;
+        p += 1;
+    }
+    t
+}
+
+/// The 8 f16 scales at `p` on [`QUAD`]'s lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c")]
+#[inline]
+unsafe fn quad_scales(p: *const u8) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's 16 bytes at p; QUAD is 16 i32.
+    unsafe {
+        let s = _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
+        _mm512_permutexvar_ps(
+            _mm512_loadu_si512(QUAD.as_ptr().cast()),
+            _mm512_castps256_ps512(s),
+        )
+    }
+}
+
+/// `n` (16 or 32) bytes at `p` as `i16` (`SIGNED`: Q6_K's i8 scales, else
+/// Q4_K's u8) permuted by `table`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn byte_words<const SIGNED: bool>(
+    p: *const u8,
+    n: usize,
+    table: &[i16; 32],
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's n bytes at p.
+    unsafe {
+        let words = match (n, SIGNED) {
+            (16, true) => _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(p.cast()))),
+            (16, false) => _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_loadu_si128(p.cast()))),
+            _ => _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.cast())),
+        };
+        _mm512_permutexvar_epi16(_mm512_loadu_si512(table.as_ptr().cast()), words)
+    }
+}
+
+/// Each x row's 8 dot products from its [`QUAD`]-laid accumulator.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn quad_sums<const R: usize>(acc: &[std::arch::x86_64::__m512; R]) -> [[f32; 8]; 8] {
+    use std::arch::x86_64::*;
+    let mut out = [[0f32; 8]; 8];
+    for (q, acc) in acc.iter().enumerate() {
+        let mut lanes = [0f32; 16];
+        // SAFETY: 16 f32 into a 16-f32 array.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *acc) };
+        for (r, o) in out[q].iter_mut().enumerate() {
+            let l = 4 * (r / 2) + r % 2;
+            *o = lanes[l] + lanes[l + 2];
+        }
+    }
+    out
+}
+
+/// [`group_vnni`] for Q4_K against x rounded per super-block (one d for
+/// 256 values, as ggml's `Q8_K`), so that the 6-bit scales multiply in
+/// integers as ggml's `vec_dot_q4_K_q8_K` does: per 64-value chunk four
+/// 64-byte loads whose low nibbles are sub-block 2c and high nibbles
+/// sub-block 2c + 1, each sub-block's four `vpdpbusd` (at most 16 · 15 ·
+/// 127 a lane), the two packed to `i16` and multiplied by their scales
+/// with one `vpdpwssd`; the minimums by x's sub-block sums likewise; one
+/// float step per super-block: d · d_x · Σ less dmin · d_x · Σ.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn group_q4k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8]; 8] {
     use std::arch::x86_64::*;
     let nib = _mm512_set1_epi8(0xF);
+    let zero = _mm512_setzero_si512();
     let xr = XRows::<R>::new(x, i0);
     let mut acc = [_mm512_setzero_ps(); R];
     let u = unit(GgmlType::Q4K);
@@ -481,7 +590,7 @@ unsafe fn group_q4k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
     unsafe {
         for s in 0..x.cols() / 256 {
             let p = g.as_ptr().add(s * u);
-            let (d, dmin) = (scales(p), scales(p.add(16)));
+            let mut sums = [zero; R];
             for c in 0..4 {
                 let v = p.add(MN + 64 + 256 * c).cast::<__m512i>();
                 // The next super-block's lines (a batch-1 pass waits on
@@ -502,54 +611,55 @@ unsafe fn group_q4k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                     lo[h] = _mm512_and_si512(w[h], nib);
                     hi[h] = _mm512_and_si512(_mm512_srli_epi16::<4>(w[h]), nib);
                 }
-                for (j, w) in [(2 * c, lo), (2 * c + 1, hi)] {
-                    let dw = _mm512_mul_ps(d, byte_scales::<false>(p.add(SC + 8 * j)));
-                    let mw = _mm512_mul_ps(dmin, byte_scales::<false>(p.add(MN + 8 * j)));
-                    sub_block(&mut acc, &xr, w, dw, mw, 8 * s + j);
+                let sc = byte_words::<false>(p.add(SC + 16 * c), 16, &PAIR_SCALES);
+                for (q, sum) in sums.iter_mut().enumerate() {
+                    let b = 8 * s + 2 * c;
+                    let (xa, xb) = (xr.ints(q, b), xr.ints(q, b + 1));
+                    let (mut sa, mut sb) = (zero, zero);
+                    for h in 0..4 {
+                        sa = _mm512_dpbusd_epi32(
+                            sa,
+                            lo[h],
+                            _mm512_set1_epi64(xa.add(h).read_unaligned()),
+                        );
+                        sb = _mm512_dpbusd_epi32(
+                            sb,
+                            hi[h],
+                            _mm512_set1_epi64(xb.add(h).read_unaligned()),
+                        );
+                    }
+                    *sum = _mm512_dpwssd_epi32(*sum, _mm512_packs_epi32(sa, sb), sc);
                 }
             }
+            let (d, dmin) = (quad_scales(p), quad_scales(p.add(16)));
+            let mins = [
+                byte_words::<false>(p.add(MN), 32, &PAIR_MINS),
+                byte_words::<false>(p.add(MN + 32), 32, &PAIR_MINS),
+            ];
+            for (q, acc) in acc.iter_mut().enumerate() {
+                let xm = xr.mins(q, s);
+                let mut m = zero;
+                for (h, mins) in mins.iter().enumerate() {
+                    let xs = _mm512_broadcast_i32x4(_mm_loadu_si128(xm.add(8 * h).cast()));
+                    m = _mm512_dpwssd_epi32(m, *mins, xs);
+                }
+                let dx = _mm512_set1_ps(xr.d(q, 8 * s));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[q]), _mm512_mul_ps(d, dx), *acc);
+                *acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dmin, dx), *acc);
+            }
         }
-        pair_sums(&acc)
+        quad_sums(&acc)
     }
 }
 
-/// One 32-value block `b` of 8 interleaved rows (`w`: its four pieces as
-/// unsigned bytes) into each x row's accumulator: its `vpdpbusd` sum scaled
-/// by `dw` times x's d, less `mw` times x's d · Σ x.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[inline]
-unsafe fn sub_block<const R: usize>(
-    acc: &mut [std::arch::x86_64::__m512; R],
-    xr: &XRows<'_, R>,
-    w: [std::arch::x86_64::__m512i; 4],
-    dw: std::arch::x86_64::__m512,
-    mw: std::arch::x86_64::__m512,
-    b: usize,
-) {
-    use std::arch::x86_64::*;
-    for (q, acc) in acc.iter_mut().enumerate() {
-        // SAFETY: block b is inside x's rows (the caller's).
-        let (xq, dx, sx) = unsafe { (xr.ints(q, b), xr.d(q, b), xr.half_sum(q, b)) };
-        let mut sum = _mm512_setzero_si512();
-        for (h, w) in w.iter().enumerate() {
-            // SAFETY: as above, 8 of the block's 32 bytes.
-            let xb = _mm512_set1_epi64(unsafe { xq.add(h).read_unaligned() });
-            sum = _mm512_dpbusd_epi32(sum, *w, xb);
-        }
-        let dx = _mm512_set1_ps(dx);
-        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, dx), *acc);
-        *acc = _mm512_fnmadd_ps(mw, _mm512_set1_ps(sx), *acc);
-    }
-}
-
-/// [`group_vnni`] for Q6_K: per 128-value half n, four 64-byte loads of
+/// [`group_q4k`] for Q6_K: per 128-value half n, four 64-byte loads of
 /// its high bits (`qh`) and eight of its low nibbles (`ql`: four for each
 /// of the sub-block pairs (4n, 4n + 2) and (4n + 1, 4n + 3), low and high
 /// nibbles), each 32-value sub-block t's 6-bit values joined from its
 /// nibbles and bits `2t..2t + 2` of `qh`; its two 16-value halves' sums
-/// start from −32 · Σ x and are scaled by d times their i8 scale times x's
-/// d.
+/// start from −32 · Σ x of each lane's own values (so that a lane's sum,
+/// at most 8 · 32 · 127, packs to `i16`) and are multiplied by their i8
+/// scales with one `vpdpwssd`; one float step per super-block.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8]; 8] {
@@ -564,8 +674,8 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
     unsafe {
         for s in 0..x.cols() / 256 {
             let p = g.as_ptr().add(s * u);
-            let d = scales(p);
             let pieces = p.add(V6).cast::<__m512i>();
+            let mut sums = [zero; R];
             for n in 0..2 {
                 let (mut qh, mut ql) = ([zero; 4], [[zero; 4]; 2]);
                 for h in 0..4 {
@@ -595,28 +705,29 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                         *w = _mm512_or_si512(_mm512_and_si512(lo, nib), _mm512_and_si512(hi, top));
                     }
                     let j = 4 * n + t;
-                    let da = _mm512_mul_ps(d, byte_scales::<true>(p.add(S6 + 16 * j)));
-                    let db = _mm512_mul_ps(d, byte_scales::<true>(p.add(S6 + 16 * j + 8)));
-                    for (q, acc) in acc.iter_mut().enumerate() {
+                    let sc = byte_words::<true>(p.add(S6 + 16 * j), 16, &PAIR_SCALES);
+                    for (q, sum) in sums.iter_mut().enumerate() {
                         let b = 8 * s + j;
                         let xq = xr.ints(q, b);
-                        let [na, nb] = xr.n16(q, b);
-                        let mut sa = _mm512_set1_epi32(na);
-                        let mut sb = _mm512_set1_epi32(nb);
+                        let [oa, ob] = xr.o6(q, b);
+                        let (mut sa, mut sb) = (_mm512_set1_epi64(oa), _mm512_set1_epi64(ob));
                         for h in 0..2 {
                             let (xa, xb) =
                                 (xq.add(h).read_unaligned(), xq.add(2 + h).read_unaligned());
                             sa = _mm512_dpbusd_epi32(sa, w[h], _mm512_set1_epi64(xa));
                             sb = _mm512_dpbusd_epi32(sb, w[2 + h], _mm512_set1_epi64(xb));
                         }
-                        let dx = _mm512_set1_ps(xr.d(q, b));
-                        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), _mm512_mul_ps(da, dx), *acc);
-                        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb), _mm512_mul_ps(db, dx), *acc);
+                        *sum = _mm512_dpwssd_epi32(*sum, _mm512_packs_epi32(sa, sb), sc);
                     }
                 }
             }
+            let d = quad_scales(p);
+            for (q, acc) in acc.iter_mut().enumerate() {
+                let dx = _mm512_set1_ps(xr.d(q, 8 * s));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[q]), _mm512_mul_ps(d, dx), *acc);
+            }
         }
-        pair_sums(&acc)
+        quad_sums(&acc)
     }
 }
 
@@ -672,7 +783,8 @@ mod tests {
                 let xs: Vec<f32> = (0..m * k)
                     .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
                     .collect();
-                let x = Q8Rows::new(&xs, m, k);
+                let span = if ty.block().0 == 256 { int8::SUPER } else { 32 };
+                let x = Q8Rows::new(&xs, m, k, span);
                 let (j0, cols) = (8, 24);
                 let mut want = vec![0f32; cols * m];
                 int8::rows_of(&x, ty, &plain, j0, cols, &mut want);
@@ -692,6 +804,37 @@ mod tests {
                             "{ty:?} {name} m={m}: {g} vs {w}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// The K-quants' sums pack to `i16` lane by lane: the largest (Q4_K's
+    /// 15s, Q6_K's 31s and −32s, x at ±127 throughout) come out as GGML
+    /// layout's unpacked sums.
+    #[test]
+    fn extreme_sums_stay_exact() {
+        for ty in [GgmlType::Q4K, GgmlType::Q6K] {
+            let (n, k) = (8, 512);
+            for (byte, sign) in [(0xFF, 1.0), (0xFF, -1.0), (0x00, 1.0)] {
+                let mut plain = weights(ty, n, k);
+                for blk in plain.chunks_exact_mut(ty.block().1) {
+                    // The values' bytes (Q6_K: ql, qh); Q4_K's after its
+                    // d, dmin and scales.
+                    let values = if ty == GgmlType::Q4K { 16..144 } else { 0..192 };
+                    blk[values].fill(byte);
+                }
+                let packed = pack(ty, &plain, k);
+                let xs = vec![sign; k];
+                let x = Q8Rows::new(&xs, 1, k, int8::SUPER);
+                let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
+                int8::rows_of(&x, ty, &plain, 0, n, &mut want);
+                rows(&x, ty, &packed, 0, n, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                        "{ty:?} {byte}: {g} vs {w}"
+                    );
                 }
             }
         }
