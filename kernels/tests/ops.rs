@@ -221,25 +221,21 @@ fn check_attention_shape<B: Backend>(be: &B, tol: f32, sq: usize, sk: usize, d: 
         let e = rel_err(&be.download(&got).unwrap(), &want);
         assert!(e < tol, "attention {mask:?}: rel err {e}");
     }
-    // Cross-attention: fewer queries than keys.
-    let want = attention_ref(
-        &q[..b * 2 * hd],
-        &k,
-        &v,
-        b,
-        2,
-        sk,
-        heads,
-        d,
-        &Mask::default(),
-    );
+    // Cross-attention: fewer queries than keys, here one a sequence (a
+    // pooled encoder's last layer), under each sequence's key length.
+    let mask = Mask {
+        causal: false,
+        key_lens: Some(vec![sk, 4, 1]),
+    };
+    let q1 = &q[..b * hd];
+    let want = attention_ref(q1, &k, &v, b, 1, sk, heads, d, &mask);
     let got = be
         .attention(
-            &up(be, &[b, 2, hd], &q[..b * 2 * hd]),
+            &up(be, &[b, 1, hd], q1),
             &up(be, &[b, sk, hd], &k),
             &up(be, &[b, sk, hd], &v),
             heads,
-            &Mask::default(),
+            &mask,
         )
         .unwrap();
     assert!(rel_err(&be.download(&got).unwrap(), &want) < tol);

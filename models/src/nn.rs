@@ -146,6 +146,25 @@ impl<B: Backend> Attention<B> {
         let a = be.attention(&q, &k, &v, self.heads, mask)?;
         self.out.forward(be, &a)
     }
+
+    /// [`Self::forward`] for one query row per item, `x [b, s, d]`'s rows
+    /// `rows` (flat indices, item i's row in item i) -> `[b, d]`: keys and
+    /// values from every row, queries from these only.
+    fn forward_rows(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        mask: &Mask,
+        rows: &[usize],
+    ) -> Result<B::Tensor> {
+        let (b, d) = (rows.len(), be.shape(x)[2]);
+        let q = self.q.forward(be, &be.gather_rows(x, rows)?)?;
+        let q = be.reshape(q, &[b, 1, d])?;
+        let k = self.k.forward(be, x)?;
+        let v = self.v.forward(be, x)?;
+        let a = be.attention(&q, &k, &v, self.heads, mask)?;
+        self.out.forward(be, &be.reshape(a, &[b, d])?)
+    }
 }
 
 /// `fc2(act(fc1(x)))`.
@@ -346,6 +365,67 @@ impl<B: Backend> EncoderLayer<B> {
             }
         })
     }
+}
+
+impl<B: Backend> EncoderLayer<B> {
+    /// [`Self::forward`]'s output at `at[i]` of each item `i` of `x [b, s,
+    /// d]` alone -> `[b, d]`: what a pooled encoder reads of its last layer
+    /// (CLIP's class or end-of-text token). The other rows still give keys
+    /// and values; their queries, output projection and MLP are skipped.
+    pub fn forward_at(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        mask: &Mask,
+        at: &[usize],
+    ) -> Result<B::Tensor> {
+        let s = be.shape(x)[1];
+        let rows: Vec<usize> = at.iter().enumerate().map(|(i, p)| i * s + p).collect();
+        // Each query sees what it saw among all of them: keys up to itself
+        // where causal, within its item's length.
+        let lens = at.iter().enumerate().map(|(i, p)| {
+            let len = mask.key_lens.as_ref().map_or(s, |l| l[i]);
+            if mask.causal { len.min(p + 1) } else { len }
+        });
+        let mask = Mask {
+            causal: false,
+            key_lens: Some(lens.collect()),
+        };
+        let x_at = be.gather_rows(x, &rows)?;
+        Ok(match self.norm {
+            NormPlacement::Pre => {
+                let h = self
+                    .attn
+                    .forward_rows(be, &self.ln1.forward(be, x)?, &mask, &rows)?;
+                let x = be.add(&x_at, &h)?;
+                let h = self.mlp.forward(be, &self.ln2.forward(be, &x)?)?;
+                be.add(&x, &h)?
+            }
+            NormPlacement::Post => {
+                let h = self.attn.forward_rows(be, x, &mask, &rows)?;
+                let x = self.ln1.forward(be, &be.add(&x_at, &h)?)?;
+                let h = self.mlp.forward(be, &x)?;
+                self.ln2.forward(be, &be.add(&x, &h)?)?
+            }
+        })
+    }
+}
+
+/// [`encode`] where only row `at[i]` of each item's output is read: the
+/// last layer at those rows alone ([`EncoderLayer::forward_at`]) -> `[b, d]`.
+pub fn encode_at<B: Backend>(
+    be: &B,
+    layers: &[EncoderLayer<B>],
+    x: B::Tensor,
+    mask: &Mask,
+    at: &[usize],
+) -> Result<B::Tensor> {
+    let Some((last, first)) = layers.split_last() else {
+        let s = be.shape(&x)[1];
+        let rows: Vec<usize> = at.iter().enumerate().map(|(i, p)| i * s + p).collect();
+        return Ok(be.gather_rows(&x, &rows)?);
+    };
+    last.forward_at(be, &encode(be, first, x, mask)?, mask, at)
 }
 
 /// How many items of `rows_each` rows to encode per pass so that the widest

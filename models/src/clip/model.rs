@@ -10,7 +10,9 @@ use lakecap_kernels::{Activation, Backend, HostData, Mask};
 
 use super::config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
 use crate::error::{ModelError, Result};
-use crate::nn::{Attention, EncoderLayer, LayerNorm, Linear, Mlp, NormPlacement, encode};
+use crate::nn::{
+    Attention, EncoderLayer, LayerNorm, Linear, Mlp, NormPlacement, encode, encode_at,
+};
 use crate::weights::{WeightSource, Weights};
 
 fn activation(name: &str) -> Result<Activation> {
@@ -157,11 +159,15 @@ impl<B: Backend> ClipVision<B> {
     /// through the first `layers` encoder layers, class row first,
     /// `[b, num_patches + 1, d]`.
     pub fn hidden_state(&self, be: &B, x: B::Tensor, layers: usize) -> Result<B::Tensor> {
+        let layers = &self.layers[..layers.min(self.layers.len())];
+        encode(be, layers, self.embed(be, x)?, &Mask::default())
+    }
+
+    /// The embeddings after the pre-norm: `hidden_states[0]`.
+    fn embed(&self, be: &B, x: B::Tensor) -> Result<B::Tensor> {
         let x = self.patch.forward(be, &x)?;
         let x = be.add(&be.prepend_row(&x, &self.class)?, &self.pos)?;
-        let x = self.pre_ln.forward(be, &x)?;
-        let layers = &self.layers[..layers.min(self.layers.len())];
-        encode(be, layers, x, &Mask::default())
+        self.pre_ln.forward(be, &x)
     }
 
     pub fn depth(&self) -> usize {
@@ -179,13 +185,16 @@ impl<B: Backend> ClipVision<B> {
     /// The same from patch rows already on the device, `x [b, num_patches, 3·p·p]`
     /// (e.g. [`Backend::pixel_patches`]).
     pub fn forward_patches(&self, be: &B, x: B::Tensor) -> Result<B::Tensor> {
-        let (b, np) = (
-            be.shape(&x).first().copied().unwrap_or(0),
-            self.cfg.num_patches(),
-        );
-        let x = self.hidden_state(be, x, self.layers.len())?;
-        let cls: Vec<usize> = (0..b).map(|i| i * (np + 1)).collect();
-        let pooled = self.post_ln.forward(be, &be.gather_rows(&x, &cls)?)?;
+        let b = be.shape(&x).first().copied().unwrap_or(0);
+        // Only the class row of the last layer is read.
+        let cls = encode_at(
+            be,
+            &self.layers,
+            self.embed(be, x)?,
+            &Mask::default(),
+            &vec![0; b],
+        )?;
+        let pooled = self.post_ln.forward(be, &cls)?;
         match &self.proj {
             Some(proj) => proj.forward(be, &pooled),
             None => Err(ModelError::Unsupported(
@@ -267,13 +276,9 @@ impl<B: Backend> ClipText<B> {
             causal: true,
             key_lens: Some(lens.iter().map(|&l| l.max(1)).collect()),
         };
-        let x = encode(be, &self.layers, x, &mask)?;
-        let x = self.final_ln.forward(be, &x)?;
-        let idx: Vec<usize> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| i * s + self.eos_position(r))
-            .collect();
-        self.proj.forward(be, &be.gather_rows(&x, &idx)?)
+        // Only the pooled row of the last layer is read.
+        let at: Vec<usize> = rows.iter().map(|r| self.eos_position(r)).collect();
+        let x = encode_at(be, &self.layers, x, &mask, &at)?;
+        self.proj.forward(be, &self.final_ln.forward(be, &x)?)
     }
 }
