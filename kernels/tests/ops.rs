@@ -507,13 +507,13 @@ fn check_pixel_patches<B: Backend>(be: &B) {
 /// x as `be` multiplies it by GGML weights of type `ty`: where it rounds x
 /// for Q4_0/Q4_1/Q8_0 blocks, each 32 values to `d · q` with d = max|x| /
 /// 127 at f16 precision and q = x / d rounded half to even (ggml's AVX
-/// `quantize_row_q8_0`); for Q4_K/Q6_K each 256 values with an f32 d
+/// `quantize_row_q8_0`); for Q4_K/Q5_K/Q6_K each 256 values with an f32 d
 /// (ggml's `quantize_row_q8_K`).
 fn blocks_x<B: Backend>(be: &B, ty: lakecap_kernels::quant::GgmlType, x: &[f32]) -> Vec<f32> {
     use lakecap_kernels::quant::GgmlType;
     let span = match ty {
         GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => 32,
-        GgmlType::Q4K | GgmlType::Q6K => 256,
+        GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => 256,
         _ => return x.to_vec(),
     };
     if !be.rounds_x_for_blocks() {
@@ -541,6 +541,7 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
         GgmlType::Q4_1,
         GgmlType::Q8_0,
         GgmlType::Q4K,
+        GgmlType::Q5K,
         GgmlType::Q6K,
     ] {
         let (bv, bb) = ty.block();
@@ -551,7 +552,7 @@ fn check_quant_linear<B: Backend>(be: &B, tol: f32) {
             (2, 2304, 3),
             (40, bv, 33),
             (90, 3 * bv, 17),
-            // Whole groups of 8 rows: interleaved Q4_0/Q4_1/Q8_0/Q4_K/Q6_K on VNNI CPUs
+            // Whole groups of 8 rows: interleaved Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K on VNNI CPUs
             // (cpu::packed), over two tasks of rows at 72.
             (1, 3 * bv, 16),
             (13, 2 * bv, 72),

@@ -4,7 +4,7 @@
 //! as much as the product: there, [`small_m`] streams each weight row once
 //! against all input rows (AVX-512 or AVX2/FMA when the CPU has them; stored
 //! f16 and bf16 rows decoded in AVX-512 or AVX2 registers by
-//! [`super::stored`], GGML Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks by 8-bit activations in
+//! [`super::stored`], GGML Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K blocks by 8-bit activations in
 //! integer dot products, [`super::int8`]), and [`small_m_many`] runs a layer's
 //! products on one input (q/k/v, gate/up) as one parallel pass. GGML blocks
 //! multiply 8-bit activations on every path, as llama.cpp does.

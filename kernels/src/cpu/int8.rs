@@ -1,15 +1,17 @@
-//! 8-bit activations against GGML's Q4_0, Q4_1, Q8_0, Q4_K and Q6_K blocks,
+//! 8-bit activations against GGML's Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K blocks,
 //! as llama.cpp multiplies them: every 32 values of x become `d · q`, q an
 //! integer in −127..=127 and d = max|x| / 127 kept at f16 precision (ggml's
 //! `quantize_row_q8_0`/`q8_1`), and a weight block's dot product is
 //! `d_w · d_x · Σ q_w q_x`, plus `m_w · d_x · Σ q_x` for Q4_1's and Q4_K's
 //! minimum (ggml's `vec_dot_q4_0_q8_0`, `vec_dot_q4_1_q8_1`,
-//! `vec_dot_q8_0_q8_0`, `vec_dot_q4_K_q8_K`, `vec_dot_q6_K_q8_K`). For
+//! `vec_dot_q8_0_q8_0`, `vec_dot_q4_K_q8_K`, `vec_dot_q5_K_q8_K`,
+//! `vec_dot_q6_K_q8_K`). For
 //! K-quants x is rounded per 256 values with an f32 d, as ggml's
 //! `quantize_row_q8_K` rounds it ([`SUPER`]: one d for a super-block's 8
 //! blocks, so that the interleaved kernels sum the weights' scales in
 //! integers and take one float step per 256 values); their 32-value weight
-//! blocks carry a 6-bit scale and minimum (Q4_K) or two 16-value i8 scales
+//! blocks carry a 6-bit scale and minimum (Q4_K; Q5_K, whose values have
+//! a fifth bit in `qh`) or two 16-value i8 scales
 //! (Q6_K, whose values are q − 32). The integer sums are exact: AVX-512
 //! VNNI (`vpdpbusd`, two blocks of byte products a step), AVX2
 //! (`vpmaddubsw`) and the portable loops differ only in the order of their
@@ -18,7 +20,7 @@
 //! `gemm::TILES_M` rows take the integer tiles (8 x rows a pass) where the
 //! CPU has AVX-512 VNNI; longer prompts and other CPUs' batches of more
 //! than 16 rows multiply widened weights by x [`round`]ed: the same values
-//! but for the order of the sums. On VNNI CPUs, Q4_0/Q4_1/Q8_0/Q4_K/Q6_K
+//! but for the order of the sums. On VNNI CPUs, Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K
 //! matrices of whole groups of 8 rows are kept interleaved and multiplied
 //! by [`super::packed`]'s kernels from these same x blocks. (Unlike ggml, Q4_1's
 //! `d_x · Σ q_x` is not rounded to f16 a second time, so that the two forms
@@ -243,7 +245,7 @@ pub fn span(w: &Data, k: usize) -> Option<usize> {
         _ => return None,
     };
     takes(w, k).then_some(match ty {
-        GgmlType::Q4K | GgmlType::Q6K => SUPER,
+        GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => SUPER,
         _ => QK,
     })
 }
@@ -262,7 +264,7 @@ pub fn takes(w: &Data, k: usize) -> bool {
 fn takes_type(ty: GgmlType, k: usize) -> bool {
     match ty {
         GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => k.is_multiple_of(QK),
-        GgmlType::Q4K | GgmlType::Q6K => k.is_multiple_of(256),
+        GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => k.is_multiple_of(256),
         _ => false,
     }
 }
@@ -376,11 +378,17 @@ fn block(ty: GgmlType, w: &[u8], b: usize) -> ([f32; 2], f32, [i32; QK]) {
             let min = if ty == GgmlType::Q4_1 { h(at + 2) } else { 0.0 };
             ([h(at); 2], min, q)
         }
-        GgmlType::Q4K => {
+        GgmlType::Q4K | GgmlType::Q5K => {
             let (sc, mn) = crate::quant::scale_min_k4(j, &w[at + 4..at + 16]);
-            let qs = at + 16 + 32 * (j / 2);
-            for (v, &byte) in q.iter_mut().zip(&w[qs..qs + 32]) {
-                *v = ((byte >> (4 * (j % 2))) & 0xF) as i32;
+            // Q5_K: bit j of qh[l] is value l's fifth bit.
+            let (qs, qh) = match ty {
+                GgmlType::Q4K => (at + 16, None),
+                _ => (at + 48, Some(&w[at + 16..at + 48])),
+            };
+            let qs = qs + 32 * (j / 2);
+            for (l, (v, &byte)) in q.iter_mut().zip(&w[qs..qs + 32]).enumerate() {
+                let high = qh.map_or(0, |qh| (qh[l] >> j) & 1);
+                *v = ((byte >> (4 * (j % 2))) & 0xF | high << 4) as i32;
             }
             ([h(at) * sc; 2], -h(at + 2) * mn, q)
         }
@@ -481,6 +489,7 @@ unsafe fn tile_type<const C: usize>(
             GgmlType::Q4_1 => tile_rows::<1, C>(x, ws, i0, r),
             GgmlType::Q8_0 => tile_rows::<2, C>(x, ws, i0, r),
             GgmlType::Q4K => tile_rows::<3, C>(x, ws, i0, r),
+            GgmlType::Q5K => tile_rows::<5, C>(x, ws, i0, r),
             _ => tile_rows::<4, C>(x, ws, i0, r),
         }
     }
@@ -512,7 +521,7 @@ unsafe fn tile_rows<const T: u8, const C: usize>(
 /// magnitudes, with the mask of negative ones), and per integer lane (16, 8 a
 /// block) the weight scale and the scale of `Σ x` (Q4_1, Q4_K). A missing
 /// block `b + 1` (an odd count, Q4_0/Q4_1/Q8_0 only) is zeros. `T`: 0 Q4_0,
-/// 1 Q4_1, 2 Q8_0, 3 Q4_K, 4 Q6_K.
+/// 1 Q4_1, 2 Q8_0, 3 Q4_K, 4 Q6_K, 5 Q5_K.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 #[inline]
@@ -583,18 +592,31 @@ unsafe fn pair_vnni<const T: u8>(
                     (q, 0, dw, mw)
                 }
             }
-            3 => {
+            3 | 5 => {
                 // Q4_K: blocks 2c and 2c + 1 of a super-block are the low and
-                // high nibbles of the same 32 bytes.
-                let (at, j) = locate(GgmlType::Q4K, b);
+                // high nibbles of the same 32 bytes; Q5_K adds bits j and
+                // j + 1 of its `qh` as bit 4.
+                let ty = if T == 3 { GgmlType::Q4K } else { GgmlType::Q5K };
+                let (at, j) = locate(ty, b);
                 let p = w.as_ptr().add(at);
                 let (d, dmin) = (half_at(p), half_at(p.add(2)));
                 let scales = std::slice::from_raw_parts(p.add(4), 12);
                 let (s0, m0) = crate::quant::scale_min_k4(j, scales);
                 let (s1, m1) = crate::quant::scale_min_k4(j + 1, scales);
-                let v = _mm256_loadu_si256(p.add(16 + 32 * (j / 2)).cast());
+                let qs = if T == 3 { 16 } else { 48 };
+                let v = _mm256_loadu_si256(p.add(qs + 32 * (j / 2)).cast());
                 let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v), v);
-                let q = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF_0000, v, 4), nib);
+                let mut q = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF_0000, v, 4), nib);
+                if T == 5 {
+                    let qh = _mm256_loadu_si256(p.add(16).cast());
+                    let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), qh);
+                    let shift = _mm512_inserti64x4::<1>(
+                        _mm512_set1_epi16(j as i16),
+                        _mm256_set1_epi16(j as i16 + 1),
+                    );
+                    let qh = _mm512_and_si512(_mm512_srlv_epi16(qh, shift), _mm512_set1_epi8(1));
+                    q = _mm512_or_si512(q, _mm512_slli_epi16(qh, 4));
+                }
                 (q, 0, halves(d * s0, d * s1), halves(-dmin * m0, -dmin * m1))
             }
             _ => {
@@ -695,7 +717,7 @@ unsafe fn tile_vnni<const R: usize, const T: u8, const C: usize>(
                     };
                     let s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, wq[c], xs));
                     acc[c][q] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw[c], dx), acc[c][q]);
-                    if T == 1 || T == 3 {
+                    if matches!(T, 1 | 3 | 5) {
                         let sx = _mm512_loadu_ps(x.sl.as_ptr().add(row * 8));
                         acc[c][q] = _mm512_fmadd_ps(mw[c], sx, acc[c][q]);
                     }
@@ -759,12 +781,20 @@ unsafe fn dot_avx2(x: &Q8Rows, ty: GgmlType, w: &[u8], i: usize) -> f32 {
                         }
                     }
                 }
-                GgmlType::Q4K => {
+                GgmlType::Q4K | GgmlType::Q5K => {
                     let scales = std::slice::from_raw_parts(p.add(4), 12);
                     let (sc, mn) = crate::quant::scale_min_k4(j, scales);
-                    let v = _mm256_loadu_si256(p.add(16 + 32 * (j / 2)).cast());
+                    let qs = if ty == GgmlType::Q4K { 16 } else { 48 };
+                    let v = _mm256_loadu_si256(p.add(qs + 32 * (j / 2)).cast());
                     let cnt = _mm_cvtsi32_si128(4 * (j % 2) as i32);
-                    let q = _mm256_and_si256(_mm256_srl_epi16(v, cnt), _mm256_set1_epi8(0xF));
+                    let mut q = _mm256_and_si256(_mm256_srl_epi16(v, cnt), _mm256_set1_epi8(0xF));
+                    if ty == GgmlType::Q5K {
+                        // Bit j of qh as bit 4.
+                        let qh = _mm256_loadu_si256(p.add(16).cast());
+                        let qh = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(j as i32));
+                        let qh = _mm256_and_si256(qh, _mm256_set1_epi8(1));
+                        q = _mm256_or_si256(q, _mm256_slli_epi16(qh, 4));
+                    }
                     let d = _mm256_set1_ps(half_at(p) * sc);
                     let m = _mm256_set1_ps(-half_at(p.add(2)) * mn);
                     (q, xv, _mm256_setzero_si256(), d, Some(m))

@@ -29,12 +29,12 @@ pub enum Data {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
-    /// GGML blocks, read where they are used: Q4_0/Q4_1/Q8_0/Q4_K/Q6_K products of few
+    /// GGML blocks, read where they are used: Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K products of few
     /// rows multiply them by 8-bit x in integer dot products (`int8`); other
     /// products widen four weight rows at a time, or the matrix in parallel
     /// for many rows; lookups widen only their rows.
     Quant(crate::quant::GgmlType, Vec<u8>),
-    /// Q4_0/Q4_1/Q8_0/Q4_K/Q6_K rows of `k` values interleaved eight at a time
+    /// Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K rows of `k` values interleaved eight at a time
     /// for the VNNI kernels ([`packed`]), where the CPU has them.
     Packed {
         ty: crate::quant::GgmlType,
@@ -301,7 +301,7 @@ fn broadcast(
 }
 
 /// The CPU backend, multiplying as `precision` (`lakecap.precision`) says:
-/// `Auto` as the checkpoint's format is meant to run (GGML Q4_0/Q4_1/Q8_0/Q4_K/Q6_K
+/// `Auto` as the checkpoint's format is meant to run (GGML Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K
 /// blocks by 8-bit x, as llama.cpp does; bf16 weights by bf16 GEMMs where
 /// the CPU has AMX or AVX512-BF16), `F32` with f32 x in every product
 /// (parity with an f32 reference), `Bf16` as `Auto` with f32/f16 weight

@@ -1,29 +1,31 @@
-//! GGML Q4_0, Q4_1, Q8_0, Q4_K and Q6_K weight rows interleaved eight at a
-//! time, as llama.cpp repacks them at load (`ggml-cpu/repack.cpp`, `block_q4_0x8`,
-//! `block_q4_Kx8`), and their AVX-512 VNNI kernels. In GGML's own layout one
-//! `vpdpbusd` lane belongs to one weight row, so every 32-value block is
-//! split, scaled and summed on its own, and a decoding step spends more time
-//! on that than on reading the bytes (a 1B-size Q4_0 model at batch 1:
-//! 0.54–0.71× llama.cpp on an EPYC Zen 4, bench/RESULTS.md). Interleaved,
-//! one 64-byte load holds 8 bytes of each of 8 rows, each 32-bit lane a
-//! (row, 4 values) pair, so one x broadcast serves 8 rows, one scale vector
-//! scales them, and the eight dot products come out side by side: a block
-//! of 8 rows takes about as many instructions as one block of one row did.
+//! GGML Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weight rows interleaved
+//! eight at a time, as llama.cpp repacks them at load
+//! (`ggml-cpu/repack.cpp`, `block_q4_0x8`, `block_q4_Kx8`), and their
+//! AVX-512 VNNI kernels. In GGML's own layout one `vpdpbusd` lane belongs
+//! to one weight row, so every 32-value block is split, scaled and summed
+//! on its own, and a decoding step spends more time on that than on
+//! reading the bytes (a 1B-size Q4_0 model at batch 1: 0.54–0.71×
+//! llama.cpp on an EPYC Zen 4, bench/RESULTS.md). Interleaved, one 64-byte
+//! load holds 8 bytes of each of 8 rows, each 32-bit lane a (row, 4
+//! values) pair, so one x broadcast serves 8 rows, one scale vector scales
+//! them, and the eight dot products come out side by side: a block of 8
+//! rows takes about as many instructions as one block of one row did.
 //!
 //! Per group of 8 rows and per GGML block, a *unit* holds the 8 rows' d
-//! (f16; Q4_1: then their 8 m, Q4_K: their 8 dmin), then for the K-quants
-//! the 8 rows' scales a byte each, scale by scale (Q4_K: its 6-bit scales,
-//! then its minimums, unpacked so that the kernel loads them instead of
-//! decoding 12 packed bytes; Q6_K: its 16 i8 scales), then 64-byte pieces, piece h holding
-//! bytes `8h..8h + 8` of each row's value bytes, row by row: Q4_0/Q4_1's two
-//! (low nibbles of piece h are values `8h..8h + 8` of the block, high
-//! nibbles values `16 + 8h..`), Q8_0's four, Q4_K's 16 (chunk c of 64
-//! values is pieces `4c..4c + 4`: low nibbles its first 32 values, high
-//! nibbles its last), Q6_K's 16 of low nibbles then 8 of high bits, as
-//! GGML orders them. Units are the rows' bytes moved, but for Q4_K's
-//! unpacked scales (4 bytes a row a super-block, 2.8% more). The integer
-//! sums are the same as [`super::int8`]'s, so the results equal its to f32
-//! rounding of the scale products.
+//! (f16; Q4_1: then their 8 m, Q4_K/Q5_K: their 8 dmin), then for the
+//! K-quants the 8 rows' scales a byte each, scale by scale (Q4_K/Q5_K: the
+//! 6-bit scales, then the minimums, unpacked so that the kernel loads them
+//! instead of decoding 12 packed bytes; Q6_K: its 16 i8 scales), then
+//! 64-byte pieces, piece h holding bytes `8h..8h + 8` of each row's value
+//! bytes, row by row: Q4_0/Q4_1's two (low nibbles of piece h are values
+//! `8h..8h + 8` of the block, high nibbles values `16 + 8h..`), Q8_0's
+//! four, Q4_K's 16 (chunk c of 64 values is pieces `4c..4c + 4`: low
+//! nibbles its first 32 values, high nibbles its last), Q5_K's 4 of fifth
+//! bits then the same 16, Q6_K's 16 of low nibbles then 8 of high bits, as
+//! GGML orders them. Units are the rows' bytes moved, but for the unpacked
+//! 6-bit scales (4 bytes a row a super-block: Q4_K 2.8% more, Q5_K 2.3%).
+//! The integer sums are the same as [`super::int8`]'s, so the results
+//! equal its to f32 rounding of the scale products.
 
 use super::int8::{self, Q8Rows};
 use crate::quant::GgmlType;
@@ -49,16 +51,23 @@ pub fn packs(ty: GgmlType, shape: &[usize]) -> bool {
 }
 
 /// Whether blocks of `ty` have an interleaved layout: Q4_0, Q4_1, Q8_0,
-/// Q4_K, Q6_K.
+/// Q4_K, Q5_K, Q6_K.
 pub fn kind(ty: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(ty, Q4_0 | Q4_1 | Q8_0 | Q4K | Q6K)
+    matches!(ty, Q4_0 | Q4_1 | Q8_0 | Q4K | Q5K | Q6K)
 }
 
-/// Bytes of a unit: 8 rows' blocks, Q4_K's 12 bytes of scales a row as 16.
+/// Bytes of a unit: 8 rows' blocks, Q4_K's and Q5_K's 12 bytes of scales
+/// a row as 16.
 fn unit(ty: GgmlType) -> usize {
     let bb = ty.block().1;
-    ROWS * if ty == GgmlType::Q4K { bb + 4 } else { bb }
+    ROWS * if six_bit(ty) { bb + 4 } else { bb }
+}
+
+/// Whether `ty`'s scales and minimums are GGML's packed 6-bit ones (Q4_K,
+/// Q5_K), which a unit holds unpacked.
+fn six_bit(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4K | GgmlType::Q5K)
 }
 
 /// Bytes of a group of 8 interleaved rows of `k` values.
@@ -66,8 +75,9 @@ fn group_bytes(ty: GgmlType, k: usize) -> usize {
     unit(ty) * (k / ty.block().0)
 }
 
-/// Where Q4_K's unpacked scales (`SC`) and minimums (`MN`) lie in a unit:
-/// sub-block j's 8 rows at `SC + 8j`.
+/// Where Q4_K's and Q5_K's unpacked scales (`SC`) and minimums (`MN`) lie
+/// in a unit: sub-block j's 8 rows at `SC + 8j`. Their pieces of values
+/// follow at `MN + 64` (Q5_K: 4 pieces of `qh`, then its 16 of nibbles).
 const SC: usize = 32;
 const MN: usize = 96;
 
@@ -77,9 +87,9 @@ const S6: usize = 16;
 const V6: usize = S6 + 128;
 
 /// Calls `f(block offset, unit offset, length)` for the parts of row `r`'s
-/// block that move as bytes: its d, its m (Q4_1) or dmin (Q4_K), Q6_K's
-/// scales, and its 8-byte pieces of values. (Q4_K's packed scales are
-/// converted apart.)
+/// block that move as bytes: its d, its m (Q4_1) or dmin (Q4_K, Q5_K),
+/// Q6_K's scales, and its 8-byte pieces of values. (Q4_K's and Q5_K's
+/// packed scales are converted apart.)
 fn moves(ty: GgmlType, r: usize, mut f: impl FnMut(usize, usize, usize)) {
     if ty == GgmlType::Q6K {
         f(208, 2 * r, 2);
@@ -95,7 +105,7 @@ fn moves(ty: GgmlType, r: usize, mut f: impl FnMut(usize, usize, usize)) {
     // The bytes before the values, and where the values start in a unit.
     let (head, values) = match ty {
         GgmlType::Q4_1 => (4, 32),
-        GgmlType::Q4K => (16, MN + 64),
+        GgmlType::Q4K | GgmlType::Q5K => (16, MN + 64),
         _ => (2, 16),
     };
     f(0, 2 * r, 2);
@@ -112,7 +122,7 @@ fn put(ty: GgmlType, blk: &[u8], r: usize, unit: &mut [u8]) {
     moves(ty, r, |from, to, len| {
         unit[to..to + len].copy_from_slice(&blk[from..from + len])
     });
-    if ty == GgmlType::Q4K {
+    if six_bit(ty) {
         for j in 0..8 {
             let (sc, mn) = crate::quant::scale_min_k4(j, &blk[4..16]);
             (unit[SC + 8 * j + r], unit[MN + 8 * j + r]) = (sc as u8, mn as u8);
@@ -125,7 +135,7 @@ fn take(ty: GgmlType, unit: &[u8], r: usize, blk: &mut [u8]) {
     moves(ty, r, |from, to, len| {
         blk[from..from + len].copy_from_slice(&unit[to..to + len])
     });
-    if ty == GgmlType::Q4K {
+    if six_bit(ty) {
         // GGML's 12 bytes of 6-bit values (`get_scale_min_k4` inverted):
         // sub-blocks 0–3 in the low 6 bits of bytes 0–7, 4–7's low 4 bits
         // in bytes 8–11 and their top 2 bits in the top of bytes 0–7.
@@ -194,7 +204,7 @@ pub(super) fn rows(x: &Q8Rows, ty: GgmlType, packed: &[u8], j0: usize, cols: usi
     assert!((j0 + cols).div_ceil(ROWS) * gb <= packed.len());
     // The K-quants' kernels multiply their scales in integers: one d of x
     // a super-block.
-    let k_quant = matches!(ty, GgmlType::Q4K | GgmlType::Q6K);
+    let k_quant = matches!(ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K);
     assert!(
         !k_quant || x.span() == int8::SUPER,
         "{ty:?} needs x rounded per super-block"
@@ -255,24 +265,30 @@ unsafe fn group_type(ty: GgmlType, x: &Q8Rows, g: &[u8], i0: usize, r: usize) ->
             GgmlType::Q8_0 => group_rows::<2>(x, g, i0, r),
             GgmlType::Q4K => group_rows::<3>(x, g, i0, r),
             GgmlType::Q6K => group_rows::<4>(x, g, i0, r),
+            GgmlType::Q5K => group_rows::<5>(x, g, i0, r),
             _ => unreachable!("{ty:?} has no interleaved layout"),
         }
     }
 }
 
-/// The kernel of type `T` (0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q4_K, 4 Q6_K) for `r`
-/// (1–4 or 8) x rows.
+/// The kernel of type `T` (0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q4_K, 4 Q6_K, 5
+/// Q5_K) for `r` (1–4 or 8) x rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn group_rows<const T: u8>(x: &Q8Rows, g: &[u8], i0: usize, r: usize) -> [[f32; 8]; 8] {
     // SAFETY: as the caller's.
     unsafe {
         match (T, r) {
-            (3, 1) => group_q4k::<1>(x, g, i0),
-            (3, 2) => group_q4k::<2>(x, g, i0),
-            (3, 3) => group_q4k::<3>(x, g, i0),
-            (3, 4) => group_q4k::<4>(x, g, i0),
-            (3, _) => group_q4k::<8>(x, g, i0),
+            (3, 1) => group_q4k::<1, false>(x, g, i0),
+            (3, 2) => group_q4k::<2, false>(x, g, i0),
+            (3, 3) => group_q4k::<3, false>(x, g, i0),
+            (3, 4) => group_q4k::<4, false>(x, g, i0),
+            (3, _) => group_q4k::<8, false>(x, g, i0),
+            (5, 1) => group_q4k::<1, true>(x, g, i0),
+            (5, 2) => group_q4k::<2, true>(x, g, i0),
+            (5, 3) => group_q4k::<3, true>(x, g, i0),
+            (5, 4) => group_q4k::<4, true>(x, g, i0),
+            (5, _) => group_q4k::<8, true>(x, g, i0),
             (4, 1) => group_q6k::<1>(x, g, i0),
             (4, 2) => group_q6k::<2>(x, g, i0),
             (4, 3) => group_q6k::<3>(x, g, i0),
@@ -492,20 +508,28 @@ const fn quad() -> [i32; 16] {
 /// `vpermw` indices that spread 16 byte scales (8 rows of block a, then 8
 /// of block b, widened to `i16`) over [`QUAD`]'s lanes, each twice (both
 /// halves of a `vpdpwssd` pair).
-static PAIR_SCALES: [i16; 32] = spread(0);
+static PAIR_SCALES: [i16; 32] = spread(8, 0);
+
+/// `vpermw` indices that spread one block's 8 byte scales over [`QUAD`]'s
+/// lanes, both halves of the block (lanes 4L + e and 4L + e + 2) alike:
+/// Q5_K packs each block's two halves' sums (at most 8 · 31 · 127 each;
+/// the whole block's, 16 · 31 · 127, would not fit an `i16`).
+static HALF_SCALES: [i16; 32] = spread(0, 0);
 
 /// `vpermw` indices that spread Q4_K's minimums of 4 sub-blocks (8 rows
 /// each, widened) over [`QUAD`]'s lanes: lane 4L + e's pair is sub-blocks
 /// e >> 1 and (e >> 1) + 2, as `Q8Rows`' `mins` pattern pairs x's sums.
-static PAIR_MINS: [i16; 32] = spread(2);
+static PAIR_MINS: [i16; 32] = spread(8, 16);
 
-const fn spread(second: usize) -> [i16; 32] {
+/// Lane 4L + e's pair of words: row 2L + (e & 1) of the source's rows of
+/// 8, from its row block `(e >> 1) · block + half · pair` (half 0 or 1).
+const fn spread(block: usize, pair: usize) -> [i16; 32] {
     let mut t = [0; 32];
     let mut p = 0;
     while p < 32 {
         let (l, half) = (p / 2, p % 2);
         let (at, e) = (l / 4, l % 4);
-        t[p] = (((e >> 1) + second * half) * 8 + 2 * at + (e & 1)) as i16;
+        t[p] = ((e >> 1) * block + half * pair + 2 * at + (e & 1)) as i16;
         p += 1;
     }
     t
@@ -549,6 +573,15 @@ unsafe fn byte_words<const SIGNED: bool>(
     }
 }
 
+/// Piece `h` (8 bytes) of the x block at `x`, on every 64-bit lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn xs(x: *const i64, h: usize) -> std::arch::x86_64::__m512i {
+    // SAFETY: the caller's block of 4 pieces at x.
+    std::arch::x86_64::_mm512_set1_epi64(unsafe { x.add(h).read_unaligned() })
+}
+
 /// Each x row's 8 dot products from its [`QUAD`]-laid accumulator.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -568,37 +601,54 @@ unsafe fn quad_sums<const R: usize>(acc: &[std::arch::x86_64::__m512; R]) -> [[f
     out
 }
 
-/// [`group_vnni`] for Q4_K against x rounded per super-block (one d for
-/// 256 values, as ggml's `Q8_K`), so that the 6-bit scales multiply in
-/// integers as ggml's `vec_dot_q4_K_q8_K` does: per 64-value chunk four
-/// 64-byte loads whose low nibbles are sub-block 2c and high nibbles
-/// sub-block 2c + 1, each sub-block's four `vpdpbusd` (at most 16 · 15 ·
-/// 127 a lane), the two packed to `i16` and multiplied by their scales
-/// with one `vpdpwssd`; the minimums by x's sub-block sums likewise; one
-/// float step per super-block: d · d_x · Σ less dmin · d_x · Σ.
+/// [`group_vnni`] for Q4_K (Q5_K where `Q5`) against x rounded per
+/// super-block (one d for 256 values, as ggml's `Q8_K`), so that the 6-bit
+/// scales multiply in integers as ggml's `vec_dot_q4_K_q8_K` does: per
+/// 64-value chunk four 64-byte loads whose low nibbles are sub-block 2c
+/// and high nibbles sub-block 2c + 1 (Q5_K: each joined with its bit of
+/// `qh` as bit 4), each sub-block's four `vpdpbusd` (at most 16 · 15 · 127
+/// a lane), the two packed to `i16` and multiplied by their scales with one
+/// `vpdpwssd` (Q5_K: each sub-block's halves packed, by its scale); the
+/// minimums by x's sub-block sums likewise; one float step per super-block:
+/// d · d_x · Σ less dmin · d_x · Σ.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
-unsafe fn group_q4k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8]; 8] {
+unsafe fn group_q4k<const R: usize, const Q5: bool>(
+    x: &Q8Rows,
+    g: &[u8],
+    i0: usize,
+) -> [[f32; 8]; 8] {
     use std::arch::x86_64::*;
-    let nib = _mm512_set1_epi8(0xF);
+    let (nib, bit4) = (_mm512_set1_epi8(0xF), _mm512_set1_epi8(0x10));
     let zero = _mm512_setzero_si512();
     let xr = XRows::<R>::new(x, i0);
     let mut acc = [_mm512_setzero_ps(); R];
-    let u = unit(GgmlType::Q4K);
+    let u = unit(if Q5 { GgmlType::Q5K } else { GgmlType::Q4K });
+    // Q5_K's 4 pieces of `qh` come first.
+    let nibbles = MN + 64 + if Q5 { 256 } else { 0 };
     // SAFETY: super-block s's unit is inside `g` (8 whole rows of k / 256
     // units); x reads stay inside rows i0..i0 + R.
     unsafe {
         for s in 0..x.cols() / 256 {
             let p = g.as_ptr().add(s * u);
+            let mut qh = [zero; 4];
+            if Q5 {
+                for (h, q) in qh.iter_mut().enumerate() {
+                    *q = _mm512_loadu_si512(p.add(MN + 64 + 64 * h).cast());
+                }
+            }
             let mut sums = [zero; R];
             for c in 0..4 {
-                let v = p.add(MN + 64 + 256 * c).cast::<__m512i>();
+                let v = p.add(nibbles + 256 * c).cast::<__m512i>();
                 // The next super-block's lines (a batch-1 pass waits on
                 // memory without).
                 for h in 0..4 {
                     super::prefetch(v.wrapping_byte_add(u).wrapping_add(h));
                 }
                 super::prefetch(p.wrapping_add(u + 64 * c));
+                if Q5 {
+                    super::prefetch(p.wrapping_add(u + 256 + 64 * c));
+                }
                 let w = [
                     _mm512_loadu_si512(v),
                     _mm512_loadu_si512(v.add(1)),
@@ -610,25 +660,45 @@ unsafe fn group_q4k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                 for h in 0..4 {
                     lo[h] = _mm512_and_si512(w[h], nib);
                     hi[h] = _mm512_and_si512(_mm512_srli_epi16::<4>(w[h]), nib);
+                    if Q5 {
+                        // Bits 2c and 2c + 1 of qh to bit 4.
+                        let q = _mm512_srl_epi16(qh[h], _mm_cvtsi32_si128(2 * c as i32));
+                        lo[h] = _mm512_or_si512(
+                            lo[h],
+                            _mm512_and_si512(_mm512_slli_epi16::<4>(q), bit4),
+                        );
+                        hi[h] = _mm512_or_si512(
+                            hi[h],
+                            _mm512_and_si512(_mm512_slli_epi16::<3>(q), bit4),
+                        );
+                    }
                 }
-                let sc = byte_words::<false>(p.add(SC + 16 * c), 16, &PAIR_SCALES);
+                let sc = match Q5 {
+                    false => [byte_words::<false>(p.add(SC + 16 * c), 16, &PAIR_SCALES); 2],
+                    true => [
+                        byte_words::<false>(p.add(SC + 16 * c), 16, &HALF_SCALES),
+                        byte_words::<false>(p.add(SC + 16 * c + 8), 16, &HALF_SCALES),
+                    ],
+                };
                 for (q, sum) in sums.iter_mut().enumerate() {
                     let b = 8 * s + 2 * c;
                     let (xa, xb) = (xr.ints(q, b), xr.ints(q, b + 1));
+                    if Q5 {
+                        for (w, x, sc) in [(lo, xa, sc[0]), (hi, xb, sc[1])] {
+                            let first = _mm512_dpbusd_epi32(zero, w[0], xs(x, 0));
+                            let first = _mm512_dpbusd_epi32(first, w[1], xs(x, 1));
+                            let last = _mm512_dpbusd_epi32(zero, w[2], xs(x, 2));
+                            let last = _mm512_dpbusd_epi32(last, w[3], xs(x, 3));
+                            *sum = _mm512_dpwssd_epi32(*sum, _mm512_packs_epi32(first, last), sc);
+                        }
+                        continue;
+                    }
                     let (mut sa, mut sb) = (zero, zero);
                     for h in 0..4 {
-                        sa = _mm512_dpbusd_epi32(
-                            sa,
-                            lo[h],
-                            _mm512_set1_epi64(xa.add(h).read_unaligned()),
-                        );
-                        sb = _mm512_dpbusd_epi32(
-                            sb,
-                            hi[h],
-                            _mm512_set1_epi64(xb.add(h).read_unaligned()),
-                        );
+                        sa = _mm512_dpbusd_epi32(sa, lo[h], xs(xa, h));
+                        sb = _mm512_dpbusd_epi32(sb, hi[h], xs(xb, h));
                     }
-                    *sum = _mm512_dpwssd_epi32(*sum, _mm512_packs_epi32(sa, sb), sc);
+                    *sum = _mm512_dpwssd_epi32(*sum, _mm512_packs_epi32(sa, sb), sc[0]);
                 }
             }
             let (d, dmin) = (quad_scales(p), quad_scales(p.add(16)));
@@ -735,11 +805,12 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
 mod tests {
     use super::*;
 
-    const TYPES: [GgmlType; 5] = [
+    const TYPES: [GgmlType; 6] = [
         GgmlType::Q4_0,
         GgmlType::Q4_1,
         GgmlType::Q8_0,
         GgmlType::Q4K,
+        GgmlType::Q5K,
         GgmlType::Q6K,
     ];
 
@@ -755,7 +826,7 @@ mod tests {
             // Q6_K's d comes last.
             let at = if ty == GgmlType::Q6K { 208 } else { 0 };
             blk[at..at + 2].copy_from_slice(&d.to_le_bytes());
-            if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K) {
+            if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K | GgmlType::Q5K) {
                 blk[2..4].copy_from_slice(&half::f16::from_f32(-0.05).to_le_bytes());
             }
         }
@@ -765,7 +836,7 @@ mod tests {
     /// Values a row in these tests: several blocks (Q4_K: super-blocks).
     fn cols(ty: GgmlType) -> usize {
         match ty {
-            GgmlType::Q4K | GgmlType::Q6K => 512,
+            GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => 512,
             _ => 160,
         }
     }
@@ -810,18 +881,21 @@ mod tests {
     }
 
     /// The K-quants' sums pack to `i16` lane by lane: the largest (Q4_K's
-    /// 15s, Q6_K's 31s and −32s, x at ±127 throughout) come out as GGML
-    /// layout's unpacked sums.
+    /// 15s, Q5_K's 31s, Q6_K's 31s and −32s, x at ±127 throughout) come out
+    /// as GGML layout's unpacked sums.
     #[test]
     fn extreme_sums_stay_exact() {
-        for ty in [GgmlType::Q4K, GgmlType::Q6K] {
+        for ty in [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
             let (n, k) = (8, 512);
             for (byte, sign) in [(0xFF, 1.0), (0xFF, -1.0), (0x00, 1.0)] {
                 let mut plain = weights(ty, n, k);
                 for blk in plain.chunks_exact_mut(ty.block().1) {
-                    // The values' bytes (Q6_K: ql, qh); Q4_K's after its
-                    // d, dmin and scales.
-                    let values = if ty == GgmlType::Q4K { 16..144 } else { 0..192 };
+                    // The values' bytes (Q6_K: ql, qh); Q4_K's and Q5_K's
+                    // after their d, dmin and scales.
+                    let values = match ty {
+                        GgmlType::Q6K => 0..192,
+                        _ => 16..ty.block().1,
+                    };
                     blk[values].fill(byte);
                 }
                 let packed = pack(ty, &plain, k);
@@ -855,7 +929,7 @@ mod tests {
             // No f16 infinite or NaN: their high bytes masked, all other
             // bytes (Q4_K's packed scales too) left arbitrary.
             let halves: &[usize] = match ty {
-                GgmlType::Q4_1 | GgmlType::Q4K => &[0, 2],
+                GgmlType::Q4_1 | GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
                 GgmlType::Q6K => &[208],
                 _ => &[0],
             };
