@@ -365,9 +365,7 @@ impl<B: Backend> EncoderLayer<B> {
             }
         })
     }
-}
 
-impl<B: Backend> EncoderLayer<B> {
     /// [`Self::forward`]'s output at `at[i]` of each item `i` of `x [b, s,
     /// d]` alone -> `[b, d]`: what a pooled encoder reads of its last layer
     /// (CLIP's class or end-of-text token). The other rows still give keys

@@ -63,8 +63,9 @@ pub struct Q8Rows {
     /// lane of an interleaved row's integer sums sees, for the block's two
     /// 16-value halves (lanes 2r and 2r + 1 as one `i64`): Q6_K's offset
     /// (its values are q − 32), lane by lane so that each lane's sum stays
-    /// within an `i16`.
-    o6: Vec<[i64; 2]>,
+    /// within an `i16`; then `−16 · Σ q` of each lane's 16 values of the
+    /// whole block, Q5_K's (its values taken as q − 16 for the same reason).
+    offsets: Vec<[i64; 3]>,
 }
 
 /// Values one d of x covers for the K-quants, as ggml's `Q8_K` rounds x.
@@ -88,7 +89,7 @@ impl Q8Rows {
             nl: vec![0; m * nb * 8],
             n4: vec![0; m * nb],
             mins: vec![[0; 16]; m * supers],
-            o6: vec![[0; 2]; if span == SUPER { m * nb } else { 0 }],
+            offsets: vec![[0; 3]; if span == SUPER { m * nb } else { 0 }],
         };
         for i in 0..m {
             let (mut sums, mut sd) = ([0i32; 8], 0.0);
@@ -121,11 +122,16 @@ impl Q8Rows {
                 if span == SUPER {
                     // An interleaved lane pair reads 8 bytes a step: the
                     // even lane bytes 0–3 of each, the odd lane 4–7.
-                    let pair = |a: usize| {
-                        let (even, odd) = (lanes[a] + lanes[a + 2], lanes[a + 1] + lanes[a + 3]);
-                        (-32 * even) as u32 as i64 | ((-32 * odd) as i64) << 32
+                    let pair = |c: i32, lanes: &[i32]| {
+                        let even: i32 = lanes.iter().step_by(2).sum();
+                        let odd: i32 = lanes.iter().skip(1).step_by(2).sum();
+                        (c * even) as u32 as i64 | ((c * odd) as i64) << 32
                     };
-                    r.o6[i * nb + b] = [pair(0), pair(4)];
+                    r.offsets[i * nb + b] = [
+                        pair(-32, &lanes[..4]),
+                        pair(-32, &lanes[4..]),
+                        pair(-16, &lanes),
+                    ];
                     sums[b % 8] = sum;
                     if b % 8 == 7 {
                         let s = |j: usize| sums[j] as i16;
@@ -183,10 +189,10 @@ impl Q8Rows {
     }
 
     /// Per-[`SUPER`] rows' `mins` (row `i`'s super-block s at
-    /// `i · k / SUPER + s`) and `o6` (by [`Self::block_at`]).
+    /// `i · k / SUPER + s`) and `offsets` (by [`Self::block_at`]).
     #[inline]
-    pub fn super_parts(&self) -> (&[[i16; 16]], &[[i64; 2]]) {
-        (&self.mins, &self.o6)
+    pub fn super_parts(&self) -> (&[[i16; 16]], &[[i64; 3]]) {
+        (&self.mins, &self.offsets)
     }
 }
 

@@ -391,10 +391,10 @@ impl<'a, const R: usize> XRows<'a, R> {
         }
     }
 
-    /// Row q's block b's Q6_K offsets, lane pair by lane pair (per-[`int8::SUPER`]
-    /// x only).
+    /// Row q's block b's Q6_K and Q5_K offsets, lane pair by lane pair
+    /// (per-[`int8::SUPER`] x only).
     #[inline(always)]
-    unsafe fn o6(&self, q: usize, b: usize) -> [i64; 2] {
+    unsafe fn offsets(&self, q: usize, b: usize) -> [i64; 3] {
         // SAFETY: the caller's; one a block.
         unsafe { *self.x.super_parts().1.get_unchecked(self.first[q] + b) }
     }
@@ -510,14 +510,8 @@ const fn quad() -> [i32; 16] {
 /// halves of a `vpdpwssd` pair).
 static PAIR_SCALES: [i16; 32] = spread(8, 0);
 
-/// `vpermw` indices that spread one block's 8 byte scales over [`QUAD`]'s
-/// lanes, both halves of the block (lanes 4L + e and 4L + e + 2) alike:
-/// Q5_K packs each block's two halves' sums (at most 8 · 31 · 127 each;
-/// the whole block's, 16 · 31 · 127, would not fit an `i16`).
-static HALF_SCALES: [i16; 32] = spread(0, 0);
-
-/// `vpermw` indices that spread Q4_K's minimums of 4 sub-blocks (8 rows
-/// each, widened) over [`QUAD`]'s lanes: lane 4L + e's pair is sub-blocks
+/// `vpermw` indices that spread Q4_K's minimums (and Q5_K's scales) of 4
+/// sub-blocks (8 rows each, widened) over [`QUAD`]'s lanes: lane 4L + e's pair is sub-blocks
 /// e >> 1 and (e >> 1) + 2, as `Q8Rows`' `mins` pattern pairs x's sums.
 static PAIR_MINS: [i16; 32] = spread(8, 16);
 
@@ -606,11 +600,12 @@ unsafe fn quad_sums<const R: usize>(acc: &[std::arch::x86_64::__m512; R]) -> [[f
 /// scales multiply in integers as ggml's `vec_dot_q4_K_q8_K` does: per
 /// 64-value chunk four 64-byte loads whose low nibbles are sub-block 2c
 /// and high nibbles sub-block 2c + 1 (Q5_K: each joined with its bit of
-/// `qh` as bit 4), each sub-block's four `vpdpbusd` (at most 16 · 15 · 127
-/// a lane), the two packed to `i16` and multiplied by their scales with one
-/// `vpdpwssd` (Q5_K: each sub-block's halves packed, by its scale); the
-/// minimums by x's sub-block sums likewise; one float step per super-block:
-/// d · d_x · Σ less dmin · d_x · Σ.
+/// `qh` as bit 4), each sub-block's four `vpdpbusd` (Q4_K: at most 16 · 15
+/// · 127 a lane; Q5_K's start from −16 · Σ x of the lane, so at most 16 ·
+/// 16 · 127), the two packed to `i16` and multiplied by their scales with
+/// one `vpdpwssd`; the minimums (and Q5_K's 16 · scale) by x's sub-block
+/// sums likewise; one float step per super-block: d · d_x · Σ less dmin ·
+/// d_x · Σ.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn group_q4k<const R: usize, const Q5: bool>(
@@ -663,42 +658,27 @@ unsafe fn group_q4k<const R: usize, const Q5: bool>(
                     if Q5 {
                         // Bits 2c and 2c + 1 of qh to bit 4.
                         let q = _mm512_srl_epi16(qh[h], _mm_cvtsi32_si128(2 * c as i32));
-                        lo[h] = _mm512_or_si512(
-                            lo[h],
-                            _mm512_and_si512(_mm512_slli_epi16::<4>(q), bit4),
-                        );
-                        hi[h] = _mm512_or_si512(
-                            hi[h],
-                            _mm512_and_si512(_mm512_slli_epi16::<3>(q), bit4),
-                        );
+                        let (l4, h4) = (_mm512_slli_epi16::<4>(q), _mm512_slli_epi16::<3>(q));
+                        lo[h] = _mm512_or_si512(lo[h], _mm512_and_si512(l4, bit4));
+                        hi[h] = _mm512_or_si512(hi[h], _mm512_and_si512(h4, bit4));
                     }
                 }
-                let sc = match Q5 {
-                    false => [byte_words::<false>(p.add(SC + 16 * c), 16, &PAIR_SCALES); 2],
-                    true => [
-                        byte_words::<false>(p.add(SC + 16 * c), 16, &HALF_SCALES),
-                        byte_words::<false>(p.add(SC + 16 * c + 8), 16, &HALF_SCALES),
-                    ],
-                };
+                let sc = byte_words::<false>(p.add(SC + 16 * c), 16, &PAIR_SCALES);
                 for (q, sum) in sums.iter_mut().enumerate() {
                     let b = 8 * s + 2 * c;
                     let (xa, xb) = (xr.ints(q, b), xr.ints(q, b + 1));
-                    if Q5 {
-                        for (w, x, sc) in [(lo, xa, sc[0]), (hi, xb, sc[1])] {
-                            let first = _mm512_dpbusd_epi32(zero, w[0], xs(x, 0));
-                            let first = _mm512_dpbusd_epi32(first, w[1], xs(x, 1));
-                            let last = _mm512_dpbusd_epi32(zero, w[2], xs(x, 2));
-                            let last = _mm512_dpbusd_epi32(last, w[3], xs(x, 3));
-                            *sum = _mm512_dpwssd_epi32(*sum, _mm512_packs_epi32(first, last), sc);
-                        }
-                        continue;
-                    }
-                    let (mut sa, mut sb) = (zero, zero);
+                    let (mut sa, mut sb) = match Q5 {
+                        true => (
+                            _mm512_set1_epi64(xr.offsets(q, b)[2]),
+                            _mm512_set1_epi64(xr.offsets(q, b + 1)[2]),
+                        ),
+                        false => (zero, zero),
+                    };
                     for h in 0..4 {
                         sa = _mm512_dpbusd_epi32(sa, lo[h], xs(xa, h));
                         sb = _mm512_dpbusd_epi32(sb, hi[h], xs(xb, h));
                     }
-                    *sum = _mm512_dpwssd_epi32(*sum, _mm512_packs_epi32(sa, sb), sc[0]);
+                    *sum = _mm512_dpwssd_epi32(*sum, _mm512_packs_epi32(sa, sb), sc);
                 }
             }
             let (d, dmin) = (quad_scales(p), quad_scales(p.add(16)));
@@ -706,15 +686,28 @@ unsafe fn group_q4k<const R: usize, const Q5: bool>(
                 byte_words::<false>(p.add(MN), 32, &PAIR_MINS),
                 byte_words::<false>(p.add(MN + 32), 32, &PAIR_MINS),
             ];
+            let mut scales = [zero; 2];
+            if Q5 {
+                scales = [
+                    byte_words::<false>(p.add(SC), 32, &PAIR_MINS),
+                    byte_words::<false>(p.add(SC + 32), 32, &PAIR_MINS),
+                ];
+            }
             for (q, acc) in acc.iter_mut().enumerate() {
                 let xm = xr.mins(q, s);
-                let mut m = zero;
-                for (h, mins) in mins.iter().enumerate() {
+                let (mut m, mut t) = (zero, sums[q]);
+                for h in 0..2 {
                     let xs = _mm512_broadcast_i32x4(_mm_loadu_si128(xm.add(8 * h).cast()));
-                    m = _mm512_dpwssd_epi32(m, *mins, xs);
+                    m = _mm512_dpwssd_epi32(m, mins[h], xs);
+                    if Q5 {
+                        // What the offsets took away: 16 · sc · Σ x of
+                        // each sub-block.
+                        let back = _mm512_dpwssd_epi32(zero, scales[h], xs);
+                        t = _mm512_add_epi32(t, _mm512_slli_epi32::<4>(back));
+                    }
                 }
                 let dx = _mm512_set1_ps(xr.d(q, 8 * s));
-                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[q]), _mm512_mul_ps(d, dx), *acc);
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(d, dx), *acc);
                 *acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dmin, dx), *acc);
             }
         }
@@ -779,7 +772,7 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                     for (q, sum) in sums.iter_mut().enumerate() {
                         let b = 8 * s + j;
                         let xq = xr.ints(q, b);
-                        let [oa, ob] = xr.o6(q, b);
+                        let [oa, ob, _] = xr.offsets(q, b);
                         let (mut sa, mut sb) = (_mm512_set1_epi64(oa), _mm512_set1_epi64(ob));
                         for h in 0..2 {
                             let (xa, xb) =
