@@ -5,7 +5,7 @@
 //! weights, the f32 path (widen, then the `gemm` crate) against the bf16
 //! GEMM (`bf16_gemm::linear`: AMX tiles or AVX512-BF16) where the CPU has one;
 //! and for decode-sized
-//! products (up to `STORED_SMALL_M` rows) on bf16, GGML Q4_1 and Q4_K weights, the
+//! products (up to `STORED_SMALL_M` rows) on bf16, GGML Q4_1 and Q4_K weights (and Q5_K interleaved), the
 //! streaming kernel with stored rows widened four at a time into a buffer
 //! against read in registers (bf16: `cpu::stored`; Q4_1: 8-bit x in integer
 //! dot products, `cpu::int8`, AVX2 and AVX-512 VNNI through
@@ -129,7 +129,7 @@ fn main() {
 /// at a time (`cpu::packed`, VNNI).
 fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
     println!(
-        "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6} {:>7} {:>7}",
+        "\n{:<44} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6} {:>7} {:>7} {:>7}",
         "stored weights, small m",
         "bf16 w",
         "avx2",
@@ -141,7 +141,8 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
         "q4_k w",
         "avx2",
         "avx512",
-        "x8"
+        "x8",
+        "q5_k x8"
     );
     for &(name, m, k, n) in shapes.iter().filter(|s| s.1 <= gemm::STORED_SMALL_M) {
         let x: Vec<f32> = (0..m * k)
@@ -185,6 +186,7 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
         };
         let [quants, interleaved] = stored(GgmlType::Q4_1, [0x1c, 0x1c, 0x1c, 0x9c]);
         let [k_quants, k_interleaved] = stored(GgmlType::Q4K, [0x1c; 4]);
+        let [_, k5_interleaved] = stored(GgmlType::Q5K, [0x1c; 4]);
         let mut out = vec![0f32; m * n];
         let mut time = |ws: &[Data], level: Option<Simd>| {
             limit_simd(level.unwrap_or(Simd::Best));
@@ -204,13 +206,13 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
             true => f64::NAN,
             false => time(ws, Some(Simd::Best)),
         };
-        let (x8, kx8) = (x8(&interleaved), x8(&k_interleaved));
+        let (x8, kx8, k5x8) = (x8(&interleaved), x8(&k_interleaved), x8(&k5_interleaved));
         let kq = match k.is_multiple_of(256) {
             true => levels.map(|l| time(&k_quants, l)),
             false => [f64::NAN; 3],
         };
         println!(
-            "{:<44} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>7.1}",
+            "{:<44} {:>6.1} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>7.1} {:>6.1} {:>6.1} {:>7.1} {:>7.1} {:>7.1}",
             format!("{name} ({m},{k},{n})"),
             h[0],
             h[1],
@@ -222,7 +224,8 @@ fn stored_rows(shapes: &[(&str, usize, usize, usize)]) {
             kq[0],
             kq[1],
             kq[2],
-            kx8
+            kx8,
+            k5x8
         );
     }
 }
