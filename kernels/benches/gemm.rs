@@ -4,9 +4,9 @@
 //! crossover can be re-checked on a new machine; and for a bf16 checkpoint's
 //! weights, the f32 path (widen, then the `gemm` crate) against the bf16
 //! GEMM (`bf16_gemm::linear`: AMX tiles or AVX512-BF16) where the CPU has one;
-//! and for decode-sized
-//! products (up to `STORED_SMALL_M` rows) on bf16, GGML Q4_1 and Q4_K weights (and Q5_K interleaved), the
-//! streaming kernel with stored rows widened four at a time into a buffer
+//! and for decode-sized products (up to `STORED_SMALL_M` rows) on bf16,
+//! GGML Q4_1 and Q4_K weights (and Q5_K interleaved), the streaming kernel
+//! with stored rows widened four at a time into a buffer
 //! against read in registers (bf16: `cpu::stored`; Q4_1: 8-bit x in integer
 //! dot products, `cpu::int8`, AVX2 and AVX-512 VNNI through
 //! `cpu::limit_simd`; `small_m` takes the registers up to `SMALL_M` rows).

@@ -511,8 +511,9 @@ const fn quad() -> [i32; 16] {
 static PAIR_SCALES: [i16; 32] = spread(8, 0);
 
 /// `vpermw` indices that spread Q4_K's minimums (and Q5_K's scales) of 4
-/// sub-blocks (8 rows each, widened) over [`QUAD`]'s lanes: lane 4L + e's pair is sub-blocks
-/// e >> 1 and (e >> 1) + 2, as `Q8Rows`' `mins` pattern pairs x's sums.
+/// sub-blocks (8 rows each, widened) over [`QUAD`]'s lanes: lane 4L + e's
+/// pair is sub-blocks e >> 1 and (e >> 1) + 2, as `Q8Rows`' `mins` pattern
+/// pairs x's sums.
 static PAIR_MINS: [i16; 32] = spread(8, 16);
 
 /// Lane 4L + e's pair of words: row 2L + (e & 1) of the source's rows of
