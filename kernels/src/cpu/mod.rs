@@ -183,6 +183,20 @@ pub(crate) fn avx512() -> bool {
     false
 }
 
+/// [`prefetch`] into L2 only (`prefetcht1`): for lines several steps ahead,
+/// which would otherwise hold L1's miss buffers for a whole memory latency.
+#[inline(always)]
+pub(crate) fn prefetch_l2<T>(p: *const T) {
+    // SAFETY: a prefetch reads nothing architecturally.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T1>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Asks for the cache line at `p` (a hint: it never faults, whatever the
 /// address, so a pointer past a buffer's end is fine).
 #[inline(always)]

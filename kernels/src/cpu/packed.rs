@@ -505,6 +505,12 @@ const fn quad() -> [i32; 16] {
     t
 }
 
+/// How many units ahead the K-quant kernels ask for their weights (into L2):
+/// at batch 1 a pass waits on memory, and one unit ahead into L1 was too
+/// close on an EPYC Zen 4 (1B-size Q4_K_M decoding 25–27 tokens/s against
+/// 32–38 three to five units ahead; bench/RESULTS.md).
+const AHEAD: usize = 5;
+
 /// `vpermw` indices that spread 16 byte scales (8 rows of block a, then 8
 /// of block b, widened to `i16`) over [`QUAD`]'s lanes, each twice (both
 /// halves of a `vpdpwssd` pair).
@@ -636,14 +642,14 @@ unsafe fn group_q4k<const R: usize, const Q5: bool>(
             let mut sums = [zero; R];
             for c in 0..4 {
                 let v = p.add(nibbles + 256 * c).cast::<__m512i>();
-                // The next super-block's lines (a batch-1 pass waits on
-                // memory without).
+                // The lines of the super-block AHEAD on (a batch-1 pass
+                // waits on memory without).
                 for h in 0..4 {
-                    super::prefetch(v.wrapping_byte_add(u).wrapping_add(h));
+                    super::prefetch_l2(v.wrapping_byte_add(AHEAD * u).wrapping_add(h));
                 }
-                super::prefetch(p.wrapping_add(u + 64 * c));
+                super::prefetch_l2(p.wrapping_add(AHEAD * u + 64 * c));
                 if Q5 {
-                    super::prefetch(p.wrapping_add(u + 256 + 64 * c));
+                    super::prefetch_l2(p.wrapping_add(AHEAD * u + 256 + 64 * c));
                 }
                 let w = [
                     _mm512_loadu_si512(v),
@@ -748,10 +754,10 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                     ql[1][h] = _mm512_loadu_si512(pieces.add(8 * n + 4 + h));
                 }
                 for t in 0..4 {
-                    // The next super-block's lines, 4 a step (32 lines
-                    // cover its 1,680 bytes).
+                    // The lines of the super-block AHEAD on, 4 a step (32
+                    // lines cover its 1,680 bytes).
                     for l in 0..4 {
-                        super::prefetch(p.wrapping_add(u + 64 * (16 * n + 4 * t + l)));
+                        super::prefetch_l2(p.wrapping_add(AHEAD * u + 64 * (16 * n + 4 * t + l)));
                     }
                     let mut w = [zero; 4];
                     for (h, w) in w.iter_mut().enumerate() {
