@@ -447,9 +447,10 @@ unsafe fn group_vnni<const R: usize, const T: u8>(
     unsafe {
         for b in 0..x.cols() / 32 {
             let p = g.as_ptr().add(b * ROWS * bb);
-            // The lines 1 KiB on (a batch-1 pass waits on memory without).
+            // The lines 6 KiB on, into L2 (a batch-1 pass waits on memory
+            // without; about as far as the K-quants' [`AHEAD`]).
             for l in 0..bb.div_ceil(8) {
-                super::prefetch(p.wrapping_add(1024 + 64 * l));
+                super::prefetch_l2(p.wrapping_add(6144 + 64 * l));
             }
             let dw = scales(p);
             let mw = if T == 1 { scales(p.add(16)) } else { dw };
