@@ -183,29 +183,27 @@ pub(crate) fn avx512() -> bool {
     false
 }
 
-/// [`prefetch`] into L2 only (`prefetcht1`): for lines several steps ahead,
-/// which would otherwise hold L1's miss buffers for a whole memory latency.
-#[inline(always)]
-pub(crate) fn prefetch_l2<T>(p: *const T) {
-    // SAFETY: a prefetch reads nothing architecturally.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T1>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// Asks for the cache line at `p` (a hint: it never faults, whatever the
 /// address, so a pointer past a buffer's end is fine).
 #[inline(always)]
 pub(crate) fn prefetch<T>(p: *const T) {
+    hint::<3, T>(p) // _MM_HINT_T0
+}
+
+/// [`prefetch`] into L2 only (`prefetcht1`): for lines several steps ahead,
+/// which would otherwise hold L1's miss buffers for a whole memory latency.
+#[inline(always)]
+pub(crate) fn prefetch_l2<T>(p: *const T) {
+    hint::<2, T>(p) // _MM_HINT_T1
+}
+
+/// `prefetch` with x86's locality hint `H`.
+#[inline(always)]
+fn hint<const H: i32, T>(p: *const T) {
     // SAFETY: a prefetch reads nothing architecturally.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+        std::arch::x86_64::_mm_prefetch::<H>(p.cast())
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;

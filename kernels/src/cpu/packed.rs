@@ -400,12 +400,15 @@ impl<'a, const R: usize> XRows<'a, R> {
     }
 }
 
-/// Each x row's 8 dot products from its accumulator, row r's on lanes 2r
-/// and 2r + 1.
+/// Each x row's 8 dot products from its accumulator: row r's on lanes 2r
+/// and 2r + 1, or (`QUAD`) on lanes l and l + 2 for l = 4 · ⌊r / 2⌋ +
+/// r mod 2, as [`QUAD`] lays them.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn pair_sums<const R: usize>(acc: &[std::arch::x86_64::__m512; R]) -> [[f32; 8]; 8] {
+unsafe fn lane_sums<const R: usize, const QUAD: bool>(
+    acc: &[std::arch::x86_64::__m512; R],
+) -> [[f32; 8]; 8] {
     use std::arch::x86_64::*;
     let mut out = [[0f32; 8]; 8];
     for (q, acc) in acc.iter().enumerate() {
@@ -413,7 +416,11 @@ unsafe fn pair_sums<const R: usize>(acc: &[std::arch::x86_64::__m512; R]) -> [[f
         // SAFETY: 16 f32 into a 16-f32 array.
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *acc) };
         for (r, o) in out[q].iter_mut().enumerate() {
-            *o = lanes[2 * r] + lanes[2 * r + 1];
+            let (a, b) = match QUAD {
+                false => (2 * r, 2 * r + 1),
+                true => (4 * (r / 2) + r % 2, 4 * (r / 2) + r % 2 + 2),
+            };
+            *o = lanes[a] + lanes[b];
         }
     }
     out
@@ -486,7 +493,7 @@ unsafe fn group_vnni<const R: usize, const T: u8>(
                 }
             }
         }
-        pair_sums(&acc)
+        lane_sums::<R, false>(&acc)
     }
 }
 
@@ -582,25 +589,6 @@ unsafe fn byte_words<const SIGNED: bool>(
 unsafe fn xs(x: *const i64, h: usize) -> std::arch::x86_64::__m512i {
     // SAFETY: the caller's block of 4 pieces at x.
     std::arch::x86_64::_mm512_set1_epi64(unsafe { x.add(h).read_unaligned() })
-}
-
-/// Each x row's 8 dot products from its [`QUAD`]-laid accumulator.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn quad_sums<const R: usize>(acc: &[std::arch::x86_64::__m512; R]) -> [[f32; 8]; 8] {
-    use std::arch::x86_64::*;
-    let mut out = [[0f32; 8]; 8];
-    for (q, acc) in acc.iter().enumerate() {
-        let mut lanes = [0f32; 16];
-        // SAFETY: 16 f32 into a 16-f32 array.
-        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *acc) };
-        for (r, o) in out[q].iter_mut().enumerate() {
-            let l = 4 * (r / 2) + r % 2;
-            *o = lanes[l] + lanes[l + 2];
-        }
-    }
-    out
 }
 
 /// [`group_vnni`] for Q4_K (Q5_K where `Q5`) against x rounded per
@@ -719,7 +707,7 @@ unsafe fn group_q4k<const R: usize, const Q5: bool>(
                 *acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dmin, dx), *acc);
             }
         }
-        quad_sums(&acc)
+        lane_sums::<R, true>(&acc)
     }
 }
 
@@ -798,7 +786,7 @@ unsafe fn group_q6k<const R: usize>(x: &Q8Rows, g: &[u8], i0: usize) -> [[f32; 8
                 *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[q]), _mm512_mul_ps(d, dx), *acc);
             }
         }
-        quad_sums(&acc)
+        lane_sums::<R, true>(&acc)
     }
 }
 
