@@ -1,4 +1,7 @@
-"""Peer for scripts/bench-images.sh: Python imagehash phash/dhash images/s on data/photos, decode included."""
+"""Peer for scripts/bench-images.sh: Python imagehash phash/dhash images/s on data/photos, decode included.
+
+`--write-web DIR` first writes the `web` set both sides then read: the JPEG photos re-encoded as
+most web JPEGs are (Pillow's defaults: quality 75, 4:2:0), beside the originals' higher rates."""
 import multiprocessing as mp
 import os
 import pathlib
@@ -10,10 +13,19 @@ from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PHOTOS = sorted(p for p in (ROOT / "data" / "photos").iterdir() if p.suffix in (".png", ".jpg"))
+WEB = ROOT / "target" / "bench-web"
 SETS = {
     "all": [p.read_bytes() for p in PHOTOS],
     "jpeg": [p.read_bytes() for p in PHOTOS if p.suffix == ".jpg"],
 }
+
+
+def write_web():
+    WEB.mkdir(parents=True, exist_ok=True)
+    for p in PHOTOS:
+        if p.suffix == ".jpg":
+            with Image.open(p) as im:
+                im.convert("RGB").save(WEB / p.name, "JPEG", quality=75)
 BLOBS = []
 
 
@@ -40,6 +52,11 @@ def run(name, procs, min_secs):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--write-web"]:
+        write_web()
+        sys.exit()
+    if WEB.is_dir():
+        SETS["web"] = [p.read_bytes() for p in sorted(WEB.glob("*.jpg"))]
     min_secs = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
     cores = os.cpu_count() or 1
     for name in ("phash", "dhash", "decode"):

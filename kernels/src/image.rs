@@ -320,6 +320,104 @@ impl PixelPlan {
     }
 }
 
+/// Per output pixel of one axis: the first source block, and the normalised
+/// sums of Pillow's Lanczos weights (as [`coefficients`] computes them, in
+/// f64) over the pixels of each consecutive block it reads. The sines step
+/// by angle addition from pixel to pixel: a full-resolution axis has
+/// hundreds of taps per output, and two `sin` calls each would cost more
+/// than reading the blocks.
+fn block_weights(size: usize, block: usize, out: usize) -> Vec<(usize, Vec<f32>)> {
+    let scale = size as f64 / out as f64;
+    let filterscale = scale.max(1.0);
+    let support = Filter::Lanczos.support() * filterscale;
+    let ss = 1.0 / filterscale;
+    let pi = std::f64::consts::PI;
+    let (step1, step3) = ((pi * ss).sin_cos(), (pi * ss / 3.0).sin_cos());
+    (0..out)
+        .map(|o| {
+            let center = (o as f64 + 0.5) * scale;
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(size as i64) as usize;
+            let first = xmin / block;
+            let mut w = vec![0f64; xmax.saturating_sub(1).max(xmin) / block + 1 - first];
+            let x0 = (xmin as f64 - center + 0.5) * ss;
+            let (mut s1, mut c1) = (pi * x0).sin_cos();
+            let (mut s3, mut c3) = (pi * x0 / 3.0).sin_cos();
+            let mut total = 0.0;
+            for x in xmin..xmax {
+                let t = x0 + (x - xmin) as f64 * ss;
+                let k = match t {
+                    0.0 => 1.0,
+                    _ if (-3.0..3.0).contains(&t) => (s1 / (pi * t)) * (s3 / (pi * t / 3.0)),
+                    _ => 0.0,
+                };
+                w[x / block - first] += k;
+                total += k;
+                (s1, c1) = (s1 * step1.1 + c1 * step1.0, c1 * step1.1 - s1 * step1.0);
+                (s3, c3) = (s3 * step3.1 + c3 * step3.0, c3 * step3.1 - s3 * step3.0);
+            }
+            let norm = if total != 0.0 { 1.0 / total } else { 1.0 };
+            (first, w.iter().map(|v| (v * norm) as f32).collect())
+        })
+        .collect()
+}
+
+/// Resizes a plane of block means to `out_width x out_height` as Pillow's
+/// Lanczos would resize the image they come from, if each block were flat:
+/// every source value is the mean of a `block x block` square of a `width x
+/// height` image (squares at the right and bottom edges cut by them), and
+/// takes the sum of Pillow's weights (whole image) over its square's pixels. What a
+/// hash computes from a JPEG read at 1/8 scale (its DC coefficients). Both
+/// passes run in f32, clipped as Pillow clips; the result is rounded once.
+///
+/// Panics if `src` is not `ceil(width / block) x ceil(height / block)`.
+pub fn resize_block_means(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    block: usize,
+    out_width: usize,
+    out_height: usize,
+) -> Vec<u8> {
+    let (cols, rows) = (width.div_ceil(block), height.div_ceil(block));
+    assert_eq!(
+        src.len(),
+        cols * rows,
+        "block plane does not match its image"
+    );
+    let (wx, wy) = (
+        block_weights(width, block, out_width),
+        block_weights(height, block, out_height),
+    );
+    // Horizontal pass, clipped to 8 bits as Pillow clips its intermediate
+    // image (negative lobes overshoot), but not rounded.
+    let mut mid = vec![0f32; rows * out_width];
+    for (row, out) in src.chunks_exact(cols).zip(mid.chunks_exact_mut(out_width)) {
+        for ((first, w), o) in wx.iter().zip(out) {
+            let acc: f32 = w
+                .iter()
+                .zip(&row[*first..])
+                .map(|(a, &v)| a * f32::from(v))
+                .sum();
+            *o = acc.clamp(0.0, 255.0);
+        }
+    }
+    // Vertical pass: whole rows of `mid` weighted into a row of sums.
+    let mut out = Vec::with_capacity(out_width * out_height);
+    let mut acc = vec![0f32; out_width];
+    for (first, w) in &wy {
+        acc.fill(0.0);
+        for (wj, line) in w
+            .iter()
+            .zip(mid[first * out_width..].chunks_exact(out_width))
+        {
+            acc.iter_mut().zip(line).for_each(|(a, &m)| *a += wj * m);
+        }
+        out.extend(acc.iter().map(|&a| a.round().clamp(0.0, 255.0) as u8));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +474,33 @@ mod tests {
             resize_u8(&ramp, 5, 3, 1, 2, 2, Filter::Bilinear),
             vec![29, 49, 91, 111]
         );
+    }
+
+    /// A plane of flat blocks resizes as Pillow resizes the full image to
+    /// within one level (Pillow rounds between its passes; this does not),
+    /// edge blocks cut by the image included; block 1 is Pillow's resize.
+    #[test]
+    fn block_means_resize_as_their_flat_image() {
+        let (w, h, block) = (83usize, 61usize, 8usize);
+        let (cols, rows) = (w.div_ceil(block), h.div_ceil(block));
+        let plane: Vec<u8> = (0..cols * rows).map(|i| ((i * 37) % 251) as u8).collect();
+        let full: Vec<u8> = (0..w * h)
+            .map(|i| plane[(i / w / block) * cols + (i % w) / block])
+            .collect();
+        for (ow, oh) in [(32, 32), (9, 8), (5, 13)] {
+            let want = resize_u8(&full, w, h, 1, ow, oh, Filter::Lanczos);
+            let got = resize_block_means(&plane, w, h, block, ow, oh);
+            let worst = want.iter().zip(&got).map(|(a, b)| a.abs_diff(*b)).max();
+            let off = want.iter().zip(&got).filter(|(a, b)| a != b).count();
+            assert!(
+                worst <= Some(1),
+                "{ow}x{oh}: off by {worst:?} ({off} of {})",
+                want.len()
+            );
+        }
+        let px: Vec<u8> = (0..40 * 30).map(|i| (i * 7 % 256) as u8).collect();
+        let one = resize_block_means(&px, 40, 30, 1, 9, 8);
+        let pillow = resize_u8(&px, 40, 30, 1, 9, 8, Filter::Lanczos);
+        assert!(one.iter().zip(&pillow).all(|(a, b)| a.abs_diff(*b) <= 1));
     }
 }

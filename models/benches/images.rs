@@ -1,25 +1,30 @@
 //! phash/dhash throughput on the real photos, decode included.
 //!
 //! `cargo bench -p lakecap-models --bench images -- [SECONDS]` prints one line per
-//! (hash, photo set, threads): images/s over the set (`all` photos, or the
-//! `jpeg` ones), repeated for at least SECONDS (default 3).
+//! (hash, photo set, threads): images/s over the set (`all` photos, the
+//! `jpeg` ones, and `web`: those re-encoded at web quality, when
+//! `bench/imagehash_peer.py --write-web` has written them to target/bench-web),
+//! repeated for at least SECONDS (default 3).
 //! scripts/bench-images.sh runs it beside Python imagehash. `decode` is the
 //! floor both sides share: decoding and converting to grey as Pillow's
 //! `convert("L")` does, with no resize and no hash. `phash_fast` and
 //! `dhash_fast` are `phash(img, 'fast')` and `dhash(img, 'fast')`: JPEGs
-//! decoded to their luma channel only (other formats as in exact mode).
+//! read at 1/8 scale from their DC coefficients, or decoded to luma only when
+//! under 256 px (other formats as in exact mode).
 
 use std::time::Instant;
 
 use lakecap_models::image::{
-    DecodeLimits, decode, decode_luma_fast, dhash, dhash_luma, phash, phash_luma, to_luma,
+    DecodeLimits, LumaPlane, decode, decode_luma_fast, dhash, dhash_luma, phash, phash_luma,
+    to_luma,
 };
 
-/// The photos, and the JPEGs among them.
-fn photos() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/photos");
+/// The images in `dir` (none if it is missing), and the JPEGs among them.
+fn photos(dir: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let dir = format!("{}/../{dir}", env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("data/photos")
+        .into_iter()
+        .flatten()
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
         .collect();
@@ -66,7 +71,7 @@ fn full(b: &[u8]) -> image::DynamicImage {
     decode(b, DecodeLimits::default()).expect("photos decode")
 }
 
-fn luma_fast(b: &[u8]) -> (Vec<u8>, usize, usize) {
+fn luma_fast(b: &[u8]) -> LumaPlane {
     decode_luma_fast(b, DecodeLimits::default()).expect("photos decode")
 }
 
@@ -75,24 +80,22 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(3.0);
-    let (all, jpegs) = photos();
+    let (all, jpegs) = photos("data/photos");
+    let (_, web) = photos("target/bench-web");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hashes: [(&str, Hash); 5] = [
         ("phash", |b| phash(&full(b))),
         ("dhash", |b| dhash(&full(b))),
         // Grey conversion only: the decode floor under both hashes.
         ("decode", |b| to_luma(&full(b)).0.len() as u64),
-        ("phash_fast", |b| {
-            let (px, w, h) = luma_fast(b);
-            phash_luma(&px, w, h)
-        }),
-        ("dhash_fast", |b| {
-            let (px, w, h) = luma_fast(b);
-            dhash_luma(&px, w, h)
-        }),
+        ("phash_fast", |b| phash_luma(&luma_fast(b))),
+        ("dhash_fast", |b| dhash_luma(&luma_fast(b))),
     ];
     for (name, f) in hashes {
-        for (set, photos) in [("all", &all), ("jpeg", &jpegs)] {
+        for (set, photos) in [("all", &all), ("jpeg", &jpegs), ("web", &web)] {
+            if photos.is_empty() {
+                continue;
+            }
             for threads in [1, cores] {
                 println!(
                     "lakecap {name} set={set} threads={threads} images_per_s={:.1}",

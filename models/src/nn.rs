@@ -378,7 +378,7 @@ impl<B: Backend> EncoderLayer<B> {
         at: &[usize],
     ) -> Result<B::Tensor> {
         let s = be.shape(x)[1];
-        let rows: Vec<usize> = at.iter().enumerate().map(|(i, p)| i * s + p).collect();
+        let rows = flat_rows(s, at);
         // Each query sees what it saw among all of them: keys up to itself
         // where causal, within its item's length.
         let lens = at.iter().enumerate().map(|(i, p)| {
@@ -419,11 +419,14 @@ pub fn encode_at<B: Backend>(
     at: &[usize],
 ) -> Result<B::Tensor> {
     let Some((last, first)) = layers.split_last() else {
-        let s = be.shape(&x)[1];
-        let rows: Vec<usize> = at.iter().enumerate().map(|(i, p)| i * s + p).collect();
-        return Ok(be.gather_rows(&x, &rows)?);
+        return Ok(be.gather_rows(&x, &flat_rows(be.shape(&x)[1], at))?);
     };
     last.forward_at(be, &encode(be, first, x, mask)?, mask, at)
+}
+
+/// Row `at[i]` of item `i` as a row of the items' `[b·s, d]` flattening.
+fn flat_rows(s: usize, at: &[usize]) -> Vec<usize> {
+    at.iter().enumerate().map(|(i, p)| i * s + p).collect()
 }
 
 /// How many items of `rows_each` rows to encode per pass so that the widest

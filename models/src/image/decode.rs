@@ -8,6 +8,7 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use lakecap_kernels::image::{Filter, resize_block_means, resize_u8};
 use zune_jpeg::JpegDecoder;
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
@@ -192,19 +193,67 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, ImageE
     DynamicImage::from_decoder(decoder).map_err(|e| classify(info.format, e))
 }
 
-/// An 8-bit grayscale plane, faster than [`decode`] + [`to_luma`] for JPEGs:
-/// they are decoded straight to their Y channel, so the chroma channels are
-/// entropy-decoded but never transformed, upsampled or colour-converted.
-/// Y is the same ITU-R 601 luma Pillow's `convert("L")` computes from the
-/// RGB pixels, but not rounded the same, so a few pixels differ by one
-/// level. Other formats take [`to_luma`]'s path. Errors are [`decode`]'s.
-pub fn decode_luma_fast(
-    bytes: &[u8],
-    limits: DecodeLimits,
-) -> Result<(Vec<u8>, usize, usize), ImageError> {
-    let full = |bytes| decode(bytes, limits).map(|img| to_luma(&img));
+/// A grayscale plane to hash: an image of `width x height` pixels whose
+/// plane pixels are each the mean of a `block x block` square of them (1: the
+/// pixels themselves; 8: a JPEG read at 1/8 scale), `ceil(width / block) x
+/// ceil(height / block)` of them, row-major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LumaPlane {
+    pub px: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+    pub block: usize,
+}
+
+impl LumaPlane {
+    /// The plane of [`to_luma`]'s pixels.
+    pub fn pixels((px, width, height): (Vec<u8>, usize, usize)) -> Self {
+        LumaPlane {
+            px,
+            width,
+            height,
+            block: 1,
+        }
+    }
+
+    /// The image resized to `w x h` with Pillow's Lanczos filter: exactly
+    /// Pillow's resize for pixels, else as if each block were flat
+    /// ([`resize_block_means`]).
+    pub fn thumbnail(&self, w: usize, h: usize) -> Vec<u8> {
+        match self.block {
+            1 => resize_u8(&self.px, self.width, self.height, 1, w, h, Filter::Lanczos),
+            b => resize_block_means(&self.px, self.width, self.height, b, w, h),
+        }
+    }
+}
+
+/// Short side, in pixels at 1/8 scale, from which [`decode_luma_fast`] reads a
+/// JPEG's DC coefficients alone: 32 is the side phash resizes to.
+const MIN_EIGHTH_SIDE: usize = 32;
+
+/// An 8-bit grayscale plane for the hashes' 'fast' mode, cheaper than
+/// [`decode`] + [`to_luma`] for JPEGs:
+/// - a JPEG at least 256 pixels on its short side is read at 1/8 scale from
+///   its DC coefficients only (one pixel per 8x8 block, exactly libjpeg's
+///   scaled decode; see `jpeg_dc`), so the plane is smaller than the image;
+/// - a smaller JPEG is decoded straight to its Y channel: the chroma channels
+///   are entropy-decoded but never transformed, upsampled or colour-converted.
+///
+/// Both are ITU-R 601 luma as Pillow's `convert("L")` computes it from the RGB
+/// pixels, but not rounded the same. Other formats take [`to_luma`]'s path.
+/// Errors are [`decode`]'s.
+pub fn decode_luma_fast(bytes: &[u8], limits: DecodeLimits) -> Result<LumaPlane, ImageError> {
+    let full = |bytes| decode(bytes, limits).map(|img| LumaPlane::pixels(to_luma(&img)));
     if probe(bytes, limits)?.format != "jpeg" {
         return full(bytes);
+    }
+    if let Some((px, width, height)) = super::jpeg_dc::luma_eighth(bytes, MIN_EIGHTH_SIDE) {
+        return Ok(LumaPlane {
+            px,
+            width,
+            height,
+            block: 8,
+        });
     }
     if !jpeg_has_eoi(bytes) {
         return Err(ImageError::Truncated("jpeg"));
@@ -213,7 +262,7 @@ pub fn decode_luma_fast(
     let mut d = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     // Whatever the fast path cannot take, the full decode takes or names.
     match (d.decode(), d.dimensions()) {
-        (Ok(px), Some((w, h))) if px.len() == w * h => Ok((px, w, h)),
+        (Ok(px), Some((w, h))) if px.len() == w * h => Ok(LumaPlane::pixels((px, w, h))),
         _ => full(bytes),
     }
 }
@@ -327,47 +376,72 @@ mod tests {
         );
     }
 
-    /// The fast luma plane: a JPEG's Y channel, within a level of Pillow's
-    /// `convert("L")` almost everywhere (0.2%); other formats exactly `to_luma`'s;
-    /// bad input fails as `decode` does.
+    /// The fast luma plane. A JPEG of 256 px or more: one pixel per 8x8
+    /// block, close to the block's mean of Pillow's `convert("L")` (the DC
+    /// reader's exactness against libjpeg is `jpeg_dc`'s test). A smaller
+    /// JPEG: its Y channel, within a level of `convert("L")` almost everywhere
+    /// (0.2%). Other formats: exactly `to_luma`'s. Bad input fails as `decode`.
     #[test]
     fn fast_luma_matches_convert_l() {
         let lim = DecodeLimits::default();
         let read = |dir: &str, name: &str| {
             std::fs::read(format!("{}/../{dir}/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
         };
-        for name in [
-            "rocket.jpg",
-            "retina.jpg",
-            "hubble_deep_field.jpg",
-            "coffee.png",
-        ] {
+        for name in ["rocket.jpg", "retina.jpg", "hubble_deep_field.jpg"] {
             let bytes = read("data/photos", name);
+            let (px, w, h) = to_luma(&decode(&bytes, lim).unwrap());
+            let fast = decode_luma_fast(&bytes, lim).unwrap();
+            assert_eq!((fast.width, fast.height, fast.block), (w, h, 8), "{name}");
+            assert_eq!(fast.px.len(), w.div_ceil(8) * h.div_ceil(8), "{name}");
+            // Whole blocks only: the encoder pads edge blocks with its own pixels.
+            let off: Vec<f64> = (0..(h / 8) * (w / 8))
+                .map(|i| {
+                    let (by, bx) = (i / (w / 8), i % (w / 8));
+                    let sum: u32 = (0..64)
+                        .map(|j| u32::from(px[(by * 8 + j / 8) * w + bx * 8 + j % 8]))
+                        .sum();
+                    (f64::from(sum) / 64.0 - f64::from(fast.px[by * w.div_ceil(8) + bx])).abs()
+                })
+                .collect();
+            let mean = off.iter().sum::<f64>() / off.len() as f64;
+            let far = off.iter().filter(|&&d| d > 3.0).count();
+            assert!(
+                mean < 1.0 && far * 100 <= off.len(),
+                "{name}: mean {mean}, {far} blocks off by > 3"
+            );
+        }
+        for (dir, name) in [
+            ("tests/fixtures/hash", "gradient_rgb.jpg"),
+            ("tests/fixtures/hash/dc", "b420.jpg"),
+            ("data/photos", "coffee.png"),
+        ] {
+            let bytes = read(dir, name);
             let exact = to_luma(&decode(&bytes, lim).unwrap());
             let fast = decode_luma_fast(&bytes, lim).unwrap();
-            assert_eq!((fast.1, fast.2), (exact.1, exact.2), "{name}");
-            let off: Vec<u8> = fast
-                .0
+            assert_eq!(
+                (fast.width, fast.height, fast.block),
+                (exact.1, exact.2, 1),
+                "{name}"
+            );
+            let far = fast
+                .px
                 .iter()
                 .zip(&exact.0)
-                .map(|(a, b)| a.abs_diff(*b))
-                .collect();
-            // Saturated colours clip in RGB, which Y skips: retina.jpg has
-            // 0.1% of pixels further off.
-            let far = off.iter().filter(|&&d| d > 1).count();
+                .filter(|(a, b)| a.abs_diff(**b) > 1)
+                .count();
             assert!(
-                far * 500 <= off.len(),
+                far * 500 <= fast.px.len(),
                 "{name}: {far} of {} pixels off by more than 1",
-                off.len()
+                fast.px.len()
             );
             if name.ends_with(".png") {
-                assert_eq!(fast.0, exact.0, "{name}");
+                assert_eq!(fast.px, exact.0, "{name}");
             }
         }
         // CMYK takes the full path, and bad input fails with decode's errors.
         let cmyk = read("tests/data/bad", "cmyk.jpg");
         assert_eq!(
-            decode_luma_fast(&cmyk, lim).map(|l| l.0),
+            decode_luma_fast(&cmyk, lim).map(|l| l.px),
             decode(&cmyk, lim).map(|i| to_luma(&i).0)
         );
         for bad in [

@@ -7,9 +7,8 @@
 //! so `format!("{:016x}", h)` equals `str(imagehash.phash(im))`.
 
 use image::DynamicImage;
-use lakecap_kernels::image::{Filter, resize_u8};
 
-use super::to_luma;
+use super::{LumaPlane, to_luma};
 
 const HASH: usize = 8;
 const PHASH_SIDE: usize = HASH * 4;
@@ -20,13 +19,12 @@ fn pack(bits: impl Iterator<Item = bool>) -> u64 {
 
 /// Perceptual (DCT) hash of a decoded image.
 pub fn phash(img: &DynamicImage) -> u64 {
-    let (px, w, h) = to_luma(img);
-    phash_luma(&px, w, h)
+    phash_luma(&LumaPlane::pixels(to_luma(img)))
 }
 
 /// [`phash`] on an 8-bit grayscale plane.
-pub fn phash_luma(px: &[u8], w: usize, h: usize) -> u64 {
-    let small = resize_u8(px, w, h, 1, PHASH_SIDE, PHASH_SIDE, Filter::Lanczos);
+pub fn phash_luma(plane: &LumaPlane) -> u64 {
+    let small = plane.thumbnail(PHASH_SIDE, PHASH_SIDE);
     // Unnormalised DCT-II, y[k] = 2 * sum x[n] cos(pi k (2n+1) / 2N), as scipy.fftpack.
     let n = PHASH_SIDE;
     let cos: Vec<f64> = (0..HASH * n)
@@ -66,13 +64,12 @@ pub fn phash_luma(px: &[u8], w: usize, h: usize) -> u64 {
 
 /// Difference (gradient) hash of a decoded image.
 pub fn dhash(img: &DynamicImage) -> u64 {
-    let (px, w, h) = to_luma(img);
-    dhash_luma(&px, w, h)
+    dhash_luma(&LumaPlane::pixels(to_luma(img)))
 }
 
 /// [`dhash`] on an 8-bit grayscale plane.
-pub fn dhash_luma(px: &[u8], w: usize, h: usize) -> u64 {
-    let small = resize_u8(px, w, h, 1, HASH + 1, HASH, Filter::Lanczos);
+pub fn dhash_luma(plane: &LumaPlane) -> u64 {
+    let small = plane.thumbnail(HASH + 1, HASH);
     pack((0..HASH * HASH).map(|i| {
         let (r, c) = (i / HASH, i % HASH);
         small[r * (HASH + 1) + c + 1] > small[r * (HASH + 1) + c]
@@ -91,13 +88,13 @@ mod tests {
     #[test]
     fn flat_image_has_zero_dhash() {
         let px = vec![200u8; 50 * 40];
-        assert_eq!(dhash_luma(&px, 50, 40), 0);
+        assert_eq!(dhash_luma(&LumaPlane::pixels((px, 50, 40))), 0);
     }
 
     #[test]
     fn horizontal_ramp_sets_every_dhash_bit() {
         let px: Vec<u8> = (0..90 * 8).map(|i| ((i % 90) * 2) as u8).collect();
-        assert_eq!(dhash_luma(&px, 90, 8), u64::MAX);
+        assert_eq!(dhash_luma(&LumaPlane::pixels((px, 90, 8))), u64::MAX);
     }
 
     #[test]

@@ -6,10 +6,13 @@
 
 mod decode;
 mod hash;
+mod jpeg_dc;
 pub mod preprocess;
 mod thumbnail;
 
 pub use ::image::DynamicImage;
-pub use decode::{DecodeLimits, ImageError, ImageInfo, decode, decode_luma_fast, probe, to_luma};
+pub use decode::{
+    DecodeLimits, ImageError, ImageInfo, LumaPlane, decode, decode_luma_fast, probe, to_luma,
+};
 pub use hash::{dhash, dhash_luma, hamming, phash, phash_luma};
 pub use thumbnail::thumbnail_jpeg;

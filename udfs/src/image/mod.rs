@@ -4,7 +4,7 @@
 
 /// Declares `$func`, the function `$name(img [, mode])` → UInt64 computing
 /// `$hash` of each image's grayscale plane (documented by the module's
-/// `DOC`); `'fast'` decodes JPEGs to their luma channel only.
+/// `DOC`); `'fast'` reads JPEGs from their DC coefficients or luma alone.
 macro_rules! image_hash_function {
     ($func:ident = $marker:ident($name:literal, $hash:path)) => {
         pub type $func = $crate::common::plain::Plain<$marker>;
@@ -49,7 +49,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
-use lakecap_models::image::{decode, decode_luma_fast, to_luma};
+use lakecap_models::image::{LumaPlane, decode, decode_luma_fast, to_luma};
 
 use crate::common::args::Rows;
 use crate::common::arrow::column;
@@ -74,19 +74,19 @@ fn fast_mode(func: &str, mode: Option<&ArrayRef>) -> Result<bool> {
 
 /// The 64-bit `hash` of the grayscale plane of every image of `col`: NULL
 /// for NULL, and `lakecap.on_error` for images that do not decode. `fast`
-/// decodes JPEGs to their luma channel only.
+/// takes [`decode_luma_fast`]'s plane.
 fn hash_images(
     rows: &Rows,
     col: &ArrayRef,
-    hash: fn(&[u8], usize, usize) -> u64,
+    hash: fn(&LumaPlane) -> u64,
     fast: bool,
 ) -> Result<ArrayRef> {
     let limits = rows.limits();
     Ok(column(rows.map_images(col, |b| {
-        let (px, w, h) = match fast {
+        let plane = match fast {
             true => decode_luma_fast(b, limits)?,
-            false => to_luma(&decode(b, limits)?),
+            false => LumaPlane::pixels(to_luma(&decode(b, limits)?)),
         };
-        Ok(hash(&px, w, h))
+        Ok(hash(&plane))
     })?))
 }
